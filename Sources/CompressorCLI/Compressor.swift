@@ -1,0 +1,94 @@
+import ArgumentParser
+import Support
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `compressor` command: a thin front over the library modules. Every subcommand lives
+/// in its own file as an extension of this type.
+public struct Compressor: ParsableCommand {
+  public static let version = "0.1.0"
+
+  public static let configuration = CommandConfiguration(
+    commandName: "compressor",
+    abstract: "Make ONNX models small and fast for edge devices.",
+    discussion: """
+      Exit codes: 0 success, 2 quality gate not met, 64 usage, 65 invalid or unsafe model or data, \
+      66 input missing or unreadable, 69 unsupported, 70 internal error, 73 cannot create output, \
+      74 I/O error, 77 permission denied, 130/143 interrupted.
+      """,
+    version: version,
+    subcommands: [Inspect.self, Convert.self])
+
+  public init() {}
+
+  /// Runs the command line: errors become one `compressor: error: …` line on stderr and the
+  /// exit code of design.md.
+  public static func runMain() -> Never {
+    TemporaryFiles.installSignalHandlers()
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+      Glibc.exit(0)
+    } catch let error as CompressorError {
+      printError(error.message)
+      Glibc.exit(error.exitCode)
+    } catch let error as ExitCode {
+      Glibc.exit(error.rawValue)
+    } catch {
+      let code = exitCode(for: error)
+      if code == .success {
+        // --help and --version
+        print(fullMessage(for: error))
+        Glibc.exit(0)
+      }
+      let message = self.message(for: error)
+      if code == .validationFailure {
+        printError(message.replacingOccurrences(of: "Error: ", with: ""))
+        FileHandle.standardError.write(usageString(for: error) + "\n")
+        Glibc.exit(CompressorError.Kind.usage.rawValue)
+      }
+      printError(message)
+      Glibc.exit(code.rawValue == 1 ? CompressorError.Kind.internalError.rawValue : code.rawValue)
+    }
+  }
+
+  static func printError(_ message: String) {
+    let oneLine = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    FileHandle.standardError.write("compressor: error: \(oneLine)\n")
+  }
+
+  static func usageString(for error: Error) -> String {
+    let full = fullMessage(for: error)
+    return full.split(separator: "\n").filter { !$0.hasPrefix("Error:") }.joined(separator: "\n")
+  }
+}
+
+/// Minimal stderr/stdout writer without Foundation's buffering surprises.
+struct FileHandle {
+  let fd: Int32
+  static let standardError = FileHandle(fd: 2)
+  static let standardOutput = FileHandle(fd: 1)
+  func write(_ s: String) {
+    var s = s
+    s.withUTF8 { buf in
+      var done = 0
+      while done < buf.count {
+        let r = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+        if r <= 0 { return }
+        done += r
+      }
+    }
+  }
+  func write(_ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { buf in
+      var done = 0
+      while done < buf.count {
+        let r = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+        if r <= 0 { return }
+        done += r
+      }
+    }
+  }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import IR
+import ONNX
+import Report
+import Support
+
+extension Compressor {
+  struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Describe a model: versions, inputs and outputs, operators, parameters, external data.")
+
+    @Argument(help: "The ONNX model to describe.")
+    var model: String
+
+    @Flag(help: "Print a machine-readable JSON summary on stdout.")
+    var json = false
+
+    @Option(help: "How many of the largest tensors to list.")
+    var top = 10
+
+    func validate() throws {
+      if top < 0 { throw ValidationError("--top must be 0 or more, not \(top)") }
+    }
+
+    func run() throws {
+      let loaded = try ModelReader.read(model)
+      let summary = ModelSummary(model: loaded.model, file: baseName(model), fileBytes: loaded.fileBytes,
+                                 unknownFields: loaded.unknownFieldCount, largest: top)
+      if json {
+        FileHandle.standardOutput.write(try encodeJSON(summary))
+      } else {
+        FileHandle.standardOutput.write(InspectTable.render(summary))
+      }
+    }
+  }
+}
+
+/// The human-readable form of `inspect`.
+enum InspectTable {
+  static func render(_ s: ModelSummary) -> String {
+    var out = ""
+    func line(_ text: String = "") { out += text + "\n" }
+    func bytes(_ n: Int) -> String {
+      if n >= 1 << 20 { return String(format1: Double(n) / 1048576, "MiB") }
+      if n >= 1 << 10 { return String(format1: Double(n) / 1024, "KiB") }
+      return "\(n) B"
+    }
+    line("\(s.file)  (\(bytes(s.fileBytes)))")
+    line("  IR version \(s.irVersion); producer \(s.producerName.isEmpty ? "?" : s.producerName) \(s.producerVersion)")
+    line("  opsets: " + s.opsets.map { "\($0.domain.isEmpty ? "ai.onnx" : $0.domain) \($0.version)" }.joined(separator: ", "))
+    line()
+    for (title, values) in [("inputs", s.inputs), ("outputs", s.outputs)] {
+      line("\(title):")
+      for v in values {
+        line("  \(v.name)  \(v.type)" + (v.shape.map { "  [" + $0.joined(separator: ", ") + "]" } ?? ""))
+      }
+    }
+    line()
+    line("operators: \(s.nodes) nodes, \(s.subgraphs) subgraphs, \(s.functions) functions")
+    let width = s.ops.map { $0.opType.count + ($0.domain == "ai.onnx" ? 0 : $0.domain.count + 1) }.max() ?? 0
+    for op in s.ops {
+      let name = op.domain == "ai.onnx" ? op.opType : "\(op.domain).\(op.opType)"
+      line("  " + name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + String(op.count))
+    }
+    line()
+    line("parameters: \(s.parameters.elements) elements, \(bytes(s.parameters.bytes))")
+    for t in s.parameters.byType {
+      line("  \(t.type.padding(toLength: 10, withPad: " ", startingAt: 0)) \(t.tensors) tensors, \(t.elements) elements, \(bytes(t.bytes))")
+    }
+    if s.constantWeights.nodes > 0 {
+      line("  held in Constant nodes: \(s.constantWeights.nodes) tensors, \(s.constantWeights.elements) elements, \(bytes(s.constantWeights.bytes))")
+    }
+    if !s.largestTensors.isEmpty {
+      line()
+      line("largest tensors:")
+      for t in s.largestTensors {
+        line("  \(t.name)  \(t.type) [\(t.shape.map(String.init).joined(separator: ", "))]  \(bytes(t.bytes))  \(t.storage)")
+      }
+    }
+    if !s.externalData.isEmpty {
+      line()
+      line("external data:")
+      for f in s.externalData { line("  \(f.file)  \(f.tensors) tensors, \(bytes(f.bytes))") }
+    }
+    if s.unknownFields > 0 {
+      line()
+      line("unknown fields: \(s.unknownFields) (kept unchanged when the model is written)")
+    }
+    return out
+  }
+}
+
+extension String {
+  /// One decimal place and a unit, without Foundation's locale-dependent formatting.
+  init(format1 value: Double, _ unit: String) {
+    let tenths = Int((value * 10).rounded())
+    self = "\(tenths / 10).\(tenths % 10) \(unit)"
+  }
+}

@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CONNX
+import CProtobufC
+import Support
+
+/// Thin wrappers over the protobuf-c runtime. Decoding and encoding of individual ONNX
+/// messages live in Decoder.swift and Encoder.swift; this file owns allocation and I/O.
+enum ProtobufC {
+  /// Counts what protobuf-c allocates while unpacking and refuses past a budget, so a small
+  /// hostile file cannot make the decoder allocate without bound.
+  final class AllocationBudget {
+    var remaining: Int
+    var exceeded = false
+    init(bytes: Int) { remaining = bytes }
+  }
+
+  /// `protobuf_c_message_unpack` of a ModelProto with a budgeted allocator. Returns nil when
+  /// protobuf-c rejects the bytes; `budget.exceeded` tells the two failures apart.
+  static func unpackModel(_ bytes: UnsafeRawBufferPointer, budget: AllocationBudget)
+    -> UnsafeMutablePointer<Onnx__ModelProto>?
+  {
+    var allocator = ProtobufCAllocator(
+      alloc: { data, size in
+        let budget = Unmanaged<AllocationBudget>.fromOpaque(data!).takeUnretainedValue()
+        if size > budget.remaining {
+          budget.exceeded = true
+          return nil
+        }
+        guard let p = malloc(size == 0 ? 1 : size) else {
+          budget.exceeded = true
+          return nil
+        }
+        budget.remaining -= malloc_usable_size(p)
+        return p
+      },
+      free: { data, p in
+        guard let p else { return }
+        let budget = Unmanaged<AllocationBudget>.fromOpaque(data!).takeUnretainedValue()
+        budget.remaining += malloc_usable_size(p)
+        Glibc.free(p)
+      },
+      allocator_data: Unmanaged.passUnretained(budget).toOpaque())
+    return withExtendedLifetime(budget) {
+      onnx__model_proto__unpack(&allocator, bytes.count,
+                                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+    }
+  }
+
+  /// Frees an unpacked model. Buffers the decoder took over were set to NULL first, and were
+  /// allocated with `malloc` like the rest, so `free` on their own is right.
+  static func freeModel(_ model: UnsafeMutablePointer<Onnx__ModelProto>) {
+    var allocator = ProtobufCAllocator(
+      alloc: { _, size in malloc(size) },
+      free: { _, p in Glibc.free(p) },
+      allocator_data: nil)
+    onnx__model_proto__free_unpacked(model, &allocator)
+  }
+
+  /// Receives the bytes protobuf-c produces while packing, and passes them on to a file.
+  final class PackSink {
+    let writer: AtomicFileWriter
+    var error: Error?
+    init(writer: AtomicFileWriter) { self.writer = writer }
+  }
+
+  static func packedSize(_ message: UnsafePointer<ProtobufCMessage>) -> Int {
+    protobuf_c_message_get_packed_size(message)
+  }
+
+  /// `protobuf_c_message_pack_to_buffer` streaming straight into `writer`, never holding the
+  /// whole serialized model in memory.
+  static func pack(_ message: UnsafePointer<ProtobufCMessage>, into writer: AtomicFileWriter) throws {
+    let sink = PackSink(writer: writer)
+    var stream = CompressorStreamBuffer()
+    stream.base.append = { buffer, len, data in
+      guard let buffer, let data, len > 0 else { return }
+      let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: CompressorStreamBuffer.self)
+      let sink = Unmanaged<PackSink>.fromOpaque(raw.pointee.context).takeUnretainedValue()
+      if sink.error != nil { return }
+      do { try sink.writer.write(UnsafeRawBufferPointer(start: data, count: len)) } catch { sink.error = error }
+    }
+    stream.context = Unmanaged.passUnretained(sink).toOpaque()
+    withExtendedLifetime(sink) {
+      withUnsafeMutablePointer(to: &stream) { s in
+        s.withMemoryRebound(to: ProtobufCBuffer.self, capacity: 1) { buffer in
+          _ = protobuf_c_message_pack_to_buffer(message, buffer)
+        }
+      }
+    }
+    if let error = sink.error { throw error }
+  }
+
+  /// The field of `descriptor` with number `id`, or nil when the schema does not know it.
+  static func field(_ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, _ id: UInt32)
+    -> UnsafePointer<ProtobufCFieldDescriptor>?
+  {
+    protobuf_c_message_descriptor_get_field(descriptor, UInt32(id))
+  }
+
+  /// The ModelProto descriptor, taken from an initialized message so that it is the C
+  /// global itself rather than a Swift copy.
+  static let modelDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
+    var m = Onnx__ModelProto()
+    onnx__model_proto__init(&m)
+    return m.base.descriptor
+  }()
+}

@@ -1,0 +1,3 @@
+import CompressorCLI
+
+Compressor.runMain()
