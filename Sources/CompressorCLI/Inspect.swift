@@ -64,8 +64,9 @@ enum InspectTable {
     }
     line()
     line("parameters: \(s.parameters.elements) elements, \(bytes(s.parameters.bytes))")
+    let typeWidth = (s.parameters.byType.map(\.type.count).max() ?? 0) + 1
     for t in s.parameters.byType {
-      line("  \(t.type.padding(toLength: 10, withPad: " ", startingAt: 0)) \(t.tensors) tensors, \(t.elements) elements, \(bytes(t.bytes))")
+      line("  \(t.type.padding(toLength: typeWidth, withPad: " ", startingAt: 0)) \(t.tensors) tensors, \(t.elements) elements, \(bytes(t.bytes))")
     }
     if s.constantWeights.nodes > 0 {
       line("  held in Constant nodes: \(s.constantWeights.nodes) tensors, \(s.constantWeights.elements) elements, \(bytes(s.constantWeights.bytes))")

@@ -10,6 +10,18 @@ public enum TensorStorageField: String, Sendable, Codable {
   case doubleData = "double_data"
   case uint64Data = "uint64_data"
   case stringData = "string_data"
+
+  /// The typed field ONNX defines for elements of `type`.
+  public static func typed(for type: DataType) -> TensorStorageField {
+    switch type {
+    case .float, .complex64: return .floatData
+    case .double, .complex128: return .doubleData
+    case .int64: return .int64Data
+    case .uint32, .uint64: return .uint64Data
+    case .string: return .stringData
+    default: return .int32Data
+    }
+  }
 }
 
 /// Where an external tensor's bytes were found: `location` relative to the model's directory.

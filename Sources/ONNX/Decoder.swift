@@ -256,7 +256,10 @@ final class Decoder {
     }
     guard let field = present.first else {
       if count == 0 {
-        return out  // an empty tensor; written back as empty raw_data
+        // An empty tensor: remember whether an empty raw_data was present, so the writer
+        // reproduces exactly what it read.
+        out.field = p.has_raw_data != 0 ? .rawData : TensorStorageField.typed(for: type)
+        return out
       }
       throw bad("has no data for its \(count) elements")
     }
