@@ -10,6 +10,7 @@ public struct StringPair: Equatable, Sendable {
 public struct UnknownField: Equatable, Sendable {
   public var tag: UInt32
   public var wireType: UInt8
+  /// The bytes after the tag, as protobuf-c keeps them (with the length prefix for wire type 2).
   public var data: [UInt8]
   public init(tag: UInt32, wireType: UInt8, data: [UInt8]) {
     self.tag = tag; self.wireType = wireType; self.data = data
