@@ -1,0 +1,250 @@
+import Foundation
+import XCTest
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .deletingLastPathComponent()
+let fixtures = repoRoot.appendingPathComponent("Fixtures")
+
+/// The built `compressor` binary, beside the test bundle.
+let binary: String = {
+  var dir = Bundle.main.bundleURL
+  for _ in 0..<3 {
+    let candidate = dir.appendingPathComponent("compressor").path
+    if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    dir = dir.deletingLastPathComponent()
+  }
+  return repoRoot.appendingPathComponent(".build/debug/compressor").path
+}()
+
+struct Run {
+  var code: Int32
+  var stdout: String
+  var stderr: String
+}
+
+@discardableResult
+func compressor(_ args: [String], cwd: String? = nil, prefix: [String] = []) throws -> Run {
+  let p = Process()
+  if prefix.isEmpty {
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+  } else {
+    p.executableURL = URL(fileURLWithPath: prefix[0])
+    p.arguments = Array(prefix.dropFirst()) + [binary] + args
+  }
+  if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+  let out = Pipe(), err = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  return Run(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+final class CLITests: XCTestCase {
+  var dir = ""
+  let mlp = fixtures.appendingPathComponent("mlp.onnx").path
+
+  override func setUp() {
+    dir = FileManager.default.temporaryDirectory.appendingPathComponent("compressor-cli-\(UUID().uuidString)").path
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    chmod(dir, 0o777)
+  }
+
+  override func tearDown() {
+    chmod(dir + "/ro", 0o755)
+    try? FileManager.default.removeItem(atPath: dir)
+  }
+
+  func leftovers() -> [String] {
+    (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.contains(".tmp-") } ?? []
+  }
+
+  func testVersionAndHelp() throws {
+    let v = try compressor(["--version"])
+    XCTAssertEqual(v.code, 0)
+    XCTAssertEqual(v.stdout, "0.1.0\n")
+    for sub in [[], ["inspect"], ["convert"]] {
+      let h = try compressor(sub + ["--help"])
+      XCTAssertEqual(h.code, 0, sub.description)
+      XCTAssertTrue(h.stdout.contains("USAGE: compressor"), h.stdout)
+    }
+  }
+
+  func testConvertRoundTripIsByteIdenticalOnSecondPass() throws {
+    let a = dir + "/a.onnx", b = dir + "/b.onnx"
+    XCTAssertEqual(try compressor(["convert", mlp, a]).code, 0)
+    XCTAssertEqual(try compressor(["convert", a, b]).code, 0)
+    XCTAssertEqual(bytes(a), bytes(b))
+    XCTAssertEqual(bytes(a), bytes(mlp))
+  }
+
+  func testExternalDataAndBack() throws {
+    let ext = dir + "/ext.onnx"
+    let r = try compressor(["convert", mlp, ext, "--external-data", "--size-threshold", "4096", "--json"])
+    XCTAssertEqual(r.code, 0, r.stderr)
+    XCTAssertEqual(r.stdout, "{\"dataFile\": \"\(dir)/ext.onnx.data\", \"dataBytes\": 65536, \"externalTensors\": 2, \"modelBytes\": 3958, \"output\": \"\(ext)\"}\n")
+    let back = dir + "/single.onnx"
+    XCTAssertEqual(try compressor(["convert", ext, back]).code, 0)
+    XCTAssertEqual(bytes(back), bytes(mlp))
+  }
+
+  // MARK: - bad inputs 33–35 and 39
+
+  func test33ExistingOutputNeedsForce() throws {
+    let out = dir + "/out.onnx"
+    FileManager.default.createFile(atPath: out, contents: Data("keep me".utf8))
+    let r = try compressor(["convert", mlp, out])
+    XCTAssertEqual(r.code, 73)
+    XCTAssertEqual(r.stderr, "compressor: error: \(out) exists (use --force to replace it)\n")
+    XCTAssertEqual(bytes(out), Data("keep me".utf8))
+    XCTAssertEqual(try compressor(["convert", mlp, out, "--force"]).code, 0)
+    XCTAssertEqual(bytes(out), bytes(mlp))
+    XCTAssertEqual(leftovers(), [])
+  }
+
+  func test34OutputIsTheInput() throws {
+    let model = dir + "/m.onnx"
+    try FileManager.default.copyItem(atPath: mlp, toPath: model)
+    try FileManager.default.createDirectory(atPath: dir + "/x", withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: dir + "/sym.onnx", withDestinationPath: model)
+    XCTAssertEqual(link(model, dir + "/hard.onnx"), 0)
+    for out in [model, dir + "/x/../m.onnx", dir + "/sym.onnx", dir + "/hard.onnx"] {
+      let r = try compressor(["convert", model, out, "--force"])
+      XCTAssertEqual(r.code, 73, out)
+      XCTAssertEqual(r.stderr, "compressor: error: \(out) is an input of this run; choose another output path\n")
+      XCTAssertEqual(bytes(model), bytes(mlp))
+    }
+    // The external data file of the input is protected too.
+    let ext = dir + "/e.onnx"
+    XCTAssertEqual(try compressor(["convert", mlp, ext, "--external-data"]).code, 0)
+    let r = try compressor(["convert", ext, dir + "/f.onnx", "--external-data", "--data-location", "e.onnx.data", "--force"])
+    XCTAssertEqual(r.code, 73)
+    XCTAssertTrue(r.stderr.hasSuffix("e.onnx.data is an input of this run; choose another output path\n"), r.stderr)
+    XCTAssertEqual(leftovers(), [])
+  }
+
+  func test35MissingAndReadOnlyOutputDirectory() throws {
+    let r = try compressor(["convert", mlp, dir + "/nope/out.onnx"])
+    XCTAssertEqual(r.code, 73)
+    XCTAssertEqual(r.stderr, "compressor: error: output directory \(dir)/nope does not exist\n")
+
+    // Root ignores directory permissions, so drop to an unprivileged user where possible.
+    try FileManager.default.createDirectory(atPath: dir + "/ro", withIntermediateDirectories: true)
+    chmod(dir + "/ro", 0o555)
+    let input = dir + "/in.onnx"
+    try FileManager.default.copyItem(atPath: mlp, toPath: input)
+    chmod(input, 0o644)
+    var prefix: [String] = []
+    if getuid() == 0 {
+      guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+      prefix = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    }
+    let ro = try compressor(["convert", input, dir + "/ro/out.onnx"], prefix: prefix)
+    XCTAssertEqual(ro.code, 77, ro.stderr)
+    XCTAssertEqual(ro.stderr, "compressor: error: cannot create output in \(dir)/ro: Permission denied\n")
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/ro"), [])
+  }
+
+  func test39UsageErrorsBeforeAnyIO() throws {
+    let out = dir + "/never.onnx"
+    for args in [["convert", mlp, out, "--bogus"], ["convert", mlp, out, "--size-threshold", "10"],
+                 ["convert", mlp, out, "--external-data", "--size-threshold", "-1"],
+                 ["convert", mlp, out, "--external-data", "--size-threshold", "lots"],
+                 ["inspect"], ["frobnicate"], ["inspect", mlp, "--top", "-3"]] {
+      let r = try compressor(args)
+      XCTAssertEqual(r.code, 64, args.description)
+      XCTAssertTrue(r.stderr.hasPrefix("compressor: error: "), r.stderr)
+      XCTAssertTrue(r.stderr.contains("Usage: compressor") || r.stderr.contains("USAGE: compressor"), r.stderr)
+      XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+    let r = try compressor(["convert", mlp, out, "--size-threshold", "10"])
+    XCTAssertTrue(r.stderr.hasPrefix("compressor: error: --size-threshold needs --external-data\n"), r.stderr)
+  }
+
+  func testErrorsAreOneLineWithTheirExitCodes() throws {
+    let empty = dir + "/empty.onnx"
+    FileManager.default.createFile(atPath: empty, contents: Data())
+    let cases: [([String], Int32, String)] = [
+      (["inspect", empty], 65, "compressor: error: \(empty): the file is empty, not an ONNX model\n"),
+      (["inspect", dir + "/missing.onnx"], 66, "compressor: error: \(dir)/missing.onnx: no such file\n"),
+      (["convert", dir + "/missing.onnx", dir + "/o.onnx"], 66, "compressor: error: \(dir)/missing.onnx: no such file\n"),
+      (["inspect", dir], 66, "compressor: error: \(dir) is a directory\n"),
+    ]
+    for (args, code, message) in cases {
+      let r = try compressor(args)
+      XCTAssertEqual(r.code, code, args.description)
+      XCTAssertEqual(r.stderr, message)
+      XCTAssertEqual(r.stdout, "")
+    }
+  }
+
+  func testInterruptedConvertLeavesNothingBehind() throws {
+    // A FIFO as the "model" blocks the reader; the temporary is created only after reading, so
+    // instead interrupt while writing a large output into a slow pipe is not possible: check that
+    // SIGTERM during a read leaves no temporary and exits 143.
+    let fifo = dir + "/fifo.onnx"
+    XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = ["convert", fifo, dir + "/out.onnx"]
+    p.standardError = Pipe()
+    try p.run()
+    usleep(300_000)
+    p.terminate()
+    p.waitUntilExit()
+    XCTAssertEqual(p.terminationStatus, 143)
+    XCTAssertEqual(leftovers(), [])
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out.onnx"))
+  }
+
+  // MARK: - inspect
+
+  /// `inspect --json` of every fixture matches the golden file committed beside this test.
+  /// Regenerate with UPDATE_GOLDEN=1 after an intended change, and review the diff.
+  func testInspectGoldenJSON() throws {
+    let golden = repoRoot.appendingPathComponent("Tests/CompressorCLITests/golden")
+    let update = ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1"
+    let names = try FileManager.default.contentsOfDirectory(atPath: fixtures.path).filter { $0.hasSuffix(".onnx") }.sorted()
+    XCTAssertGreaterThanOrEqual(names.count, 12)
+    for name in names {
+      let r = try compressor(["inspect", "--json", name], cwd: fixtures.path)
+      XCTAssertEqual(r.code, 0, r.stderr)
+      let file = golden.appendingPathComponent(name.replacingOccurrences(of: ".onnx", with: ".json"))
+      if update {
+        try FileManager.default.createDirectory(at: golden, withIntermediateDirectories: true)
+        try Data(r.stdout.utf8).write(to: file)
+      }
+      XCTAssertEqual(r.stdout, String(decoding: (try? Data(contentsOf: file)) ?? Data(), as: UTF8.self), name)
+      // The same bytes from another directory and time zone.
+      let again = try compressor(["inspect", "--json", fixtures.appendingPathComponent(name).path], cwd: "/")
+      XCTAssertEqual(again.stdout, r.stdout)
+    }
+  }
+
+  func testInspectHumanTable() throws {
+    let r = try compressor(["inspect", "mlp.onnx"], cwd: fixtures.path)
+    XCTAssertEqual(r.code, 0)
+    XCTAssertTrue(r.stdout.hasPrefix("""
+      mlp.onnx  (67.8 KiB)
+        IR version 8; producer compressor-fixtures 1
+        opsets: ai.onnx 13
+
+      inputs:
+        input  tensor(float)  [batch, 64]
+      outputs:
+        logits  tensor(float)  [batch, 10]
+
+      operators: 5 nodes, 0 subgraphs, 0 functions
+        Gemm  3
+        Relu  2
+
+      parameters: 17226 elements, 67.3 KiB
+        float  6 tensors, 17226 elements, 67.3 KiB
+      """), r.stdout)
+  }
+}
