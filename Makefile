@@ -1,0 +1,59 @@
+# compressor — build, test and maintenance targets. `bash scripts/bootstrap.sh` first on a
+# fresh machine (installs the apt packages and the .venv these targets use).
+SWIFT   ?= swift
+PREFIX  ?= /usr/local
+PYTHON  ?= .venv/bin/python
+RELEASE := .build/release/compressor
+DEBUG   := .build/debug/compressor
+
+.PHONY: build debug test test-swift test-interop test-sanitizers demo install proto fixtures bench clean
+
+build:
+	$(SWIFT) build -c release --product compressor
+
+debug:
+	$(SWIFT) build --build-tests
+
+## Every test: Swift unit and end-to-end tests, then the interop tests judged by ONNX Runtime.
+test: test-swift test-interop test-sanitizers
+
+test-swift: debug
+	$(SWIFT) test --skip-build
+
+test-interop: debug
+	COMPRESSOR=$(DEBUG) $(PYTHON) -m pytest -q -p no:cacheprovider Tests/interop
+
+## The bad-input tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-sanitizers:
+	$(SWIFT) test --scratch-path .build-sanitizers --sanitize=address --sanitize=undefined \
+	  --filter 'BadInputTests|RoundTripTests|CLITests'
+
+## The main job on a bundled fixture: describe it, move its weights to external data and back.
+demo: build
+	@mkdir -p .build/demo
+	$(RELEASE) inspect Fixtures/transformer_block.onnx
+	$(RELEASE) convert --force Fixtures/transformer_block.onnx .build/demo/transformer_block.onnx --external-data
+	$(RELEASE) inspect .build/demo/transformer_block.onnx
+	$(RELEASE) convert --force .build/demo/transformer_block.onnx .build/demo/transformer_block.single.onnx
+	cmp Fixtures/transformer_block.onnx .build/demo/transformer_block.single.onnx && echo "demo: round trip is byte-identical"
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/compressor
+
+## Regenerates Sources/CONNX from Sources/CONNX/proto/onnx.proto (needs protobuf-c-compiler).
+proto:
+	@tmp=$$(mktemp -d) && cd Sources/CONNX/proto && protoc-c --c_out=$$tmp onnx.proto && \
+	  mv $$tmp/onnx.pb-c.h ../include/onnx.pb-c.h && mv $$tmp/onnx.pb-c.c ../src/onnx.pb-c.c && rmdir $$tmp
+
+## Regenerates Fixtures/ (trains on scikit-learn's digits with torch; several minutes).
+fixtures:
+	REQUIREMENTS=Fixtures/requirements.txt bash scripts/bootstrap.sh
+	$(PYTHON) Fixtures/generate.py
+
+## Benchmarks against the peer tools, measured in the same run; prints ratios.
+bench: build
+	$(PYTHON) bench/run.py --compressor $(RELEASE)
+
+clean:
+	rm -rf .build .build-sanitizers bench/out

@@ -1,0 +1,32 @@
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "Fixtures"
+
+
+def find_binary():
+    explicit = os.environ.get("COMPRESSOR")
+    if explicit:
+        return explicit
+    for config in ("release", "debug"):
+        p = ROOT / ".build" / config / "compressor"
+        if p.exists():
+            return str(p)
+    raise RuntimeError("build compressor first (make build)")
+
+
+@pytest.fixture(scope="session")
+def compressor():
+    binary = find_binary()
+
+    def run(*args, check=True, **kw):
+        r = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError(f"compressor {' '.join(map(str, args))} exited {r.returncode}: {r.stderr}")
+        return r
+
+    return run
