@@ -23,9 +23,14 @@ test-swift: debug
 test-interop: debug
 	COMPRESSOR=$(DEBUG) $(PYTHON) -m pytest -q -p no:cacheprovider Tests/interop
 
-## The bad-input tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+## The bad-input and round-trip tests again under AddressSanitizer (Swift and C) and
+## UndefinedBehaviorSanitizer (the C targets; Swift traps on overflow by itself and its
+## compiler offers no UBSan on Linux). The end-to-end tests run the instrumented binary.
 test-sanitizers:
-	$(SWIFT) test --scratch-path .build-sanitizers --sanitize=address --sanitize=undefined \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt UBSAN_OPTIONS=halt_on_error=1 \
+	$(SWIFT) test --scratch-path .build-sanitizers --sanitize=address \
+	  -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
+	  -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined \
 	  --filter 'BadInputTests|RoundTripTests|CLITests'
 
 ## The main job on a bundled fixture: describe it, move its weights to external data and back.

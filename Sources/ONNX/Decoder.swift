@@ -14,9 +14,13 @@ final class Decoder {
   let externalData: ExternalDataResolver
   private(set) var unknownFieldCount = 0
 
-  init(file: String, externalData: ExternalDataResolver) {
+  /// raw_data payloads the wire scanner left in the mapped file, by marker index.
+  let rawDataInFile: [ByteBuffer]
+
+  init(file: String, externalData: ExternalDataResolver, rawDataInFile: [ByteBuffer] = []) {
     self.file = file
     self.externalData = externalData
+    self.rawDataInFile = rawDataInFile
   }
 
   func model(_ m: UnsafeMutablePointer<Onnx__ModelProto>) throws -> Model {
@@ -204,12 +208,26 @@ final class Decoder {
       segment = seg
       count = n
     }
-    let decoded = try elements(t, type: type, count: count, label: label, name: name)
+    var unknownFields = unknown(t)
+    var inFile: ByteBuffer?
+    let markers = unknownFields.filter { $0.tag == WireScanner.markerField }
+    if let marker = markers.first {
+      if markers.count > 1 || t.pointee.has_raw_data != 0 {
+        throw CompressorError.invalid("\(file): \(label) has raw_data more than once")
+      }
+      guard let index = Self.varint(marker.data), index < rawDataInFile.count else {
+        throw CompressorError.internalError("\(file): \(label) refers to a raw_data payload that was not recorded")
+      }
+      inFile = rawDataInFile[index]
+      unknownFields.removeAll { $0.tag == WireScanner.markerField }
+      unknownFieldCount -= 1
+    }
+    let decoded = try elements(t, type: type, count: count, label: label, name: name, rawInFile: inFile)
     return Tensor(name: name, dataType: type, dims: dims, data: decoded.data, strings: decoded.strings,
                   storedIn: decoded.field, external: decoded.external, segment: segment,
                   docString: string(t.pointee.doc_string),
                   metadata: pairs(t.pointee.n_metadata_props, t.pointee.metadata_props),
-                  unknownFields: unknown(t))
+                  unknownFields: unknownFields)
   }
 
   private struct Elements {
@@ -222,11 +240,12 @@ final class Decoder {
   /// Validates that exactly one storage field holds exactly `count` elements of `type`, and
   /// converts it to the IR's packed layout.
   private func elements(_ t: UnsafeMutablePointer<Onnx__TensorProto>, type: DataType, count: Int,
-                        label: String, name: String) throws -> Elements {
+                        label: String, name: String, rawInFile: ByteBuffer?) throws -> Elements {
     let p = t.pointee
     let isExternal = p.has_data_location != 0 && p.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+    let rawLength = rawInFile?.count ?? (p.has_raw_data != 0 ? p.raw_data.len : 0)
     let fields: [(TensorStorageField, Bool)] = [
-      (.rawData, p.has_raw_data != 0 && p.raw_data.len > 0), (.floatData, p.n_float_data > 0),
+      (.rawData, rawLength > 0), (.floatData, p.n_float_data > 0),
       (.int32Data, p.n_int32_data > 0), (.int64Data, p.n_int64_data > 0), (.doubleData, p.n_double_data > 0),
       (.uint64Data, p.n_uint64_data > 0), (.stringData, p.n_string_data > 0),
     ]
@@ -270,12 +289,16 @@ final class Decoder {
     }
     switch field {
     case .rawData:
-      if p.raw_data.len != byteCount {
-        throw bad("has \(p.raw_data.len) bytes of raw_data but dims \(dimsText(t)) of \(type) need \(byteCount)")
+      if rawLength != byteCount {
+        throw bad("has \(rawLength) bytes of raw_data but dims \(dimsText(t)) of \(type) need \(byteCount)")
       }
-      out.data = ByteBuffer(adoptingMalloced: UnsafeMutableRawPointer(p.raw_data.data), count: p.raw_data.len)
-      t.pointee.raw_data.data = nil  // now owned by the ByteBuffer
-      t.pointee.raw_data.len = 0
+      if let rawInFile {
+        out.data = rawInFile
+      } else {
+        out.data = ByteBuffer(adoptingMalloced: UnsafeMutableRawPointer(p.raw_data.data), count: p.raw_data.len)
+        t.pointee.raw_data.data = nil  // now owned by the ByteBuffer
+        t.pointee.raw_data.len = 0
+      }
     case .floatData:
       guard type == .float || type == .complex64 else { throw bad("is \(type) but stores float_data") }
       try expect(p.n_float_data, type == .complex64 ? count * 2 : count, "float_data")
@@ -341,6 +364,18 @@ final class Decoder {
   }
 
   // MARK: - Small conversions
+
+  static func varint(_ bytes: [UInt8]) -> Int? {
+    var v = 0
+    var shift = 0
+    for b in bytes {
+      if shift > 56 { return nil }
+      v |= Int(b & 0x7F) << shift
+      if b & 0x80 == 0 { return v }
+      shift += 7
+    }
+    return nil
+  }
 
   private func unknown<T>(_ message: UnsafeMutablePointer<T>) -> [UnknownField] {
     message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { m in

@@ -44,10 +44,14 @@ public enum ModelReader {
     close(fd)
     file.adviseSequential()
 
-    try WireScanner(file: path).scan(file.bytes, root: ProtobufC.modelDescriptor)
+    let scan = try WireScanner(file: path, tensorDescriptor: ProtobufC.tensorDescriptor)
+      .scan(file.bytes, root: ProtobufC.modelDescriptor)
 
     let budget = ProtobufC.AllocationBudget(bytes: decodeBudget(fileBytes: size))
-    guard let unpacked = ProtobufC.unpackModel(file.bytes, budget: budget) else {
+    let unpackedOrNil = scan.stripped.map { stripped in
+      stripped.withUnsafeBytes { ProtobufC.unpackModel($0, budget: budget) }
+    } ?? ProtobufC.unpackModel(file.bytes, budget: budget)
+    guard let unpacked = unpackedOrNil else {
       if budget.exceeded {
         throw CompressorError.invalid("\(path): decoding needs more memory than the budget of \(decodeBudget(fileBytes: size) >> 20) MiB")
       }
@@ -56,7 +60,8 @@ public enum ModelReader {
     defer { ProtobufC.freeModel(unpacked) }
 
     let resolver = ExternalDataResolver(modelFile: path)
-    let decoder = Decoder(file: path, externalData: resolver)
+    let inFile = scan.payloads.map { file.slice(offset: $0.offset, count: $0.length) }
+    let decoder = Decoder(file: path, externalData: resolver, rawDataInFile: inFile)
     let model = try decoder.model(unpacked)
     if shouldValidate { try validate(model, file: path) }
     let dataFiles = resolver.files

@@ -106,4 +106,10 @@ enum ProtobufC {
     onnx__model_proto__init(&m)
     return m.base.descriptor
   }()
+
+  static let tensorDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
+    var t = Onnx__TensorProto()
+    onnx__tensor_proto__init(&t)
+    return t.base.descriptor
+  }()
 }

@@ -255,3 +255,24 @@ final class BadInputTests: XCTestCase {
     assertReadFails(dir, .missingInput, "is a directory")
   }
 }
+
+extension BadInputTests {
+  /// Large raw_data stays in the mapped file; a tensor repeating the field is refused rather
+  /// than resolved by protobuf's last-one-wins rule.
+  func testRepeatedRawDataIsRefused() {
+    let payload = [UInt8](repeating: 0, count: 1024)
+    let tensor = Wire.int(1, 256) + Wire.int(2, 1) + Wire.string(8, "W") + Wire.bytes(9, payload) + Wire.bytes(9, payload)
+    let graph = Wire.bytes(5, tensor) + Wire.bytes(12, Wire.string(1, "W"))
+    assertReadFails(writeBytes(Wire.model(graph: graph), dir, "twice.onnx"), .invalidInput, "tensor 'W' has raw_data more than once")
+  }
+
+  func testReservedMarkerFieldIsRefused() {
+    let tensor = Wire.int(1, 1) + Wire.int(2, 1) + Wire.string(8, "W") + Wire.int(WireScannerMarker.field, 0)
+      + Wire.bytes(9, [0, 0, 0, 0])
+    let graph = Wire.bytes(5, tensor) + Wire.bytes(12, Wire.string(1, "W"))
+    assertReadFails(writeBytes(Wire.model(graph: graph), dir, "marker.onnx"), .invalidInput,
+                    "a tensor uses the reserved field number 536870911")
+  }
+}
+
+enum WireScannerMarker { static let field: UInt32 = 536_870_911 }

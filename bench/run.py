@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""compressor benchmarks: each measures compressor and its peer in the same run and prints
+ratios (these machines are shared and noisy, so absolute times mean little).
+
+  io-convert      compressor convert vs onnx.load + onnx.save on a ~90 MB transformer-sized
+                  model: wall time ratio, and compressor's peak RSS relative to the file size
+  io-external     the same with external data: peak RSS relative to the data size
+
+Models are generated here (bench/out/), never committed.
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+def transformer_sized_model(path, layers=6, hidden=512, ffn=2048, vocab=8000, seed=0):
+    """A BERT-style encoder graph with random weights (~90 MB): embeddings, attention
+    projections and feed-forward MatMuls with [in, out] weights, decomposed LayerNorm."""
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+    w = lambda name, *shape: inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.02).astype(np.float32), name))
+    w("embed", vocab, hidden)
+    nodes.append(helper.make_node("Gather", ["embed", "ids"], ["x0"], name="embed"))
+    x = "x0"
+    for l in range(layers):
+        p = f"layer{l}"
+        for proj in "qkvo":
+            w(f"{p}.{proj}.weight", hidden, hidden)
+            w(f"{p}.{proj}.bias", hidden)
+        for proj in "qkv":
+            nodes.append(helper.make_node("MatMul", [x, f"{p}.{proj}.weight"], [f"{p}.{proj}.mm"], name=f"{p}.{proj}"))
+            nodes.append(helper.make_node("Add", [f"{p}.{proj}.mm", f"{p}.{proj}.bias"], [f"{p}.{proj}.out"], name=f"{p}.{proj}.add"))
+        nodes.append(helper.make_node("Transpose", [f"{p}.k.out"], [f"{p}.kt"], name=f"{p}.kt", perm=[0, 2, 1]))
+        nodes.append(helper.make_node("MatMul", [f"{p}.q.out", f"{p}.kt"], [f"{p}.scores"], name=f"{p}.qk"))
+        nodes.append(helper.make_node("Softmax", [f"{p}.scores"], [f"{p}.probs"], name=f"{p}.softmax", axis=-1))
+        nodes.append(helper.make_node("MatMul", [f"{p}.probs", f"{p}.v.out"], [f"{p}.ctx"], name=f"{p}.pv"))
+        nodes.append(helper.make_node("MatMul", [f"{p}.ctx", f"{p}.o.weight"], [f"{p}.o.mm"], name=f"{p}.o"))
+        nodes.append(helper.make_node("Add", [f"{p}.o.mm", f"{p}.o.bias"], [f"{p}.attn"], name=f"{p}.o.add"))
+        nodes.append(helper.make_node("Add", [x, f"{p}.attn"], [f"{p}.res1"], name=f"{p}.res1"))
+        w(f"{p}.ffn1.weight", hidden, ffn)
+        w(f"{p}.ffn1.bias", ffn)
+        w(f"{p}.ffn2.weight", ffn, hidden)
+        w(f"{p}.ffn2.bias", hidden)
+        nodes.append(helper.make_node("MatMul", [f"{p}.res1", f"{p}.ffn1.weight"], [f"{p}.f1"], name=f"{p}.ffn1"))
+        nodes.append(helper.make_node("Add", [f"{p}.f1", f"{p}.ffn1.bias"], [f"{p}.f1b"], name=f"{p}.ffn1.add"))
+        nodes.append(helper.make_node("Relu", [f"{p}.f1b"], [f"{p}.f1r"], name=f"{p}.relu"))
+        nodes.append(helper.make_node("MatMul", [f"{p}.f1r", f"{p}.ffn2.weight"], [f"{p}.f2"], name=f"{p}.ffn2"))
+        nodes.append(helper.make_node("Add", [f"{p}.f2", f"{p}.ffn2.bias"], [f"{p}.f2b"], name=f"{p}.ffn2.add"))
+        nodes.append(helper.make_node("Add", [f"{p}.res1", f"{p}.f2b"], [f"{p}.out"], name=f"{p}.res2"))
+        x = f"{p}.out"
+    graph = helper.make_graph(nodes, "bench_encoder", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", "seq", hidden])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model
+
+
+def measure(cmd):
+    """Wall seconds and peak RSS (bytes) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    proc.stdout.close()
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd} failed: {err}")
+    return wall, usage.ru_maxrss * 1024, out
+
+
+PEER = """
+import sys, time, onnx
+t = time.perf_counter()
+m = onnx.load(sys.argv[1])
+if sys.argv[3] == "external":
+    onnx.save(m, sys.argv[2], save_as_external_data=True, all_tensors_to_one_file=True,
+              location=sys.argv[2].split("/")[-1] + ".data", size_threshold=1024)
+else:
+    onnx.save(m, sys.argv[2])
+print(time.perf_counter() - t)
+"""
+
+
+def clean(*paths):
+    for p in paths:
+        for q in (p, pathlib.Path(str(p) + ".data")):
+            if q.exists():
+                q.unlink()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--compressor", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    model_path = OUT / "encoder.onnx"
+    ext_path = OUT / "encoder_ext.onnx"
+    if not model_path.exists():
+        m = transformer_sized_model(model_path)
+        onnx.save(m, str(model_path))
+        clean(ext_path)
+        onnx.save(m, str(ext_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location="encoder_ext.onnx.data", size_threshold=1024)
+    size = model_path.stat().st_size
+    data_size = pathlib.Path(str(ext_path) + ".data").stat().st_size
+    results = {"modelBytes": size, "externalDataBytes": data_size}
+
+    def bench(name, src, external):
+        ours, peer_wall, peer_inproc, our_rss, peer_rss = [], [], [], [], []
+        for _ in range(args.runs):
+            a, b = OUT / f"{name}.compressor.onnx", OUT / f"{name}.peer.onnx"
+            clean(a, b)
+            cmd = [args.compressor, "convert", str(src), str(a)] + (["--external-data"] if external else [])
+            wall, rss, _ = measure(cmd)
+            ours.append(wall)
+            our_rss.append(rss)
+            wall, rss, out = measure([sys.executable, "-c", PEER, str(src), str(b), "external" if external else "inline"])
+            peer_wall.append(wall)
+            peer_inproc.append(float(out.strip()))
+            peer_rss.append(rss)
+            clean(a, b)
+        r = {
+            "compressorSeconds": statistics.median(ours),
+            "peerLoadSaveSeconds": statistics.median(peer_inproc),
+            "peerProcessSeconds": statistics.median(peer_wall),
+            "compressorPeakRSS": max(our_rss),
+            "peerPeakRSS": max(peer_rss),
+        }
+        r["timeRatioVsLoadSave"] = r["compressorSeconds"] / r["peerLoadSaveSeconds"]
+        r["timeRatioVsPeerProcess"] = r["compressorSeconds"] / r["peerProcessSeconds"]
+        r["rssRatioVsPeer"] = r["compressorPeakRSS"] / r["peerPeakRSS"]
+        return r
+
+    results["io-convert"] = bench("inline", model_path, False)
+    results["io-convert"]["rssOverFileSize"] = results["io-convert"]["compressorPeakRSS"] / size
+    results["io-external"] = bench("external", ext_path, True)
+    results["io-external"]["rssOverDataSize"] = results["io-external"]["compressorPeakRSS"] / data_size
+
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    c, e = results["io-convert"], results["io-external"]
+    print(f"model {size / 2**20:.1f} MiB (external data {data_size / 2**20:.1f} MiB), median of {args.runs} runs")
+    print(f"{'benchmark':<14}{'time vs onnx.load+save':>24}{'vs whole python process':>26}{'RSS vs peer':>14}{'RSS vs size':>14}")
+    print(f"{'io-convert':<14}{c['timeRatioVsLoadSave']:>23.2f}x{c['timeRatioVsPeerProcess']:>25.2f}x{c['rssRatioVsPeer']:>13.2f}x{c['rssOverFileSize']:>13.2f}x")
+    print(f"{'io-external':<14}{e['timeRatioVsLoadSave']:>23.2f}x{e['timeRatioVsPeerProcess']:>25.2f}x{e['rssRatioVsPeer']:>13.2f}x{e['rssOverDataSize']:>13.2f}x")
+    print("targets: io-convert time <= 0.33x, RSS <= 2.2x file size; io-external RSS <= 0.5x data size")
+
+
+if __name__ == "__main__":
+    main()
