@@ -26,6 +26,7 @@ public struct Compressor: ParsableCommand {
   /// Runs the command line: errors become one `compressor: error: …` line on stderr and the
   /// exit code of design.md.
   public static func runMain() -> Never {
+    startWithSingleThreadedBLAS()
     TemporaryFiles.installSignalHandlers()
     do {
       var command = try parseAsRoot()
@@ -52,6 +53,17 @@ public struct Compressor: ParsableCommand {
       printError(message)
       Glibc.exit(code.rawValue == 1 ? CompressorError.Kind.internalError.rawValue : code.rawValue)
     }
+  }
+
+  /// OpenBLAS starts its worker pool in a library constructor, before `main`, sized by
+  /// OPENBLAS_NUM_THREADS; idle workers spin in sched_yield, which costs a whole core on every
+  /// command, BLAS or not. So the process re-executes itself once with one BLAS thread (unless
+  /// the user chose a number); `--threads` grows the pool where BLAS is actually used.
+  static func startWithSingleThreadedBLAS() {
+    guard getenv("OPENBLAS_NUM_THREADS") == nil else { return }
+    setenv("OPENBLAS_NUM_THREADS", "1", 1)
+    execv("/proc/self/exe", CommandLine.unsafeArgv)
+    // /proc is not mounted: carry on with the default pool.
   }
 
   static func printError(_ message: String) {
