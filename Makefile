@@ -18,7 +18,7 @@ debug:
 test: test-swift test-interop test-sanitizers
 
 test-swift: debug
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --disable-swift-testing
 
 test-interop: debug
 	COMPRESSOR=$(DEBUG) $(PYTHON) -m pytest -q -p no:cacheprovider Tests/interop
@@ -28,7 +28,7 @@ test-interop: debug
 ## compiler offers no UBSan on Linux). The end-to-end tests run the instrumented binary.
 test-sanitizers:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt UBSAN_OPTIONS=halt_on_error=1 \
-	$(SWIFT) test --scratch-path .build-sanitizers --sanitize=address \
+	$(SWIFT) test --disable-swift-testing --scratch-path .build-sanitizers --sanitize=address \
 	  -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
 	  -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined \
 	  --filter 'BadInputTests|RoundTripTests|CLITests'
