@@ -183,6 +183,24 @@ final class CLITests: XCTestCase {
     }
   }
 
+  /// bad-inputs 36: a write that fails (here, the file size limit) exits 74 and leaves no
+  /// temporary and no output behind.
+  func testFileSizeLimitIsAnIOErrorWithNothingLeft() throws {
+    let out = dir + "/out.onnx"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", "ulimit -f 16; exec \"$0\" convert \"$1\" \"$2\"", binary, mlp, out]
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    XCTAssertEqual(p.terminationStatus, 74)
+    XCTAssertEqual(message, "compressor: error: cannot write \(out): File too large\n")
+    XCTAssertEqual(leftovers(), [])
+    XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+  }
+
   func testInterruptedConvertLeavesNothingBehind() throws {
     // A FIFO as the "model" blocks the reader; the temporary is created only after reading, so
     // instead interrupt while writing a large output into a slow pipe is not possible: check that

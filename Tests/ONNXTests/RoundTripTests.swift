@@ -125,3 +125,34 @@ final class RoundTripTests: XCTestCase {
     XCTAssertEqual(back.model.graph.initializers[0], m.graph.initializers[0])
   }
 }
+
+extension RoundTripTests {
+  /// The onnx wheel's backend test models (installed in .venv by scripts/bootstrap.sh).
+  func backendSuiteModels() throws -> [String] {
+    let venvLib = repoRoot.appendingPathComponent(".venv/lib")
+    let pythons = (try? FileManager.default.contentsOfDirectory(atPath: venvLib.path)) ?? []
+    for python in pythons.sorted() {
+      let data = venvLib.appendingPathComponent("\(python)/site-packages/onnx/backend/test/data").path
+      guard let walker = FileManager.default.enumerator(atPath: data) else { continue }
+      let models = walker.compactMap { $0 as? String }.filter { $0.hasSuffix(".onnx") }.sorted().map { data + "/" + $0 }
+      if !models.isEmpty { return models }
+    }
+    throw XCTSkip("the onnx wheel is not installed in .venv; run scripts/bootstrap.sh")
+  }
+
+  /// Every model of the onnx wheel's backend suites: the IR read back equals the first IR and a
+  /// second write is byte-identical.
+  func testBackendSuiteModelsRoundTrip() throws {
+    let models = try backendSuiteModels()
+    XCTAssertGreaterThanOrEqual(models.count, 140)
+    for path in models {
+      let first = try ModelReader.read(path)
+      let out1 = dir + "/1.onnx", out2 = dir + "/2.onnx"
+      try ModelWriter.write(first.model, to: out1, options: WriteOptions(force: true))
+      let second = try ModelReader.read(out1)
+      XCTAssertEqual(first.model, second.model, path)
+      try ModelWriter.write(second.model, to: out2, options: WriteOptions(force: true))
+      XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out1)), try Data(contentsOf: URL(fileURLWithPath: out2)), path)
+    }
+  }
+}
