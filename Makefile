@@ -31,7 +31,7 @@ test-sanitizers:
 	$(SWIFT) test --disable-swift-testing --scratch-path .build-sanitizers --sanitize=address \
 	  -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
 	  -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined \
-	  --filter 'BadInputTests|RoundTripTests|CLITests'
+	  --filter 'BadInputTests|RoundTripTests|MutationFuzzTests|CLITests'
 
 ## The main job on a bundled fixture: describe it, move its weights to external data and back.
 demo: build

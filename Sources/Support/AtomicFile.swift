@@ -92,13 +92,13 @@ public final class AtomicFileWriter {
     self.fd = fd
     self.tempPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     fchmod(fd, 0o644)
-    self.buffer = malloc(1 << 20)!
+    self.buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
     TemporaryFiles.register(tempPath)
   }
 
   deinit {
     if !finished { abort() }
-    free(buffer)
+    buffer.deallocate()
   }
 
   public func write(_ bytes: UnsafeRawBufferPointer) throws {

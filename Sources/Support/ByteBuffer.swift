@@ -66,6 +66,8 @@ public final class ByteBuffer: @unchecked Sendable {
 
 extension ByteBuffer: Equatable {
   public static func == (a: ByteBuffer, b: ByteBuffer) -> Bool {
-    a.count == b.count && (a.count == 0 || memcmp(a.base!, b.base!, a.count) == 0)
+    guard a.count == b.count else { return false }
+    guard a.count > 0, let x = a.base, let y = b.base else { return true }
+    return memcmp(x, y, a.count) == 0
   }
 }
