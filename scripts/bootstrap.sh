@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(make pkg-config libprotobuf-c-dev protobuf-c-compiler libopenblas-dev strace time)
+packages=(make pkg-config libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev strace time)
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do

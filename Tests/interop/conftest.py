@@ -12,11 +12,10 @@ def find_binary():
     explicit = os.environ.get("COMPRESSOR")
     if explicit:
         return explicit
-    for config in ("release", "debug"):
-        p = ROOT / ".build" / config / "compressor"
-        if p.exists():
-            return str(p)
-    raise RuntimeError("build compressor first (make build)")
+    builds = [p for p in (ROOT / ".build" / c / "compressor" for c in ("release", "debug")) if p.exists()]
+    if not builds:
+        raise RuntimeError("build compressor first (make build)")
+    return str(max(builds, key=lambda p: p.stat().st_mtime))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,49 @@
+import Support
+
+/// The shape two or more tensors broadcast to (numpy rules), or nil when they do not.
+func broadcastShape(_ shapes: [[Int]]) -> [Int]? {
+  let rank = shapes.map(\.count).max() ?? 0
+  var out = [Int](repeating: 1, count: rank)
+  for s in shapes {
+    for (i, d) in s.enumerated() {
+      let j = rank - s.count + i
+      if out[j] == 1 { out[j] = d } else if d != 1 && d != out[j] { return nil }
+    }
+  }
+  return out
+}
+
+/// Walks a broadcast over `out` row by row (rows along the last dimension): `body` gets the
+/// output offset of the row, each input's offset of its first element, each input's stride
+/// along the row (0 when broadcast) and the row length. Inner loops stay in the kernel.
+func broadcastRows(_ out: [Int], _ shapes: [[Int]], _ body: (Int, [Int], [Int], Int) -> Void) {
+  let rank = out.count
+  let total = out.reduce(1, *)
+  if total == 0 { return }
+  // Per input: strides aligned to the output's rank, 0 where the input is broadcast.
+  let aligned: [[Int]] = shapes.map { s in
+    let st = strides(s)
+    return (0..<rank).map { j in
+      let i = j - (rank - s.count)
+      return i < 0 || s[i] == 1 ? 0 : st[i]
+    }
+  }
+  let inner = rank == 0 ? 1 : out[rank - 1]
+  let innerStrides = aligned.map { rank == 0 ? 0 : $0[rank - 1] }
+  let rows = total / max(inner, 1)
+  var index = [Int](repeating: 0, count: max(rank - 1, 0))
+  var offsets = [Int](repeating: 0, count: shapes.count)
+  for row in 0..<rows {
+    body(row * inner, offsets, innerStrides, inner)
+    // Advance the multi-index over the leading dimensions.
+    var d = rank - 2
+    while d >= 0 {
+      index[d] += 1
+      for k in offsets.indices { offsets[k] += aligned[k][d] }
+      if index[d] < out[d] { break }
+      for k in offsets.indices { offsets[k] -= aligned[k][d] * index[d] }
+      index[d] = 0
+      d -= 1
+    }
+  }
+}

@@ -1,0 +1,208 @@
+import IR
+import Linalg
+import Support
+
+/// Values visible while a graph runs: its own, then those of the graphs around it.
+final class Scope {
+  var values: [String: NDArray] = [:]
+  let parent: Scope?
+  init(parent: Scope?) { self.parent = parent }
+
+  func lookup(_ name: String) -> NDArray? {
+    var s: Scope? = self
+    while let scope = s {
+      if let v = scope.values[name] { return v }
+      s = scope.parent
+    }
+    return nil
+  }
+}
+
+/// Runs a model's IR directly: nodes in topological order, each value freed after its last use,
+/// subgraphs of If/Loop/Scan with their outer scopes.
+public final class Executor {
+  public let model: Model
+  let opsets: [String: Int64]
+  private var mainInitializers: [String: NDArray] = [:]
+  /// Bytes of intermediate values alive at once, at most, in the last run.
+  public private(set) var peakLiveBytes = 0
+  private var liveBytes = 0
+
+  public init(model: Model, threads: Int = 1) throws {
+    self.model = model
+    var opsets = [String: Int64]()
+    for o in model.opsetImports { opsets[o.isDefaultDomain ? "" : o.domain] = o.version }
+    self.opsets = opsets
+    Linalg.setThreads(threads)
+    try Self.checkKernels(model.graph)
+    for t in model.graph.initializers {
+      var a = try NDArray(t)
+      a.makeAligned()
+      mainInitializers[t.name] = a
+    }
+  }
+
+  /// Every op of every graph must have a kernel: exit 69 naming the first that has none.
+  static func checkKernels(_ g: Graph) throws {
+    try g.forEachGraph { sub in
+      for n in sub.nodes where Kernels.kernel(domain: n.domain, opType: n.opType) == nil {
+        let op = n.isDefaultDomain ? n.opType : "\(n.domain).\(n.opType)"
+        throw CompressorError.unsupported("operator \(op) is not supported by the executor (\(n.displayName))")
+      }
+    }
+  }
+
+  /// Runs the main graph. `feeds` must name every graph input that is not an initializer.
+  public func run(_ feeds: [String: NDArray]) throws -> [(name: String, value: NDArray)] {
+    let g = model.graph
+    let initializerNames = Set(g.initializers.map(\.name))
+    var ordered = [NDArray]()
+    for input in g.inputs where !initializerNames.contains(input.name) {
+      guard let v = feeds[input.name] else {
+        throw CompressorError.invalid("model input '\(input.name)' was not given\(expected(input))")
+      }
+      try checkFeed(v, against: input)
+      ordered.append(v)
+    }
+    for name in feeds.keys.sorted() where !g.inputs.contains(where: { $0.name == name }) {
+      throw CompressorError.invalid("the model has no input named '\(name)'")
+    }
+    peakLiveBytes = 0
+    liveBytes = 0
+    let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitializers)
+    return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
+  }
+
+  private func expected(_ v: ValueInfo) -> String {
+    guard let t = v.type else { return "" }
+    return " (expected \(t.description))"
+  }
+
+  private func checkFeed(_ v: NDArray, against info: ValueInfo) throws {
+    guard case .tensor(let type, let shape)? = info.type?.kind else { return }
+    if type != .undefined && type != v.dataType {
+      throw CompressorError.invalid("input '\(info.name)' is \(v.dataType) but the model expects \(type)")
+    }
+    guard let shape else { return }
+    var ok = shape.dims.count == v.rank
+    if ok {
+      for (d, n) in zip(shape.dims, v.shape) {
+        if case .known(let k) = d.value, k != n { ok = false }
+      }
+    }
+    if !ok {
+      throw CompressorError.invalid("input '\(info.name)' has shape \(v.shape) but the model expects \(shape)")
+    }
+  }
+
+  /// Runs `g` with `feeds` bound to its inputs in order; returns its outputs in order.
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [NDArray], initializers: [String: NDArray]? = nil) throws -> [NDArray] {
+    let scope = Scope(parent: outer)
+    if let initializers {
+      scope.values = initializers
+    } else {
+      for t in g.initializers { scope.values[t.name] = try NDArray(t) }
+    }
+    // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
+    for (i, input) in g.inputs.enumerated() where i < feeds.count {
+      scope.values[input.name] = feeds[i]
+    }
+    let order = try topologicalOrder(g)
+    let lastUse = lastUses(g, order: order)
+    let outputs = Set(g.outputs.map(\.name))
+    var produced = Set<String>()
+    for (step, n) in order.enumerated() {
+      let node = g.nodes[n]
+      var inputs = [NDArray?]()
+      inputs.reserveCapacity(node.inputs.count)
+      for name in node.inputs {
+        if name.isEmpty {
+          inputs.append(nil)
+        } else if let v = scope.lookup(name) {
+          inputs.append(v)
+        } else {
+          throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
+        }
+      }
+      guard let kernel = Kernels.kernel(domain: node.domain, opType: node.opType) else {
+        throw CompressorError.unsupported("operator \(node.opType) is not supported (\(node.displayName))")
+      }
+      let context = KernelContext(node: node, inputs: inputs,
+                                  opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
+                                  executor: self, scope: scope)
+      let results = try kernel(context)
+      for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
+        scope.values[name] = results[i]
+        if produced.insert(name).inserted { liveBytes += results[i].storage.byteCount }
+      }
+      peakLiveBytes = max(peakLiveBytes, liveBytes)
+      // Free what no later node (nor a graph output) needs.
+      for name in lastUse[step] where !outputs.contains(name) {
+        if let v = scope.values.removeValue(forKey: name), produced.remove(name) != nil {
+          liveBytes -= v.storage.byteCount
+        }
+      }
+    }
+    for name in produced { liveBytes -= scope.values[name]?.storage.byteCount ?? 0 }
+    return try g.outputs.map { o in
+      guard let v = scope.lookup(o.name) else {
+        throw CompressorError.invalid("graph output '\(o.name)' has no value")
+      }
+      return v
+    }
+  }
+
+  /// Node indices in an order where every producer runs before its consumers.
+  private func topologicalOrder(_ g: Graph) throws -> [Int] {
+    var producer = [String: Int]()
+    for (i, n) in g.nodes.enumerated() { for o in n.outputs where !o.isEmpty { producer[o] = i } }
+    var order = [Int]()
+    order.reserveCapacity(g.nodes.count)
+    var state = [UInt8](repeating: 0, count: g.nodes.count)
+    for start in g.nodes.indices where state[start] == 0 {
+      var stack = [(start, 0)]
+      state[start] = 1
+      while let (n, k) = stack.last {
+        let deps = dependencies(g.nodes[n])
+        if k < deps.count {
+          stack[stack.count - 1].1 += 1
+          if let p = producer[deps[k]], p != n {
+            if state[p] == 1 { throw CompressorError.invalid("graph '\(g.name)' contains a cycle") }
+            if state[p] == 0 { state[p] = 1; stack.append((p, 0)) }
+          }
+        } else {
+          state[n] = 2
+          order.append(n)
+          stack.removeLast()
+        }
+      }
+    }
+    return order
+  }
+
+  /// A node's inputs and the outer-scope names its subgraphs read.
+  private func dependencies(_ n: Node) -> [String] {
+    var deps = n.inputs.filter { !$0.isEmpty }
+    for a in n.attributes {
+      for g in a.subgraphs {
+        g.forEachGraph { sub in
+          for node in sub.nodes { deps += node.inputs.filter { !$0.isEmpty } }
+          deps += sub.outputs.map(\.name)
+        }
+      }
+    }
+    return deps
+  }
+
+  /// For each step, the values whose last reader is that step.
+  private func lastUses(_ g: Graph, order: [Int]) -> [[String]] {
+    var last = [String: Int]()
+    for (step, n) in order.enumerated() {
+      for name in dependencies(g.nodes[n]) { last[name] = step }
+      for o in g.nodes[n].outputs where !o.isEmpty && last[o] == nil { last[o] = step }
+    }
+    var byStep = [[String]](repeating: [], count: order.count)
+    for (name, step) in last { byStep[step].append(name) }
+    return byStep
+  }
+}

@@ -1,0 +1,104 @@
+import IR
+import Support
+
+/// If, Loop and Scan: subgraphs run by the executor with this node's scope as their outer scope.
+extension Kernels {
+  static let controlFlow: [String: Kernel] = [
+    "If": { c in
+      let cond = try c.input(0)
+      guard cond.count == 1 else { throw c.fail("the condition must have one element, it has \(cond.count)") }
+      let branch = try c.graph(try cond.integers()[0] != 0 ? "then_branch" : "else_branch")
+      return try c.runSubgraph(branch, feeds: [])
+    },
+    "Loop": { c in try loop(c) },
+    "Scan": { c in try scan(c) },
+  ]
+}
+
+private func loop(_ c: KernelContext) throws -> [NDArray] {
+  let body = try c.graph("body")
+  let maxTrips = try c.optionalInput(0).map { try $0.integers().first ?? 0 }
+  var cond = try c.optionalInput(1).map { try $0.integers().first ?? 0 != 0 } ?? true
+  var carried = try (2..<max(2, c.inputs.count)).map { try c.input($0) }
+  let carriedCount = carried.count
+  let scanCount = body.outputs.count - 1 - carriedCount
+  guard scanCount >= 0 else { throw c.fail("the body has \(body.outputs.count) outputs for \(carriedCount) loop-carried values") }
+  var scans = [[NDArray]](repeating: [], count: scanCount)
+  var trip: Int64 = 0
+  while cond && (maxTrips.map { trip < $0 } ?? true) {
+    let outs = try c.runSubgraph(body, feeds: [NDArray([trip], shape: []), NDArray(bools: [cond], shape: [])] + carried)
+    cond = try outs[0].integers().first ?? 0 != 0
+    carried = Array(outs[1...carriedCount])
+    for k in 0..<scanCount { scans[k].append(outs[1 + carriedCount + k]) }
+    trip += 1
+    if maxTrips == nil && c.optionalInput(1) == nil { throw c.fail("a Loop without trip count or condition never ends") }
+  }
+  let stacked = try scans.enumerated().map { k, items -> NDArray in
+    guard let first = items.first else {
+      // No iteration ran: an empty scan output of unknown element shape.
+      return NDArray(zeros: .float, [0])
+    }
+    return try stack(c, items, like: first)
+  }
+  return carried + stacked
+}
+
+/// Stacks equally shaped tensors along a new leading axis.
+private func stack(_ c: KernelContext, _ items: [NDArray], like first: NDArray) throws -> NDArray {
+  var out = NDArray(uninitialized: first.dataType, [items.count] + first.shape)
+  let bytes = first.storage.byteCount
+  let dst = out.mutableBytes()
+  for (i, item) in items.enumerated() {
+    guard item.shape == first.shape, item.dataType == first.dataType else {
+      throw c.fail("scan outputs change shape between iterations (\(first.shape) then \(item.shape))")
+    }
+    if bytes > 0, let src = item.storage.base { (dst + i * bytes).copyMemory(from: src, byteCount: bytes) }
+  }
+  return out
+}
+
+/// Scan (opset 9 and later): state variables, then scan inputs sliced along their scan axes.
+private func scan(_ c: KernelContext) throws -> [NDArray] {
+  let body = try c.graph("body")
+  let scanInputs = c.int("num_scan_inputs", 0)
+  let inputs = try (0..<c.inputs.count).map { try c.input($0) }
+  let stateCount = inputs.count - scanInputs
+  guard stateCount >= 0 else { throw c.fail("num_scan_inputs \(scanInputs) exceeds the \(inputs.count) inputs") }
+  var state = Array(inputs[..<stateCount])
+  let sequences = Array(inputs[stateCount...])
+  let inAxes = c.ints("scan_input_axes") ?? Array(repeating: 0, count: scanInputs)
+  let directions = c.ints("scan_input_directions") ?? Array(repeating: 0, count: scanInputs)
+  guard let first = sequences.first else { throw c.fail("no scan inputs") }
+  let axis0 = try c.axis(inAxes[0], rank: first.rank)
+  let length = first.shape[axis0]
+  let scanOutputs = body.outputs.count - stateCount
+  var collected = [[NDArray]](repeating: [], count: scanOutputs)
+  for t in 0..<length {
+    var feeds = state
+    for (k, seq) in sequences.enumerated() {
+      let axis = try c.axis(inAxes[k], rank: seq.rank)
+      let i = directions[k] == 1 ? length - 1 - t : t
+      var shape = seq.shape
+      shape.remove(at: axis)
+      feeds.append(try seq.slice(axes: [axis], starts: [i], ends: [i + 1], steps: [1]).reshaped(shape))
+    }
+    let outs = try c.runSubgraph(body, feeds: feeds)
+    state = Array(outs[..<stateCount])
+    for k in 0..<scanOutputs { collected[k].append(outs[stateCount + k]) }
+  }
+  let outAxes = c.ints("scan_output_axes") ?? Array(repeating: 0, count: scanOutputs)
+  let outDirections = c.ints("scan_output_directions") ?? Array(repeating: 0, count: scanOutputs)
+  let stacked = try collected.enumerated().map { k, items -> NDArray in
+    guard let f = items.first else { return NDArray(zeros: .float, [0]) }
+    let ordered = outDirections[k] == 1 ? items.reversed() : items
+    var s = try stack(c, Array(ordered), like: f)
+    let axis = try c.axis(outAxes[k], rank: f.rank + 1)
+    if axis != 0 {
+      var perm = Array(1...f.rank)
+      perm.insert(0, at: axis)
+      s = s.transposed(perm)
+    }
+    return s
+  }
+  return state + stacked
+}

@@ -1,0 +1,245 @@
+import IR
+import Linalg
+import Support
+
+/// Conv (im2col + sgemm per group; a direct loop for depthwise) and ConvTranspose (sgemm +
+/// col2im), 1-D and 2-D, with pads, strides, dilations, groups and auto_pad.
+extension Kernels {
+  static let convolution: [String: Kernel] = [
+    "Conv": { c in [try conv(c)] },
+    "ConvTranspose": { c in [try convTranspose(c)] },
+  ]
+}
+
+/// Geometry of a 2-D window over an input (1-D inputs are treated as height 1).
+struct Window {
+  var kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1
+  var padTop = 0, padLeft = 0, padBottom = 0, padRight = 0
+
+  /// Reads kernel_shape (or the given kernel dims), strides, dilations, pads and auto_pad.
+  init(_ c: KernelContext, spatialRank: Int, kernel: [Int], input: [Int], transposed: Bool = false) throws {
+    guard spatialRank == 1 || spatialRank == 2 else {
+      throw c.unsupported("\(spatialRank)-D windows are not supported (1-D and 2-D are)")
+    }
+    let k = c.ints("kernel_shape") ?? kernel
+    let s = c.ints("strides") ?? Array(repeating: 1, count: spatialRank)
+    let d = c.ints("dilations") ?? Array(repeating: 1, count: spatialRank)
+    var p = c.ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
+    guard k.count == spatialRank, s.count == spatialRank, d.count == spatialRank, p.count == 2 * spatialRank,
+          (k + s + d).allSatisfy({ $0 > 0 }), p.allSatisfy({ $0 >= 0 })
+    else { throw c.fail("kernel_shape, strides, dilations or pads do not fit a \(spatialRank)-D input") }
+    let autoPad = c.string("auto_pad", "NOTSET")
+    if autoPad == "VALID" {
+      p = Array(repeating: 0, count: 2 * spatialRank)
+    } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+      for i in 0..<spatialRank {
+        let total: Int
+        if transposed {
+          total = max(0, s[i] * (input[i] - 1) + (k[i] - 1) * d[i] + 1 - input[i] * s[i])
+        } else {
+          let out = (input[i] + s[i] - 1) / s[i]
+          total = max(0, (out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - input[i])
+        }
+        let small = total / 2, large = total - small
+        let upperGetsMore = (autoPad == "SAME_UPPER") != transposed
+        p[i] = upperGetsMore ? small : large
+        p[i + spatialRank] = upperGetsMore ? large : small
+      }
+    }
+    if spatialRank == 1 {
+      kw = k[0]; sw = s[0]; dw = d[0]; padLeft = p[0]; padRight = p[1]
+    } else {
+      kh = k[0]; kw = k[1]; sh = s[0]; sw = s[1]; dh = d[0]; dw = d[1]
+      padTop = p[0]; padLeft = p[1]; padBottom = p[2]; padRight = p[3]
+    }
+  }
+
+  func outputSize(h: Int, w: Int, ceilMode: Bool = false) -> (Int, Int) {
+    func size(_ n: Int, _ k: Int, _ s: Int, _ d: Int, _ p: Int) -> Int {
+      let span = n + p - d * (k - 1) - 1
+      if span < 0 { return 0 }
+      if ceilMode {
+        var o = (span + s - 1) / s + 1
+        // The last window must start inside the input or its left padding.
+        if (o - 1) * s >= n + (p / 2) { o -= 1 }
+        return o
+      }
+      return span / s + 1
+    }
+    return (size(h, kh, sh, dh, padTop + padBottom), size(w, kw, sw, dw, padLeft + padRight))
+  }
+}
+
+/// [N, C, H, W] view of a 1-D or 2-D feature map.
+private func spatial(_ shape: [Int]) -> (n: Int, c: Int, h: Int, w: Int) {
+  shape.count == 3 ? (shape[0], shape[1], 1, shape[2]) : (shape[0], shape[1], shape[2], shape[3])
+}
+
+func conv(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let w0 = try c.input(1)
+  let w = w0.dataType == .float ? w0 : try w0.converted(to: .float)
+  guard x.rank == 3 || x.rank == 4, w.rank == x.rank else {
+    throw c.unsupported("Conv on input \(x.shape) with weight \(w.shape) (1-D and 2-D are supported)")
+  }
+  let group = c.int("group", 1)
+  let (n, ch, h, wd) = spatial(x.shape)
+  let m = w.shape[0], cg = w.shape[1]
+  guard group > 0, ch == cg * group, m % group == 0 else {
+    throw c.fail("weight \(w.shape) does not fit input \(x.shape) with group \(group)")
+  }
+  let win = try Window(c, spatialRank: x.rank - 2, kernel: Array(w.shape.dropFirst(2)), input: Array(x.shape.dropFirst(2)))
+  let (oh, ow) = win.outputSize(h: h, w: wd)
+  let outShape = x.rank == 3 ? [n, m, ow] : [n, m, oh, ow]
+  var out = NDArray(zeros: .float, outShape)
+  let src = x.elements(Float.self), wt = w.elements(Float.self), dst = out.mutableElements(Float.self)
+  let mg = m / group, kk = cg * win.kh * win.kw, spatialOut = oh * ow
+  guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialOut > 0 else { return out }
+  try withExtendedLifetime((src, wt, dst)) {
+  if cg == 1 && mg == 1 {
+    depthwise(sp, wp, dp, n: n, c: ch, h: h, w: wd, oh: oh, ow: ow, win: win)
+  } else {
+    var cols = [Float](repeating: 0, count: kk * spatialOut)
+    for b in 0..<n {
+      for g in 0..<group {
+        let input = sp + (b * ch + g * cg) * h * wd
+        cols.withUnsafeMutableBufferPointer { colp in
+          im2col(input, colp.baseAddress.unsafelyUnwrapped, c: cg, h: h, w: wd, oh: oh, ow: ow, win: win)
+          Linalg.gemm(m: mg, n: spatialOut, k: kk, a: wp + g * mg * kk, b: colp.baseAddress.unsafelyUnwrapped,
+                      c: dp + (b * m + g * mg) * spatialOut)
+        }
+      }
+    }
+  }
+  if let bias = c.optionalInput(2) {
+    let bv = try bias.floats()
+    guard bv.count == m else { throw c.fail("bias has \(bv.count) values for \(m) output channels") }
+    for b in 0..<n {
+      for o in 0..<m {
+        let row = dp + (b * m + o) * spatialOut
+        for i in 0..<spatialOut { row[i] += bv[o] }
+      }
+    }
+  }
+  }
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// Unfolds windows into columns: rows are (channel, ky, kx), columns are output positions.
+private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
+                    oh: Int, ow: Int, win: Window) {
+  var row = 0
+  for ch in 0..<c {
+    let plane = x + ch * h * w
+    for ky in 0..<win.kh {
+      for kx in 0..<win.kw {
+        let dst = cols + row * oh * ow
+        for oy in 0..<oh {
+          let iy = oy * win.sh - win.padTop + ky * win.dh
+          let line = dst + oy * ow
+          if iy < 0 || iy >= h {
+            line.update(repeating: 0, count: ow)
+            continue
+          }
+          let srcLine = plane + iy * w
+          for ox in 0..<ow {
+            let ix = ox * win.sw - win.padLeft + kx * win.dw
+            line[ox] = ix >= 0 && ix < w ? srcLine[ix] : 0
+          }
+        }
+        row += 1
+      }
+    }
+  }
+}
+
+/// One filter per channel: a direct loop beats im2col, whose matrix would be a single row.
+private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                       n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window) {
+  for b in 0..<n {
+    for ch in 0..<c {
+      let plane = x + (b * c + ch) * h * w
+      let filter = wt + ch * win.kh * win.kw
+      let out = y + (b * c + ch) * oh * ow
+      for oy in 0..<oh {
+        for ox in 0..<ow {
+          var acc: Float = 0
+          for ky in 0..<win.kh {
+            let iy = oy * win.sh - win.padTop + ky * win.dh
+            if iy < 0 || iy >= h { continue }
+            for kx in 0..<win.kw {
+              let ix = ox * win.sw - win.padLeft + kx * win.dw
+              if ix >= 0 && ix < w { acc += plane[iy * w + ix] * filter[ky * win.kw + kx] }
+            }
+          }
+          out[oy * ow + ox] = acc
+        }
+      }
+    }
+  }
+}
+
+func convTranspose(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let w0 = try c.input(1)
+  let w = w0.dataType == .float ? w0 : try w0.converted(to: .float)
+  guard x.rank == 3 || x.rank == 4, w.rank == x.rank else {
+    throw c.unsupported("ConvTranspose on input \(x.shape) (1-D and 2-D are supported)")
+  }
+  let group = c.int("group", 1)
+  let (n, ch, h, wd) = spatial(x.shape)
+  guard group > 0, w.shape[0] == ch, ch % group == 0 else { throw c.fail("weight \(w.shape) does not fit input \(x.shape)") }
+  let mg = w.shape[1], m = mg * group, cg = ch / group
+  let rank = x.rank - 2
+  let win = try Window(c, spatialRank: rank, kernel: Array(w.shape.dropFirst(2)), input: Array(x.shape.dropFirst(2)), transposed: true)
+  let outPad = c.ints("output_padding") ?? Array(repeating: 0, count: rank)
+  var oh = (h - 1) * win.sh + (win.kh - 1) * win.dh + 1 - win.padTop - win.padBottom + (rank == 2 ? outPad[0] : 0)
+  var ow = (wd - 1) * win.sw + (win.kw - 1) * win.dw + 1 - win.padLeft - win.padRight + outPad[rank - 1]
+  if let shape = c.ints("output_shape"), shape.count >= rank {
+    let s = Array(shape.suffix(rank))
+    oh = rank == 2 ? s[0] : 1
+    ow = s[rank - 1]
+  }
+  guard oh > 0, ow > 0 else { throw c.fail("the output would be empty") }
+  var out = NDArray(zeros: .float, rank == 1 ? [n, m, ow] : [n, m, oh, ow])
+  let src = x.elements(Float.self), wt = w.elements(Float.self), dst = out.mutableElements(Float.self)
+  let kk = mg * win.kh * win.kw, spatialIn = h * wd
+  guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialIn > 0 else { return out }
+  try withExtendedLifetime((src, wt, dst)) {
+  var cols = [Float](repeating: 0, count: kk * spatialIn)
+  for b in 0..<n {
+    for g in 0..<group {
+      cols.withUnsafeMutableBufferPointer { colp in
+        // cols[(o, ky, kx), pixel] = Σ_c W[c, (o, ky, kx)] · X[c, pixel]
+        Linalg.gemm(m: kk, n: spatialIn, k: cg, a: wp + g * cg * kk, b: sp + (b * ch + g * cg) * spatialIn,
+                    c: colp.baseAddress.unsafelyUnwrapped, transposeA: true)
+        // Scatter-add every column back to where its window lands in the output.
+        for o in 0..<mg {
+          let plane = dp + (b * m + g * mg + o) * oh * ow
+          for ky in 0..<win.kh {
+            for kx in 0..<win.kw {
+              let row = colp.baseAddress.unsafelyUnwrapped + ((o * win.kh + ky) * win.kw + kx) * spatialIn
+              for iy in 0..<h {
+                let oy = iy * win.sh - win.padTop + ky * win.dh
+                if oy < 0 || oy >= oh { continue }
+                for ix in 0..<wd {
+                  let ox = ix * win.sw - win.padLeft + kx * win.dw
+                  if ox >= 0 && ox < ow { plane[oy * ow + ox] += row[iy * wd + ix] }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if let bias = c.optionalInput(2) {
+    let bv = try bias.floats()
+    guard bv.count == m else { throw c.fail("bias has \(bv.count) values for \(m) output channels") }
+    for b in 0..<n { for o in 0..<m { for i in 0..<(oh * ow) { dp[(b * m + o) * oh * ow + i] += bv[o] } } }
+  }
+  }
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}

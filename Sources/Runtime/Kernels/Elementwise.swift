@@ -1,0 +1,327 @@
+import Foundation
+import IR
+import Support
+
+/// Element-wise operators: arithmetic with broadcasting, comparisons, logic, Where, Clip and
+/// activations. Float16 and bfloat16 are computed in Float, as other runtimes do.
+extension Kernels {
+  static let elementwise: [String: Kernel] = {
+    var k = [String: Kernel]()
+    for (op, f) in [("Add", { (a: Double, b: Double) in a + b }), ("Sub", { $0 - $1 }), ("Mul", { $0 * $1 }),
+                    ("Div", { $0 / $1 }), ("Pow", { Foundation.pow($0, $1) })] as [(String, (Double, Double) -> Double)] {
+      k[op] = { c in [try arithmetic(c, c.input(0), c.input(1), op: op, f)] }
+    }
+    for (op, f) in [("Max", { (a: Double, b: Double) in a.isNaN || b.isNaN ? .nan : Swift.max(a, b) }),
+                    ("Min", { a, b in a.isNaN || b.isNaN ? .nan : Swift.min(a, b) }), ("Sum", { $0 + $1 })]
+      as [(String, (Double, Double) -> Double)] {
+      k[op] = { c in
+        var acc = try c.input(0)
+        for i in 1..<c.inputs.count { acc = try arithmetic(c, acc, c.input(i), op: op, f) }
+        return [acc]
+      }
+    }
+    k["Mean"] = { c in
+      var acc = try c.input(0)
+      for i in 1..<c.inputs.count { acc = try arithmetic(c, acc, c.input(i), op: "Add", +) }
+      return [try arithmetic(c, acc, NDArray([Float(c.inputs.count)], shape: []).converted(to: acc.dataType), op: "Div", /)]
+    }
+    k["Mod"] = { c in
+      let fmod = c.int("fmod", 0) == 1
+      return [try arithmetic(c, c.input(0), c.input(1), op: "Mod") { a, b in
+        if fmod { return Foundation.fmod(a, b) }
+        let r = a.truncatingRemainder(dividingBy: b)
+        return r != 0 && (r < 0) != (b < 0) ? r + b : r
+      }]
+    }
+    k["PRelu"] = { c in [try arithmetic(c, c.input(0), c.input(1), op: "PRelu") { x, s in x < 0 ? x * s : x }] }
+
+    for (op, f) in [("Equal", { (a: Double, b: Double) in a == b }), ("Greater", { $0 > $1 }), ("Less", { $0 < $1 }),
+                    ("GreaterOrEqual", { $0 >= $1 }), ("LessOrEqual", { $0 <= $1 })] as [(String, (Double, Double) -> Bool)] {
+      k[op] = { c in [try compare(c, c.input(0), c.input(1), f)] }
+    }
+    for (op, f) in [("And", { (a: Bool, b: Bool) in a && b }), ("Or", { $0 || $1 }), ("Xor", { $0 != $1 })]
+      as [(String, (Bool, Bool) -> Bool)] {
+      k[op] = { c in [try logical(c, c.input(0), c.input(1), f)] }
+    }
+    k["Not"] = { c in
+      var x = try c.input(0)
+      let e = x.mutableElements(UInt8.self)
+      for i in e.indices { e[i] = e[i] == 0 ? 1 : 0 }
+      return [x]
+    }
+    k["Where"] = { c in [try whereOp(c)] }
+
+    let unary: [(String, (Double) -> Double)] = [
+      ("Relu", { Swift.max($0, 0) }), ("Neg", { -$0 }), ("Abs", { Swift.abs($0) }), ("Exp", { Foundation.exp($0) }),
+      ("Log", { Foundation.log($0) }), ("Sqrt", { $0.squareRoot() }), ("Reciprocal", { 1 / $0 }),
+      ("Sigmoid", { 1 / (1 + Foundation.exp(-$0)) }), ("Tanh", { Foundation.tanh($0) }), ("Erf", { Foundation.erf($0) }),
+      ("Floor", { Foundation.floor($0) }), ("Ceil", { Foundation.ceil($0) }), ("Round", { $0.rounded(.toNearestOrEven) }),
+      ("Sin", { Foundation.sin($0) }), ("Cos", { Foundation.cos($0) }), ("Sign", { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
+      ("Softplus", { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }),
+      ("HardSwish", { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }),
+    ]
+    for (op, f) in unary { k[op] = { c in [try map(c, c.input(0), f)] } }
+    k["LeakyRelu"] = { c in
+      let alpha = Double(c.float("alpha", 0.01))
+      return [try map(c, c.input(0)) { $0 < 0 ? alpha * $0 : $0 }]
+    }
+    k["Elu"] = { c in
+      let alpha = Double(c.float("alpha", 1))
+      return [try map(c, c.input(0)) { $0 < 0 ? alpha * (Foundation.exp($0) - 1) : $0 }]
+    }
+    k["Selu"] = { c in
+      let alpha = Double(c.float("alpha", 1.67326319217681884765625)), gamma = Double(c.float("gamma", 1.05070102214813232421875))
+      return [try map(c, c.input(0)) { $0 <= 0 ? gamma * (alpha * Foundation.exp($0) - alpha) : gamma * $0 }]
+    }
+    k["HardSigmoid"] = { c in
+      let alpha = Double(c.float("alpha", 0.2)), beta = Double(c.float("beta", 0.5))
+      return [try map(c, c.input(0)) { Swift.max(0, Swift.min(1, alpha * $0 + beta)) }]
+    }
+    k["Gelu"] = { c in
+      if c.string("approximate", "none") == "tanh" {
+        return [try map(c, c.input(0)) { x in 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) }]
+      }
+      return [try map(c, c.input(0)) { x in 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot())) }]
+    }
+    k["Clip"] = { c in
+      var lo = -Double.infinity, hi = Double.infinity
+      if c.opset < 11 {
+        lo = Double(c.float("min", -.infinity))
+        hi = Double(c.float("max", .infinity))
+      } else {
+        if let m = c.optionalInput(1) { lo = Double(try m.floats().first ?? -.infinity) }
+        if let m = c.optionalInput(2) { hi = Double(try m.floats().first ?? .infinity) }
+      }
+      let x = try c.input(0)
+      if x.dataType == .int64 || x.dataType == .int32 {
+        let l = lo, h = hi
+        return [try map(c, x) { Swift.min(Swift.max($0, l), h) }]
+      }
+      return [try map(c, x) { $0.isNaN ? $0 : Swift.min(Swift.max($0, lo), hi) }]
+    }
+    return k
+  }()
+}
+
+/// Element types element-wise kernels compute natively; the rest go through Float.
+private func numericKind(_ t: DataType) -> DataType? {
+  switch t {
+  case .float, .double, .int64, .int32, .int8, .uint8, .int16, .uint16, .uint32, .uint64: return t
+  case .float16, .bfloat16: return .float
+  default: return nil
+  }
+}
+
+extension NDArray {
+  /// The same values as another numeric type (Float16 and bfloat16 included).
+  func converted(to type: DataType) throws -> NDArray {
+    if type == dataType { return self }
+    let values: [Double]
+    switch dataType {
+    case .float: values = elements(Float.self).map(Double.init)
+    case .double: values = Array(elements(Double.self))
+    case .float16: values = elements(Float16.self).map { Double(Float($0)) }
+    case .bfloat16: values = elements(UInt16.self).map { Double(Float(bitPattern: UInt32($0) << 16)) }
+    case .bool: values = elements(UInt8.self).map { $0 != 0 ? 1 : 0 }
+    default: values = try integers().map(Double.init)
+    }
+    return try NDArray(doubles: values, as: type, shape: shape)
+  }
+
+  /// Builds a tensor of `type` from Double values (rounding toward zero for integers).
+  init(doubles values: [Double], as type: DataType, shape: [Int]) throws {
+    self.init(uninitialized: type, shape)
+    guard let base = storage.base, !values.isEmpty else { return }
+    func fill<T>(_: T.Type, _ f: (Double) -> T) {
+      let p = base.bindMemory(to: T.self, capacity: values.count)
+      for i in values.indices { p[i] = f(values[i]) }
+    }
+    switch type {
+    case .float: fill(Float.self) { Float($0) }
+    case .double: fill(Double.self) { $0 }
+    case .float16: fill(Float16.self) { Float16(Float($0)) }
+    case .bfloat16: fill(UInt16.self) { bfloat16Bits(Float($0)) }
+    case .int64: fill(Int64.self) { Int64(clampingDouble: $0) }
+    case .int32: fill(Int32.self) { Int32(clamping: Int64(clampingDouble: $0)) }
+    case .int16: fill(Int16.self) { Int16(truncatingIfNeeded: Int64(clampingDouble: $0)) }
+    case .int8: fill(Int8.self) { Int8(truncatingIfNeeded: Int64(clampingDouble: $0)) }
+    case .uint8: fill(UInt8.self) { UInt8(truncatingIfNeeded: Int64(clampingDouble: $0)) }
+    case .uint16: fill(UInt16.self) { UInt16(truncatingIfNeeded: Int64(clampingDouble: $0)) }
+    case .uint32: fill(UInt32.self) { UInt32(truncatingIfNeeded: Int64(clampingDouble: $0)) }
+    case .uint64: fill(UInt64.self) { UInt64(truncatingIfNeeded: Int64(clampingDouble: $0)) }
+    case .bool: fill(UInt8.self) { $0 != 0 ? 1 : 0 }
+    default: throw CompressorError.unsupported("cannot convert to \(type)")
+    }
+  }
+}
+
+/// Round-to-nearest-even bfloat16 bits of a Float.
+func bfloat16Bits(_ f: Float) -> UInt16 {
+  if f.isNaN { return 0x7FC0 }
+  let bits = f.bitPattern
+  let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+  return UInt16(truncatingIfNeeded: rounded >> 16)
+}
+
+extension Int64 {
+  init(clampingDouble d: Double) {
+    if d.isNaN { self = 0 } else if d >= 9.2233720368547758e18 { self = .max } else if d <= -9.2233720368547758e18 { self = .min }
+    else { self = Int64(d) }
+  }
+}
+
+/// f over every element, in the input's own type (Float math for Float, Double otherwise).
+func map(_ c: KernelContext, _ x: NDArray, _ f: (Double) -> Double) throws -> NDArray {
+  switch x.dataType {
+  case .float:
+    var out = NDArray(uninitialized: .float, x.shape)
+    let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+    for i in 0..<src.count { dst[i] = Float(f(Double(src[i]))) }
+    return out
+  case .double, .float16, .bfloat16, .int64, .int32, .int8, .uint8, .int16, .uint16, .uint32, .uint64:
+    let v = try x.converted(to: .double)
+    var out = v
+    let e = out.mutableElements(Double.self)
+    for i in e.indices { e[i] = f(e[i]) }
+    return try out.converted(to: x.dataType)
+  default:
+    throw c.unsupported("\(x.dataType) inputs are not supported")
+  }
+}
+
+/// a ∘ b with broadcasting, in the inputs' common type.
+func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f: (Double, Double) -> Double) throws -> NDArray {
+  guard a.dataType == b.dataType || op == "Pow" || op == "PRelu" else {
+    throw c.fail("inputs have different types (\(a.dataType) and \(b.dataType))")
+  }
+  guard let shape = broadcastShape([a.shape, b.shape]) else {
+    throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast")
+  }
+  guard let kind = numericKind(a.dataType) else { throw c.unsupported("\(a.dataType) inputs are not supported") }
+  if kind == .float && a.dataType == .float && b.dataType == .float {
+    // The common case without conversions; Float math, as other runtimes compute it.
+    var out = NDArray(uninitialized: .float, shape)
+    let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
+    func run(_ g: (Float, Float) -> Float) {
+      broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+        var i = offs[0], j = offs[1]
+        for k in 0..<n {
+          z[o + k] = g(x[i], y[j])
+          i += st[0]
+          j += st[1]
+        }
+      }
+    }
+    switch op {
+    case "Add", "Sum": run(+)
+    case "Sub": run(-)
+    case "Mul": run(*)
+    case "Div": run(/)
+    default: run { Float(f(Double($0), Double($1))) }
+    }
+    return out
+  }
+  if a.dataType == .int64 && b.dataType == .int64, ["Add", "Sum", "Sub", "Mul", "Div", "Max", "Min", "Mod"].contains(op) {
+    return int64Arithmetic(c, a, b, shape: shape, op: op)
+  }
+  let x = try a.converted(to: .double), y = try b.converted(to: .double)
+  var out = NDArray(uninitialized: .double, shape)
+  let xe = x.elements(Double.self), ye = y.elements(Double.self), z = out.mutableElements(Double.self)
+  let integer = !a.dataType.isFloatingPoint
+  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+    var i = offs[0], j = offs[1]
+    for k in 0..<n {
+      var v = f(xe[i], ye[j])
+      if integer && op == "Div" { v = v.rounded(.towardZero) }
+      z[o + k] = v
+      i += st[0]
+      j += st[1]
+    }
+  }
+  return try out.converted(to: a.dataType)
+}
+
+/// Exact 64-bit integer arithmetic: Double loses precision above 2^53 (shape arithmetic, hashes).
+private func int64Arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, shape: [Int], op: String) -> NDArray {
+  var out = NDArray(uninitialized: .int64, shape)
+  let p = a.elements(Int64.self), q = b.elements(Int64.self), r = out.mutableElements(Int64.self)
+  let fmod = c.int("fmod", 0) == 1
+  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+    var i = offs[0], j = offs[1]
+    for k in 0..<n {
+      let u = p[i], v = q[j]
+      switch op {
+      case "Add", "Sum": r[o + k] = u &+ v
+      case "Sub": r[o + k] = u &- v
+      case "Mul": r[o + k] = u &* v
+      case "Div": r[o + k] = v == 0 ? 0 : u / v
+      case "Max": r[o + k] = Swift.max(u, v)
+      case "Min": r[o + k] = Swift.min(u, v)
+      default: r[o + k] = v == 0 ? 0 : (fmod ? u % v : ((u % v) + v) % v)
+      }
+      i += st[0]
+      j += st[1]
+    }
+  }
+  return out
+}
+
+func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Double) -> Bool) throws -> NDArray {
+  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  let x = try a.converted(to: .double), y = try b.converted(to: .double)
+  var out = NDArray(uninitialized: .bool, shape)
+  let xe = x.elements(Double.self), ye = y.elements(Double.self), z = out.mutableElements(UInt8.self)
+  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+    var i = offs[0], j = offs[1]
+    for k in 0..<n {
+      z[o + k] = f(xe[i], ye[j]) ? 1 : 0
+      i += st[0]
+      j += st[1]
+    }
+  }
+  return out
+}
+
+func logical(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Bool, Bool) -> Bool) throws -> NDArray {
+  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  var out = NDArray(uninitialized: .bool, shape)
+  let x = a.elements(UInt8.self), y = b.elements(UInt8.self), z = out.mutableElements(UInt8.self)
+  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+    var i = offs[0], j = offs[1]
+    for k in 0..<n {
+      z[o + k] = f(x[i] != 0, y[j] != 0) ? 1 : 0
+      i += st[0]
+      j += st[1]
+    }
+  }
+  return out
+}
+
+/// Where(condition, x, y) for any element width, copying bytes.
+func whereOp(_ c: KernelContext) throws -> NDArray {
+  let cond = try c.input(0), x = try c.input(1), y = try c.input(2)
+  guard x.dataType == y.dataType else { throw c.fail("x is \(x.dataType) but y is \(y.dataType)") }
+  guard let shape = broadcastShape([cond.shape, x.shape, y.shape]) else {
+    throw c.fail("shapes \(cond.shape), \(x.shape) and \(y.shape) do not broadcast")
+  }
+  var out = NDArray(uninitialized: x.dataType, shape)
+  let width = (x.dataType.bitWidth ?? 8) / 8
+  let ce = cond.elements(UInt8.self)
+  let zv = out.mutableElements(UInt8.self)
+  guard let xs = x.storage.base, let ys = y.storage.base, let zs = zv.baseAddress else {
+    return out  // an empty result
+  }
+  withExtendedLifetime((x, y, zv)) {
+  broadcastRows(shape, [cond.shape, x.shape, y.shape]) { o, offs, st, n in
+    var i = offs[0], j = offs[1], k = offs[2]
+    for e in 0..<n {
+      let src = ce[i] != 0 ? xs + j * width : ys + k * width
+      (UnsafeMutableRawPointer(zs) + (o + e) * width).copyMemory(from: src, byteCount: width)
+      i += st[0]
+      j += st[1]
+      k += st[2]
+    }
+  }
+  }
+  return out
+}

@@ -1,0 +1,88 @@
+import IR
+import Linalg
+import Support
+
+/// MatMul and Gemm through OpenBLAS sgemm. Non-float inputs are computed in Float and
+/// converted back (float16 models, as other CPU runtimes do).
+extension Kernels {
+  static let matrix: [String: Kernel] = [
+    "MatMul": { c in [try matMul(c, c.input(0), c.input(1))] },
+    "Gemm": { c in [try gemm(c)] },
+  ]
+}
+
+private func asFloat(_ x: NDArray) throws -> NDArray { x.dataType == .float ? x : try x.converted(to: .float) }
+
+func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray {
+  let a = try asFloat(a0), b = try asFloat(b0)
+  // 1-D operands are promoted to matrices and the added dimension removed afterwards.
+  let aShape = a.rank == 1 ? [1, a.shape[0]] : a.shape
+  let bShape = b.rank == 1 ? [b.shape[0], 1] : b.shape
+  guard aShape.count >= 2, bShape.count >= 2 else { throw c.fail("MatMul needs tensors of rank 1 or more") }
+  let m = aShape[aShape.count - 2], k = aShape[aShape.count - 1]
+  let k2 = bShape[bShape.count - 2], n = bShape[bShape.count - 1]
+  guard k == k2 else { throw c.fail("cannot multiply \(a.shape) by \(b.shape)") }
+  guard let batch = broadcastShape([Array(aShape.dropLast(2)), Array(bShape.dropLast(2))]) else {
+    throw c.fail("batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
+  }
+  var outShape = batch + [m, n]
+  var out = NDArray(zeros: .float, outShape)
+  let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
+  withExtendedLifetime((x, y, z)) {
+  if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {
+    let batchCount = batch.reduce(1, *)
+    if batchCount == 1 {
+      Linalg.gemm(m: m, n: n, k: k, a: xb, b: yb, c: zb)
+    } else if Array(bShape.dropLast(2)).reduce(1, *) == 1 && aShape.count > 2 {
+      // [..., m, k] × [k, n]: one large GEMM over all rows of A.
+      Linalg.gemm(m: batchCount * m, n: n, k: k, a: xb, b: yb, c: zb)
+    } else {
+      broadcastRows(batch, [Array(aShape.dropLast(2)), Array(bShape.dropLast(2))]) { o, offs, st, len in
+        var i = offs[0], j = offs[1]
+        for t in 0..<len {
+          Linalg.gemm(m: m, n: n, k: k, a: xb + i * m * k, b: yb + j * k * n, c: zb + (o + t) * m * n)
+          i += st[0]
+          j += st[1]
+        }
+      }
+    }
+  }
+  }
+  if a.rank == 1 { outShape.remove(at: outShape.count - 2) }
+  if b.rank == 1 { outShape.removeLast() }
+  out = out.reshaped(outShape)
+  return a0.dataType == .float ? out : try out.converted(to: a0.dataType)
+}
+
+func gemm(_ c: KernelContext) throws -> NDArray {
+  let a0 = try c.input(0)
+  let a = try asFloat(a0), b = try asFloat(c.input(1))
+  guard a.rank == 2, b.rank == 2 else { throw c.fail("Gemm needs 2-D A and B, got \(a.shape) and \(b.shape)") }
+  let transA = c.int("transA", 0) != 0, transB = c.int("transB", 0) != 0
+  let alpha = c.float("alpha", 1), beta = c.float("beta", 1)
+  let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
+  let kb = transB ? b.shape[1] : b.shape[0], n = transB ? b.shape[0] : b.shape[1]
+  guard k == kb else { throw c.fail("cannot multiply \(a.shape) by \(b.shape) (transA \(transA), transB \(transB))") }
+  var out = NDArray(zeros: .float, [m, n])
+  var betaUsed: Float = 0
+  if let bias = c.optionalInput(2), beta != 0 {
+    let cf = try asFloat(bias)
+    guard broadcastShape([cf.shape, [m, n]]) == [m, n] else { throw c.fail("C of shape \(cf.shape) does not broadcast to [\(m), \(n)]") }
+    let src = cf.elements(Float.self), dst = out.mutableElements(Float.self)
+    broadcastRows([m, n], [[m, n], cf.shape]) { o, offs, st, len in
+      var j = offs[1]
+      for t in 0..<len {
+        dst[o + t] = src[j]
+        j += st[1]
+      }
+    }
+    betaUsed = beta
+  }
+  let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
+  withExtendedLifetime((x, y, z)) {
+    if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {
+      Linalg.gemm(m: m, n: n, k: k, alpha: alpha, a: xb, b: yb, beta: betaUsed, c: zb, transposeA: transA, transposeB: transB)
+    }
+  }
+  return a0.dataType == .float ? out : try out.converted(to: a0.dataType)
+}

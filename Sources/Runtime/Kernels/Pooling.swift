@@ -1,0 +1,74 @@
+import IR
+import Support
+
+/// MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool and GlobalMaxPool on float tensors.
+extension Kernels {
+  static let pooling: [String: Kernel] = [
+    "MaxPool": { c in
+      if c.node.outputs.count > 1 && !c.node.outputs[1].isEmpty { throw c.unsupported("MaxPool's Indices output is not supported") }
+      return [try pool(c, max: true)]
+    },
+    "AveragePool": { c in [try pool(c, max: false)] },
+    "GlobalAveragePool": { c in [try globalPool(c, max: false)] },
+    "GlobalMaxPool": { c in [try globalPool(c, max: true)] },
+  ]
+}
+
+private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  guard x.rank == 3 || x.rank == 4 else { throw c.unsupported("pooling over \(x.rank - 2)-D inputs (1-D and 2-D are supported)") }
+  guard let kernel = c.ints("kernel_shape") else { throw c.fail("kernel_shape is required") }
+  let win = try Window(c, spatialRank: x.rank - 2, kernel: kernel, input: Array(x.shape.dropFirst(2)))
+  let n = x.shape[0], ch = x.shape[1], h = x.rank == 4 ? x.shape[2] : 1, w = x.shape[x.rank - 1]
+  let (oh, ow) = win.outputSize(h: h, w: w, ceilMode: c.int("ceil_mode", 0) != 0)
+  let includePad = c.int("count_include_pad", 0) != 0
+  var out = NDArray(zeros: .float, x.rank == 4 ? [n, ch, oh, ow] : [n, ch, ow])
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  for plane in 0..<(n * ch) {
+    let p = plane * h * w, q = plane * oh * ow
+    for oy in 0..<oh {
+      for ox in 0..<ow {
+        var acc: Float = isMax ? -.infinity : 0
+        var count = 0
+        for ky in 0..<win.kh {
+          let iy = oy * win.sh - win.padTop + ky * win.dh
+          for kx in 0..<win.kw {
+            let ix = ox * win.sw - win.padLeft + kx * win.dw
+            if iy < 0 || iy >= h || ix < 0 || ix >= w {
+              // Padding inside the padded extent counts for averages with count_include_pad.
+              if includePad && iy < h + win.padBottom && ix < w + win.padRight { count += 1 }
+              continue
+            }
+            let v = src[p + iy * w + ix]
+            if isMax { if v > acc || v.isNaN { acc = v } } else { acc += v }
+            count += 1
+          }
+        }
+        dst[q + oy * ow + ox] = isMax ? acc : (count > 0 ? acc / Float(count) : 0)
+      }
+    }
+  }
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+private func globalPool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  guard x.rank >= 3 else { throw c.fail("input \(x.shape) has no spatial dimensions") }
+  let planes = x.shape[0] * x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
+  var out = NDArray(zeros: .float, [x.shape[0], x.shape[1]] + Array(repeating: 1, count: x.rank - 2))
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  for p in 0..<planes {
+    if isMax {
+      var m = -Float.infinity
+      for i in 0..<size { m = Swift.max(m, src[p * size + i]) }
+      dst[p] = m
+    } else {
+      var s: Float = 0
+      for i in 0..<size { s += src[p * size + i] }
+      dst[p] = size > 0 ? s / Float(size) : 0
+    }
+  }
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}

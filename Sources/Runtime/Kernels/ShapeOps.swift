@@ -1,0 +1,382 @@
+import IR
+import Support
+
+/// Operators that move or reinterpret elements without arithmetic: Shape, Reshape, Flatten,
+/// Transpose, Squeeze/Unsqueeze, Concat, Split, Slice, Gather, Expand, Tile, Cast, Constant,
+/// ConstantOfShape, Range, Identity/Dropout, Upsample and nearest-neighbour Resize. Copies work
+/// on raw bytes, so every element type is handled.
+extension Kernels {
+  static let shapeOps: [String: Kernel] = [
+    "Identity": { c in [try c.input(0)] },
+    "Dropout": { c in
+      let x = try c.input(0)
+      return [x, NDArray(bools: Array(repeating: true, count: x.count), shape: x.shape)]
+    },
+    "Shape": { c in
+      let x = try c.input(0)
+      var dims = x.shape
+      if c.opset >= 15 {
+        func clampAxis(_ a: Int) -> Int { Swift.min(Swift.max(a < 0 ? a + x.rank : a, 0), x.rank) }
+        let start = clampAxis(c.int("start", 0)), end = clampAxis(c.int("end", x.rank))
+        dims = start < end ? Array(dims[start..<end]) : []
+      }
+      return [NDArray(dims.map { Int64($0) }, shape: [dims.count])]
+    },
+    "Size": { c in [NDArray([Int64(try c.input(0).count)], shape: [])] },
+    "Reshape": { c in
+      let x = try c.input(0)
+      let requested: [Int]
+      if c.opset < 5 { requested = c.ints("shape") ?? [] } else { requested = try c.input(1).integers() }
+      let allowZero = c.int("allowzero", 0) != 0
+      var shape = requested.enumerated().map { i, d in d == 0 && !allowZero && i < x.rank ? x.shape[i] : d }
+      if let unknown = shape.firstIndex(of: -1) {
+        let known = shape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
+        guard known > 0, x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
+        shape[unknown] = x.count / known
+      }
+      guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == x.count else {
+        throw c.fail("cannot reshape \(x.shape) to \(requested)")
+      }
+      return [x.reshaped(shape)]
+    },
+    "Flatten": { c in
+      let x = try c.input(0)
+      let axis = c.int("axis", 1)
+      let a = axis < 0 ? axis + x.rank : axis
+      guard a >= 0 && a <= x.rank else { throw c.fail("axis \(axis) is out of range for rank \(x.rank)") }
+      return [x.reshaped([x.shape[..<a].reduce(1, *), x.shape[a...].reduce(1, *)])]
+    },
+    "Transpose": { c in
+      let x = try c.input(0)
+      let perm = c.ints("perm") ?? Array((0..<x.rank).reversed())
+      guard perm.sorted() == Array(0..<x.rank) else { throw c.fail("perm \(perm) is not a permutation of 0..<\(x.rank)") }
+      return [x.transposed(perm)]
+    },
+    "Squeeze": { c in
+      let x = try c.input(0)
+      let axes = c.opset >= 13 ? try c.optionalInput(1)?.integers() : c.ints("axes")
+      var shape = [Int]()
+      let drop = Set(try (axes ?? x.shape.indices.filter { x.shape[$0] == 1 }).map { try c.axis($0, rank: x.rank) })
+      for (i, d) in x.shape.enumerated() where !drop.contains(i) { shape.append(d) }
+      for a in drop where x.shape[a] != 1 { throw c.fail("cannot squeeze axis \(a) of size \(x.shape[a])") }
+      return [x.reshaped(shape)]
+    },
+    "Unsqueeze": { c in
+      let x = try c.input(0)
+      guard let axes = c.opset >= 13 ? try c.input(1).integers() : c.ints("axes") else { throw c.fail("axes are required") }
+      let rank = x.rank + axes.count
+      let inserted = Set(try axes.map { try c.axis($0, rank: rank) })
+      guard inserted.count == axes.count else { throw c.fail("axes \(axes) repeat") }
+      var shape = [Int](), rest = x.shape.makeIterator()
+      for i in 0..<rank { shape.append(inserted.contains(i) ? 1 : (rest.next() ?? 1)) }
+      return [x.reshaped(shape)]
+    },
+    "Concat": { c in
+      let parts = try (0..<c.inputs.count).map { try c.input($0) }
+      guard let first = parts.first else { throw c.fail("no inputs") }
+      let axis = try c.axis(c.int("axis", 0), rank: first.rank)
+      var shape = first.shape
+      shape[axis] = 0
+      for p in parts {
+        guard p.rank == first.rank, p.dataType == first.dataType,
+              p.shape.enumerated().allSatisfy({ $0.offset == axis || $0.element == first.shape[$0.offset] })
+        else { throw c.fail("inputs \(parts.map(\.shape)) do not concatenate along axis \(axis)") }
+        shape[axis] += p.shape[axis]
+      }
+      var out = NDArray(uninitialized: first.dataType, shape)
+      let width = first.elementWidth
+      let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+      var offset = 0
+      if first.dataType == .string {
+        var strings = [[UInt8]]()
+        for o in 0..<outer { for p in parts { let n = p.shape[axis] * inner; strings += p.strings[(o * n)..<(o * n + n)] } }
+        out.strings = strings
+        return [out]
+      }
+      let dst = out.mutableBytes()
+      for o in 0..<outer {
+        for p in parts {
+          let n = p.shape[axis] * inner * width
+          if n > 0, let src = p.storage.base { (dst + offset).copyMemory(from: src + o * n, byteCount: n) }
+          offset += n
+        }
+      }
+      return [out]
+    },
+    "Split": { c in
+      let x = try c.input(0)
+      let axis = try c.axis(c.int("axis", 0), rank: x.rank)
+      let outputs = c.node.outputs.count
+      var sizes: [Int]
+      if c.opset >= 13, let s = c.optionalInput(1) { sizes = try s.integers() } else if let s = c.ints("split") { sizes = s } else {
+        let n = c.opset >= 18 ? c.int("num_outputs", outputs) : outputs
+        let chunk = (x.shape[axis] + n - 1) / n
+        sizes = (0..<n).map { Swift.min(chunk, Swift.max(0, x.shape[axis] - $0 * chunk)) }
+      }
+      guard sizes.reduce(0, +) == x.shape[axis] else { throw c.fail("split sizes \(sizes) do not add up to \(x.shape[axis])") }
+      var start = 0
+      return try sizes.map { n in
+        defer { start += n }
+        return try x.slice(axes: [axis], starts: [start], ends: [start + n], steps: [1])
+      }
+    },
+    "Slice": { c in
+      let x = try c.input(0)
+      var starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?
+      if c.opset < 10 {
+        starts = c.ints("starts") ?? []
+        ends = c.ints("ends") ?? []
+        axes = c.ints("axes")
+      } else {
+        starts = try c.input(1).integers()
+        ends = try c.input(2).integers()
+        axes = try c.optionalInput(3)?.integers()
+        steps = try c.optionalInput(4)?.integers()
+      }
+      let ax = try (axes ?? Array(0..<starts.count)).map { try c.axis($0, rank: x.rank) }
+      guard starts.count == ends.count, ax.count == starts.count else { throw c.fail("starts, ends and axes differ in length") }
+      let st = steps ?? Array(repeating: 1, count: starts.count)
+      guard !st.contains(0) else { throw c.fail("a step is 0") }
+      return [try x.slice(axes: ax, starts: starts, ends: ends, steps: st)]
+    },
+    "Gather": { c in
+      let x = try c.input(0), idx = try c.input(1)
+      let axis = try c.axis(c.int("axis", 0), rank: x.rank)
+      let indices = try idx.integers()
+      let n = x.shape[axis]
+      let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
+      var out = NDArray(uninitialized: x.dataType, Array(x.shape[..<axis]) + idx.shape + Array(x.shape[(axis + 1)...]))
+      let width = x.elementWidth * inner
+      let dst = out.mutableBytes()
+      for o in 0..<outer {
+        for (k, raw) in indices.enumerated() {
+          let i = raw < 0 ? raw + n : raw
+          guard i >= 0 && i < n else { throw c.fail("index \(raw) is out of range for a dimension of \(n)") }
+          if x.dataType == .string {
+            out.strings[(o * indices.count + k) * inner ..< (o * indices.count + k + 1) * inner] = x.strings[(o * n + i) * inner ..< (o * n + i + 1) * inner]
+          } else if width > 0, let src = x.storage.base {
+            (dst + (o * indices.count + k) * width).copyMemory(from: src + (o * n + i) * width, byteCount: width)
+          }
+        }
+      }
+      return [out]
+    },
+    "Expand": { c in
+      let x = try c.input(0)
+      let target = try c.input(1).integers()
+      guard let shape = broadcastShape([x.shape, target]) else { throw c.fail("cannot expand \(x.shape) to \(target)") }
+      return [x.broadcast(to: shape)]
+    },
+    "Tile": { c in
+      let x = try c.input(0)
+      let reps = try c.input(1).integers()
+      guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 }) else { throw c.fail("repeats \(reps) do not fit rank \(x.rank)") }
+      var y = x
+      for (axis, r) in reps.enumerated() where r != 1 {
+        y = try concatenate(Array(repeating: y, count: r), axis: axis, like: y)
+      }
+      return [y]
+    },
+    "Cast": { c in
+      let x = try c.input(0)
+      let to = DataType(rawValue: Int32(c.int("to", 0)))
+      if to == x.dataType { return [x] }
+      if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
+      return [try x.converted(to: to)]
+    },
+    "Constant": { c in
+      guard let a = c.node.attributes.first else { throw c.fail("no value attribute") }
+      switch a.value {
+      case .tensor(let t): return [try NDArray(t)]
+      case .float(let f): return [NDArray([f], shape: [])]
+      case .floats(let f): return [NDArray(f, shape: [f.count])]
+      case .int(let i): return [NDArray([i], shape: [])]
+      case .ints(let i): return [NDArray(i, shape: [i.count])]
+      default: throw c.unsupported("Constant with a \(a.name) attribute is not supported")
+      }
+    },
+    "ConstantOfShape": { c in
+      let shape = try c.input(0).integers()
+      guard shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("shape \(shape) has a negative dimension") }
+      let value = try c.node.attribute("value")?.tensor.map { try NDArray($0) } ?? NDArray([Float(0)], shape: [1])
+      return [value.reshaped([]).broadcast(to: shape)]
+    },
+    "Range": { c in
+      let start = try c.input(0), limit = try c.input(1), delta = try c.input(2)
+      let s = try start.converted(to: .double).elements(Double.self)[0]
+      let l = try limit.converted(to: .double).elements(Double.self)[0]
+      let d = try delta.converted(to: .double).elements(Double.self)[0]
+      guard d != 0 else { throw c.fail("delta is 0") }
+      let n = Swift.max(0, Int(((l - s) / d).rounded(.up)))
+      return [try NDArray(doubles: (0..<n).map { s + Double($0) * d }, as: start.dataType, shape: [n])]
+    },
+    "Upsample": { c in
+      let x = try c.input(0)
+      let scales = c.opset >= 9 ? try c.input(1).floats() : (c.node.attribute("scales").flatMap {
+        if case .floats(let f) = $0.value { return f } else { return nil } } ?? [])
+      guard c.string("mode", "nearest") == "nearest" else { throw c.unsupported("Upsample mode \(c.string("mode", "")) is not supported") }
+      return [try nearestResize(c, x, scales: scales)]
+    },
+    "Resize": { c in
+      let x = try c.input(0)
+      guard c.string("mode", "nearest") == "nearest" else { throw c.unsupported("Resize mode \(c.string("mode", "")) is not supported yet") }
+      var scales = try c.optionalInput(c.opset >= 11 ? 2 : 1)?.floats() ?? []
+      if scales.isEmpty, let sizes = try c.optionalInput(3)?.integers() {
+        scales = zip(sizes, x.shape).map { Float($0) / Float($1) }
+      }
+      return [try nearestResize(c, x, scales: scales)]
+    },
+  ]
+}
+
+/// Nearest-neighbour resampling with the legacy Upsample index rule (floor of out / scale).
+private func nearestResize(_ c: KernelContext, _ x: NDArray, scales: [Float]) throws -> NDArray {
+  guard scales.count == x.rank, scales.allSatisfy({ $0 > 0 }) else { throw c.fail("scales \(scales) do not fit rank \(x.rank)") }
+  let outShape = zip(x.shape, scales).map { Int((Float($0) * $1).rounded(.down)) }
+  var out = NDArray(uninitialized: x.dataType, outShape)
+  let width = x.elementWidth, inStrides = strides(x.shape), outStrides = strides(outShape)
+  let dst = out.mutableBytes()
+  guard let src = x.storage.base else { return out }
+  for o in 0..<out.count {
+    var rest = o, i = 0
+    for d in 0..<x.rank {
+      let coord = rest / outStrides[d]
+      rest %= outStrides[d]
+      i += Swift.min(Int(Float(coord) / scales[d]), x.shape[d] - 1) * inStrides[d]
+    }
+    (dst + o * width).copyMemory(from: src + i * width, byteCount: width)
+  }
+  return out
+}
+
+private func concatenate(_ parts: [NDArray], axis: Int, like x: NDArray) throws -> NDArray {
+  var shape = x.shape
+  shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+  var out = NDArray(uninitialized: x.dataType, shape)
+  let width = x.elementWidth, outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+  let dst = out.mutableBytes()
+  var offset = 0
+  for o in 0..<outer {
+    for p in parts {
+      let n = p.shape[axis] * inner * width
+      if n > 0, let src = p.storage.base { (dst + offset).copyMemory(from: src + o * n, byteCount: n) }
+      offset += n
+    }
+  }
+  return out
+}
+
+extension NDArray {
+  init(bools: [Bool], shape: [Int]) {
+    self.init(bools.map { UInt8($0 ? 1 : 0) }, shape: shape)
+    self = NDArray(reinterpreting: self, as: .bool)
+  }
+
+  init(reinterpreting x: NDArray, as type: DataType) {
+    self = x
+    self.dataType = type
+  }
+
+  /// Where an empty tensor's bytes "are": never read or written, only offset by 0.
+  static let emptyBytes = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+
+  /// Bytes per element (1 for sub-byte types, which these kernels do not move).
+  var elementWidth: Int { Swift.max(1, (dataType.bitWidth ?? 8) / 8) }
+
+  /// Writable raw bytes (the storage is made unique first).
+  mutating func mutableBytes() -> UnsafeMutableRawPointer {
+    let p = mutableElements(UInt8.self).baseAddress
+    return p.map { UnsafeMutableRawPointer($0) } ?? NDArray.emptyBytes
+  }
+
+  func transposed(_ perm: [Int]) -> NDArray {
+    let outShape = perm.map { shape[$0] }
+    var out = NDArray(uninitialized: dataType, outShape)
+    let width = elementWidth, inStrides = strides(shape), outStrides = strides(outShape)
+    if dataType == .string {
+      for o in 0..<count {
+        var rest = o, i = 0
+        for d in 0..<rank { let idx = rest / outStrides[d]; rest %= outStrides[d]; i += idx * inStrides[perm[d]] }
+        out.strings[o] = strings[i]
+      }
+      return out
+    }
+    guard let src = storage.base else { return out }
+    let dst = out.mutableBytes()
+    let permuted = perm.map { inStrides[$0] }
+    var index = [Int](repeating: 0, count: rank)
+    var i = 0
+    for o in 0..<count {
+      (dst + o * width).copyMemory(from: src + i * width, byteCount: width)
+      var d = rank - 1
+      while d >= 0 {
+        index[d] += 1
+        i += permuted[d]
+        if index[d] < outShape[d] { break }
+        i -= permuted[d] * index[d]
+        index[d] = 0
+        d -= 1
+      }
+    }
+    _ = outStrides
+    return out
+  }
+
+  func broadcast(to target: [Int]) -> NDArray {
+    var out = NDArray(uninitialized: dataType, target)
+    let width = elementWidth
+    if dataType == .string {
+      broadcastRows(target, [shape]) { o, offs, st, n in
+        var i = offs[0]
+        for k in 0..<n { out.strings[o + k] = strings[i]; i += st[0] }
+      }
+      return out
+    }
+    guard let src = storage.base else { return out }
+    let dst = out.mutableBytes()
+    broadcastRows(target, [shape]) { o, offs, st, n in
+      var i = offs[0]
+      for k in 0..<n {
+        (dst + (o + k) * width).copyMemory(from: src + i * width, byteCount: width)
+        i += st[0]
+      }
+    }
+    return out
+  }
+
+  /// numpy-style slicing with clamped starts/ends and any non-zero steps.
+  func slice(axes: [Int], starts: [Int], ends: [Int], steps: [Int]) throws -> NDArray {
+    var begin = [Int](repeating: 0, count: rank), step = [Int](repeating: 1, count: rank), outShape = shape
+    for (k, a) in axes.enumerated() {
+      let n = shape[a], s = steps[k]
+      var b = starts[k] < 0 ? starts[k] + n : starts[k]
+      var e = ends[k] < 0 ? ends[k] + n : ends[k]
+      if s > 0 {
+        b = Swift.min(Swift.max(b, 0), n)
+        e = Swift.min(Swift.max(e, 0), n)
+        outShape[a] = e > b ? (e - b + s - 1) / s : 0
+      } else {
+        b = Swift.min(Swift.max(b, -1), n - 1)
+        e = Swift.min(Swift.max(e, -1), n - 1)
+        outShape[a] = b > e ? (b - e - s - 1) / -s : 0
+      }
+      begin[a] = b
+      step[a] = s
+    }
+    var out = NDArray(uninitialized: dataType, outShape)
+    let inStrides = strides(shape), outStrides = strides(outShape), width = elementWidth
+    let dst = out.mutableBytes()
+    for o in 0..<out.count {
+      var rest = o, i = 0
+      for d in 0..<rank {
+        let idx = rest / outStrides[d]
+        rest %= outStrides[d]
+        i += (begin[d] + idx * step[d]) * inStrides[d]
+      }
+      if dataType == .string { out.strings[o] = strings[i] } else if let src = storage.base {
+        (dst + o * width).copyMemory(from: src + i * width, byteCount: width)
+      }
+    }
+    return out
+  }
+}

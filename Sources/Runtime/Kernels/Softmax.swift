@@ -1,0 +1,48 @@
+import Foundation
+import IR
+import Support
+
+/// Softmax and LogSoftmax. Before opset 13 the input is viewed as 2-D at `axis` (default 1);
+/// from 13 on the operation runs along `axis` (default -1). A row of -inf gives NaN, as in ONNX.
+extension Kernels {
+  static let softmax: [String: Kernel] = [
+    "Softmax": { c in [try softmaxOp(c, log: false)] },
+    "LogSoftmax": { c in [try softmaxOp(c, log: true)] },
+  ]
+}
+
+private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
+  let x0 = try c.input(0)
+  var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let legacy = c.opset < 13
+  let axis = try c.axis(c.int("axis", legacy ? 1 : -1), rank: x.rank)
+  let outer: Int, length: Int, inner: Int
+  if legacy {
+    outer = x.shape[..<axis].reduce(1, *)
+    length = x.shape[axis...].reduce(1, *)
+    inner = 1
+  } else {
+    outer = x.shape[..<axis].reduce(1, *)
+    length = x.rank == 0 ? 1 : x.shape[axis]
+    inner = x.shape[(axis + 1)...].reduce(1, *)
+  }
+  let e = x.mutableElements(Float.self)
+  for o in 0..<outer {
+    for i in 0..<inner {
+      let base = o * length * inner + i
+      var m = -Float.infinity
+      for k in 0..<length { m = max(m, e[base + k * inner]) }
+      var sum: Float = 0
+      for k in 0..<length {
+        let v = Foundation.exp(e[base + k * inner] - m)
+        if !log { e[base + k * inner] = v }
+        sum += v
+      }
+      let logSum = Foundation.log(sum)
+      for k in 0..<length {
+        if log { e[base + k * inner] = e[base + k * inner] - m - logSum } else { e[base + k * inner] /= sum }
+      }
+    }
+  }
+  return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+}

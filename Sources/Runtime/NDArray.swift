@@ -1,0 +1,221 @@
+import IR
+import Support
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A tensor value during execution: element type, shape, and densely packed little-endian
+/// elements in row-major order. Storage is shared and copy-on-write; initializers borrow the
+/// model's bytes (often straight from the mapped file) until a kernel needs them aligned.
+public struct NDArray: @unchecked Sendable {
+  public internal(set) var dataType: DataType
+  public internal(set) var shape: [Int]
+  /// Elements; for `string` tensors, `strings` holds them instead.
+  public private(set) var storage: Storage
+  public var strings: [[UInt8]]
+
+  /// Owns (or borrows) the element bytes, 64-byte aligned when owned.
+  public final class Storage: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer?
+    public let byteCount: Int
+    private let borrowed: ByteBuffer?
+
+    init(byteCount: Int, zeroed: Bool) {
+      self.byteCount = byteCount
+      borrowed = nil
+      if byteCount == 0 {
+        base = nil
+      } else {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+        if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
+        base = p
+      }
+    }
+
+    init(borrowing buffer: ByteBuffer) {
+      byteCount = buffer.count
+      base = UnsafeMutableRawPointer(mutating: buffer.base)
+      borrowed = buffer
+    }
+
+    deinit {
+      if borrowed == nil { base?.deallocate() }
+    }
+
+    var isBorrowed: Bool { borrowed != nil }
+  }
+
+  public var count: Int { shape.reduce(1, *) }
+  public var rank: Int { shape.count }
+
+  /// A zero-filled tensor.
+  public init(zeros type: DataType, _ shape: [Int]) {
+    self.dataType = type
+    self.shape = shape
+    let n = shape.reduce(1, *)
+    self.storage = Storage(byteCount: type.byteCount(elements: n) ?? 0, zeroed: true)
+    self.strings = type == .string ? Array(repeating: [], count: n) : []
+  }
+
+  /// A tensor whose elements the caller writes immediately (not zeroed).
+  public init(uninitialized type: DataType, _ shape: [Int]) {
+    self.dataType = type
+    self.shape = shape
+    let n = shape.reduce(1, *)
+    self.storage = Storage(byteCount: type.byteCount(elements: n) ?? 0, zeroed: type == .string)
+    self.strings = type == .string ? Array(repeating: [], count: n) : []
+  }
+
+  public init<T: ElementType>(_ values: [T], shape: [Int]) {
+    self.init(uninitialized: T.dataType, shape)
+    values.withUnsafeBytes { src in
+      if let dst = storage.base, let s = src.baseAddress { dst.copyMemory(from: s, byteCount: src.count) }
+    }
+  }
+
+  public init(scalar value: Float) { self.init([value], shape: []) }
+
+  /// A view of an IR tensor's elements without copying.
+  public init(_ t: Tensor) throws {
+    guard t.segment == nil else { throw CompressorError.unsupported("tensor '\(t.name)' is a segment of a larger tensor") }
+    dataType = t.dataType
+    shape = t.dims.map { Int($0) }
+    storage = Storage(borrowing: t.data)
+    strings = t.strings
+  }
+
+  /// The same elements under another shape of the same element count.
+  public func reshaped(_ newShape: [Int]) -> NDArray {
+    var r = self
+    r.shape = newShape
+    return r
+  }
+
+  /// Typed elements. The view keeps the storage alive, so it stays valid however long the
+  /// array it came from lives; written elements must come from `mutableElements`.
+  public func elements<T: ElementType>(_: T.Type = T.self) -> Elements<T> {
+    Elements(owner: storage, count: storage.byteCount / MemoryLayout<T>.stride)
+  }
+
+  /// Writable typed elements; copies first if the storage is shared or borrowed.
+  public mutating func mutableElements<T: ElementType>(_: T.Type = T.self) -> Elements<T> {
+    if !isKnownUniquelyReferenced(&storage) || storage.isBorrowed {
+      let copy = Storage(byteCount: storage.byteCount, zeroed: false)
+      if let d = copy.base, let s = storage.base { d.copyMemory(from: s, byteCount: storage.byteCount) }
+      storage = copy
+    }
+    return Elements(owner: storage, count: storage.byteCount / MemoryLayout<T>.stride)
+  }
+
+  /// Makes borrowed, possibly unaligned bytes owned and aligned (once, when a model is prepared).
+  public mutating func makeAligned() {
+    guard storage.isBorrowed, let base = storage.base, Int(bitPattern: base) % 64 != 0 else { return }
+    let copy = Storage(byteCount: storage.byteCount, zeroed: false)
+    copy.base?.copyMemory(from: base, byteCount: storage.byteCount)
+    storage = copy
+  }
+
+  /// The elements converted to Int (for shape and index inputs of any integer type).
+  public func integers() throws -> [Int] {
+    switch dataType {
+    case .int64: return elements(Int64.self).map { Int($0) }
+    case .int32: return elements(Int32.self).map { Int($0) }
+    case .uint8: return elements(UInt8.self).map { Int($0) }
+    case .int8: return elements(Int8.self).map { Int($0) }
+    case .bool: return elements(UInt8.self).map { Int($0) }
+    case .uint64: return elements(UInt64.self).map { Int(clamping: $0) }
+    case .uint32: return elements(UInt32.self).map { Int($0) }
+    case .int16: return elements(Int16.self).map { Int($0) }
+    case .uint16: return elements(UInt16.self).map { Int($0) }
+    default: throw CompressorError.invalid("expected an integer tensor, got \(dataType)")
+    }
+  }
+
+  /// The elements converted to Float (for float-like inputs of any width).
+  public func floats() throws -> [Float] {
+    switch dataType {
+    case .float: return Array(elements(Float.self))
+    case .double: return elements(Double.self).map { Float($0) }
+    case .float16: return elements(Float16.self).map { Float($0) }
+    case .bfloat16: return elements(UInt16.self).map { Float(bitPattern: UInt32($0) << 16) }
+    default: return try integers().map { Float($0) }
+    }
+  }
+
+  /// An IR tensor holding a copy of these elements.
+  public func irTensor(name: String) -> Tensor {
+    let bytes = ByteBuffer.make(count: storage.byteCount) { dst in
+      if let s = storage.base, let d = dst.baseAddress { d.copyMemory(from: s, byteCount: storage.byteCount) }
+    }
+    return Tensor(name: name, dataType: dataType, dims: shape.map { Int64($0) }, data: bytes, strings: strings,
+                  storedIn: dataType == .string ? .stringData : .rawData)
+  }
+}
+
+/// Swift types that are ONNX element types.
+public protocol ElementType {
+  static var dataType: DataType { get }
+}
+extension Float: ElementType { public static var dataType: DataType { .float } }
+extension Double: ElementType { public static var dataType: DataType { .double } }
+extension Float16: ElementType { public static var dataType: DataType { .float16 } }
+extension Int64: ElementType { public static var dataType: DataType { .int64 } }
+extension Int32: ElementType { public static var dataType: DataType { .int32 } }
+extension Int16: ElementType { public static var dataType: DataType { .int16 } }
+extension Int8: ElementType { public static var dataType: DataType { .int8 } }
+extension UInt8: ElementType { public static var dataType: DataType { .uint8 } }
+extension UInt16: ElementType { public static var dataType: DataType { .uint16 } }
+extension UInt32: ElementType { public static var dataType: DataType { .uint32 } }
+extension UInt64: ElementType { public static var dataType: DataType { .uint64 } }
+
+/// Row-major strides of a shape, in elements.
+func strides(_ shape: [Int]) -> [Int] {
+  var s = [Int](repeating: 1, count: shape.count)
+  var acc = 1
+  for i in shape.indices.reversed() {
+    s[i] = acc
+    acc *= shape[i]
+  }
+  return s
+}
+
+extension NDArray {
+  /// The element bytes, read-only.
+  public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.base, count: storage.byteCount)) }
+  }
+
+  /// The element bytes, writable (made unique first).
+  public mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    let e = mutableElements(UInt8.self)
+    return try e.withPointer { try body(UnsafeMutableRawBufferPointer(start: $0, count: e.count)) }
+  }
+}
+
+/// A typed view of a tensor's elements that owns a reference to their storage.
+public struct Elements<T>: RandomAccessCollection {
+  let owner: NDArray.Storage
+  public let baseAddress: UnsafeMutablePointer<T>?
+  public let count: Int
+
+  init(owner: NDArray.Storage, count: Int) {
+    self.owner = owner
+    self.count = count
+    baseAddress = owner.base?.assumingMemoryBound(to: T.self)
+  }
+
+  public var startIndex: Int { 0 }
+  public var endIndex: Int { count }
+
+  @inline(__always)
+  public subscript(i: Int) -> T {
+    get { baseAddress.unsafelyUnwrapped[i] }
+    nonmutating set { baseAddress.unsafelyUnwrapped[i] = newValue }
+  }
+
+  /// Runs `body` with the raw pointer while the storage is guaranteed alive (for BLAS calls).
+  public func withPointer<R>(_ body: (UnsafeMutablePointer<T>?) throws -> R) rethrows -> R {
+    try withExtendedLifetime(owner) { try body(baseAddress) }
+  }
+}

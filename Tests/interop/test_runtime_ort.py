@@ -1,0 +1,121 @@
+"""compressor's own executor agrees with ONNX Runtime on every fixture: outputs within 1e-4
+relative to the output's scale (float16 models: one float16 rounding step, 2e-3).
+
+The reference runs with ONNX Runtime's graph optimizations off: its optimizer fuses, for example,
+DequantizeLinear + MatMul into a kernel that rounds differently (0.5% on opset21), and the ONNX
+semantics, not one runtime's fusions, are what compressor's numbers must reproduce."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import FIXTURES
+
+MANIFEST = json.loads((FIXTURES / "fixtures.json").read_text())
+RUNNABLE = sorted(k for k, v in MANIFEST.items() if v.get("ortRuns", True))
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_outputs_match_onnx_runtime(name, compressor, tmp_path):
+    entry = MANIFEST[name]
+    feeds = {k: np.load(FIXTURES / v) for k, v in entry["inputs"].items()}
+    args = [f"--input={k}={FIXTURES / v}" for k, v in entry["inputs"].items()]
+    out = tmp_path / "out.npz"
+    compressor("run", FIXTURES / entry["file"], *args, "-o", out)
+    ours = np.load(out)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(FIXTURES / entry["file"]), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    tolerance = 2e-3 if name == "float16" else 1e-4
+    for o_name, ref in zip(names, sess.run(None, feeds)):
+        got = ours[o_name]
+        assert got.shape == ref.shape and got.dtype == ref.dtype, o_name
+        scale = max(float(np.max(np.abs(ref))), 1e-6)
+        err = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+        assert err <= tolerance * scale, f"{o_name}: max abs error {err} vs scale {scale}"
+    if "accuracy" in entry:
+        labels = np.load(FIXTURES / entry["labels"])
+        assert round(float((ours[names[0]].argmax(-1) == labels).mean()), 4) == entry["accuracy"]
+
+
+def test_run_prints_a_summary(compressor):
+    r = compressor("run", FIXTURES / "mlp.onnx", "--input", FIXTURES / "data/digits_x.npy", "--json")
+    summary = json.loads(r.stdout)
+    assert summary["outputs"][0]["name"] == "logits"
+    assert summary["outputs"][0]["shape"] == [360, 10]
+    assert summary["peakActivationBytes"] > 0
+
+
+def npy_header(text):
+    """A version 1.0 .npy header for `text`, padded as numpy pads it."""
+    pad = (64 - (10 + len(text) + 1) % 64) % 64
+    body = (text + " " * pad + "\n").encode()
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+
+@pytest.mark.parametrize("contents,message", [
+    (b"", "not a valid .npy file: wrong magic"),
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'", "truncated header"),
+    (npy_header("{'descr': '<f4', 'fortran_order': False, 'shape': (360, 64), }") + b"\0" * 16,
+     "the header promises shape [360, 64] of float (92160 bytes) but 16 bytes follow"),
+    (npy_header("{'descr': '<f4', 'fortran_order': True, 'shape': (360, 64), }"),
+     "Fortran-ordered arrays are not supported"),
+    (npy_header("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }") + b"\0" * 8, "dtype <c8 is not supported"),
+])
+def test_bad_npy_inputs(contents, message, compressor, tmp_path):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(contents)
+    r = compressor("run", FIXTURES / "mlp.onnx", "--input", bad, check=False)
+    assert r.returncode == 65, r.stderr
+    assert r.stderr.startswith(f"compressor: error: {bad}: ") and message in r.stderr, r.stderr
+
+
+def test_wrong_input_type_and_shape(compressor, tmp_path):
+    p = tmp_path / "x.npy"
+    np.save(p, np.zeros((2, 63), np.float32))
+    r = compressor("run", FIXTURES / "mlp.onnx", "--input", p, check=False)
+    assert r.returncode == 65
+    assert r.stderr == "compressor: error: input 'input' has shape [2, 63] but the model expects [batch, 64]\n"
+    np.save(p, np.zeros((2, 64), np.float64))
+    r = compressor("run", FIXTURES / "mlp.onnx", "--input", p, check=False)
+    assert r.stderr == "compressor: error: input 'input' is double but the model expects float\n"
+
+
+def test_nan_inputs_propagate(compressor, tmp_path):
+    x = np.load(FIXTURES / "data/digits_x.npy")[:4].copy()
+    x[0, 0] = np.nan
+    p, out = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(p, x)
+    compressor("run", FIXTURES / "mlp.onnx", "--input", p, "-o", out)
+    y = np.load(out)
+    assert np.isnan(y[0]).all() and np.isfinite(y[1:]).all()
+
+
+def test_npz_inputs_stored_and_deflated(compressor, tmp_path):
+    ids, mask = np.load(FIXTURES / "data/digits_tokens.npy"), np.load(FIXTURES / "data/digits_mask.npy")
+    for save in (np.savez, np.savez_compressed):
+        p = tmp_path / f"{save.__name__}.npz"
+        save(p, input_ids=ids, attention_mask=mask)
+        out = tmp_path / "out.npy"
+        compressor("run", FIXTURES / "transformer_block.onnx", "--input", p, "-o", out, "--force")
+        labels = np.load(FIXTURES / "data/digits_y.npy")
+        assert round(float((np.load(out).argmax(-1) == labels).mean()), 4) == MANIFEST["transformer_block"]["accuracy"]
+
+
+def test_npz_zip_bomb_is_refused(compressor, tmp_path):
+    """A member whose header promises more than it inflates to, or the reverse, is refused."""
+    import zipfile
+    p = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("input.npy", b"\0" * (50 << 20))
+    data = bytearray(p.read_bytes())
+    # Understate the uncompressed size in the central directory: inflate must stop at it.
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 24:cd + 28] = (1000).to_bytes(4, "little")
+    p.write_bytes(bytes(data))
+    r = compressor("run", FIXTURES / "mlp.onnx", "--input", p, check=False)
+    assert r.returncode == 65, r.stderr
+    assert "does not inflate to its declared 1000 bytes" in r.stderr
