@@ -6,7 +6,7 @@ PYTHON  ?= .venv/bin/python
 RELEASE := .build/release/compressor
 DEBUG   := .build/debug/compressor
 
-.PHONY: build debug test test-swift test-interop test-sanitizers demo install proto fixtures bench clean
+.PHONY: build debug test test-swift test-interop test-sanitizers conformance demo install proto fixtures bench clean
 
 build:
 	$(SWIFT) build -c release --product compressor
@@ -15,7 +15,7 @@ debug:
 	$(SWIFT) build --build-tests
 
 ## Every test: Swift unit and end-to-end tests, then the interop tests judged by ONNX Runtime.
-test: test-swift test-interop test-sanitizers
+test: test-swift test-interop test-sanitizers conformance
 
 test-swift: debug
 	$(SWIFT) test --skip-build --disable-swift-testing
@@ -32,6 +32,15 @@ test-sanitizers:
 	  -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
 	  -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined \
 	  --filter 'BadInputTests|RoundTripTests|MutationFuzzTests|CLITests'
+
+## The ONNX backend node cases (generated from the onnx wheel's case collector) and the wheel's
+## model suites through `compressor run`; writes the pass table and every failure to docs/conformance.md.
+ONNX_DATA = $$($(PYTHON) -c 'import onnx, os; print(os.path.dirname(onnx.__file__))')/backend/test/data
+conformance: debug
+	$(PYTHON) Tests/conformance/generate.py .build/conformance/node
+	$(PYTHON) Tests/conformance/run.py --compressor $(DEBUG) --report docs/conformance.md \
+	  --suite node=.build/conformance/node --suite pytorch-converted=$(ONNX_DATA)/pytorch-converted \
+	  --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator --suite simple=$(ONNX_DATA)/simple
 
 ## The main job on a bundled fixture: describe it, move its weights to external data and back.
 demo: build

@@ -18,7 +18,7 @@ extension Compressor {
     @Argument(help: "The ONNX model to run.")
     var model: String
 
-    @Option(name: .customLong("input"), help: "An input: NAME=FILE.npy, FILE.npy, or FILE.npz (repeatable).")
+    @Option(name: .customLong("input"), help: "An input: NAME=FILE (.npy or ONNX test-data .pb), FILE for a single-input model, or FILE.npz (repeatable).")
     var inputs: [String] = []
 
     @Option(name: .shortAndLong, help: "Save the outputs to this .npz (or .npy) file.")
@@ -38,8 +38,8 @@ extension Compressor {
       if let output, !output.hasSuffix(".npz") && !output.hasSuffix(".npy") {
         throw ValidationError("-o must name a .npz or .npy file")
       }
-      for i in inputs where !i.hasSuffix(".npy") && !i.hasSuffix(".npz") {
-        throw ValidationError("input '\(i)' must be a .npy or .npz file")
+      for i in inputs where ![".npy", ".npz", ".pb"].contains(where: { i.hasSuffix($0) }) {
+        throw ValidationError("input '\(i)' must be a .npy, .npz or .pb file")
       }
     }
 

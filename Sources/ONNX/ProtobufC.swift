@@ -21,7 +21,32 @@ enum ProtobufC {
   static func unpackModel(_ bytes: UnsafeRawBufferPointer, budget: AllocationBudget)
     -> UnsafeMutablePointer<Onnx__ModelProto>?
   {
-    var allocator = ProtobufCAllocator(
+    var allocator = budgetedAllocator(budget)
+    return withExtendedLifetime(budget) {
+      onnx__model_proto__unpack(&allocator, bytes.count,
+                                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+    }
+  }
+
+  /// The same for a lone TensorProto (test-data files).
+  static func unpackTensor(_ bytes: UnsafeRawBufferPointer, budget: AllocationBudget)
+    -> UnsafeMutablePointer<Onnx__TensorProto>?
+  {
+    var allocator = budgetedAllocator(budget)
+    return withExtendedLifetime(budget) {
+      onnx__tensor_proto__unpack(&allocator, bytes.count,
+                                 bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+    }
+  }
+
+  static func freeTensor(_ t: UnsafeMutablePointer<Onnx__TensorProto>) {
+    var allocator = mallocAllocator()
+    onnx__tensor_proto__free_unpacked(t, &allocator)
+  }
+
+  /// An allocator that charges `budget` (which the caller keeps alive) for every allocation.
+  private static func budgetedAllocator(_ budget: AllocationBudget) -> ProtobufCAllocator {
+    ProtobufCAllocator(
       alloc: { data, size in
         let budget = Unmanaged<AllocationBudget>.fromOpaque(data!).takeUnretainedValue()
         if size > budget.remaining {
@@ -42,19 +67,16 @@ enum ProtobufC {
         Glibc.free(p)
       },
       allocator_data: Unmanaged.passUnretained(budget).toOpaque())
-    return withExtendedLifetime(budget) {
-      onnx__model_proto__unpack(&allocator, bytes.count,
-                                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
-    }
+  }
+
+  private static func mallocAllocator() -> ProtobufCAllocator {
+    ProtobufCAllocator(alloc: { _, size in malloc(size) }, free: { _, p in Glibc.free(p) }, allocator_data: nil)
   }
 
   /// Frees an unpacked model. Buffers the decoder took over were set to NULL first, and were
   /// allocated with `malloc` like the rest, so `free` on their own is right.
   static func freeModel(_ model: UnsafeMutablePointer<Onnx__ModelProto>) {
-    var allocator = ProtobufCAllocator(
-      alloc: { _, size in malloc(size) },
-      free: { _, p in Glibc.free(p) },
-      allocator_data: nil)
+    var allocator = mallocAllocator()
     onnx__model_proto__free_unpacked(model, &allocator)
   }
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Runs ONNX backend test cases through `compressor run` and prints the pass table.
+
+A case is runnable when every operator in it (subgraphs included) is one `compressor ops` lists;
+a runnable case passes when every output matches the expected one within the case's tolerances
+(the suites' own rtol/atol: node cases carry theirs, the model suites use rtol 1e-3, atol 1e-7).
+Failures are listed by name in the report (--report FILE.md)."""
+import argparse
+import concurrent.futures
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+def ops_of(graph, acc):
+    for n in graph.node:
+        acc.add((n.domain or "ai.onnx", n.op_type))
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                ops_of(a.g, acc)
+            for g in a.graphs:
+                ops_of(g, acc)
+    return acc
+
+
+def load_pb(path):
+    t = onnx.TensorProto()
+    t.ParseFromString(path.read_bytes())
+    return numpy_helper.to_array(t)
+
+
+def run_case(binary, case_dir, supported, default_tol):
+    model_path = case_dir / "model.onnx"
+    model = onnx.load(str(model_path), load_external_data=False)
+    missing = sorted(op for d, op in ops_of(model.graph, set()) if d != "ai.onnx" or op not in supported)
+    if missing:
+        return "unsupported", ", ".join(missing)
+    tol = default_tol
+    if (case_dir / "tolerance.json").exists():
+        tol = json.loads((case_dir / "tolerance.json").read_text())
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    outputs = [o.name for o in model.graph.output]
+    sets = sorted(case_dir.glob("test_data_set_*"))
+    if not sets:
+        return "unsupported", "no test data"
+    for s in sets:
+        args = []
+        for k, name in enumerate(inputs):
+            f = s / f"input_{k}.pb"
+            if f.exists():
+                args.append(f"--input={name}={f}")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = pathlib.Path(tmp) / "out.npz"
+            r = subprocess.run([binary, "run", str(model_path), *args, "-o", str(out)], capture_output=True, text=True,
+                               timeout=120)
+            if r.returncode != 0:
+                return "fail", r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
+            got = np.load(out)
+            for k, name in enumerate(outputs):
+                f = s / f"output_{k}.pb"
+                if not f.exists():
+                    continue
+                want = load_pb(f)
+                have = got[name]
+                if have.shape != want.shape:
+                    return "fail", f"{name}: shape {list(have.shape)} != {list(want.shape)}"
+                if have.dtype != want.dtype:
+                    return "fail", f"{name}: dtype {have.dtype} != {want.dtype}"
+                try:
+                    if want.dtype == object:
+                        assert have.tolist() == want.tolist()
+                    else:
+                        np.testing.assert_allclose(have, want, rtol=tol["rtol"], atol=tol["atol"], equal_nan=True)
+                except AssertionError as e:
+                    return "fail", f"{name}: " + " ".join(str(e).split())[:160]
+    return "pass", ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--compressor", required=True)
+    ap.add_argument("--suite", action="append", required=True, help="NAME=DIR (repeatable)")
+    ap.add_argument("--report", help="write the table and every failure to this Markdown file")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    supported = set(json.loads(subprocess.run([args.compressor, "ops", "--json"], capture_output=True, text=True,
+                                              check=True).stdout))
+    rows, failures = [], {}
+    for spec in args.suite:
+        name, directory = spec.split("=", 1)
+        cases = sorted(p.parent for p in pathlib.Path(directory).rglob("model.onnx"))
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda c: run_case(args.compressor, c, supported, {"rtol": 1e-3, "atol": 1e-7}), cases))
+        counts = {"pass": 0, "fail": 0, "unsupported": 0}
+        for c, (status, why) in zip(cases, results):
+            counts[status] += 1
+            if status == "fail":
+                failures.setdefault(name, []).append((c.name, why))
+        runnable = counts["pass"] + counts["fail"]
+        rate = counts["pass"] / runnable if runnable else 0.0
+        rows.append((name, len(cases), runnable, counts["pass"], counts["fail"], rate))
+    header = f"| suite | cases | runnable | passed | failed | pass rate |\n|---|---|---|---|---|---|\n"
+    table = header + "".join(f"| {n} | {t} | {r} | {p} | {f} | {rate:.1%} |\n" for n, t, r, p, f, rate in rows)
+    print(table)
+    if args.report:
+        text = "# Conformance\n\nGenerated by `make conformance`; do not edit.\n\n" + table
+        for suite, items in failures.items():
+            text += f"\n## Failing in {suite}\n\n" + "".join(f"- `{n}`: {why}\n" for n, why in items)
+        pathlib.Path(args.report).write_text(text)
+    total_pass = sum(r[3] for r in rows)
+    total_fail = sum(r[4] for r in rows)
+    print(f"conformance: {total_pass} passed, {total_fail} failed")
+
+
+if __name__ == "__main__":
+    main()
