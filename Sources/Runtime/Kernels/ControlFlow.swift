@@ -58,16 +58,39 @@ private func stack(_ c: KernelContext, _ items: [NDArray], like first: NDArray) 
 }
 
 /// Scan (opset 9 and later): state variables, then scan inputs sliced along their scan axes.
+/// Opset 8's Scan has a leading batch axis on every input and output and an optional first
+/// input of sequence lengths; it runs as one opset-9 scan per batch entry.
 private func scan(_ c: KernelContext) throws -> [NDArray] {
+  if c.opset < 9 { return try scanWithBatch(c) }
+  return try scanSequence(c, inputs: try (0..<c.inputs.count).map { try c.input($0) })
+}
+
+private func scanWithBatch(_ c: KernelContext) throws -> [NDArray] {
+  if c.optionalInput(0) != nil { throw c.unsupported("Scan's sequence_lens input is not supported") }
+  let inputs = try (1..<c.inputs.count).map { try c.input($0) }
+  guard let batch = inputs.first?.shape.first else { throw c.fail("no inputs") }
+  var perBatch = [[NDArray]]()
+  for b in 0..<batch {
+    let slices = try inputs.map { x -> NDArray in
+      var shape = x.shape
+      shape.removeFirst()
+      return try x.slice(axes: [0], starts: [b], ends: [b + 1], steps: [1]).reshaped(shape)
+    }
+    perBatch.append(try scanSequence(c, inputs: slices, directionsAttribute: "directions"))
+  }
+  guard let first = perBatch.first else { return [] }
+  return try first.indices.map { k in try stack(c, perBatch.map { $0[k] }, like: first[k]) }
+}
+
+private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttribute: String = "scan_input_directions") throws -> [NDArray] {
   let body = try c.graph("body")
   let scanInputs = c.int("num_scan_inputs", 0)
-  let inputs = try (0..<c.inputs.count).map { try c.input($0) }
   let stateCount = inputs.count - scanInputs
   guard stateCount >= 0 else { throw c.fail("num_scan_inputs \(scanInputs) exceeds the \(inputs.count) inputs") }
   var state = Array(inputs[..<stateCount])
   let sequences = Array(inputs[stateCount...])
   let inAxes = c.ints("scan_input_axes") ?? Array(repeating: 0, count: scanInputs)
-  let directions = c.ints("scan_input_directions") ?? Array(repeating: 0, count: scanInputs)
+  let directions = c.ints(directionsAttribute) ?? Array(repeating: 0, count: scanInputs)
   guard let first = sequences.first else { throw c.fail("no scan inputs") }
   let axis0 = try c.axis(inAxes[0], rank: first.rank)
   let length = first.shape[axis0]

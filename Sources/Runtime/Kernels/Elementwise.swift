@@ -33,7 +33,15 @@ extension Kernels {
         return r != 0 && (r < 0) != (b < 0) ? r + b : r
       }]
     }
-    k["PRelu"] = { c in [try arithmetic(c, c.input(0), c.input(1), op: "PRelu") { x, s in x < 0 ? x * s : x }] }
+    k["PRelu"] = { c in
+      let x = try c.input(0)
+      var slope = try c.input(1)
+      // Before opset 7 a 1-D slope of C values applied along the channel axis.
+      if broadcastShape([x.shape, slope.shape]) == nil, slope.rank == 1, x.rank >= 2, slope.count == x.shape[1] {
+        slope = slope.reshaped([x.shape[1]] + Array(repeating: 1, count: x.rank - 2))
+      }
+      return [try arithmetic(c, x, slope, op: "PRelu") { x, s in x < 0 ? x * s : x }]
+    }
 
     for (op, f) in [("Equal", { (a: Double, b: Double) in a == b }), ("Greater", { $0 > $1 }), ("Less", { $0 < $1 }),
                     ("GreaterOrEqual", { $0 >= $1 }), ("LessOrEqual", { $0 <= $1 })] as [(String, (Double, Double) -> Bool)] {

@@ -3,7 +3,7 @@ import Support
 
 /// Operators that move or reinterpret elements without arithmetic: Shape, Reshape, Flatten,
 /// Transpose, Squeeze/Unsqueeze, Concat, Split, Slice, Gather, Expand, Tile, Cast, Constant,
-/// ConstantOfShape, Range, Identity/Dropout, Upsample and nearest-neighbour Resize. Copies work
+/// ConstantOfShape, Range and Identity/Dropout. Copies work
 /// on raw bytes, so every element type is handled.
 extension Kernels {
   static let shapeOps: [String: Kernel] = [
@@ -210,43 +210,7 @@ extension Kernels {
       let n = Swift.max(0, Int(((l - s) / d).rounded(.up)))
       return [try NDArray(doubles: (0..<n).map { s + Double($0) * d }, as: start.dataType, shape: [n])]
     },
-    "Upsample": { c in
-      let x = try c.input(0)
-      let scales = c.opset >= 9 ? try c.input(1).floats() : (c.node.attribute("scales").flatMap {
-        if case .floats(let f) = $0.value { return f } else { return nil } } ?? [])
-      guard c.string("mode", "nearest") == "nearest" else { throw c.unsupported("Upsample mode \(c.string("mode", "")) is not supported") }
-      return [try nearestResize(c, x, scales: scales)]
-    },
-    "Resize": { c in
-      let x = try c.input(0)
-      guard c.string("mode", "nearest") == "nearest" else { throw c.unsupported("Resize mode \(c.string("mode", "")) is not supported yet") }
-      var scales = try c.optionalInput(c.opset >= 11 ? 2 : 1)?.floats() ?? []
-      if scales.isEmpty, let sizes = try c.optionalInput(3)?.integers() {
-        scales = zip(sizes, x.shape).map { Float($0) / Float($1) }
-      }
-      return [try nearestResize(c, x, scales: scales)]
-    },
   ]
-}
-
-/// Nearest-neighbour resampling with the legacy Upsample index rule (floor of out / scale).
-private func nearestResize(_ c: KernelContext, _ x: NDArray, scales: [Float]) throws -> NDArray {
-  guard scales.count == x.rank, scales.allSatisfy({ $0 > 0 }) else { throw c.fail("scales \(scales) do not fit rank \(x.rank)") }
-  let outShape = zip(x.shape, scales).map { Int((Float($0) * $1).rounded(.down)) }
-  var out = NDArray(uninitialized: x.dataType, outShape)
-  let width = x.elementWidth, inStrides = strides(x.shape), outStrides = strides(outShape)
-  let dst = out.mutableBytes()
-  guard let src = x.storage.base else { return out }
-  for o in 0..<out.count {
-    var rest = o, i = 0
-    for d in 0..<x.rank {
-      let coord = rest / outStrides[d]
-      rest %= outStrides[d]
-      i += Swift.min(Int(Float(coord) / scales[d]), x.shape[d] - 1) * inStrides[d]
-    }
-    (dst + o * width).copyMemory(from: src + i * width, byteCount: width)
-  }
-  return out
 }
 
 private func concatenate(_ parts: [NDArray], axis: Int, like x: NDArray) throws -> NDArray {
