@@ -40,7 +40,8 @@ conformance: debug
 	$(PYTHON) Tests/conformance/generate.py .build/conformance/node
 	$(PYTHON) Tests/conformance/run.py --compressor $(DEBUG) --report docs/conformance.md \
 	  --suite node=.build/conformance/node --suite pytorch-converted=$(ONNX_DATA)/pytorch-converted \
-	  --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator --suite simple=$(ONNX_DATA)/simple
+	  --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator --suite simple=$(ONNX_DATA)/simple \
+	  --require node=0.97 --require pytorch-converted=1 --require pytorch-operator=1 --require simple=1
 
 ## The main job on a bundled fixture: describe it, move its weights to external data and back.
 demo: build

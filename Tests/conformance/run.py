@@ -89,6 +89,8 @@ def main():
     ap.add_argument("--suite", action="append", required=True, help="NAME=DIR (repeatable)")
     ap.add_argument("--report", help="write the table and every failure to this Markdown file")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--require", action="append", default=[], metavar="SUITE=RATE",
+                    help="fail (exit 1) when SUITE's pass rate over runnable cases is below RATE")
     args = ap.parse_args()
     supported = set(json.loads(subprocess.run([args.compressor, "ops", "--json"], capture_output=True, text=True,
                                               check=True).stdout))
@@ -117,6 +119,12 @@ def main():
     total_pass = sum(r[3] for r in rows)
     total_fail = sum(r[4] for r in rows)
     print(f"conformance: {total_pass} passed, {total_fail} failed")
+    rates = {n: rate for n, _, _, _, _, rate in rows}
+    below = [(suite, float(need), rates.get(suite, 0.0)) for suite, need in (r.split("=") for r in args.require)
+             if rates.get(suite, 0.0) < float(need)]
+    for suite, need, rate in below:
+        print(f"conformance: {suite} passes {rate:.1%} of runnable cases, below the required {need:.1%}", file=sys.stderr)
+    sys.exit(1 if below else 0)
 
 
 if __name__ == "__main__":

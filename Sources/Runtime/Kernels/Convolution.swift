@@ -40,10 +40,11 @@ struct Window {
           let out = (input[i] + s[i] - 1) / s[i]
           total = max(0, (out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - input[i])
         }
+        // SAME_UPPER puts the odd unit of padding at the end, SAME_LOWER at the start.
         let small = total / 2, large = total - small
-        let upperGetsMore = (autoPad == "SAME_UPPER") != transposed
-        p[i] = upperGetsMore ? small : large
-        p[i + spatialRank] = upperGetsMore ? large : small
+        let upper = autoPad == "SAME_UPPER"
+        p[i] = upper ? small : large
+        p[i + spatialRank] = upper ? large : small
       }
     }
     if spatialRank == 1 {
@@ -80,10 +81,15 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
   let w0 = try c.input(1)
   let w = w0.dataType == .float ? w0 : try w0.converted(to: .float)
-  guard x.rank == 3 || x.rank == 4, w.rank == x.rank else {
-    throw c.unsupported("Conv on input \(x.shape) with weight \(w.shape) (1-D and 2-D are supported)")
-  }
+  guard x.rank >= 3, w.rank == x.rank else { throw c.fail("Conv input \(x.shape) and weight \(w.shape) do not fit") }
   let group = c.int("group", 1)
+  if x.rank > 4 {
+    guard group > 0, x.shape[1] == w.shape[1] * group, w.shape[0] % group == 0 else {
+      throw c.fail("weight \(w.shape) does not fit input \(x.shape) with group \(group)")
+    }
+    let out = try convND(c, x: x, w: w, group: group)
+    return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+  }
   let (n, ch, h, wd) = spatial(x.shape)
   let m = w.shape[0], cg = w.shape[1]
   guard group > 0, ch == cg * group, m % group == 0 else {

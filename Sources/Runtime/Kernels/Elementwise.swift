@@ -45,7 +45,11 @@ extension Kernels {
 
     for (op, f) in [("Equal", { (a: Double, b: Double) in a == b }), ("Greater", { $0 > $1 }), ("Less", { $0 < $1 }),
                     ("GreaterOrEqual", { $0 >= $1 }), ("LessOrEqual", { $0 <= $1 })] as [(String, (Double, Double) -> Bool)] {
-      k[op] = { c in [try compare(c, c.input(0), c.input(1), f)] }
+      k[op] = { c in
+        let a = try c.input(0), b = try c.input(1)
+        if a.dataType == .string && op == "Equal" { return [try equalStrings(c, a, b)] }
+        return [try compare(c, a, b, f)]
+      }
     }
     for (op, f) in [("And", { (a: Bool, b: Bool) in a && b }), ("Or", { $0 || $1 }), ("Xor", { $0 != $1 })]
       as [(String, (Bool, Bool) -> Bool)] {
@@ -283,6 +287,21 @@ func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Doubl
     var i = offs[0], j = offs[1]
     for k in 0..<n {
       z[o + k] = f(xe[i], ye[j]) ? 1 : 0
+      i += st[0]
+      j += st[1]
+    }
+  }
+  return out
+}
+
+func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDArray {
+  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  var out = NDArray(uninitialized: .bool, shape)
+  let z = out.mutableElements(UInt8.self)
+  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+    var i = offs[0], j = offs[1]
+    for k in 0..<n {
+      z[o + k] = a.strings[i] == b.strings[j] ? 1 : 0
       i += st[0]
       j += st[1]
     }

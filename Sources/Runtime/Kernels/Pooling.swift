@@ -17,7 +17,11 @@ extension Kernels {
 private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
   let x0 = try c.input(0)
   let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
-  guard x.rank == 3 || x.rank == 4 else { throw c.unsupported("pooling over \(x.rank - 2)-D inputs (1-D and 2-D are supported)") }
+  guard x.rank >= 3 else { throw c.fail("input \(x.shape) has no spatial dimensions") }
+  if x.rank > 4 {
+    let out = try poolND(c, x: x, max: isMax)
+    return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+  }
   guard let kernel = c.ints("kernel_shape") else { throw c.fail("kernel_shape is required") }
   let win = try Window(c, spatialRank: x.rank - 2, kernel: kernel, input: Array(x.shape.dropFirst(2)))
   let n = x.shape[0], ch = x.shape[1], h = x.rank == 4 ? x.shape[2] : 1, w = x.shape[x.rank - 1]

@@ -65,7 +65,13 @@ private func reduce(_ c: KernelContext, op: String, start: Double, step: (Double
     acc[o] = step(acc[o], v[i])
     counts[o] += 1
   }
-  let result = zip(acc, counts).map { finish($0, $1) }
+  var result = zip(acc, counts).map { finish($0, $1) }
+  if !x.dataType.isFloatingPoint && (op == "ReduceMax" || op == "ReduceMin") {
+    // The empty set's maximum (minimum) is the type's lowest (highest) value, not ∓infinity.
+    let (lowest, highest): (Double, Double) = x.dataType == .bool ? (0, 1)
+      : x.dataType.rawValue == DataType.uint8.rawValue ? (0, 255) : (-9.2233720368547758e18, 9.2233720368547758e18)
+    for i in result.indices where counts[i] == 0 { result[i] = op == "ReduceMax" ? lowest : highest }
+  }
   return try NDArray(doubles: result, as: x.dataType, shape: outShape)
 }
 

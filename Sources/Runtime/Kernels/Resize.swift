@@ -107,7 +107,8 @@ private func resample(_ c: KernelContext, _ x: NDArray, outShape: [Int], scales:
         list.append(Taps(indices: [i], weights: [1]))
         continue
       }
-      let xo = try originalCoordinate(c, Double(i), scale: scales[d], inLength: n, outLength: m, transform: transform,
+      // With scales, the transforms use the unrounded resized length (input length × scale).
+      let xo = try originalCoordinate(c, Double(i), scale: scales[d], inLength: n, outLength: Double(n) * scales[d], transform: transform,
                                       roiStart: roi.isEmpty ? 0 : roi[d], roiEnd: roi.isEmpty ? 1 : roi[rank + d])
       if transform == "tf_crop_and_resize" && (xo < 0 || xo > Double(n - 1)) {
         list.append(Taps(indices: [0], weights: [0], outside: true))
@@ -199,21 +200,21 @@ private func resample(_ c: KernelContext, _ x: NDArray, outShape: [Int], scales:
   return try NDArray(doubles: x.dataType.isFloatingPoint ? values : values.map { $0.rounded() }, as: x.dataType, shape: outShape)
 }
 
-private func originalCoordinate(_ c: KernelContext, _ x: Double, scale: Double, inLength n: Int, outLength m: Int,
+private func originalCoordinate(_ c: KernelContext, _ x: Double, scale: Double, inLength n: Int, outLength m: Double,
                                 transform: String, roiStart: Double, roiEnd: Double) throws -> Double {
   switch transform {
   case "half_pixel": return (x + 0.5) / scale - 0.5
   case "half_pixel_symmetric":
-    let adjustment = Double(m) / (scale * Double(n))
+    let adjustment = m / (scale * Double(n))
     let center = Double(n) / 2
     let offset = center * (1 - adjustment)
     return offset + (x + 0.5) / scale - 0.5
   case "pytorch_half_pixel": return m > 1 ? (x + 0.5) / scale - 0.5 : 0
-  case "align_corners": return m == 1 ? 0 : x * Double(n - 1) / Double(m - 1)
+  case "align_corners": return m == 1 ? 0 : x * Double(n - 1) / (m - 1)
   case "asymmetric": return x / scale
   case "tf_half_pixel_for_nearest": return (x + 0.5) / scale
   case "tf_crop_and_resize":
-    if m > 1 { return roiStart * Double(n - 1) + x * (roiEnd - roiStart) * Double(n - 1) / Double(m - 1) }
+    if m > 1 { return roiStart * Double(n - 1) + x * (roiEnd - roiStart) * Double(n - 1) / (m - 1) }
     return 0.5 * (roiStart + roiEnd) * Double(n - 1)
   default: throw c.unsupported("coordinate_transformation_mode \(transform)")
   }
