@@ -64,16 +64,18 @@ public enum Kernels {
   static let standard: [String: Kernel] = {
     var all = [String: Kernel]()
     for family in [elementwise, matrix, convolution, normalization, pooling, reduction, shapeOps, controlFlow,
-                   quantization, softmax, resize, indexing] {
+                   quantization, softmax, resize, indexing, quantizedMatrix] {
       all.merge(family) { a, _ in a }
     }
     return all
   }()
 
   public static func kernel(domain: String, opType: String) -> Kernel? {
-    (domain.isEmpty || domain == "ai.onnx") ? standard[opType] : nil
+    if domain.isEmpty || domain == "ai.onnx" { return standard[opType] }
+    if domain == "com.microsoft" { return microsoft[opType] }
+    return nil
   }
 
-  /// Op types with a kernel, sorted.
-  public static var supportedOps: [String] { standard.keys.sorted() }
+  /// Op types with a kernel, sorted; contrib operators carry their domain ("com.microsoft.X").
+  public static var supportedOps: [String] { standard.keys.sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" } }
 }
