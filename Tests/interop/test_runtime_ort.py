@@ -7,6 +7,7 @@ semantics, not one runtime's fusions, are what compressor's numbers must reprodu
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -119,3 +120,38 @@ def test_npz_zip_bomb_is_refused(compressor, tmp_path):
     r = compressor("run", FIXTURES / "mlp.onnx", "--input", p, check=False)
     assert r.returncode == 65, r.stderr
     assert "does not inflate to its declared 1000 bytes" in r.stderr
+
+
+def _compare(compressor, model, entry, tmp_path, tolerance):
+    feeds = {k: np.load(FIXTURES / v) for k, v in entry["inputs"].items()}
+    args = [f"--input={k}={FIXTURES / v}" for k, v in entry["inputs"].items()]
+    out = tmp_path / "out.npz"
+    compressor("run", model, *args, "-o", out, "--force")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ref = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = np.load(out)["logits"]
+    scale = float(np.max(np.abs(ref)))
+    assert float(np.max(np.abs(got - ref))) <= tolerance * scale
+    return got
+
+
+@pytest.mark.parametrize("name", ["transformer_block", "mlp"])
+def test_models_quantized_by_onnx_runtime_run_the_same(name, compressor, tmp_path):
+    """Already-quantized models (ONNX Runtime's dynamic int8 and 4-bit MatMulNBits) run in
+    compressor's executor with ONNX Runtime's results."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    entry = MANIFEST[name]
+    dyn = tmp_path / "dynamic.onnx"
+    quantize_dynamic(str(FIXTURES / entry["file"]), str(dyn), weight_type=QuantType.QInt8)
+    ops = {n.op_type for n in onnx.load(str(dyn)).graph.node}
+    assert "DynamicQuantizeLinear" in ops and "MatMulInteger" in ops, ops
+    _compare(compressor, dyn, entry, tmp_path, 1e-4)
+    if name == "transformer_block":
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        q = MatMulNBitsQuantizer(onnx.load(str(FIXTURES / entry["file"])), block_size=16, is_symmetric=False)
+        q.process()
+        nbits = tmp_path / "nbits.onnx"
+        onnx.save(q.model.model, str(nbits))
+        assert any(n.op_type == "MatMulNBits" for n in q.model.model.graph.node)
+        _compare(compressor, nbits, entry, tmp_path, 1e-4)
