@@ -126,7 +126,7 @@ private func numericKind(_ t: DataType) -> DataType? {
 
 extension NDArray {
   /// The same values as another numeric type (Float16 and bfloat16 included).
-  func converted(to type: DataType) throws -> NDArray {
+  public func converted(to type: DataType) throws -> NDArray {
     if type == dataType { return self }
     let values: [Double]
     switch dataType {
@@ -141,7 +141,7 @@ extension NDArray {
   }
 
   /// Builds a tensor of `type` from Double values (rounding toward zero for integers).
-  init(doubles values: [Double], as type: DataType, shape: [Int]) throws {
+  public init(doubles values: [Double], as type: DataType, shape: [Int]) throws {
     self.init(uninitialized: type, shape)
     guard let base = storage.base, !values.isEmpty else { return }
     func fill<T>(_: T.Type, _ f: (Double) -> T) {

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import IR
+import ONNX
+import Runtime
+import Support
+
+extension Compressor {
+  struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Measure a model's quality on data: accuracy against labels, agreement with a reference model.",
+      discussion: """
+        Metrics use the first output, one row per sample (a leading batch dimension is allowed). \
+        With --labels: top-1 accuracy. With --reference: top-1 agreement, mean cosine similarity, \
+        max and mean absolute error and SQNR (dB) against the reference's outputs.
+        """)
+
+    @Argument(help: "The ONNX model to evaluate.")
+    var model: String
+
+    @Option(help: "A reference model (usually the float original) to compare against.")
+    var reference: String?
+
+    @Option(help: "A directory of .npy/.npz/.pb samples (read in file-name order), or one such file.")
+    var data: String
+
+    @Option(help: "A .npy of class indices, one per sample.")
+    var labels: String?
+
+    @Option(help: "Threads for BLAS.")
+    var threads = 1
+
+    @Flag(help: "Print the metrics as JSON on stdout.")
+    var json = false
+
+    func validate() throws {
+      if reference == nil && labels == nil { throw ValidationError("give --labels, --reference, or both") }
+      if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
+    }
+
+    func run() throws {
+      let loaded = try ModelReader.read(model)
+      let executor = try Executor(model: loaded.model, threads: threads)
+      let refExecutor = try reference.map { try Executor(model: try ModelReader.read($0).model, threads: threads) }
+      let initializers = Set(loaded.model.graph.initializers.map(\.name))
+      let inputs = loaded.model.graph.inputs.map(\.name).filter { !initializers.contains($0) }
+      let dataset = try Dataset(path: data, inputNames: inputs)
+      let labelValues = try labels.map { path -> [Int] in
+        guard let (_, array) = try DataFile.load(path).first else { throw CompressorError.invalid("\(path) is empty") }
+        return try array.integers()
+      }
+      var metrics = QualityMetrics()
+      for i in 0..<dataset.files.count {
+        let feeds = try dataset.batch(i)
+        let out = try executor.run(feeds)[0].value
+        let ref = try refExecutor.map { try $0.run(feeds)[0].value }
+        try metrics.add(output: out, reference: ref, labels: labelValues, file: dataset.files[i])
+      }
+      if let labelValues, labelValues.count != metrics.samples {
+        throw CompressorError.invalid("\(labels ?? ""): \(labelValues.count) labels for \(metrics.samples) samples")
+      }
+      let result = metrics.summary(hasLabels: labels != nil, hasReference: reference != nil)
+      if json {
+        let body = result.keys.sorted().map { "\"\($0)\": \(jsonNumber(result[$0] ?? 0))" }.joined(separator: ", ")
+        FileHandle.standardOutput.write("{" + body + "}\n")
+      } else {
+        for key in result.keys.sorted() { FileHandle.standardOutput.write("\(key)  \(jsonNumber(result[key] ?? 0))\n") }
+      }
+    }
+  }
+}
+
+func jsonNumber(_ v: Double) -> String {
+  if v.isNaN { return "null" }
+  if v.isInfinite { return v > 0 ? "1e308" : "-1e308" }
+  if v == v.rounded() && abs(v) < 1e15 { return String(Int(v)) }
+  return String(format: "%.6g", v)
+}
+
+/// Streaming quality metrics over batches of outputs: nothing per sample is kept.
+struct QualityMetrics {
+  var samples = 0
+  var correct = 0
+  var agree = 0
+  var cosineSum = 0.0
+  var maxAbs = 0.0
+  var absSum = 0.0
+  var elements = 0
+  var signal = 0.0
+  var noise = 0.0
+
+  mutating func add(output: NDArray, reference: NDArray?, labels: [Int]?, file: String) throws {
+    let rows = output.rank == 0 ? 1 : output.shape[0]
+    let width = rows == 0 ? 0 : output.count / rows
+    let y = try output.floats()
+    let r = try reference?.floats()
+    if let r, r.count != y.count { throw CompressorError.invalid("\(file): the reference's output has \(r.count) values, the model's \(y.count)") }
+    for row in 0..<rows {
+      let s = row * width
+      let top = argmax(y, s, width)
+      if let labels, samples < labels.count, top == labels[samples] { correct += 1 }
+      if let r {
+        if argmax(r, s, width) == top { agree += 1 }
+        var dot = 0.0, nx = 0.0, ny = 0.0
+        for k in s..<(s + width) {
+          let a = Double(y[k]), b = Double(r[k])
+          dot += a * b; nx += a * a; ny += b * b
+          let e = abs(a - b)
+          maxAbs = max(maxAbs, e)
+          absSum += e
+          signal += b * b
+          noise += (a - b) * (a - b)
+        }
+        cosineSum += nx > 0 && ny > 0 ? dot / (nx.squareRoot() * ny.squareRoot()) : (nx == ny ? 1 : 0)
+        elements += width
+      }
+      samples += 1
+    }
+  }
+
+  private func argmax(_ v: [Float], _ start: Int, _ n: Int) -> Int {
+    var best = 0
+    for k in 0..<n where v[start + k] > v[start + best] { best = k }
+    return best
+  }
+
+  func summary(hasLabels: Bool, hasReference: Bool) -> [String: Double] {
+    var m: [String: Double] = ["samples": Double(samples)]
+    let n = Double(max(samples, 1))
+    if hasLabels { m["accuracy"] = Double(correct) / n }
+    if hasReference {
+      m["agreement"] = Double(agree) / n
+      m["meanCosine"] = cosineSum / n
+      m["maxAbsError"] = maxAbs
+      m["meanAbsError"] = elements > 0 ? absSum / Double(elements) : 0
+      m["sqnrDb"] = noise == 0 ? .infinity : 10 * log10(signal / noise)
+    }
+    return m
+  }
+}

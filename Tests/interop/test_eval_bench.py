@@ -1,0 +1,68 @@
+"""`compressor eval` and `compressor bench` on the fixtures, with values checked."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+
+MANIFEST = json.loads((FIXTURES / "fixtures.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn_residual", "mobile_cnn"])
+def test_eval_accuracy_matches_the_manifest(name, compressor):
+    entry = MANIFEST[name]
+    (feed,) = entry["inputs"].values()
+    r = compressor("eval", FIXTURES / entry["file"], "--data", FIXTURES / feed, "--labels", FIXTURES / entry["labels"],
+                   "--reference", FIXTURES / entry["file"], "--json")
+    m = json.loads(r.stdout)
+    assert m["samples"] == 360
+    assert round(m["accuracy"], 4) == entry["accuracy"]
+    assert m["agreement"] == 1 and m["meanCosine"] == 1 and m["maxAbsError"] == 0 and m["sqnrDb"] == 1e308
+
+
+def test_eval_directory_of_samples_in_name_order(compressor, tmp_path):
+    x, y = np.load(FIXTURES / "data/digits_x.npy"), np.load(FIXTURES / "data/digits_y.npy")
+    for i in range(0, 360, 40):  # batches of 40, names sorted the same as the rows
+        np.save(tmp_path / f"batch_{i:03d}.npy", x[i:i + 40])
+    r = compressor("eval", FIXTURES / "mlp.onnx", "--data", tmp_path, "--labels", FIXTURES / "data/digits_y.npy", "--json")
+    assert round(json.loads(r.stdout)["accuracy"], 4) == MANIFEST["mlp"]["accuracy"]
+
+
+def test_eval_against_a_reference(compressor):
+    r = compressor("eval", FIXTURES / "float16.onnx", "--reference", FIXTURES / "mlp.onnx",
+                   "--data", FIXTURES / "data/digits_x.npy", "--json")
+    m = json.loads(r.stdout)
+    assert m["agreement"] == 1
+    assert m["meanCosine"] > 0.99999
+    assert 60 < m["sqnrDb"] < 90
+    assert 0 < m["maxAbsError"] < 0.05
+
+
+def test_eval_label_count_mismatch(compressor, tmp_path):
+    labels = tmp_path / "y.npy"
+    np.save(labels, np.zeros(10, np.int64))
+    r = compressor("eval", FIXTURES / "mlp.onnx", "--data", FIXTURES / "data/digits_x.npy", "--labels", labels, check=False)
+    assert r.returncode == 65
+    assert r.stderr == f"compressor: error: {labels}: 10 labels for 360 samples\n"
+
+
+def test_eval_needs_labels_or_reference(compressor):
+    r = compressor("eval", FIXTURES / "mlp.onnx", "--data", FIXTURES / "data/digits_x.npy", check=False)
+    assert r.returncode == 64
+    assert r.stderr.startswith("compressor: error: give --labels, --reference, or both\n")
+
+
+def test_eval_empty_data_directory(compressor, tmp_path):
+    r = compressor("eval", FIXTURES / "mlp.onnx", "--data", tmp_path, "--reference", FIXTURES / "mlp.onnx", check=False)
+    assert r.returncode == 64
+    assert r.stderr == f"compressor: error: {tmp_path} holds no .npy, .npz or .pb files\n"
+
+
+def test_bench_reports_latency_and_memory(compressor):
+    r = compressor("bench", FIXTURES / "transformer_block.onnx", "--input-shape", "input_ids=1x64",
+                   "--input-shape", "attention_mask=1x64", "--runs", "5", "--json")
+    m = json.loads(r.stdout)
+    assert m["runs"] == 5 and m["threads"] == 1
+    assert 0 < m["p50Ms"] <= m["p95Ms"]
+    assert m["peakActivationBytes"] > 0 and m["peakRSSBytes"] > m["peakActivationBytes"]
