@@ -70,7 +70,8 @@ public enum NPY {
 
   /// A version 1.0 `.npy` image of `array`.
   public static func encode(_ array: NDArray) throws -> [UInt8] {
-    guard let code = dtypes.first(where: { $0.value == array.dataType })?.key else {
+    // bfloat16 has no numpy dtype; like numpy with ml_dtypes, write its bits as 2-byte voids.
+    guard let code = array.dataType == .bfloat16 ? "V2" : dtypes.first(where: { $0.value == array.dataType })?.key else {
       throw CompressorError.unsupported("\(array.dataType) tensors cannot be written as .npy")
     }
     let order = code == "i1" || code == "u1" || code == "b1" ? "|" : "<"
