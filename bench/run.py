@@ -5,6 +5,8 @@ ratios (these machines are shared and noisy, so absolute times mean little).
   io-convert      compressor convert vs onnx.load + onnx.save on a ~90 MB transformer-sized
                   model: wall time ratio, and compressor's peak RSS relative to the file size
   io-external     the same with external data: peak RSS relative to the data size
+  runtime-*       `compressor bench` latency (p50) and peak RSS against ONNX Runtime's
+                  InferenceSession on the same model and input, with 1 and 2 threads
 
 Models are generated here (bench/out/), never committed.
 """
@@ -20,6 +22,8 @@ import time
 
 import numpy as np
 import onnx
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -94,6 +98,47 @@ print(time.perf_counter() - t)
 """
 
 
+ORT_PEER = """
+import sys, time, json, numpy as np, onnxruntime as ort
+path, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+o = ort.SessionOptions()
+o.intra_op_num_threads = threads
+o.inter_op_num_threads = 1
+s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+feeds = {}
+rng = np.random.default_rng(0)
+for i in s.get_inputs():
+    shape = [d if isinstance(d, int) else 1 for d in i.shape]
+    feeds[i.name] = rng.integers(0, 2, shape).astype(np.int64) if "int64" in i.type else rng.random(shape, dtype=np.float32)
+for _ in range(3):
+    s.run(None, feeds)
+times = []
+for _ in range(runs):
+    t = time.perf_counter(); s.run(None, feeds); times.append((time.perf_counter() - t) * 1000)
+print(json.dumps({"p50Ms": float(np.median(times))}))
+"""
+
+
+def runtime_benchmarks(args):
+    import models
+    out = {}
+    for name, build in [("resnet-cnn-224", models.resnet), ("mobilenet-cnn-224", models.mobilenet), ("bert-6x384-seq128", models.bert)]:
+        path = OUT / f"{name}.onnx"
+        if not path.exists():
+            onnx.save(build(), str(path))
+        out[name] = {}
+        for threads in (1, 2):
+            _, ours_rss, text = measure([args.compressor, "bench", str(path), "--runs", str(args.runtime_runs), "--threads", str(threads), "--json"])
+            ours = json.loads(text)
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            _, ort_rss, text = measure([sys.executable, "-c", ORT_PEER, str(path), str(threads), str(args.runtime_runs)])
+            peer = json.loads(text)
+            out[name][threads] = {"compressorP50Ms": ours["p50Ms"], "ortP50Ms": peer["p50Ms"],
+                                  "latencyRatio": ours["p50Ms"] / peer["p50Ms"],
+                                  "compressorPeakRSS": ours_rss, "ortPeakRSS": ort_rss, "rssRatio": ours_rss / ort_rss}
+    return out
+
+
 def clean(*paths):
     for p in paths:
         for q in (p, pathlib.Path(str(p) + ".data")):
@@ -105,6 +150,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runtime-runs", type=int, default=20)
+    ap.add_argument("--only", choices=["io", "runtime"], help="run one group of benchmarks")
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generate:
@@ -156,6 +203,8 @@ def main():
     results["io-external"] = bench("external", ext_path, True)
     results["io-external"]["rssOverDataSize"] = results["io-external"]["compressorPeakRSS"] / data_size
 
+    results["runtime"] = runtime_benchmarks(args)
+
     (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     c, e = results["io-convert"], results["io-external"]
     print(f"model {size / 2**20:.1f} MiB (external data {data_size / 2**20:.1f} MiB), median of {args.runs} runs")
@@ -163,6 +212,12 @@ def main():
     print(f"{'io-convert':<14}{c['timeRatioVsLoadSave']:>23.2f}x{c['timeRatioVsPeerProcess']:>25.2f}x{c['rssRatioVsPeer']:>13.2f}x{c['rssOverFileSize']:>13.2f}x")
     print(f"{'io-external':<14}{e['timeRatioVsLoadSave']:>23.2f}x{e['timeRatioVsPeerProcess']:>25.2f}x{e['rssRatioVsPeer']:>13.2f}x{e['rssOverDataSize']:>13.2f}x")
     print("targets: io-convert time <= 0.33x, RSS <= 2.2x file size; io-external RSS <= 0.5x data size")
+    print()
+    print(f"{'runtime':<22}{'threads':>8}{'compressor p50 ms':>19}{'ORT p50 ms':>12}{'latency ratio':>15}{'RSS ratio':>11}")
+    for name, rows in results["runtime"].items():
+        for t, r in rows.items():
+            print(f"{name:<22}{t:>8}{r['compressorP50Ms']:>19.2f}{r['ortP50Ms']:>12.2f}{r['latencyRatio']:>14.2f}x{r['rssRatio']:>10.2f}x")
+    print("targets: latency <= 1.5x ONNX Runtime with 1 thread, <= 2x with 2; peak RSS <= ONNX Runtime's")
 
 
 if __name__ == "__main__":

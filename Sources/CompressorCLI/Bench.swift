@@ -38,6 +38,9 @@ extension Compressor {
     @Flag(help: "Print the results as JSON on stdout.")
     var json = false
 
+    @Flag(help: "Also print the time spent per operator type over the timed runs (stderr).")
+    var profile = false
+
     func validate() throws {
       if runs < 1 { throw ValidationError("--runs must be 1 or more, not \(runs)") }
       if warmup < 0 { throw ValidationError("--warmup must be 0 or more, not \(warmup)") }
@@ -79,6 +82,7 @@ extension Compressor {
         feeds[input.name] = try NDArray(doubles: values, as: type, shape: dims)
       }
       for _ in 0..<warmup { _ = try executor.run(feeds) }
+      if profile { executor.profile = [:] }
       var times = [Double]()
       for _ in 0..<runs {
         let start = DispatchTime.now().uptimeNanoseconds
@@ -86,6 +90,12 @@ extension Compressor {
         times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
       }
       times.sort()
+      if let spent = executor.profile {
+        let total = Double(spent.values.reduce(0, +))
+        for (op, ns) in spent.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
+          FileHandle.standardError.write("\(op)  \(jsonNumber(Double(ns) / 1e6 / Double(runs))) ms/run  \(jsonNumber((Double(ns) / total * 1000).rounded() / 10))%\n")
+        }
+      }
       func percentile(_ p: Double) -> Double { times[min(times.count - 1, Int((p * Double(times.count - 1)).rounded()))] }
       var usage = rusage()
       getrusage(Int32(RUSAGE_SELF.rawValue), &usage)

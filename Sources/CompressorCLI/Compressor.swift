@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Linalg
 import Support
 
 #if canImport(Glibc)
@@ -59,11 +61,38 @@ public struct Compressor: ParsableCommand {
   /// OPENBLAS_NUM_THREADS; idle workers spin in sched_yield, which costs a whole core on every
   /// command, BLAS or not. So the process re-executes itself once with one BLAS thread (unless
   /// the user chose a number); `--threads` grows the pool where BLAS is actually used.
+  ///
+  /// The same re-execution picks OpenBLAS's AVX-512 kernels on CPUs that have every feature they
+  /// need but that OpenBLAS 0.3.21 does not recognize (AMD Zen 4 is taken for Haswell, which
+  /// halves sgemm throughput), unless the user chose OPENBLAS_CORETYPE.
   static func startWithSingleThreadedBLAS() {
     guard getenv("OPENBLAS_NUM_THREADS") == nil else { return }
     setenv("OPENBLAS_NUM_THREADS", "1", 1)
+    // OpenBLAS exports the core it detected as OPENBLAS_CORETYPE; only that value is replaced.
+    let detected = Linalg.coreName.lowercased()
+    let chosen = getenv("OPENBLAS_CORETYPE").map { String(cString: $0).lowercased() }
+    if (chosen == nil || chosen == detected) && ["haswell", "zen"].contains(detected) && cpuHasAVX512ForOpenBLAS() {
+      setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)
+    }
     execv("/proc/self/exe", CommandLine.unsafeArgv)
     // /proc is not mounted: carry on with the default pool.
+  }
+
+  /// AVX-512 F, CD, BW, DQ and VL: what OpenBLAS's SkylakeX kernels use.
+  static func cpuHasAVX512ForOpenBLAS() -> Bool {
+    // /proc files report size 0, so read line by line rather than by the file's size.
+    guard let file = fopen("/proc/cpuinfo", "r") else { return false }
+    defer { fclose(file) }
+    var line: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    defer { free(line) }
+    while getline(&line, &capacity, file) > 0, let l = line {
+      let text = String(cString: l)
+      guard text.hasPrefix("flags") else { continue }
+      let flags = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
+      return ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains)
+    }
+    return false
   }
 
   static func printError(_ message: String) {

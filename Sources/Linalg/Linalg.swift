@@ -8,6 +8,12 @@ public enum Linalg {
     openblas_set_num_threads(Int32(max(1, n)))
   }
 
+  /// The CPU kernels OpenBLAS chose (`openblas_get_corename`), e.g. "Haswell".
+  public static var coreName: String {
+    guard let name = openblas_get_corename() else { return "" }
+    return String(cString: name)
+  }
+
   /// C = alpha·A·B + beta·C for row-major A (m×k), B (k×n), C (m×n) (`cblas_sgemm`).
   public static func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>,
                           b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,

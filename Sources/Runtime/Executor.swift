@@ -1,3 +1,4 @@
+import Dispatch
 import IR
 import Linalg
 import Support
@@ -26,6 +27,8 @@ public final class Executor {
   private var mainInitializers: [String: NDArray] = [:]
   /// Bytes of intermediate values alive at once, at most, in the last run.
   public private(set) var peakLiveBytes = 0
+  /// When set, nanoseconds spent per op type accumulate here (`bench --profile`).
+  public var profile: [String: UInt64]?
   private var liveBytes = 0
 
   public init(model: Model, threads: Int = 1) throws {
@@ -130,7 +133,9 @@ public final class Executor {
       let context = KernelContext(node: node, inputs: inputs,
                                   opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
                                   executor: self, scope: scope)
+      let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       let results = try kernel(context)
+      if profile != nil { profile?[node.opType, default: 0] += DispatchTime.now().uptimeNanoseconds - started }
       for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
         scope.values[name] = results[i]
         if produced.insert(name).inserted { liveBytes += results[i].storage.byteCount }

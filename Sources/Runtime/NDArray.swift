@@ -27,7 +27,7 @@ public struct NDArray: @unchecked Sendable {
       if byteCount == 0 {
         base = nil
       } else {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+        let p = BufferPool.shared.take(byteCount)
         if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
         base = p
       }
@@ -40,7 +40,7 @@ public struct NDArray: @unchecked Sendable {
     }
 
     deinit {
-      if borrowed == nil { base?.deallocate() }
+      if borrowed == nil, let base { BufferPool.shared.give(base, byteCount) }
     }
 
     var isBorrowed: Bool { borrowed != nil }
@@ -217,5 +217,50 @@ public struct Elements<T>: RandomAccessCollection {
   /// Runs `body` with the raw pointer while the storage is guaranteed alive (for BLAS calls).
   public func withPointer<R>(_ body: (UnsafeMutablePointer<T>?) throws -> R) rethrows -> R {
     try withExtendedLifetime(owner) { try body(baseAddress) }
+  }
+}
+
+/// Freed tensor buffers kept for reuse, by size class. Values die as soon as their last reader
+/// has run (the executor's liveness), and the next run or the next node takes their buffers
+/// back instead of asking the allocator for fresh, page-faulting memory.
+final class BufferPool: @unchecked Sendable {
+  static let shared = BufferPool()
+  /// Buffers below this size come from malloc's own caches; above, from here.
+  private let minimum = 16 << 10
+  private let maxRetained = 512 << 20
+  private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+  private var retained = 0
+  private var lock = pthread_mutex_t()
+
+  private init() { pthread_mutex_init(&lock, nil) }
+
+  /// Size class: the next power of two, so a buffer serves any request in its class.
+  private func sizeClass(_ n: Int) -> Int { n <= minimum ? n : 1 << (Int.bitWidth - (n - 1).leadingZeroBitCount) }
+
+  func take(_ byteCount: Int) -> UnsafeMutableRawPointer {
+    let size = sizeClass(byteCount)
+    if byteCount > minimum {
+      pthread_mutex_lock(&lock)
+      defer { pthread_mutex_unlock(&lock) }
+      if let p = free[size]?.popLast() {
+        retained -= size
+        return p
+      }
+    }
+    return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+  }
+
+  func give(_ p: UnsafeMutableRawPointer, _ byteCount: Int) {
+    let size = sizeClass(byteCount)
+    if byteCount > minimum {
+      pthread_mutex_lock(&lock)
+      defer { pthread_mutex_unlock(&lock) }
+      if retained + size <= maxRetained {
+        free[size, default: []].append(p)
+        retained += size
+        return
+      }
+    }
+    p.deallocate()
   }
 }

@@ -103,10 +103,20 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let mg = m / group, kk = cg * win.kh * win.kw, spatialOut = oh * ow
   guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialOut > 0 else { return out }
   try withExtendedLifetime((src, wt, dst)) {
+  let pointwise = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1
+    && win.padTop == 0 && win.padLeft == 0 && win.padBottom == 0 && win.padRight == 0
   if cg == 1 && mg == 1 {
     depthwise(sp, wp, dp, n: n, c: ch, h: h, w: wd, oh: oh, ow: ow, win: win)
+  } else if pointwise {
+    // A 1×1 convolution is a matrix product with the input as it is: no im2col.
+    for b in 0..<n {
+      for g in 0..<group {
+        Linalg.gemm(m: mg, n: spatialOut, k: cg, a: wp + g * mg * cg, b: sp + (b * ch + g * cg) * h * wd,
+                    c: dp + (b * m + g * mg) * spatialOut)
+      }
+    }
   } else {
-    var cols = [Float](repeating: 0, count: kk * spatialOut)
+    var cols = [Float](unsafeUninitializedCapacity: kk * spatialOut) { _, count in count = kk * spatialOut }
     for b in 0..<n {
       for g in 0..<group {
         let input = sp + (b * ch + g * cg) * h * wd
@@ -141,6 +151,10 @@ private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Floa
     for ky in 0..<win.kh {
       for kx in 0..<win.kw {
         let dst = cols + row * oh * ow
+        // Output columns whose input column is inside the row: [lo, hi).
+        let shift = kx * win.dw - win.padLeft
+        let lo = min(ow, max(0, (-shift + win.sw - 1) / win.sw))
+        let hi = max(lo, min(ow, (w - shift + win.sw - 1) / win.sw))
         for oy in 0..<oh {
           let iy = oy * win.sh - win.padTop + ky * win.dh
           let line = dst + oy * ow
@@ -148,11 +162,14 @@ private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Floa
             line.update(repeating: 0, count: ow)
             continue
           }
-          let srcLine = plane + iy * w
-          for ox in 0..<ow {
-            let ix = ox * win.sw - win.padLeft + kx * win.dw
-            line[ox] = ix >= 0 && ix < w ? srcLine[ix] : 0
+          let srcLine = plane + iy * w + shift
+          if lo > 0 { line.update(repeating: 0, count: lo) }
+          if win.sw == 1 {
+            (line + lo).update(from: srcLine + lo, count: hi - lo)
+          } else {
+            for ox in lo..<hi { line[ox] = srcLine[ox * win.sw] }
           }
+          if hi < ow { (line + hi).update(repeating: 0, count: ow - hi) }
         }
         row += 1
       }

@@ -11,6 +11,20 @@ extension Kernels {
                     ("Div", { $0 / $1 }), ("Pow", { Foundation.pow($0, $1) })] as [(String, (Double, Double) -> Double)] {
       k[op] = { c in [try arithmetic(c, c.input(0), c.input(1), op: op, f)] }
     }
+    k["Pow"] = { c in
+      let x = try c.input(0), e = try c.input(1)
+      // Constant exponents decomposed LayerNorm and GELU use: exact and fast.
+      if x.dataType == .float, e.count == 1, let p = try e.floats().first {
+        switch p {
+        case 2: return [try unaryFloat(c, { $0 * $0 }, { $0 * $0 })]
+        case 3: return [try unaryFloat(c, { $0 * $0 * $0 }, { $0 * $0 * $0 })]
+        case 1: return [x]
+        case 0.5: return [try unaryFloat(c, { $0.squareRoot() }, { $0.squareRoot() })]
+        default: break
+        }
+      }
+      return [try arithmetic(c, x, e, op: "Pow") { Foundation.pow($0, $1) }]
+    }
     for (op, f) in [("Max", { (a: Double, b: Double) in a.isNaN || b.isNaN ? .nan : Swift.max(a, b) }),
                     ("Min", { a, b in a.isNaN || b.isNaN ? .nan : Swift.min(a, b) }), ("Sum", { $0 + $1 })]
       as [(String, (Double, Double) -> Double)] {
@@ -73,6 +87,18 @@ extension Kernels {
       ("HardSwish", { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }),
     ]
     for (op, f) in unary { k[op] = { c in [try map(c, c.input(0), f)] } }
+    // The hot activations again, as Float loops the compiler specializes and vectorizes.
+    k["Relu"] = { c in [try unaryFloat(c, { Swift.max($0, 0) }, { Swift.max($0, 0) })] }
+    k["Neg"] = { c in [try unaryFloat(c, { -$0 }, { -$0 })] }
+    k["Abs"] = { c in [try unaryFloat(c, { Swift.abs($0) }, { Swift.abs($0) })] }
+    k["Sqrt"] = { c in [try unaryFloat(c, { $0.squareRoot() }, { $0.squareRoot() })] }
+    k["Reciprocal"] = { c in [try unaryFloat(c, { 1 / $0 }, { 1 / $0 })] }
+    k["Exp"] = { c in [try unaryFloat(c, { Foundation.exp($0) }, { Foundation.exp($0) })] }
+    k["Tanh"] = { c in [try unaryFloat(c, { Foundation.tanh($0) }, { Foundation.tanh($0) })] }
+    k["Erf"] = { c in [try unaryFloat(c, { Foundation.erf($0) }, { Foundation.erf($0) })] }
+    k["Sigmoid"] = { c in [try unaryFloat(c, { 1 / (1 + Foundation.exp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) })] }
+    k["HardSwish"] = { c in [try unaryFloat(c, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) },
+                                            { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) })] }
     k["LeakyRelu"] = { c in
       let alpha = Double(c.float("alpha", 0.01))
       return [try map(c, c.input(0)) { $0 < 0 ? alpha * $0 : $0 }]
@@ -86,8 +112,9 @@ extension Kernels {
       return [try map(c, c.input(0)) { $0 <= 0 ? gamma * (alpha * Foundation.exp($0) - alpha) : gamma * $0 }]
     }
     k["HardSigmoid"] = { c in
-      let alpha = Double(c.float("alpha", 0.2)), beta = Double(c.float("beta", 0.5))
-      return [try map(c, c.input(0)) { Swift.max(0, Swift.min(1, alpha * $0 + beta)) }]
+      let alpha = c.float("alpha", 0.2), beta = c.float("beta", 0.5)
+      let a = Double(alpha), b = Double(beta)
+      return [try unaryFloat(c, { Swift.max(0, Swift.min(1, alpha * $0 + beta)) }, { Swift.max(0, Swift.min(1, a * $0 + b)) })]
     }
     k["Gelu"] = { c in
       if c.string("approximate", "none") == "tanh" {
@@ -182,6 +209,49 @@ extension Int64 {
   }
 }
 
+/// f over every element of input 0: Float math for Float tensors (`fast`, inlined at each call
+/// site), Double otherwise.
+@inline(__always)
+func unaryFloat(_ c: KernelContext, _ fast: (Float) -> Float, _ slow: (Double) -> Double) throws -> NDArray {
+  let x = try c.input(0)
+  guard x.dataType == .float else { return try map(c, x, slow) }
+  var out = NDArray(uninitialized: .float, x.shape)
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  withExtendedLifetime((src, dst)) {
+    guard let s = src.baseAddress, let d = dst.baseAddress else { return }
+    for i in 0..<src.count { d[i] = fast(s[i]) }
+  }
+  return out
+}
+
+/// z = g(x, y) with broadcasting; contiguous and scalar-operand rows get straight loops.
+@inline(__always)
+func floatBinary(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements<Float>, _ y: Elements<Float>,
+                 _ z: Elements<Float>, _ g: (Float, Float) -> Float) {
+  withExtendedLifetime((x, y, z)) {
+    guard let xp = x.baseAddress, let yp = y.baseAddress, let zp = z.baseAddress else { return }
+    if aShape == bShape {
+      for i in 0..<z.count { zp[i] = g(xp[i], yp[i]) }
+      return
+    }
+    broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
+      let xa = xp + offs[0], yb = yp + offs[1], zo = zp + o
+      switch (st[0], st[1]) {
+      case (1, 1): for k in 0..<n { zo[k] = g(xa[k], yb[k]) }
+      case (1, 0): let v = yb[0]; for k in 0..<n { zo[k] = g(xa[k], v) }
+      case (0, 1): let v = xa[0]; for k in 0..<n { zo[k] = g(v, yb[k]) }
+      default:
+        var i = 0, j = 0
+        for k in 0..<n {
+          zo[k] = g(xa[i], yb[j])
+          i += st[0]
+          j += st[1]
+        }
+      }
+    }
+  }
+}
+
 /// f over every element, in the input's own type (Float math for Float, Double otherwise).
 func map(_ c: KernelContext, _ x: NDArray, _ f: (Double) -> Double) throws -> NDArray {
   switch x.dataType {
@@ -214,22 +284,12 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
     // The common case without conversions; Float math, as other runtimes compute it.
     var out = NDArray(uninitialized: .float, shape)
     let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
-    func run(_ g: (Float, Float) -> Float) {
-      broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
-        var i = offs[0], j = offs[1]
-        for k in 0..<n {
-          z[o + k] = g(x[i], y[j])
-          i += st[0]
-          j += st[1]
-        }
-      }
-    }
     switch op {
-    case "Add", "Sum": run(+)
-    case "Sub": run(-)
-    case "Mul": run(*)
-    case "Div": run(/)
-    default: run { Float(f(Double($0), Double($1))) }
+    case "Add", "Sum": floatBinary(shape, a.shape, b.shape, x, y, z, +)
+    case "Sub": floatBinary(shape, a.shape, b.shape, x, y, z, -)
+    case "Mul": floatBinary(shape, a.shape, b.shape, x, y, z, *)
+    case "Div": floatBinary(shape, a.shape, b.shape, x, y, z, /)
+    default: floatBinary(shape, a.shape, b.shape, x, y, z) { Float(f(Double($0), Double($1))) }
     }
     return out
   }

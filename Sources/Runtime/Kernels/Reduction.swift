@@ -44,6 +44,31 @@ private func reduce(_ c: KernelContext, op: String, start: Double, step: (Double
     axes = Array(0..<x.rank)
   }
   let reduced = Set(try axes!.map { try c.axis($0, rank: x.rank) })
+  // Float tensors reduced over their trailing axes (LayerNorm, pooling heads): one pass per row.
+  if x.dataType == .float, !reduced.isEmpty, reduced == Set((x.rank - reduced.count)..<x.rank),
+     ["ReduceSum", "ReduceMean", "ReduceSumSquare", "ReduceMax", "ReduceMin"].contains(op) {
+    let inner = x.shape[(x.rank - reduced.count)...].reduce(1, *), rows = inner == 0 ? 0 : x.count / inner
+    let kept = Array(x.shape[..<(x.rank - reduced.count)])
+    var out = NDArray(uninitialized: .float, keep ? kept + Array(repeating: 1, count: reduced.count) : kept)
+    let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+    if inner > 0 {
+      withExtendedLifetime((src, dst)) {
+        guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
+        for r in 0..<rows {
+          let row = sp + r * inner
+          var acc: Float
+          switch op {
+          case "ReduceMax": acc = row[0]; for i in 1..<inner { acc = Swift.max(acc, row[i]) }
+          case "ReduceMin": acc = row[0]; for i in 1..<inner { acc = Swift.min(acc, row[i]) }
+          case "ReduceSumSquare": acc = 0; for i in 0..<inner { acc += row[i] * row[i] }
+          default: acc = 0; for i in 0..<inner { acc += row[i] }
+          }
+          dp[r] = op == "ReduceMean" ? acc / Float(inner) : acc
+        }
+      }
+      return out
+    }
+  }
   let v = try x.converted(to: .double).elements(Double.self)
   var outShape = [Int]()
   for (i, d) in x.shape.enumerated() {
