@@ -178,25 +178,43 @@ private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Floa
 }
 
 /// One filter per channel: a direct loop beats im2col, whose matrix would be a single row.
+/// Output columns whose whole window lies inside the input row skip the bounds checks.
 private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window) {
+  // Output columns [lo, hi) read only columns inside [0, w) for every kx.
+  let lo = min(ow, max(0, (win.padLeft + win.sw - 1) / win.sw))
+  let reach = (win.kw - 1) * win.dw
+  let hi = max(lo, min(ow, (w - 1 - reach + win.padLeft) / win.sw + 1))
   for b in 0..<n {
     for ch in 0..<c {
       let plane = x + (b * c + ch) * h * w
       let filter = wt + ch * win.kh * win.kw
       let out = y + (b * c + ch) * oh * ow
       for oy in 0..<oh {
-        for ox in 0..<ow {
-          var acc: Float = 0
-          for ky in 0..<win.kh {
-            let iy = oy * win.sh - win.padTop + ky * win.dh
-            if iy < 0 || iy >= h { continue }
-            for kx in 0..<win.kw {
-              let ix = ox * win.sw - win.padLeft + kx * win.dw
-              if ix >= 0 && ix < w { acc += plane[iy * w + ix] * filter[ky * win.kw + kx] }
+        let line = out + oy * ow
+        line.update(repeating: 0, count: ow)
+        for ky in 0..<win.kh {
+          let iy = oy * win.sh - win.padTop + ky * win.dh
+          if iy < 0 || iy >= h { continue }
+          let row = plane + iy * w
+          for kx in 0..<win.kw {
+            let f = filter[ky * win.kw + kx]
+            let shift = kx * win.dw - win.padLeft
+            for ox in 0..<lo {
+              let ix = ox * win.sw + shift
+              if ix >= 0 && ix < w { line[ox] += row[ix] * f }
+            }
+            if win.sw == 1 {
+              let src = row + shift
+              for ox in lo..<hi { line[ox] += src[ox] * f }
+            } else {
+              for ox in lo..<hi { line[ox] += row[ox * win.sw + shift] * f }
+            }
+            for ox in hi..<ow {
+              let ix = ox * win.sw + shift
+              if ix >= 0 && ix < w { line[ox] += row[ix] * f }
             }
           }
-          out[oy * ow + ox] = acc
         }
       }
     }

@@ -230,8 +230,39 @@ func floatBinary(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements
                  _ z: Elements<Float>, _ g: (Float, Float) -> Float) {
   withExtendedLifetime((x, y, z)) {
     guard let xp = x.baseAddress, let yp = y.baseAddress, let zp = z.baseAddress else { return }
+    let na = x.count, nb = y.count, nz = z.count
+    // The common shapes get loops here, where `g` is inlined: equal shapes, a scalar operand,
+    // and an operand whose shape is a suffix of the other's (biases, scales, residuals).
     if aShape == bShape {
-      for i in 0..<z.count { zp[i] = g(xp[i], yp[i]) }
+      for i in 0..<nz { zp[i] = g(xp[i], yp[i]) }
+      return
+    }
+    if nb == 1 && na == nz {
+      let v = yp[0]
+      for i in 0..<nz { zp[i] = g(xp[i], v) }
+      return
+    }
+    if na == 1 && nb == nz {
+      let v = xp[0]
+      for i in 0..<nz { zp[i] = g(v, yp[i]) }
+      return
+    }
+    func isSuffix(_ small: [Int], _ large: [Int]) -> Bool {
+      let trimmed = Array(small.drop { $0 == 1 })
+      return trimmed.count <= large.count && Array(large.suffix(trimmed.count)) == trimmed
+    }
+    if na == nz && nb > 0 && nz % nb == 0 && isSuffix(bShape, aShape) {
+      for r in 0..<(nz / nb) {
+        let xr = xp + r * nb, zr = zp + r * nb
+        for k in 0..<nb { zr[k] = g(xr[k], yp[k]) }
+      }
+      return
+    }
+    if nb == nz && na > 0 && nz % na == 0 && isSuffix(aShape, bShape) {
+      for r in 0..<(nz / na) {
+        let yr = yp + r * na, zr = zp + r * na
+        for k in 0..<na { zr[k] = g(xp[k], yr[k]) }
+      }
       return
     }
     broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
@@ -285,10 +316,11 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
     var out = NDArray(uninitialized: .float, shape)
     let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
     switch op {
-    case "Add", "Sum": floatBinary(shape, a.shape, b.shape, x, y, z, +)
-    case "Sub": floatBinary(shape, a.shape, b.shape, x, y, z, -)
-    case "Mul": floatBinary(shape, a.shape, b.shape, x, y, z, *)
-    case "Div": floatBinary(shape, a.shape, b.shape, x, y, z, /)
+    // Literal closures, not operator references: those stay calls through a thunk per element.
+    case "Add", "Sum": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 + $1 }
+    case "Sub": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 - $1 }
+    case "Mul": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 * $1 }
+    case "Div": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 / $1 }
     default: floatBinary(shape, a.shape, b.shape, x, y, z) { Float(f(Double($0), Double($1))) }
     }
     return out

@@ -29,6 +29,31 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
   let includePad = c.int("count_include_pad", 0) != 0
   var out = NDArray(zeros: .float, x.rank == 4 ? [n, ch, oh, ow] : [n, ch, ow])
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  if isMax && win.dh == 1 && win.dw == 1 {
+    // Max pooling without dilation: padding never wins a max, so clamp each window to the input.
+    withExtendedLifetime((src, dst)) {
+      guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
+      for plane in 0..<(n * ch) {
+        let p = sp + plane * h * w, q = dp + plane * oh * ow
+        for oy in 0..<oh {
+          let y0 = max(0, oy * win.sh - win.padTop), y1 = min(h, oy * win.sh - win.padTop + win.kh)
+          for ox in 0..<ow {
+            let x0 = max(0, ox * win.sw - win.padLeft), x1 = min(w, ox * win.sw - win.padLeft + win.kw)
+            var acc = -Float.infinity
+            for iy in y0..<max(y0, y1) {
+              let row = p + iy * w
+              for ix in x0..<max(x0, x1) {
+                let v = row[ix]
+                if v > acc || v.isNaN { acc = v }
+              }
+            }
+            q[oy * ow + ox] = acc
+          }
+        }
+      }
+    }
+    return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+  }
   for plane in 0..<(n * ch) {
     let p = plane * h * w, q = plane * oh * ow
     for oy in 0..<oh {

@@ -27,6 +27,27 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
     inner = x.shape[(axis + 1)...].reduce(1, *)
   }
   let e = x.mutableElements(Float.self)
+  if inner == 1, let base = e.baseAddress {
+    // Rows are contiguous (the usual last-axis softmax): pointer loops over each row.
+    withExtendedLifetime(e) {
+      for o in 0..<outer {
+        let row = base + o * length
+        var m = -Float.infinity
+        for k in 0..<length { m = max(m, row[k]) }
+        var sum: Float = 0
+        if log {
+          for k in 0..<length { sum += Foundation.exp(row[k] - m) }
+          let shift = m + Foundation.log(sum)
+          for k in 0..<length { row[k] -= shift }
+        } else {
+          for k in 0..<length { let v = Foundation.exp(row[k] - m); row[k] = v; sum += v }
+          let r = 1 / sum
+          for k in 0..<length { row[k] *= r }
+        }
+      }
+    }
+    return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+  }
   for o in 0..<outer {
     for i in 0..<inner {
       let base = o * length * inner + i
