@@ -163,6 +163,9 @@ def main():
                   location=ext_path.name + ".data", size_threshold=1024)
         return
     OUT.mkdir(exist_ok=True)
+    if args.only == "runtime":
+        print_runtime(runtime_benchmarks(args))
+        return
     model_path = OUT / "encoder.onnx"
     ext_path = OUT / "encoder_ext.onnx"
     if not model_path.exists():
@@ -212,9 +215,13 @@ def main():
     print(f"{'io-convert':<14}{c['timeRatioVsLoadSave']:>23.2f}x{c['timeRatioVsPeerProcess']:>25.2f}x{c['rssRatioVsPeer']:>13.2f}x{c['rssOverFileSize']:>13.2f}x")
     print(f"{'io-external':<14}{e['timeRatioVsLoadSave']:>23.2f}x{e['timeRatioVsPeerProcess']:>25.2f}x{e['rssRatioVsPeer']:>13.2f}x{e['rssOverDataSize']:>13.2f}x")
     print("targets: io-convert time <= 0.33x, RSS <= 2.2x file size; io-external RSS <= 0.5x data size")
+    print_runtime(results["runtime"])
+
+
+def print_runtime(runtime):
     print()
     print(f"{'runtime':<22}{'threads':>8}{'compressor p50 ms':>19}{'ORT p50 ms':>12}{'latency ratio':>15}{'RSS ratio':>11}")
-    for name, rows in results["runtime"].items():
+    for name, rows in runtime.items():
         for t, r in rows.items():
             print(f"{name:<22}{t:>8}{r['compressorP50Ms']:>19.2f}{r['ortP50Ms']:>12.2f}{r['latencyRatio']:>14.2f}x{r['rssRatio']:>10.2f}x")
     print("targets: latency <= 1.5x ONNX Runtime with 1 thread, <= 2x with 2; peak RSS <= ONNX Runtime's")

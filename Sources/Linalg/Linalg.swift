@@ -1,11 +1,17 @@
 import COpenBLAS
+import Dispatch
 
 /// Swift-typed wrappers over OpenBLAS and LAPACK; the only module that imports COpenBLAS.
 /// Matrices are row-major `[Float]`/`[Double]` with explicit sizes.
 public enum Linalg {
-  /// Sets the number of BLAS threads (`openblas_set_num_threads`).
+  /// Threads for large products. OpenBLAS itself stays single-threaded: its idle workers spin,
+  /// and would compete for the cores with the executor's own parallel loops, so products are
+  /// split into column blocks here and each block is one single-threaded sgemm.
+  nonisolated(unsafe) public private(set) static var threads = 1
+
   public static func setThreads(_ n: Int) {
-    openblas_set_num_threads(Int32(max(1, n)))
+    threads = max(1, n)
+    openblas_set_num_threads(1)
   }
 
   /// The CPU kernels OpenBLAS chose (`openblas_get_corename`), e.g. "Haswell".
@@ -18,9 +24,24 @@ public enum Linalg {
   public static func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>,
                           b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
                           transposeA: Bool = false, transposeB: Bool = false) {
-    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                blasint(m), blasint(n), blasint(k), alpha, a, blasint(transposeA ? m : k),
-                b, blasint(transposeB ? k : n), beta, c, blasint(n))
+    let lda = transposeA ? m : k, ldb = transposeB ? k : n
+    func block(_ j0: Int, _ j1: Int) {
+      // Columns j0..<j1 of C need columns j0..<j1 of B (rows j0..<j1 when B is transposed).
+      let bBlock = transposeB ? b + j0 * ldb : b + j0
+      cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                  blasint(m), blasint(j1 - j0), blasint(k), alpha, a, blasint(lda), bBlock, blasint(ldb),
+                  beta, c + j0, blasint(n))
+    }
+    let parts = min(threads, n / 64, max(1, m * n * k / (1 << 20)))
+    if parts <= 1 {
+      block(0, n)
+      return
+    }
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+      // Block edges on multiples of 16 columns keep the kernels' vector loads aligned.
+      let j0 = (p * n / parts) / 16 * 16, j1 = p == parts - 1 ? n : ((p + 1) * n / parts) / 16 * 16
+      block(j0, j1)
+    }
   }
 
   public struct SVD {

@@ -25,6 +25,16 @@ public final class Executor {
   public let model: Model
   let opsets: [String: Int64]
   private var mainInitializers: [String: NDArray] = [:]
+  /// The main graph as it runs (BatchNormalization folded into Conv) and its schedule,
+  /// computed once: every run reuses them.
+  private var mainGraph: Graph
+  private var mainPlan: Plan?
+
+  /// Node order and, per step, the values whose last reader that step is.
+  struct Plan {
+    var order: [Int]
+    var lastUse: [[String]]
+  }
   /// Bytes of intermediate values alive at once, at most, in the last run.
   public private(set) var peakLiveBytes = 0
   /// When set, nanoseconds spent per op type accumulate here (`bench --profile`).
@@ -37,11 +47,71 @@ public final class Executor {
     for o in model.opsetImports { opsets[o.isDefaultDomain ? "" : o.domain] = o.version }
     self.opsets = opsets
     Linalg.setThreads(threads)
+    Parallel.threads = max(1, threads)
     try Self.checkKernels(model.graph)
+    mainGraph = model.graph
     for t in model.graph.initializers {
       var a = try NDArray(t)
       a.makeAligned()
       mainInitializers[t.name] = a
+    }
+    try foldBatchNormIntoConv()
+    mainPlan = try plan(mainGraph)
+  }
+
+  func plan(_ g: Graph) throws -> Plan {
+    let order = try topologicalOrder(g)
+    return Plan(order: order, lastUse: lastUses(g, order: order))
+  }
+
+  /// Conv → BatchNormalization (inference) where the Conv's output feeds nothing else and every
+  /// parameter is an initializer becomes one Conv with scaled weights and a shifted bias: one
+  /// pass over the feature map instead of two, as other runtimes do when they load a model.
+  private func foldBatchNormIntoConv() throws {
+    var consumers = [String: Int]()
+    for n in mainGraph.nodes { for i in n.inputs { consumers[i, default: 0] += 1 } }
+    for o in mainGraph.outputs { consumers[o.name, default: 0] += 1 }
+    var producer = [String: Int]()
+    for (i, n) in mainGraph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+    var removed = Set<Int>()
+    for (b, bn) in mainGraph.nodes.enumerated() where bn.opType == "BatchNormalization" && bn.isDefaultDomain {
+      guard bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy(\.isEmpty),
+            (bn.attribute("training_mode")?.int ?? 0) == 0, bn.inputs.count == 5,
+            let ci = producer[bn.inputs[0]], consumers[bn.inputs[0]] == 1 else { continue }
+      let conv = mainGraph.nodes[ci]
+      guard conv.opType == "Conv", conv.isDefaultDomain, conv.inputs.count >= 2,
+            let w = mainInitializers[conv.inputs[1]], w.dataType == .float, w.rank >= 3,
+            let scale = mainInitializers[bn.inputs[1]], let shift = mainInitializers[bn.inputs[2]],
+            let mean = mainInitializers[bn.inputs[3]], let variance = mainInitializers[bn.inputs[4]] else { continue }
+      let m = w.shape[0]
+      let s = try scale.floats(), bb = try shift.floats(), mu = try mean.floats(), v = try variance.floats()
+      guard [s.count, bb.count, mu.count, v.count].allSatisfy({ $0 == m }) else { continue }
+      var bias = [Float](repeating: 0, count: m)
+      if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
+        guard let b0 = mainInitializers[conv.inputs[2]], b0.count == m else { continue }
+        bias = try b0.floats()
+      }
+      let eps = bn.attribute("epsilon")?.float ?? 1e-5
+      var folded = w
+      let e = folded.mutableElements(Float.self)
+      let per = w.count / m
+      var newBias = [Float](repeating: 0, count: m)
+      for o in 0..<m {
+        let a = s[o] / (v[o] + eps).squareRoot()
+        for i in 0..<per { e[o * per + i] *= a }
+        newBias[o] = (bias[o] - mu[o]) * a + bb[o]
+      }
+      let wName = "__folded_weight_\(ci)", bName = "__folded_bias_\(ci)"
+      mainInitializers[wName] = folded
+      mainInitializers[bName] = NDArray(newBias, shape: [m])
+      var fused = conv
+      fused.inputs = [conv.inputs[0], wName, bName]
+      fused.outputs = [bn.outputs[0]]
+      mainGraph.nodes[ci] = fused
+      removed.insert(b)
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     }
   }
 
@@ -57,7 +127,7 @@ public final class Executor {
 
   /// Runs the main graph. `feeds` must name every graph input that is not an initializer.
   public func run(_ feeds: [String: NDArray]) throws -> [(name: String, value: NDArray)] {
-    let g = model.graph
+    let g = mainGraph
     let initializerNames = Set(g.initializers.map(\.name))
     var ordered = [NDArray]()
     for input in g.inputs where !initializerNames.contains(input.name) {
@@ -72,7 +142,7 @@ public final class Executor {
     }
     peakLiveBytes = 0
     liveBytes = 0
-    let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitializers)
+    let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitializers, plan: mainPlan)
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
 
@@ -99,7 +169,8 @@ public final class Executor {
   }
 
   /// Runs `g` with `feeds` bound to its inputs in order; returns its outputs in order.
-  func runGraph(_ g: Graph, outer: Scope?, feeds: [NDArray], initializers: [String: NDArray]? = nil) throws -> [NDArray] {
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [NDArray], initializers: [String: NDArray]? = nil,
+                plan cached: Plan? = nil) throws -> [NDArray] {
     let scope = Scope(parent: outer)
     if let initializers {
       scope.values = initializers
@@ -110,8 +181,8 @@ public final class Executor {
     for (i, input) in g.inputs.enumerated() where i < feeds.count {
       scope.values[input.name] = feeds[i]
     }
-    let order = try topologicalOrder(g)
-    let lastUse = lastUses(g, order: order)
+    let schedule = try cached ?? plan(g)
+    let order = schedule.order, lastUse = schedule.lastUse
     let outputs = Set(g.outputs.map(\.name))
     var produced = Set<String>()
     for (step, n) in order.enumerated() {

@@ -155,3 +155,15 @@ def test_models_quantized_by_onnx_runtime_run_the_same(name, compressor, tmp_pat
         onnx.save(q.model.model, str(nbits))
         assert any(n.op_type == "MatMulNBits" for n in q.model.model.graph.node)
         _compare(compressor, nbits, entry, tmp_path, 1e-4)
+
+
+@pytest.mark.parametrize("name", ["cnn_residual", "mobile_cnn", "transformer_block"])
+def test_results_do_not_depend_on_the_thread_count(name, compressor, tmp_path):
+    entry = MANIFEST[name]
+    args = [f"--input={k}={FIXTURES / v}" for k, v in entry["inputs"].items()]
+    outs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.npz"
+        compressor("run", FIXTURES / entry["file"], *args, "-o", out, "--threads", threads)
+        outs.append({k: v.tobytes() for k, v in np.load(out).items()})
+    assert outs[0] == outs[1]

@@ -145,9 +145,10 @@ func conv(_ c: KernelContext) throws -> NDArray {
 /// Unfolds windows into columns: rows are (channel, ky, kx), columns are output positions.
 private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
                     oh: Int, ow: Int, win: Window) {
-  var row = 0
-  for ch in 0..<c {
+  Parallel.forEach(c, costPerItem: win.kh * win.kw * oh * ow) { channels in
+  for ch in channels {
     let plane = x + ch * h * w
+    var row = ch * win.kh * win.kw
     for ky in 0..<win.kh {
       for kx in 0..<win.kw {
         let dst = cols + row * oh * ow
@@ -175,6 +176,7 @@ private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Floa
       }
     }
   }
+  }
 }
 
 /// One filter per channel: a direct loop beats im2col, whose matrix would be a single row.
@@ -185,8 +187,9 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
   let lo = min(ow, max(0, (win.padLeft + win.sw - 1) / win.sw))
   let reach = (win.kw - 1) * win.dw
   let hi = max(lo, min(ow, (w - 1 - reach + win.padLeft) / win.sw + 1))
-  for b in 0..<n {
-    for ch in 0..<c {
+  Parallel.forEach(n * c, costPerItem: oh * ow * win.kh * win.kw) { planes in
+  for p in planes {
+      let b = p / c, ch = p % c
       let plane = x + (b * c + ch) * h * w
       let filter = wt + ch * win.kh * win.kw
       let out = y + (b * c + ch) * oh * ow
@@ -217,7 +220,7 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
           }
         }
       }
-    }
+  }
   }
 }
 

@@ -219,7 +219,9 @@ func unaryFloat(_ c: KernelContext, _ fast: (Float) -> Float, _ slow: (Double) -
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
   withExtendedLifetime((src, dst)) {
     guard let s = src.baseAddress, let d = dst.baseAddress else { return }
-    for i in 0..<src.count { d[i] = fast(s[i]) }
+    Parallel.forEach(src.count, costPerItem: 4) { range in
+      for i in range { d[i] = fast(s[i]) }
+    }
   }
   return out
 }
@@ -234,7 +236,7 @@ func floatBinary(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements
     // The common shapes get loops here, where `g` is inlined: equal shapes, a scalar operand,
     // and an operand whose shape is a suffix of the other's (biases, scales, residuals).
     if aShape == bShape {
-      for i in 0..<nz { zp[i] = g(xp[i], yp[i]) }
+      Parallel.forEach(nz) { range in for i in range { zp[i] = g(xp[i], yp[i]) } }
       return
     }
     if nb == 1 && na == nz {
@@ -252,9 +254,11 @@ func floatBinary(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements
       return trimmed.count <= large.count && Array(large.suffix(trimmed.count)) == trimmed
     }
     if na == nz && nb > 0 && nz % nb == 0 && isSuffix(bShape, aShape) {
-      for r in 0..<(nz / nb) {
-        let xr = xp + r * nb, zr = zp + r * nb
-        for k in 0..<nb { zr[k] = g(xr[k], yp[k]) }
+      Parallel.forEach(nz / nb, costPerItem: nb) { rows in
+        for r in rows {
+          let xr = xp + r * nb, zr = zp + r * nb
+          for k in 0..<nb { zr[k] = g(xr[k], yp[k]) }
+        }
       }
       return
     }

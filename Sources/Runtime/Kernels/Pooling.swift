@@ -33,7 +33,8 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
     // Max pooling without dilation: padding never wins a max, so clamp each window to the input.
     withExtendedLifetime((src, dst)) {
       guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
-      for plane in 0..<(n * ch) {
+      Parallel.forEach(n * ch, costPerItem: oh * ow * win.kh * win.kw) { planes in
+      for plane in planes {
         let p = sp + plane * h * w, q = dp + plane * oh * ow
         for oy in 0..<oh {
           let y0 = max(0, oy * win.sh - win.padTop), y1 = min(h, oy * win.sh - win.padTop + win.kh)
@@ -50,6 +51,7 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
             q[oy * ow + ox] = acc
           }
         }
+      }
       }
     }
     return x0.dataType == .float ? out : try out.converted(to: x0.dataType)

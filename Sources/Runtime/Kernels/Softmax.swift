@@ -30,7 +30,8 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
   if inner == 1, let base = e.baseAddress {
     // Rows are contiguous (the usual last-axis softmax): pointer loops over each row.
     withExtendedLifetime(e) {
-      for o in 0..<outer {
+      Parallel.forEach(outer, costPerItem: length * 8) { rows in
+      for o in rows {
         let row = base + o * length
         var m = -Float.infinity
         for k in 0..<length { m = max(m, row[k]) }
@@ -44,6 +45,7 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
           let r = 1 / sum
           for k in 0..<length { row[k] *= r }
         }
+      }
       }
     }
     return x0.dataType == .float ? x : try x.converted(to: x0.dataType)

@@ -1,0 +1,22 @@
+import Dispatch
+
+/// The executor's own loops over independent items (channels, rows, element chunks). Every
+/// item is computed the same way whichever thread runs it, so results do not depend on the
+/// thread count.
+enum Parallel {
+  /// Set by the executor from `--threads`.
+  nonisolated(unsafe) static var threads = 1
+
+  /// Calls body(range) for contiguous parts of 0..<count, on up to `threads` threads when the
+  /// work (count × cost per item) is large enough to pay for the hand-off.
+  static func forEach(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
+    let parts = min(threads, count, max(1, count * costPerItem / 32_768))
+    if parts <= 1 {
+      body(0..<count)
+      return
+    }
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+      body((p * count / parts)..<((p + 1) * count / parts))
+    }
+  }
+}
