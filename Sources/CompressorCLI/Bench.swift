@@ -48,16 +48,7 @@ extension Compressor {
       _ = try parseShapes()
     }
 
-    func parseShapes() throws -> [String: [Int]] {
-      var shapes = [String: [Int]]()
-      for spec in inputShapes {
-        guard let eq = spec.firstIndex(of: "=") else { throw ValidationError("--input-shape '\(spec)' is not NAME=D0xD1x…") }
-        let dims = spec[spec.index(after: eq)...].split(separator: "x").map { Int($0) }
-        guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else { throw ValidationError("--input-shape '\(spec)' has an invalid dimension") }
-        shapes[String(spec[..<eq])] = dims.map { $0 ?? 0 }
-      }
-      return shapes
-    }
+    func parseShapes() throws -> [String: [Int]] { try parseInputShapes(inputShapes) }
 
     func run() throws {
       let loaded = try ModelReader.read(model)
@@ -125,4 +116,16 @@ struct SplitMix64 {
     return z ^ (z >> 31)
   }
   mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+/// `NAME=D0xD1x…` options, as `inspect`, `bench` and later commands take them.
+func parseInputShapes(_ specs: [String]) throws -> [String: [Int]] {
+  var shapes = [String: [Int]]()
+  for spec in specs {
+    guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else { throw ValidationError("--input-shape '\(spec)' is not NAME=D0xD1x…") }
+    let dims = spec[spec.index(after: eq)...].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+    guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else { throw ValidationError("--input-shape '\(spec)' has an invalid dimension") }
+    shapes[String(spec[..<eq])] = dims.map { $0 ?? 0 }
+  }
+  return shapes
 }

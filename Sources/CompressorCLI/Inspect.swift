@@ -2,6 +2,7 @@ import ArgumentParser
 import IR
 import ONNX
 import Report
+import Runtime
 import Support
 
 extension Compressor {
@@ -18,14 +19,31 @@ extension Compressor {
     @Option(help: "How many of the largest tensors to list.")
     var top = 10
 
+    @Flag(help: "Also infer every node's output shapes, MACs and peak activation memory (runs the model once or twice on zeros).")
+    var shapes = false
+
+    @Option(name: .customLong("input-shape"), help: "NAME=D0xD1x… binds an input's shape (implies --shapes; repeatable).")
+    var inputShapes: [String] = []
+
     func validate() throws {
       if top < 0 { throw ValidationError("--top must be 0 or more, not \(top)") }
+      _ = try parseInputShapes(inputShapes)
     }
 
     func run() throws {
       let loaded = try ModelReader.read(model)
-      let summary = ModelSummary(model: loaded.model, file: baseName(model), fileBytes: loaded.fileBytes,
+      var summary = ModelSummary(model: loaded.model, file: baseName(model), fileBytes: loaded.fileBytes,
                                  unknownFields: loaded.unknownFieldCount, largest: top)
+      if shapes || !inputShapes.isEmpty {
+        let inferred = try ShapeInference(model: loaded.model, bindings: try parseInputShapes(inputShapes))
+        summary.shapes = ModelSummary.Shapes(
+          unboundSymbols: inferred.unboundSymbols, macs: inferred.totalMACs, flops: 2 * inferred.totalMACs,
+          peakActivationBytes: inferred.peakActivationBytes,
+          nodes: inferred.nodes.map { n in
+            ModelSummary.Shapes.Node(name: n.name, opType: n.opType,
+                                     outputs: n.outputs.map { .init(name: $0.name, type: $0.type.name, shape: $0.shape) }, macs: n.macs)
+          })
+      }
       if json {
         FileHandle.standardOutput.write(try encodeJSON(summary))
       } else {
@@ -82,6 +100,15 @@ enum InspectTable {
       line()
       line("external data:")
       for f in s.externalData { line("  \(f.file)  \(f.tensors) tensors, \(bytes(f.bytes))") }
+    }
+    if let shapes = s.shapes {
+      line()
+      line("shapes" + (shapes.unboundSymbols.isEmpty ? "" : " (unbound: \(shapes.unboundSymbols.joined(separator: ", ")); costs counted with small values)") + ":")
+      for n in shapes.nodes {
+        let outs = n.outputs.map { "\($0.name) \($0.type)[\($0.shape.joined(separator: ", "))]" }.joined(separator: ", ")
+        line("  \(n.name.isEmpty ? n.opType : n.name) (\(n.opType))  \(outs)" + (n.macs > 0 ? "  \(n.macs) MACs" : ""))
+      }
+      line("  total: \(shapes.macs) MACs (\(shapes.flops) FLOPs), peak activation memory \(bytes(shapes.peakActivationBytes))")
     }
     if s.unknownFields > 0 {
       line()

@@ -51,6 +51,36 @@ public struct ModelSummary: Codable, Equatable {
   public var constantWeights: ConstantWeights
   public var externalData: [ExternalFile]
   public var unknownFields: Int
+  /// Per-node shapes and costs, present with `inspect --shapes` or `--input-shape`.
+  public var shapes: Shapes?
+
+  public struct Shapes: Codable, Equatable {
+    public struct Output: Codable, Equatable {
+      public var name: String
+      public var type: String
+      public var shape: [String]
+      public init(name: String, type: String, shape: [String]) { self.name = name; self.type = type; self.shape = shape }
+    }
+    public struct Node: Codable, Equatable {
+      public var name: String
+      public var opType: String
+      public var outputs: [Output]
+      public var macs: Int
+      public init(name: String, opType: String, outputs: [Output], macs: Int) {
+        self.name = name; self.opType = opType; self.outputs = outputs; self.macs = macs
+      }
+    }
+    /// Symbolic input dimensions left unbound (counted as 2, 3, 5, … in MACs and memory).
+    public var unboundSymbols: [String]
+    public var macs: Int
+    public var flops: Int
+    public var peakActivationBytes: Int
+    public var nodes: [Node]
+    public init(unboundSymbols: [String], macs: Int, flops: Int, peakActivationBytes: Int, nodes: [Node]) {
+      self.unboundSymbols = unboundSymbols; self.macs = macs; self.flops = flops
+      self.peakActivationBytes = peakActivationBytes; self.nodes = nodes
+    }
+  }
 
   public init(model: Model, file: String, fileBytes: Int, unknownFields: Int, largest: Int = 10) {
     schemaVersion = Self.schemaVersion

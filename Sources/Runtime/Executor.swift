@@ -39,6 +39,8 @@ public final class Executor {
   public private(set) var peakLiveBytes = 0
   /// When set, nanoseconds spent per op type accumulate here (`bench --profile`).
   public var profile: [String: UInt64]?
+  /// When set, called after every node of the main graph with its inputs and outputs.
+  public var observer: ((Node, [NDArray?], [NDArray]) -> Void)?
   private var liveBytes = 0
 
   public init(model: Model, threads: Int = 1) throws {
@@ -207,6 +209,7 @@ public final class Executor {
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       let results = try kernel(context)
       if profile != nil { profile?[node.opType, default: 0] += DispatchTime.now().uptimeNanoseconds - started }
+      if let observer, outer == nil { observer(node, inputs, results) }
       for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
         scope.values[name] = results[i]
         if produced.insert(name).inserted { liveBytes += results[i].storage.byteCount }
