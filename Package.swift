@@ -37,6 +37,8 @@ let package = Package(
     .testTarget(name: "IRTests", dependencies: ["IR", "Support"]),
     .testTarget(name: "ONNXTests", dependencies: ["ONNX", "IR", "Support"]),
     .testTarget(name: "LinalgTests", dependencies: ["Linalg"]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "IR", "Support"]),
+    .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Runtime", "IR", "Support"]),
     .testTarget(name: "CompressorCLITests", dependencies: ["IR", "ONNX"]),
   ],
   swiftLanguageModes: [.v5]
