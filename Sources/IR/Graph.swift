@@ -74,24 +74,6 @@ public struct Graph: Equatable, Sendable {
       }
     }
   }
-
-  /// Rewrites this graph and every subgraph below it in place, children first.
-  public mutating func mutateEachGraph(_ body: (inout Graph) throws -> Void) rethrows {
-    for n in nodes.indices {
-      for a in nodes[n].attributes.indices {
-        switch nodes[n].attributes[a].value {
-        case .graph(var g):
-          try g.mutateEachGraph(body)
-          nodes[n].attributes[a].value = .graph(g)
-        case .graphs(var gs):
-          for i in gs.indices { try gs[i].mutateEachGraph(body) }
-          nodes[n].attributes[a].value = .graphs(gs)
-        default: break
-        }
-      }
-    }
-    try body(&self)
-  }
 }
 
 /// A model-local function (`FunctionProto`).

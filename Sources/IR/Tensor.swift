@@ -78,13 +78,6 @@ public struct Tensor: Sendable {
   public var byteCount: Int {
     dataType == .string ? strings.reduce(0) { $0 + $1.count } : data.count
   }
-
-  public func withElements<T, R>(as _: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) rethrows -> R {
-    try data.withUnsafeBytes { raw in
-      try body(UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: T.self),
-                                   count: raw.count / MemoryLayout<T>.stride))
-    }
-  }
 }
 
 extension Tensor: Equatable {

@@ -74,8 +74,6 @@ public struct NDArray: @unchecked Sendable {
     }
   }
 
-  public init(scalar value: Float) { self.init([value], shape: []) }
-
   /// A view of an IR tensor's elements without copying.
   public init(_ t: Tensor) throws {
     guard t.segment == nil else { throw CompressorError.unsupported("tensor '\(t.name)' is a segment of a larger tensor") }

@@ -37,18 +37,6 @@ public struct CompressorError: Error, CustomStringConvertible, Equatable, Sendab
 /// Checked arithmetic for counts and sizes that come from files: overflow is an invalid input,
 /// never a trap.
 public enum Checked {
-  public static func multiply(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
-    let (r, o) = a.multipliedReportingOverflow(by: b)
-    if o { throw CompressorError.invalid("\(what()) overflows a 64-bit size") }
-    return r
-  }
-
-  public static func add(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
-    let (r, o) = a.addingReportingOverflow(b)
-    if o { throw CompressorError.invalid("\(what()) overflows a 64-bit size") }
-    return r
-  }
-
   /// Product of dimensions, each of which must be non-negative.
   public static func product(_ dims: [Int64], _ what: @autoclosure () -> String) throws -> Int {
     var n = 1
