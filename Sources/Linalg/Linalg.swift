@@ -32,7 +32,7 @@ public enum Linalg {
                   blasint(m), blasint(j1 - j0), blasint(k), alpha, a, blasint(lda), bBlock, blasint(ldb),
                   beta, c + j0, blasint(n))
     }
-    let parts = min(threads, n / 64, max(1, m * n * k / (1 << 20)))
+    let parts = min(threads, n / 64, max(1, m * n * k / (1 << 23)))
     if parts <= 1 {
       block(0, n)
       return
