@@ -151,6 +151,29 @@ public struct NDArray: @unchecked Sendable {
   }
 }
 
+extension NDArray {
+  /// The most one tensor may occupy: half the machine's memory.
+  static let maxTensorBytes: Int = {
+    let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    return max(physical / 2, 1 << 30)
+  }()
+
+  /// Checks a shape computed from tensor values or attributes before anything is allocated for
+  /// it: non-negative, element count within 64 bits, bytes within `maxTensorBytes`.
+  public static func checkAllocation(_ shape: [Int], _ type: DataType, _ c: KernelContext) throws {
+    var count = 1
+    for d in shape {
+      guard d >= 0 else { throw c.fail("a dimension of the result would be \(d)") }
+      let (r, o) = count.multipliedReportingOverflow(by: d)
+      guard !o else { throw c.fail("the result's shape \(shape) has more elements than fit in 64 bits") }
+      count = r
+    }
+    guard let bytes = type.byteCount(elements: count), bytes <= maxTensorBytes else {
+      throw c.fail("the result of shape \(shape) would need more than the memory limit of \(maxTensorBytes >> 20) MiB")
+    }
+  }
+}
+
 /// Swift types that are ONNX element types.
 public protocol ElementType {
   static var dataType: DataType { get }

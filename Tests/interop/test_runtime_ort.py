@@ -167,3 +167,49 @@ def test_results_do_not_depend_on_the_thread_count(name, compressor, tmp_path):
         compressor("run", FIXTURES / entry["file"], *args, "-o", out, "--threads", threads)
         outs.append({k: v.tobytes() for k, v in np.load(out).items()})
     assert outs[0] == outs[1]
+
+
+def _tiny(nodes, inits, inputs=()):
+    g = onnx.helper.make_graph(nodes, "hostile", list(inputs),
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("case,message", [
+    ("constant_of_shape_overflow", "has more elements than fit in 64 bits"),
+    ("constant_of_shape_huge", "would need more than the memory limit"),
+    ("expand_huge", "would need more than the memory limit"),
+    ("reshape_overflow", "cannot reshape [1] to"),
+    ("endless_loop", "ran 1000 iterations without ending"),
+])
+def test_hostile_models_are_refused_not_crashed(case, message, compressor, tmp_path):
+    """Shapes computed from tensor values cannot make the runtime trap, exhaust memory or hang."""
+    h = onnx.helper
+    i64 = lambda name, v: onnx.numpy_helper.from_array(np.array(v, np.int64), name)
+    if case == "constant_of_shape_overflow":
+        m = _tiny([h.make_node("ConstantOfShape", ["s"], ["y"])], [i64("s", [1 << 33, 1 << 33])])
+    elif case == "constant_of_shape_huge":
+        m = _tiny([h.make_node("ConstantOfShape", ["s"], ["y"])], [i64("s", [1 << 40])])
+    elif case == "expand_huge":
+        m = _tiny([h.make_node("Expand", ["x", "s"], ["y"])],
+                  [onnx.numpy_helper.from_array(np.zeros(1, np.float32), "x"), i64("s", [1 << 20, 1 << 20])])
+    elif case == "reshape_overflow":
+        m = _tiny([h.make_node("Reshape", ["x", "s"], ["y"])],
+                  [onnx.numpy_helper.from_array(np.zeros(1, np.float32), "x"), i64("s", [1 << 33, 1 << 33, 0])])
+    else:
+        body = h.make_graph([h.make_node("Identity", ["c"], ["c_out"]), h.make_node("Identity", ["v"], ["v_out"])], "body",
+                            [h.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+                             h.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+                             h.make_tensor_value_info("v", onnx.TensorProto.FLOAT, [1])],
+                            [h.make_tensor_value_info("c_out", onnx.TensorProto.BOOL, []),
+                             h.make_tensor_value_info("v_out", onnx.TensorProto.FLOAT, [1])])
+        m = _tiny([h.make_node("Loop", ["", "cond", "x"], ["y"], body=body)],
+                  [onnx.numpy_helper.from_array(np.array(True), "cond"), onnx.numpy_helper.from_array(np.zeros(1, np.float32), "x")])
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    import os
+    r = compressor("run", path, check=False, timeout=600, env=dict(os.environ, COMPRESSOR_LOOP_LIMIT="1000"))
+    assert r.returncode == 65, r.stderr
+    assert r.stderr.startswith("compressor: error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr

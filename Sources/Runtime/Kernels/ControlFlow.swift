@@ -1,3 +1,4 @@
+import Foundation
 import IR
 import Support
 
@@ -25,7 +26,11 @@ private func loop(_ c: KernelContext) throws -> [NDArray] {
   guard scanCount >= 0 else { throw c.fail("the body has \(body.outputs.count) outputs for \(carriedCount) loop-carried values") }
   var scans = [[NDArray]](repeating: [], count: scanCount)
   var trip: Int64 = 0
+  // A model from the internet must not hang the tool: no loop runs more than this many times
+  // (COMPRESSOR_LOOP_LIMIT, default 100,000,000).
+  let limit = getenv("COMPRESSOR_LOOP_LIMIT").flatMap { Int64(String(cString: $0)) } ?? 100_000_000
   while cond && (maxTrips.map { trip < $0 } ?? true) {
+    if trip >= limit { throw c.fail("the loop ran \(limit) iterations without ending") }
     let outs = try c.runSubgraph(body, feeds: [NDArray([trip], shape: []), NDArray(bools: [cond], shape: [])] + carried)
     cond = try outs[0].integers().first ?? 0 != 0
     carried = Array(outs[1...carriedCount])

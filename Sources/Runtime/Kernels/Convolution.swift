@@ -26,7 +26,7 @@ struct Window {
     let d = c.ints("dilations") ?? Array(repeating: 1, count: spatialRank)
     var p = c.ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
     guard k.count == spatialRank, s.count == spatialRank, d.count == spatialRank, p.count == 2 * spatialRank,
-          (k + s + d).allSatisfy({ $0 > 0 }), p.allSatisfy({ $0 >= 0 })
+          (k + s + d).allSatisfy({ $0 > 0 && $0 < 1 << 20 }), p.allSatisfy({ $0 >= 0 && $0 < 1 << 20 })
     else { throw c.fail("kernel_shape, strides, dilations or pads do not fit a \(spatialRank)-D input") }
     let autoPad = c.string("auto_pad", "NOTSET")
     if autoPad == "VALID" {
@@ -98,6 +98,8 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let win = try Window(c, spatialRank: x.rank - 2, kernel: Array(w.shape.dropFirst(2)), input: Array(x.shape.dropFirst(2)))
   let (oh, ow) = win.outputSize(h: h, w: wd)
   let outShape = x.rank == 3 ? [n, m, ow] : [n, m, oh, ow]
+  try NDArray.checkAllocation(outShape, .float, c)
+  try NDArray.checkAllocation([cg * win.kh * win.kw, oh * ow], .float, c)
   var out = NDArray(zeros: .float, outShape)
   let src = x.elements(Float.self), wt = w.elements(Float.self), dst = out.mutableElements(Float.self)
   let mg = m / group, kk = cg * win.kh * win.kw, spatialOut = oh * ow
@@ -247,6 +249,7 @@ func convTranspose(_ c: KernelContext) throws -> NDArray {
     ow = s[rank - 1]
   }
   guard oh > 0, ow > 0 else { throw c.fail("the output would be empty") }
+  try NDArray.checkAllocation([n, m, oh, ow], .float, c)
   var out = NDArray(zeros: .float, rank == 1 ? [n, m, ow] : [n, m, oh, ow])
   let src = x.elements(Float.self), wt = w.elements(Float.self), dst = out.mutableElements(Float.self)
   let kk = mg * win.kh * win.kw, spatialIn = h * wd

@@ -314,6 +314,7 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
   guard let shape = broadcastShape([a.shape, b.shape]) else {
     throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast")
   }
+  if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, a.dataType, c) }
   guard let kind = numericKind(a.dataType) else { throw c.unsupported("\(a.dataType) inputs are not supported") }
   if kind == .float && a.dataType == .float && b.dataType == .float {
     // The common case without conversions; Float math, as other runtimes compute it.
@@ -376,6 +377,7 @@ private func int64Arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, sha
 
 func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Double) -> Bool) throws -> NDArray {
   guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   let x = try a.converted(to: .double), y = try b.converted(to: .double)
   var out = NDArray(uninitialized: .bool, shape)
   let xe = x.elements(Double.self), ye = y.elements(Double.self), z = out.mutableElements(UInt8.self)
@@ -392,6 +394,7 @@ func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Doubl
 
 func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDArray {
   guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   var out = NDArray(uninitialized: .bool, shape)
   let z = out.mutableElements(UInt8.self)
   broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
@@ -407,6 +410,7 @@ func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDAr
 
 func logical(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Bool, Bool) -> Bool) throws -> NDArray {
   guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   var out = NDArray(uninitialized: .bool, shape)
   let x = a.elements(UInt8.self), y = b.elements(UInt8.self), z = out.mutableElements(UInt8.self)
   broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
@@ -427,6 +431,7 @@ func whereOp(_ c: KernelContext) throws -> NDArray {
   guard let shape = broadcastShape([cond.shape, x.shape, y.shape]) else {
     throw c.fail("shapes \(cond.shape), \(x.shape) and \(y.shape) do not broadcast")
   }
+  try NDArray.checkAllocation(shape, x.dataType, c)
   var out = NDArray(uninitialized: x.dataType, shape)
   let width = (x.dataType.bitWidth ?? 8) / 8
   let ce = cond.elements(UInt8.self)

@@ -282,8 +282,10 @@ private func pad(_ c: KernelContext) throws -> NDArray {
   }
   guard pads.count == 2 * x.rank else { throw c.fail("pads has \(pads.count) values for rank \(x.rank)") }
   let mode = c.string("mode", "constant")
+  guard pads.allSatisfy({ abs($0) < 1 << 40 }) else { throw c.fail("pads \(pads) are out of range") }
   let outShape = (0..<x.rank).map { x.shape[$0] + pads[$0] + pads[x.rank + $0] }
   guard outShape.allSatisfy({ $0 >= 0 }) else { throw c.fail("pads \(pads) remove more than the input has") }
+  try NDArray.checkAllocation(outShape, x.dataType, c)
   let v = try x.converted(to: .double).elements(Double.self)
   let xs = strides(x.shape), os = strides(outShape)
   var values = [Double](repeating: constant, count: outShape.reduce(1, *))

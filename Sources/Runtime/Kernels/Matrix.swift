@@ -26,6 +26,7 @@ func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray 
     throw c.fail("batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
   }
   var outShape = batch + [m, n]
+  try NDArray.checkAllocation(outShape, .float, c)
   var out = NDArray(zeros: .float, outShape)
   let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
   withExtendedLifetime((x, y, z)) {

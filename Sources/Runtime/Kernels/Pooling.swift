@@ -27,6 +27,7 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
   let n = x.shape[0], ch = x.shape[1], h = x.rank == 4 ? x.shape[2] : 1, w = x.shape[x.rank - 1]
   let (oh, ow) = win.outputSize(h: h, w: w, ceilMode: c.int("ceil_mode", 0) != 0)
   let includePad = c.int("count_include_pad", 0) != 0
+  try NDArray.checkAllocation([n, ch, oh, ow], .float, c)
   var out = NDArray(zeros: .float, x.rank == 4 ? [n, ch, oh, ow] : [n, ch, ow])
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
   if isMax && win.dh == 1 && win.dw == 1 {

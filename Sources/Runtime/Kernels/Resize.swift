@@ -20,6 +20,7 @@ extension Kernels {
       }
       let mode = c.string("mode", "nearest")
       guard mode == "nearest" || mode == "linear" || mode == "bilinear" else { throw c.unsupported("Upsample mode \(mode)") }
+      guard scales.count == x.rank, scales.allSatisfy({ $0 > 0 && $0 < 1e9 }) else { throw c.fail("scales \(scales) do not fit rank \(x.rank)") }
       let outShape = zip(x.shape, scales).map { Int((Float($0) * $1).rounded(.down)) }
       return [try resample(c, x, outShape: outShape, scales: scales.map(Double.init), mode: mode == "nearest" ? "nearest" : "linear",
                            transform: "asymmetric", nearestMode: "floor", roi: [])]
@@ -46,7 +47,7 @@ private func resizeOp(_ c: KernelContext) throws -> NDArray {
   var scales = [Double](repeating: 1, count: rank)
   var outShape = x.shape
   if !scaleValues.isEmpty {
-    guard scaleValues.count == axes.count, scaleValues.allSatisfy({ $0 > 0 }) else { throw c.fail("scales \(scaleValues) do not fit the axes") }
+    guard scaleValues.count == axes.count, scaleValues.allSatisfy({ $0 > 0 && $0 < 1e9 }) else { throw c.fail("scales \(scaleValues) do not fit the axes") }
     for (k, a) in axes.enumerated() {
       scales[a] = scaleValues[k]
       outShape[a] = Int((Double(x.shape[a]) * scaleValues[k]).rounded(.down))
@@ -94,6 +95,7 @@ private struct Taps {
 private func resample(_ c: KernelContext, _ x: NDArray, outShape: [Int], scales: [Double], mode: String,
                       transform: String, nearestMode: String, roi: [Double]) throws -> NDArray {
   guard ["nearest", "linear", "cubic"].contains(mode) else { throw c.unsupported("Resize mode \(mode)") }
+  try NDArray.checkAllocation(outShape, x.dataType, c)
   let a = Double(c.float("cubic_coeff_a", -0.75))
   let excludeOutside = c.int("exclude_outside", 0) != 0
   let rank = x.rank

@@ -29,14 +29,21 @@ extension Kernels {
       if c.opset < 5 { requested = c.ints("shape") ?? [] } else { requested = try c.input(1).integers() }
       let allowZero = c.int("allowzero", 0) != 0
       var shape = requested.enumerated().map { i, d in d == 0 && !allowZero && i < x.rank ? x.shape[i] : d }
+      func product(_ dims: [Int]) -> Int? {
+        var p = 1
+        for d in dims {
+          let (r, o) = p.multipliedReportingOverflow(by: d)
+          if o || d < 0 { return nil }
+          p = r
+        }
+        return p
+      }
       if let unknown = shape.firstIndex(of: -1) {
-        let known = shape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
-        guard known > 0, x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
+        guard let known = product(shape.enumerated().filter { $0.offset != unknown }.map(\.element)), known > 0,
+              x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
         shape[unknown] = x.count / known
       }
-      guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == x.count else {
-        throw c.fail("cannot reshape \(x.shape) to \(requested)")
-      }
+      guard product(shape) == x.count else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
       return [x.reshaped(shape)]
     },
     "Flatten": { c in
@@ -165,12 +172,14 @@ extension Kernels {
       let x = try c.input(0)
       let target = try c.input(1).integers()
       guard let shape = broadcastShape([x.shape, target]) else { throw c.fail("cannot expand \(x.shape) to \(target)") }
+      try NDArray.checkAllocation(shape, x.dataType, c)
       return [x.broadcast(to: shape)]
     },
     "Tile": { c in
       let x = try c.input(0)
       let reps = try c.input(1).integers()
       guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 }) else { throw c.fail("repeats \(reps) do not fit rank \(x.rank)") }
+      try NDArray.checkAllocation(zip(x.shape, reps).map { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }, x.dataType, c)
       var y = x
       for (axis, r) in reps.enumerated() where r != 1 {
         y = try concatenate(Array(repeating: y, count: r), axis: axis, like: y)
@@ -199,6 +208,7 @@ extension Kernels {
       let shape = try c.input(0).integers()
       guard shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("shape \(shape) has a negative dimension") }
       let value = try c.node.attribute("value")?.tensor.map { try NDArray($0) } ?? NDArray([Float(0)], shape: [1])
+      try NDArray.checkAllocation(shape, value.dataType, c)
       return [value.reshaped([]).broadcast(to: shape)]
     },
     "Range": { c in
@@ -206,8 +216,11 @@ extension Kernels {
       let s = try start.converted(to: .double).elements(Double.self)[0]
       let l = try limit.converted(to: .double).elements(Double.self)[0]
       let d = try delta.converted(to: .double).elements(Double.self)[0]
-      guard d != 0 else { throw c.fail("delta is 0") }
-      let n = Swift.max(0, Int(((l - s) / d).rounded(.up)))
+      guard d != 0, s.isFinite, l.isFinite, d.isFinite else { throw c.fail("start, limit and delta must be finite and delta non-zero") }
+      let steps = ((l - s) / d).rounded(.up)
+      guard steps < 9.0e15 else { throw c.fail("the range would have \(steps) elements") }
+      let n = Swift.max(0, Int(steps))
+      try NDArray.checkAllocation([n], start.dataType, c)
       return [try NDArray(doubles: (0..<n).map { s + Double($0) * d }, as: start.dataType, shape: [n])]
     },
   ]

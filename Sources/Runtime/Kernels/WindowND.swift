@@ -17,7 +17,7 @@ struct WindowND {
     var pads = c.ints("pads") ?? Array(repeating: 0, count: 2 * r)
     self.input = input
     guard kernel.count == r, strides.count == r, dilations.count == r, pads.count == 2 * r,
-          (kernel + strides + dilations).allSatisfy({ $0 > 0 }) else {
+          (kernel + strides + dilations).allSatisfy({ $0 > 0 && $0 < 1 << 20 }), pads.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }) else {
       throw c.fail("kernel_shape, strides, dilations or pads do not fit a \(r)-D input")
     }
     let autoPad = c.string("auto_pad", "NOTSET")
@@ -83,6 +83,7 @@ func convND(_ c: KernelContext, x: NDArray, w: NDArray, group: Int) throws -> ND
   let spatial = Array(x.shape.dropFirst(2))
   let win = try WindowND(c, kernel: Array(w.shape.dropFirst(2)), input: spatial)
   let outSpatial = win.output()
+  try NDArray.checkAllocation([n, m] + outSpatial, .float, c)
   var out = NDArray(zeros: .float, [n, m] + outSpatial)
   let planeIn = spatial.reduce(1, *), planeOut = outSpatial.reduce(1, *), taps = win.kernel.reduce(1, *)
   let planeStrides = strides(spatial)
