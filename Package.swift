@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layering (arrows point one way, C stays at the edge):
 //   compressor → CompressorCLI → {ONNX, Datasets, Runtime, Report, Linalg, IR, Support}
-//   Datasets → Runtime, CZlib;  Runtime → IR, Linalg
+//   Compression → Runtime, IR;  Datasets → Runtime, ONNX, CZlib;  Runtime → IR, Linalg
 //   ONNX → IR, Support, CONNX → CProtobufC;  Linalg → COpenBLAS;  Report → IR
 let package = Package(
   name: "compressor",
@@ -27,10 +27,11 @@ let package = Package(
     .target(name: "Linalg", dependencies: ["COpenBLAS"]),
     .target(name: "ONNX", dependencies: ["IR", "Support", "CONNX", "CProtobufC"]),
     .target(name: "Runtime", dependencies: ["IR", "Linalg", "Support"]),
+    .target(name: "Compression", dependencies: ["IR", "Runtime", "Linalg", "Support"]),
     .target(name: "Datasets", dependencies: ["Runtime", "ONNX", "IR", "Support", "CZlib"]),
     .target(name: "Report", dependencies: ["IR"]),
     .target(name: "CompressorCLI", dependencies: [
-      "IR", "ONNX", "Report", "Linalg", "Runtime", "Datasets", "Support",
+      "IR", "ONNX", "Report", "Linalg", "Runtime", "Datasets", "Compression", "Support",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "compressor", dependencies: ["CompressorCLI"]),

@@ -65,6 +65,43 @@ public struct Graph: Equatable, Sendable {
     self.docString = docString; self.metadata = metadata; self.unknownFields = unknownFields
   }
 
+  /// Rewrites this graph and every subgraph below it in place, subgraphs first.
+  public mutating func transformGraphs(_ body: (inout Graph) throws -> Void) rethrows {
+    for n in nodes.indices {
+      for a in nodes[n].attributes.indices {
+        switch nodes[n].attributes[a].value {
+        case .graph(var g):
+          try g.transformGraphs(body)
+          nodes[n].attributes[a].value = .graph(g)
+        case .graphs(var gs):
+          for i in gs.indices { try gs[i].transformGraphs(body) }
+          nodes[n].attributes[a].value = .graphs(gs)
+        default: break
+        }
+      }
+    }
+    try body(&self)
+  }
+
+  /// Every value name read by this graph's nodes and outputs and by its subgraphs, with counts.
+  public func uses() -> [String: Int] {
+    var count = [String: Int]()
+    forEachGraph { g in
+      for n in g.nodes { for i in n.inputs where !i.isEmpty { count[i, default: 0] += 1 } }
+      for o in g.outputs { count[o.name, default: 0] += 1 }
+    }
+    return count
+  }
+
+  /// Replaces every read of `old` by `new`, here and in subgraphs.
+  public mutating func renameUses(_ old: String, to new: String) {
+    transformGraphs { g in
+      for n in g.nodes.indices {
+        for i in g.nodes[n].inputs.indices where g.nodes[n].inputs[i] == old { g.nodes[n].inputs[i] = new }
+      }
+    }
+  }
+
   /// Calls `body` on this graph and every subgraph below it, depth first, in file order.
   public func forEachGraph(_ body: (Graph) throws -> Void) rethrows {
     try body(self)

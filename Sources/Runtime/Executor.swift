@@ -3,6 +3,28 @@ import IR
 import Linalg
 import Support
 
+/// BatchNormalization(Conv(x, W, B)) = Conv(x, W', B') with W'[o] = W[o]·a[o] and
+/// B'[o] = (B[o] − mean[o])·a[o] + shift[o], a = scale / √(var + ε). Nil when the parameters do
+/// not have one value per output channel of a float weight.
+public func foldBatchNorm(weight: NDArray, bias: NDArray?, scale: NDArray, shift: NDArray, mean: NDArray,
+                          variance: NDArray, epsilon: Float) throws -> (weight: NDArray, bias: NDArray)? {
+  guard weight.dataType == .float, weight.rank >= 2 else { return nil }
+  let m = weight.shape[0]
+  let s = try scale.floats(), b = try shift.floats(), mu = try mean.floats(), v = try variance.floats()
+  let b0 = try bias?.floats() ?? [Float](repeating: 0, count: m)
+  guard [s.count, b.count, mu.count, v.count, b0.count].allSatisfy({ $0 == m }), m > 0 else { return nil }
+  var folded = weight
+  let e = folded.mutableElements(Float.self)
+  let per = weight.count / m
+  var newBias = [Float](repeating: 0, count: m)
+  for o in 0..<m {
+    let a = s[o] / (v[o] + epsilon).squareRoot()
+    for i in 0..<per { e[o * per + i] *= a }
+    newBias[o] = (b0[o] - mu[o]) * a + b[o]
+  }
+  return (folded, NDArray(newBias, shape: [m]))
+}
+
 /// Values visible while a graph runs: its own, then those of the graphs around it.
 final class Scope {
   var values: [String: NDArray] = [:]
@@ -85,27 +107,17 @@ public final class Executor {
             let w = mainInitializers[conv.inputs[1]], w.dataType == .float, w.rank >= 3,
             let scale = mainInitializers[bn.inputs[1]], let shift = mainInitializers[bn.inputs[2]],
             let mean = mainInitializers[bn.inputs[3]], let variance = mainInitializers[bn.inputs[4]] else { continue }
-      let m = w.shape[0]
-      let s = try scale.floats(), bb = try shift.floats(), mu = try mean.floats(), v = try variance.floats()
-      guard [s.count, bb.count, mu.count, v.count].allSatisfy({ $0 == m }) else { continue }
-      var bias = [Float](repeating: 0, count: m)
+      var bias: NDArray?
       if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
-        guard let b0 = mainInitializers[conv.inputs[2]], b0.count == m else { continue }
-        bias = try b0.floats()
+        guard let b0 = mainInitializers[conv.inputs[2]] else { continue }
+        bias = b0
       }
-      let eps = bn.attribute("epsilon")?.float ?? 1e-5
-      var folded = w
-      let e = folded.mutableElements(Float.self)
-      let per = w.count / m
-      var newBias = [Float](repeating: 0, count: m)
-      for o in 0..<m {
-        let a = s[o] / (v[o] + eps).squareRoot()
-        for i in 0..<per { e[o * per + i] *= a }
-        newBias[o] = (bias[o] - mu[o]) * a + bb[o]
-      }
+      guard let (folded, newBias) = try foldBatchNorm(weight: w, bias: bias, scale: scale, shift: shift, mean: mean,
+                                                      variance: variance, epsilon: bn.attribute("epsilon")?.float ?? 1e-5)
+      else { continue }
       let wName = "__folded_weight_\(ci)", bName = "__folded_bias_\(ci)"
       mainInitializers[wName] = folded
-      mainInitializers[bName] = NDArray(newBias, shape: [m])
+      mainInitializers[bName] = newBias
       var fused = conv
       fused.inputs = [conv.inputs[0], wName, bName]
       fused.outputs = [bn.outputs[0]]

@@ -1,0 +1,83 @@
+import ArgumentParser
+import Compression
+import IR
+import ONNX
+import Report
+import Support
+
+extension Compressor {
+  struct Optimize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Prepare a model for compression: Constant-node weights to initializers, BatchNormalization folded into Conv, dead nodes removed.",
+      discussion: "Every pass lists what it changed and what it left alone, and why, in --report.")
+
+    @Argument(help: "The ONNX model to optimize.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the result (default: beside the input, MODEL.optimized.onnx).")
+    var output: String?
+
+    @Option(help: "Write a JSON report of every change to this file.")
+    var report: String?
+
+    @Flag(help: "Replace the output (and report) if they exist.")
+    var force = false
+
+    func run() throws {
+      let out = output ?? defaultOutput(model, suffix: "optimized")
+      let inputs = FileIdentity(path: model).map { [$0] } ?? []
+      try ModelWriter.checkOutput(out, options: WriteOptions(force: force), inputs: inputs)
+      if let report { try checkOutputPath(report, force: force, inputs: inputs) }
+      let loaded = try ModelReader.read(model)
+      var optimized = loaded.model
+      let results = try PassManager([ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode()])
+        .run(&optimized, file: model)
+      let written = try ModelWriter.write(optimized, to: out, options: WriteOptions(force: force), inputs: loaded.inputFiles)
+      if let report {
+        let r = PassReport(command: "optimize", input: .init(file: baseName(model), bytes: loaded.fileBytes, model: loaded.model),
+                           output: .init(file: baseName(out), bytes: written.modelBytes, model: optimized), passes: results)
+        let writer = try AtomicFileWriter(destination: report)
+        try writer.write(try encodeJSON(r))
+        try writer.commit()
+      }
+      let changed = results.map { r in "\(r.pass): \(r.changes.filter { $0.action != "skipped" }.count)" }
+      FileHandle.standardError.write("wrote \(out) (\(changed.joined(separator: ", ")))\n")
+    }
+  }
+}
+
+/// `dir/name.onnx` → `dir/name.SUFFIX.onnx`, as every transforming command names its output.
+func defaultOutput(_ input: String, suffix: String) -> String {
+  let base = input.hasSuffix(".onnx") ? String(input.dropLast(5)) : input
+  return "\(base).\(suffix).onnx"
+}
+
+/// The report every transforming command can write with --report.
+struct PassReport: Encodable {
+  struct ModelFacts: Encodable {
+    var file: String
+    var bytes: Int
+    var nodes: Int
+    var initializers: Int
+    var parameters: Int
+    init(file: String, bytes: Int, model: Model) {
+      self.file = file
+      self.bytes = bytes
+      var nodes = 0, initializers = 0, parameters = 0
+      model.graph.forEachGraph { g in
+        nodes += g.nodes.count
+        initializers += g.initializers.count
+        parameters += g.initializers.reduce(0) { $0 + $1.elementCount }
+        for n in g.nodes where n.opType == "Constant" { parameters += n.attribute("value")?.tensor?.elementCount ?? 0 }
+      }
+      self.nodes = nodes
+      self.initializers = initializers
+      self.parameters = parameters
+    }
+  }
+  var schemaVersion = 1
+  var command: String
+  var input: ModelFacts
+  var output: ModelFacts
+  var passes: [PassResult]
+}
