@@ -104,20 +104,6 @@ extension Compressor {
   }
 }
 
-/// A small seeded generator, so generated inputs are the same in every process.
-struct SplitMix64 {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
-}
-
 /// `NAME=D0xD1x…` options, as `inspect`, `bench` and later commands take them.
 func parseInputShapes(_ specs: [String]) throws -> [String: [Int]] {
   var shapes = [String: [Int]]()

@@ -47,3 +47,31 @@ func broadcastRows(_ out: [Int], _ shapes: [[Int]], _ body: (Int, [Int], [Int], 
     }
   }
 }
+
+/// Walks a shape in row-major order while tracking the offset of the current index in another
+/// layout (one stride per dimension): the inner step of transposes and gathers.
+struct StridedCursor {
+  private let shape: [Int]
+  private let strides: [Int]
+  private var index: [Int]
+  private(set) var offset = 0
+
+  init(shape: [Int], strides: [Int]) {
+    self.shape = shape
+    self.strides = strides
+    index = [Int](repeating: 0, count: shape.count)
+  }
+
+  @inline(__always)
+  mutating func advance() {
+    var d = shape.count - 1
+    while d >= 0 {
+      index[d] += 1
+      offset += strides[d]
+      if index[d] < shape[d] { return }
+      offset -= strides[d] * index[d]
+      index[d] = 0
+      d -= 1
+    }
+  }
+}

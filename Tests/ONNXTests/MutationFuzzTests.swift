@@ -8,21 +8,10 @@ import XCTest
 /// crash, hang or any other error. Each fixture is mutated many times with a fixed seed: bytes
 /// flipped, varints maxed, runs deleted or duplicated, the file cut.
 final class MutationFuzzTests: XCTestCase {
-  struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      return z ^ (z >> 31)
-    }
-  }
-
   func testMutatedFixturesAreReadOrRefused() throws {
     let dir = makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    var rng = SplitMix(state: 2026)
+    var rng = SplitMix64(seed: 2026)
     var refused = [CompressorError.Kind: Int]()
     var accepted = 0
     let names = ["mlp.onnx", "transformer_block.onnx", "if_model.onnx", "kitchen_sink.onnx", "loop_scan.onnx", "opset21.onnx"]

@@ -283,59 +283,27 @@ extension NDArray {
     if let last = perm.last, last == rank - 1, rank >= 2 {
       // The last axis stays last: copy whole rows.
       let row = shape[rank - 1] * width, rows = count / max(shape[rank - 1], 1)
-      let outer = Array(perm.dropLast()), outerShape = Array(outShape.dropLast())
-      let permuted = outer.map { inStrides[$0] * width }
-      var index = [Int](repeating: 0, count: outer.count)
-      var offset = 0
+      var cursor = StridedCursor(shape: Array(outShape.dropLast()), strides: perm.dropLast().map { inStrides[$0] * width })
       for r in 0..<rows {
-        (dst + r * row).copyMemory(from: src + offset, byteCount: row)
-        var d = outer.count - 1
-        while d >= 0 {
-          index[d] += 1
-          offset += permuted[d]
-          if index[d] < outerShape[d] { break }
-          offset -= permuted[d] * index[d]
-          index[d] = 0
-          d -= 1
-        }
+        (dst + r * row).copyMemory(from: src + cursor.offset, byteCount: row)
+        cursor.advance()
       }
       return out
     }
-    let permuted = perm.map { inStrides[$0] }
+    var cursor = StridedCursor(shape: outShape, strides: perm.map { inStrides[$0] })
     if width == 4 {
       // 4-byte elements (float, int32): a typed loop instead of a byte copy per element.
       let s4 = src.assumingMemoryBound(to: UInt32.self), d4 = dst.assumingMemoryBound(to: UInt32.self)
-      var index = [Int](repeating: 0, count: rank)
-      var i = 0
       for o in 0..<count {
-        d4[o] = s4[i]
-        var d = rank - 1
-        while d >= 0 {
-          index[d] += 1
-          i += permuted[d]
-          if index[d] < outShape[d] { break }
-          i -= permuted[d] * index[d]
-          index[d] = 0
-          d -= 1
-        }
+        d4[o] = s4[cursor.offset]
+        cursor.advance()
       }
       return out
     }
-    var index = [Int](repeating: 0, count: rank)
-    var i = 0
     for o in 0..<count {
-      (dst + o * width).copyMemory(from: src + i * width, byteCount: width)
-      var d = rank - 1
-      while d >= 0 {
-        index[d] += 1
-        i += permuted[d]
-        if index[d] < outShape[d] { break }
-        i -= permuted[d] * index[d]
-        index[d] = 0
-        d -= 1
-      }
+      (dst + o * width).copyMemory(from: src + cursor.offset * width, byteCount: width)
+      cursor.advance()
     }
-    _ = outStrides
     return out
   }
 
