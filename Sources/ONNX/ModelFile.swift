@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CONNX
+import CProtobufC
 import IR
 import Support
 
@@ -16,6 +17,8 @@ public struct LoadedModel {
   public let externalDataFiles: [String]
   /// Fields the schema does not know, carried through unchanged.
   public let unknownFieldCount: Int
+  /// Bytes of the model file and every external data file it uses.
+  public let totalBytes: Int
 }
 
 public enum ModelReader {
@@ -70,7 +73,8 @@ public enum ModelReader {
       inputFiles: [FileIdentity(device: file.device, inode: file.inode)]
         + dataFiles.map { FileIdentity(device: $0.device, inode: $0.inode) },
       externalDataFiles: dataFiles.map { String($0.path.dropFirst(resolver.modelDirectory.count + 1)) },
-      unknownFieldCount: decoder.unknownFieldCount)
+      unknownFieldCount: decoder.unknownFieldCount,
+      totalBytes: size + dataFiles.reduce(0) { $0 + $1.size })
   }
 
   /// What protobuf-c may allocate for a file: generous for real models (whose bytes are mostly
@@ -131,6 +135,13 @@ public enum ModelWriter {
     let dataPath = directoryName(path) + "/" + location
     if baseName(path) == location { throw CompressorError.usage("the external data file cannot be the model file itself") }
     return dataPath
+  }
+
+  /// The size `write` would give a single-file model, without writing anything.
+  public static func encodedSize(_ model: Model) throws -> Int {
+    let encoder = Encoder(placement: TensorPlacement { _ in nil })
+    let message = try encoder.model(model)
+    return message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { ProtobufC.packedSize($0) }
   }
 
   /// Writes `model` atomically: temporaries beside the destination, fsync, rename; nothing is

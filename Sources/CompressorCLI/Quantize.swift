@@ -1,0 +1,80 @@
+import ArgumentParser
+import Compression
+import Foundation
+import IR
+import ONNX
+import Report
+import Support
+
+extension Compressor {
+  struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Quantize a model's weights to int8, keeping compute in float (weight-only).",
+      discussion: """
+        Runs the preparation passes of `optimize`, then stores every MatMul, Gemm, Conv, \
+        ConvTranspose and Gather weight of 256 elements or more as int8 with per-channel scales \
+        followed by DequantizeLinear. --report lists every weight quantized or left alone, with \
+        the reason and the weight's SQNR. Models that are already quantized are refused (exit 69).
+        """)
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case weightOnly = "weight-only" }
+
+    @Argument(help: "The ONNX model to quantize.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the result (default: beside the input, MODEL.int8.onnx).")
+    var output: String?
+
+    @Option(help: "Quantization mode (\(Mode.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var mode: Mode = .weightOnly
+
+    @Option(help: "Bits per weight (8).")
+    var bits = 8
+
+    @Option(help: "Write a JSON report of every change to this file.")
+    var report: String?
+
+    @Flag(help: "Replace the output (and report) if they exist.")
+    var force = false
+
+    func validate() throws {
+      if bits != 8 { throw ValidationError("--bits must be 8 for now, not \(bits)") }
+    }
+
+    func run() throws {
+      let out = output ?? defaultOutput(model, suffix: "int8")
+      let inputs = FileIdentity(path: model).map { [$0] } ?? []
+      try ModelWriter.checkOutput(out, options: WriteOptions(force: force), inputs: inputs)
+      if let report { try checkOutputPath(report, force: force, inputs: inputs) }
+      let loaded = try ModelReader.read(model)
+      var quantized = loaded.model
+      var alreadyQuantized: Node?
+      quantized.graph.forEachGraph { g in
+        for n in g.nodes where alreadyQuantized == nil && ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+          "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulNBits"].contains(n.opType) {
+          alreadyQuantized = n
+        }
+      }
+      if let n = alreadyQuantized {
+        throw CompressorError.unsupported("\(model) is already quantized (\(n.displayName)); quantize the float model instead")
+      }
+      let results = try PassManager([ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode(), QuantizeWeights()])
+        .run(&quantized, file: model)
+      // Checked before anything is written: a quantized model larger than its input is a bug.
+      let size = try ModelWriter.encodedSize(quantized)
+      if size > loaded.totalBytes {
+        throw CompressorError.internalError("the quantized model (\(size) bytes) would be larger than its input (\(loaded.totalBytes) bytes)")
+      }
+      let written = try ModelWriter.write(quantized, to: out, options: WriteOptions(force: force), inputs: loaded.inputFiles)
+      if let report {
+        let r = PassReport(command: "quantize", input: .init(file: baseName(model), bytes: loaded.fileBytes, model: loaded.model),
+                           output: .init(file: baseName(out), bytes: written.modelBytes, model: quantized), passes: results)
+        let writer = try AtomicFileWriter(destination: report)
+        try writer.write(try encodeJSON(r))
+        try writer.commit()
+      }
+      let count = results.last?.changes.filter { $0.action == "quantized" }.count ?? 0
+      FileHandle.standardError.write("wrote \(out) (\(count) weights int8, \(written.modelBytes) bytes, \(String(format: "%.2f", Double(written.modelBytes) / Double(max(loaded.totalBytes, 1))))× the input)\n")
+    }
+  }
+}

@@ -1,0 +1,116 @@
+"""`compressor quantize` (weight-only int8): outputs pass the onnx checker, run in ONNX Runtime
+close to the float model, run the same in compressor's own runtime, and every weight is reported."""
+import json
+
+import jsonschema
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import FIXTURES, ROOT
+
+MANIFEST = json.loads((FIXTURES / "fixtures.json").read_text())
+SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
+FLOAT_FIXTURES = sorted(k for k, v in MANIFEST.items() if v.get("ortRuns", True) and k != "opset21")
+
+
+def run_ort(path, feeds):
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def cosine(a, b):
+    rows = len(a) if a.ndim > 1 else 1  # a 1-D output is one sample
+    a, b = a.reshape(rows, -1).astype(np.float64), b.reshape(rows, -1).astype(np.float64)
+    return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+@pytest.mark.parametrize("name", FLOAT_FIXTURES)
+def test_weight_only_int8_keeps_quality(name, compressor, tmp_path):
+    entry = MANIFEST[name]
+    out, report = tmp_path / "q.onnx", tmp_path / "q.json"
+    compressor("quantize", FIXTURES / entry["file"], "-o", out, "--report", report)
+    onnx.checker.check_model(str(out))
+    r = json.loads(report.read_text())
+    jsonschema.validate(r, SCHEMA)
+    assert r["output"]["bytes"] <= r["input"]["bytes"] + sum(
+        (FIXTURES / f).stat().st_size for f in ["external_data.onnx.data"] if name == "external_data")
+    feeds = {k: np.load(FIXTURES / v) for k, v in entry["inputs"].items()}
+    reference, quantized = run_ort(FIXTURES / entry["file"], feeds), run_ort(out, feeds)
+    for a, b in zip(reference, quantized):
+        assert cosine(a, b) >= 0.999, name
+    if "accuracy" in entry:
+        labels = np.load(FIXTURES / entry["labels"])
+        assert abs(float((quantized[0].argmax(-1) == labels).mean()) - entry["accuracy"]) <= 0.005
+    # compressor's own runtime agrees with ONNX Runtime on the quantized model
+    args = [f"--input={k}={FIXTURES / v}" for k, v in entry["inputs"].items()]
+    compressor("run", out, *args, "-o", tmp_path / "ours.npz")
+    ours = np.load(tmp_path / "ours.npz")
+    first = onnx.load(str(out)).graph.output[0].name
+    assert float(np.mean(ours[first].reshape(len(ours[first]), -1).argmax(-1) == quantized[0].reshape(len(quantized[0]), -1).argmax(-1))) >= 0.999
+
+
+def test_mlp_weights_and_size(compressor, tmp_path):
+    out, report = tmp_path / "q.onnx", tmp_path / "q.json"
+    compressor("quantize", FIXTURES / "mlp.onnx", "-o", out, "--report", report)
+    m = onnx.load(str(out))
+    q = {i.name: i for i in m.graph.initializer}
+    assert q["l1.weight.int8"].data_type == onnx.TensorProto.INT8 and list(q["l1.weight.scale"].dims) == [128]
+    dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert [(n.output[0], n.attribute[0].i) for n in dq] == [("l1.weight", 0), ("l2.weight", 0), ("l3.weight", 0)]
+    changes = json.loads(report.read_text())["passes"][-1]["changes"]
+    assert [c["target"] for c in changes if c["action"] == "quantized"] == ["l1.weight", "l2.weight", "l3.weight"]
+    assert all("SQNR" in c["detail"] for c in changes if c["action"] == "quantized")
+    assert out.stat().st_size <= 0.29 * (FIXTURES / "mlp.onnx").stat().st_size
+
+
+def _linear_model(weight):
+    h = onnx.helper
+    g = h.make_graph([h.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, weight.shape[0]])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, weight.shape[1]])],
+                     [onnx.numpy_helper.from_array(weight, "W")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def test_zero_weights_get_finite_scales(compressor, tmp_path):
+    """bad-inputs 27: an all-zero weight and one all-zero channel."""
+    w = np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)
+    w[:, 3] = 0
+    for name, weight in (("zero", np.zeros((32, 16), np.float32)), ("channel", w)):
+        src, out, report = tmp_path / f"{name}.onnx", tmp_path / f"{name}.q.onnx", tmp_path / f"{name}.json"
+        onnx.save(_linear_model(weight), str(src))
+        compressor("quantize", src, "-o", out, "--report", report)
+        q = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
+        assert np.all(np.isfinite(q["W.scale"])) and np.all(q["W.scale"] > 0)
+        back = q["W.int8"].astype(np.float32) * q["W.scale"]
+        assert np.all(back[:, 3] == 0) and (name == "channel" or np.all(back == 0))
+        detail = [c for c in json.loads(report.read_text())["passes"][-1]["changes"] if c["target"] == "W"][0]["detail"]
+        assert ("16 all-zero channel(s)" if name == "zero" else "1 all-zero channel(s)") in detail
+
+
+def test_nan_weight_is_refused(compressor, tmp_path):
+    """bad-inputs 28."""
+    w = np.ones((32, 16), np.float32)
+    w[5, 7] = np.nan
+    src = tmp_path / "nan.onnx"
+    onnx.save(_linear_model(w), str(src))
+    r = compressor("quantize", src, "-o", tmp_path / "out.onnx", check=False)
+    assert r.returncode == 65
+    assert r.stderr == "compressor: error: weight 'W' holds nan at element 87; compressor will not quantize it\n"
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_already_quantized_and_bad_flags(compressor, tmp_path):
+    r = compressor("quantize", FIXTURES / "opset21.onnx", "-o", tmp_path / "x.onnx", check=False)
+    assert r.returncode == 69
+    assert r.stderr == (f"compressor: error: {FIXTURES / 'opset21.onnx'} is already quantized (node 'dequant' (DequantizeLinear)); "
+                        "quantize the float model instead\n")
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--bits", "3", check=False)
+    assert r.returncode == 64 and r.stderr.startswith("compressor: error: --bits must be 8 for now, not 3\n")
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", check=False)
+    assert r.returncode == 64
