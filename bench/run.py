@@ -206,6 +206,7 @@ def main():
     results["io-external"] = bench("external", ext_path, True)
     results["io-external"]["rssOverDataSize"] = results["io-external"]["compressorPeakRSS"] / data_size
 
+    results["quantize"] = quantize_benchmark(args, model_path)
     results["runtime"] = runtime_benchmarks(args)
 
     (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -215,7 +216,41 @@ def main():
     print(f"{'io-convert':<14}{c['timeRatioVsLoadSave']:>23.2f}x{c['timeRatioVsPeerProcess']:>25.2f}x{c['rssRatioVsPeer']:>13.2f}x{c['rssOverFileSize']:>13.2f}x")
     print(f"{'io-external':<14}{e['timeRatioVsLoadSave']:>23.2f}x{e['timeRatioVsPeerProcess']:>25.2f}x{e['rssRatioVsPeer']:>13.2f}x{e['rssOverDataSize']:>13.2f}x")
     print("targets: io-convert time <= 0.33x, RSS <= 2.2x file size; io-external RSS <= 0.5x data size")
+    q = results["quantize"]
+    print()
+    print(f"quantize (weight-only int8, compressor) vs ORT quantize_dynamic (int8), same model, median of {args.runs}:")
+    print(f"  size vs fp32 input: compressor {q['compressorSizeRatio']:.3f}x, ORT {q['ortSizeRatio']:.3f}x; "
+          f"time ratio {q['timeRatio']:.2f}x; peak RSS ratio {q['rssRatio']:.2f}x")
+    print("targets: int8 output <= 0.27x of the fp32 input")
     print_runtime(results["runtime"])
+
+
+ORT_QUANTIZE = """
+import sys, time
+from onnxruntime.quantization import QuantType, quantize_dynamic
+t = time.perf_counter()
+quantize_dynamic(sys.argv[1], sys.argv[2], weight_type=QuantType.QInt8)
+print(time.perf_counter() - t)
+"""
+
+
+def quantize_benchmark(args, model_path):
+    ours, peer, ours_rss, peer_rss = [], [], [], []
+    a, b = OUT / "encoder.int8.onnx", OUT / "encoder.ort-int8.onnx"
+    for _ in range(args.runs):
+        clean(a, b)
+        wall, rss, _ = measure([args.compressor, "quantize", str(model_path), "-o", str(a)])
+        ours.append(wall)
+        ours_rss.append(rss)
+        wall, rss, out = measure([sys.executable, "-c", ORT_QUANTIZE, str(model_path), str(b)])
+        peer.append(float(out.strip()))
+        peer_rss.append(rss)
+    size = model_path.stat().st_size
+    result = {"compressorSizeRatio": a.stat().st_size / size, "ortSizeRatio": b.stat().st_size / size,
+              "compressorSeconds": statistics.median(ours), "ortSeconds": statistics.median(peer),
+              "timeRatio": statistics.median(ours) / statistics.median(peer), "rssRatio": max(ours_rss) / max(peer_rss)}
+    clean(a, b)
+    return result
 
 
 def print_runtime(runtime):
