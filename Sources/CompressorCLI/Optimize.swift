@@ -25,22 +25,9 @@ extension Compressor {
 
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: "optimized")
-      let inputs = FileIdentity(path: model).map { [$0] } ?? []
-      try ModelWriter.checkOutput(out, options: WriteOptions(force: force), inputs: inputs)
-      if let report { try checkOutputPath(report, force: force, inputs: inputs) }
-      let loaded = try ModelReader.read(model)
-      var optimized = loaded.model
-      let results = try PassManager([ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode()])
-        .run(&optimized, file: model)
-      let written = try ModelWriter.write(optimized, to: out, options: WriteOptions(force: force), inputs: loaded.inputFiles)
-      if let report {
-        let r = PassReport(command: "optimize", input: .init(file: baseName(model), bytes: loaded.fileBytes, model: loaded.model),
-                           output: .init(file: baseName(out), bytes: written.modelBytes, model: optimized), passes: results)
-        let writer = try AtomicFileWriter(destination: report)
-        try writer.write(try encodeJSON(r))
-        try writer.commit()
-      }
-      let changed = results.map { r in "\(r.pass): \(r.changes.filter { $0.action != "skipped" }.count)" }
+      let outcome = try TransformRun(command: "optimize", model: model, output: out, report: report, force: force)
+        .run([ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode()])
+      let changed = outcome.passes.map { r in "\(r.pass): \(r.changes.filter { $0.action != "skipped" }.count)" }
       FileHandle.standardError.write("wrote \(out) (\(changed.joined(separator: ", ")))\n")
     }
   }

@@ -43,38 +43,30 @@ extension Compressor {
 
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: "int8")
-      let inputs = FileIdentity(path: model).map { [$0] } ?? []
-      try ModelWriter.checkOutput(out, options: WriteOptions(force: force), inputs: inputs)
-      if let report { try checkOutputPath(report, force: force, inputs: inputs) }
-      let loaded = try ModelReader.read(model)
-      var quantized = loaded.model
-      var alreadyQuantized: Node?
-      quantized.graph.forEachGraph { g in
-        for n in g.nodes where alreadyQuantized == nil && ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
-          "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulNBits"].contains(n.opType) {
-          alreadyQuantized = n
-        }
-      }
-      if let n = alreadyQuantized {
-        throw CompressorError.unsupported("\(model) is already quantized (\(n.displayName)); quantize the float model instead")
-      }
-      let results = try PassManager([ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode(), QuantizeWeights()])
-        .run(&quantized, file: model)
-      // Checked before anything is written: a quantized model larger than its input is a bug.
-      let size = try ModelWriter.encodedSize(quantized)
-      if size > loaded.totalBytes {
-        throw CompressorError.internalError("the quantized model (\(size) bytes) would be larger than its input (\(loaded.totalBytes) bytes)")
-      }
-      let written = try ModelWriter.write(quantized, to: out, options: WriteOptions(force: force), inputs: loaded.inputFiles)
-      if let report {
-        let r = PassReport(command: "quantize", input: .init(file: baseName(model), bytes: loaded.fileBytes, model: loaded.model),
-                           output: .init(file: baseName(out), bytes: written.modelBytes, model: quantized), passes: results)
-        let writer = try AtomicFileWriter(destination: report)
-        try writer.write(try encodeJSON(r))
-        try writer.commit()
-      }
-      let count = results.last?.changes.filter { $0.action == "quantized" }.count ?? 0
-      FileHandle.standardError.write("wrote \(out) (\(count) weights int8, \(written.modelBytes) bytes, \(String(format: "%.2f", Double(written.modelBytes) / Double(max(loaded.totalBytes, 1))))× the input)\n")
+      let outcome = try TransformRun(command: "quantize", model: model, output: out, report: report, force: force).run(
+        [ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode(), QuantizeWeights()],
+        check: { loaded in
+          var alreadyQuantized: Node?
+          loaded.model.graph.forEachGraph { g in
+            for n in g.nodes where alreadyQuantized == nil && Self.quantizedOps.contains(n.opType) { alreadyQuantized = n }
+          }
+          if let n = alreadyQuantized {
+            throw CompressorError.unsupported("\(model) is already quantized (\(n.displayName)); quantize the float model instead")
+          }
+        },
+        checkResult: { loaded, quantized in
+          // Checked before anything is written: a quantized model larger than its input is a bug.
+          let size = try ModelWriter.encodedSize(quantized)
+          if size > loaded.totalBytes {
+            throw CompressorError.internalError("the quantized model (\(size) bytes) would be larger than its input (\(loaded.totalBytes) bytes)")
+          }
+        })
+      let count = outcome.passes.last?.changes.filter { $0.action == "quantized" }.count ?? 0
+      let ratio = Double(outcome.written.modelBytes) / Double(max(outcome.loaded.totalBytes, 1))
+      FileHandle.standardError.write("wrote \(out) (\(count) weights int8, \(outcome.written.modelBytes) bytes, \(String(format: "%.2f", ratio))× the input)\n")
     }
+
+    static let quantizedOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                                            "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulNBits"]
   }
 }

@@ -1,0 +1,45 @@
+import Compression
+import IR
+import ONNX
+import Report
+import Support
+
+/// What every transforming command does around its passes: refuse bad outputs before any work,
+/// read the model, run the passes, let the command check the result, write the model and the
+/// report atomically.
+struct TransformRun {
+  var command: String
+  var model: String
+  var output: String
+  var report: String?
+  var force: Bool
+
+  struct Outcome {
+    var loaded: LoadedModel
+    var result: Model
+    var passes: [PassResult]
+    var written: WriteResult
+  }
+
+  func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in },
+           checkResult: (LoadedModel, Model) throws -> Void = { _, _ in }) throws -> Outcome {
+    let inputs = FileIdentity(path: model).map { [$0] } ?? []
+    try ModelWriter.checkOutput(output, options: WriteOptions(force: force), inputs: inputs)
+    if let report { try checkOutputPath(report, force: force, inputs: inputs) }
+    let loaded = try ModelReader.read(model)
+    try check(loaded)
+    var result = loaded.model
+    let passResults = try PassManager(passes).run(&result, file: model)
+    try checkResult(loaded, result)
+    let written = try ModelWriter.write(result, to: output, options: WriteOptions(force: force), inputs: loaded.inputFiles)
+    if let report {
+      let r = PassReport(command: command, input: .init(file: baseName(model), bytes: loaded.totalBytes, model: loaded.model),
+                         output: .init(file: baseName(output), bytes: written.modelBytes + written.dataBytes, model: result),
+                         passes: passResults)
+      let writer = try AtomicFileWriter(destination: report)
+      try writer.write(try encodeJSON(r))
+      try writer.commit()
+    }
+    return Outcome(loaded: loaded, result: result, passes: passResults, written: written)
+  }
+}
