@@ -113,23 +113,18 @@ struct FileHandle {
   static let standardOutput = FileHandle(fd: 1)
   func write(_ s: String) {
     var s = s
-    s.withUTF8 { buf in
-      var done = 0
-      while done < buf.count {
-        let r = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-        if r <= 0 { return }
-        done += r
-      }
-    }
+    s.withUTF8 { write(UnsafeRawBufferPointer($0)) }
   }
   func write(_ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { buf in
-      var done = 0
-      while done < buf.count {
-        let r = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-        if r <= 0 { return }
-        done += r
-      }
+    bytes.withUnsafeBytes { write($0) }
+  }
+  private func write(_ buf: UnsafeRawBufferPointer) {
+    guard let base = buf.baseAddress else { return }
+    var done = 0
+    while done < buf.count {
+      let r = Glibc.write(fd, base + done, buf.count - done)
+      if r <= 0 { return }
+      done += r
     }
   }
 }

@@ -38,7 +38,7 @@ public enum NPY {
     }
     let d = descr.trimmingQuotes()
     guard let order = d.first, let type = dtypes[String(d.dropFirst())] else { throw bad("dtype \(d) is not supported") }
-    if order == ">" && type.byteCount(elements: 1)! > 1 { throw bad("big-endian dtype \(d) is not supported") }
+    if order == ">" && (type.bitWidth ?? 8) > 8 { throw bad("big-endian dtype \(d) is not supported") }
     guard shapeText.hasPrefix("(") else { throw bad("shape \(shapeText) is not a tuple") }
     let inner = shapeText.dropFirst().prefix { $0 != ")" }
     let parts = inner.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }

@@ -11,10 +11,13 @@ import Support
 final class CArena {
   private var blocks: [UnsafeMutableRawPointer] = []
 
-  deinit { for b in blocks { free(b) } }
+  deinit { for b in blocks { b.deallocate() } }
 
   func allocate<T>(_: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
-    let p = calloc(max(count, 1), MemoryLayout<T>.stride)!
+    // Zeroed, like calloc: protobuf-c reads every field of the structs built here.
+    let bytes = max(count, 1) * MemoryLayout<T>.stride
+    let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(MemoryLayout<T>.alignment, 16))
+    p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
     blocks.append(p)
     return p.bindMemory(to: T.self, capacity: max(count, 1))
   }
@@ -25,8 +28,9 @@ final class CArena {
   }
 
   func string(_ s: String) -> UnsafeMutablePointer<CChar> {
-    let p = strdup(s)!
-    blocks.append(p)
+    let utf8 = Array(s.utf8CString)
+    let p = allocate(CChar.self, count: utf8.count)
+    p.update(from: utf8, count: utf8.count)
     return p
   }
 

@@ -48,7 +48,8 @@ enum ProtobufC {
   private static func budgetedAllocator(_ budget: AllocationBudget) -> ProtobufCAllocator {
     ProtobufCAllocator(
       alloc: { data, size in
-        let budget = Unmanaged<AllocationBudget>.fromOpaque(data!).takeUnretainedValue()
+        guard let data else { return nil }
+        let budget = Unmanaged<AllocationBudget>.fromOpaque(data).takeUnretainedValue()
         if size > budget.remaining {
           budget.exceeded = true
           return nil
@@ -61,8 +62,8 @@ enum ProtobufC {
         return p
       },
       free: { data, p in
-        guard let p else { return }
-        let budget = Unmanaged<AllocationBudget>.fromOpaque(data!).takeUnretainedValue()
+        guard let p, let data else { return }
+        let budget = Unmanaged<AllocationBudget>.fromOpaque(data).takeUnretainedValue()
         budget.remaining += malloc_usable_size(p)
         Glibc.free(p)
       },

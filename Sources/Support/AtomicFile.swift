@@ -81,7 +81,7 @@ public final class AtomicFileWriter {
     self.destination = destination
     let dir = directoryName(destination)
     var template = Array("\(dir)/.\(baseName(destination)).tmp-XXXXXX".utf8CString)
-    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    let fd = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.map { mkstemp($0) } ?? -1 }
     if fd < 0 {
       let e = errno
       switch e {
@@ -93,7 +93,7 @@ public final class AtomicFileWriter {
     }
     _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
     self.fd = fd
-    self.tempPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    self.tempPath = template.withUnsafeBufferPointer { buf in buf.baseAddress.map { String(cString: $0) } ?? "" }
     fchmod(fd, 0o644)
     self.buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
     TemporaryFiles.register(tempPath)

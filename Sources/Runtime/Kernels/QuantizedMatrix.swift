@@ -126,8 +126,8 @@ private func matMulNBits(_ c: KernelContext) throws -> NDArray {
   let packed = try c.input(1).elements(UInt8.self)
   let scales = try c.input(2).floats()
   let zeros = c.optionalInput(3)
-  let zeroBytes = zeros?.dataType == .uint8 ? Array(zeros!.elements(UInt8.self)) : nil
-  let zeroFloats = zeros != nil && zeros?.dataType != .uint8 ? try zeros!.floats() : nil
+  let zeroBytes = zeros.flatMap { $0.dataType == .uint8 ? Array($0.elements(UInt8.self)) : nil }
+  let zeroFloats = try zeros.flatMap { $0.dataType == .uint8 ? nil : try $0.floats() }
   let bytesPerBlock = block * bits / 8
   func value(_ row: Int, _ col: Int) -> Int {
     let blockIndex = col / block, within = col % block

@@ -39,11 +39,9 @@ private func reduce(_ c: KernelContext, op: String, start: Double, step: (Double
     axes = c.ints("axes")
   }
   let keep = c.int("keepdims", 1) != 0
-  if (axes ?? []).isEmpty {
-    if axesFromInput && c.int("noop_with_empty_axes", 0) != 0 { return x }
-    axes = Array(0..<x.rank)
-  }
-  let reduced = Set(try axes!.map { try c.axis($0, rank: x.rank) })
+  if (axes ?? []).isEmpty && axesFromInput && c.int("noop_with_empty_axes", 0) != 0 { return x }
+  let chosen = (axes ?? []).isEmpty ? Array(0..<x.rank) : (axes ?? [])
+  let reduced = Set(try chosen.map { try c.axis($0, rank: x.rank) })
   // Float tensors reduced over their trailing axes (LayerNorm, pooling heads): one pass per row.
   if x.dataType == .float, !reduced.isEmpty, reduced == Set((x.rank - reduced.count)..<x.rank),
      ["ReduceSum", "ReduceMean", "ReduceSumSquare", "ReduceMax", "ReduceMin"].contains(op) {
