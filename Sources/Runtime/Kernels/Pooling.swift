@@ -5,7 +5,7 @@ import Support
 extension Kernels {
   static let pooling: [String: Kernel] = [
     "MaxPool": { c in
-      if c.node.outputs.count > 1 && !c.node.outputs[1].isEmpty { throw c.unsupported("MaxPool's Indices output is not supported") }
+      if c.node.outputs.count > 1 && !c.node.outputs[1].isEmpty { return try maxPoolWithIndices(c) }
       return [try pool(c, max: true)]
     },
     "AveragePool": { c in [try pool(c, max: false)] },
@@ -82,6 +82,43 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
     }
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// MaxPool with its second output: for each maximum, its flat index in the input (row-major, or
+/// column-major within each plane with storage_order 1), the first one on ties.
+private func maxPoolWithIndices(_ c: KernelContext) throws -> [NDArray] {
+  let x = try c.input(0).converted(to: .float)
+  guard x.rank == 4, let kernel = c.ints("kernel_shape") else { throw c.unsupported("MaxPool indices for \(x.rank - 2)-D inputs") }
+  let win = try Window(c, spatialRank: 2, kernel: kernel, input: Array(x.shape.dropFirst(2)))
+  let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+  let (oh, ow) = win.outputSize(h: h, w: w, ceilMode: c.int("ceil_mode", 0) != 0)
+  try NDArray.checkAllocation([n, ch, oh, ow], .float, c)
+  let columnMajor = c.int("storage_order", 0) == 1
+  var values = NDArray(uninitialized: .float, [n, ch, oh, ow])
+  var indices = NDArray(uninitialized: .int64, [n, ch, oh, ow])
+  let src = x.elements(Float.self), dv = values.mutableElements(Float.self), di = indices.mutableElements(Int64.self)
+  for plane in 0..<(n * ch) {
+    for oy in 0..<oh {
+      for ox in 0..<ow {
+        var best = -Float.infinity, at = -1
+        for ky in 0..<win.kh {
+          let iy = oy * win.sh - win.padTop + ky * win.dh
+          if iy < 0 || iy >= h { continue }
+          for kx in 0..<win.kw {
+            let ix = ox * win.sw - win.padLeft + kx * win.dw
+            if ix < 0 || ix >= w { continue }
+            let v = src[plane * h * w + iy * w + ix]
+            if at < 0 || v > best { best = v; at = columnMajor ? ix * h + iy : iy * w + ix }
+          }
+        }
+        let o = plane * oh * ow + oy * ow + ox
+        dv[o] = best
+        di[o] = Int64(plane * h * w + max(at, 0))
+      }
+    }
+  }
+  let type = try c.input(0).dataType
+  return [type == .float ? values : try values.converted(to: type), indices]
 }
 
 private func globalPool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {

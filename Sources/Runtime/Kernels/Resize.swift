@@ -110,7 +110,8 @@ private func resample(_ c: KernelContext, _ x: NDArray, outShape: [Int], scales:
         continue
       }
       // With scales, the transforms use the unrounded resized length (input length × scale).
-      let xo = try originalCoordinate(c, Double(i), scale: scales[d], inLength: n, outLength: Double(n) * scales[d], transform: transform,
+      let xo = try originalCoordinate(c, Double(i), scale: scales[d], inLength: n, outLength: Double(n) * scales[d],
+                                      roundedOutLength: m, transform: transform,
                                       roiStart: roi.isEmpty ? 0 : roi[d], roiEnd: roi.isEmpty ? 1 : roi[rank + d])
       if transform == "tf_crop_and_resize" && (xo < 0 || xo > Double(n - 1)) {
         list.append(Taps(indices: [0], weights: [0], outside: true))
@@ -203,11 +204,11 @@ private func resample(_ c: KernelContext, _ x: NDArray, outShape: [Int], scales:
 }
 
 private func originalCoordinate(_ c: KernelContext, _ x: Double, scale: Double, inLength n: Int, outLength m: Double,
-                                transform: String, roiStart: Double, roiEnd: Double) throws -> Double {
+                                roundedOutLength: Int, transform: String, roiStart: Double, roiEnd: Double) throws -> Double {
   switch transform {
   case "half_pixel": return (x + 0.5) / scale - 0.5
   case "half_pixel_symmetric":
-    let adjustment = m / (scale * Double(n))
+    let adjustment = Double(roundedOutLength) / (scale * Double(n))
     let center = Double(n) / 2
     let offset = center * (1 - adjustment)
     return offset + (x + 0.5) / scale - 0.5
