@@ -28,8 +28,16 @@ extension Compressor {
     @Option(help: "Quantization mode (\(Mode.allCases.map(\.rawValue).joined(separator: ", "))).")
     var mode: Mode = .weightOnly
 
-    @Option(help: "Bits per weight (8).")
+    @Option(help: "Bits per weight: 8, or 4 (MatMul weights, in blocks).")
     var bits = 8
+
+    @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
+    var blockSize = 32
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case qdq, matmulnbits }
+
+    @Option(help: "With --bits 4: qdq (standard DequantizeLinear, opset 21+) or matmulnbits (ONNX Runtime's com.microsoft MatMulNBits).")
+    var format: Format = .qdq
 
     @Option(help: "Write a JSON report of every change to this file.")
     var report: String?
@@ -38,13 +46,14 @@ extension Compressor {
     var force = false
 
     func validate() throws {
-      if bits != 8 { throw ValidationError("--bits must be 8 for now, not \(bits)") }
+      if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
+      if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
     }
 
     func run() throws {
-      let out = output ?? defaultOutput(model, suffix: "int8")
+      let out = output ?? defaultOutput(model, suffix: bits == 4 ? "int4" : "int8")
       let outcome = try TransformRun(command: "quantize", model: model, output: out, report: report, force: force).run(
-        [ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode(), QuantizeWeights()],
+        Self.passes(bits: bits, blockSize: blockSize, format: format),
         check: { loaded in
           var alreadyQuantized: Node?
           loaded.model.graph.forEachGraph { g in
@@ -61,9 +70,17 @@ extension Compressor {
             throw CompressorError.internalError("the quantized model (\(size) bytes) would be larger than its input (\(loaded.totalBytes) bytes)")
           }
         })
-      let count = outcome.passes.last?.changes.filter { $0.action == "quantized" }.count ?? 0
+      let count = outcome.passes.reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
       let ratio = Double(outcome.written.modelBytes) / Double(max(outcome.loaded.totalBytes, 1))
-      FileHandle.standardError.write("wrote \(out) (\(count) weights int8, \(outcome.written.modelBytes) bytes, \(String(format: "%.2f", ratio))× the input)\n")
+      FileHandle.standardError.write("wrote \(out) (\(count) weights quantized\(bits == 4 ? " (MatMul int4, others int8)" : " int8"), \(outcome.written.modelBytes) bytes, \(String(format: "%.2f", ratio))× the input)\n")
+    }
+
+    /// The preparation passes, then 4-bit MatMul weights (with --bits 4), then int8 for the rest.
+    static func passes(bits: Int, blockSize: Int, format: Format) -> [Pass] {
+      var passes: [Pass] = [ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode()]
+      if bits == 4 { passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: format == .qdq ? .qdq : .matmulnbits)) }
+      passes.append(QuantizeWeights())
+      return passes
     }
 
     static let quantizedOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",

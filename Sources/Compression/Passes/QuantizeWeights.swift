@@ -33,14 +33,18 @@ public struct QuantizeWeights: Pass {
     var conflicting = Set<String>()
     let ranks = Dictionary(model.graph.initializers.map { ($0.name, $0.dims.count) }, uniquingKeysWith: { a, _ in a })
     let weightInput = ["Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "Gather": 0]
+    var dequantized = Set<String>()
+    model.graph.forEachGraph { g in for n in g.nodes where n.opType == "DequantizeLinear" { dequantized.formUnion(n.outputs) } }
     // Readers anywhere, subgraphs included: If/Loop bodies read the main graph's weights.
     model.graph.forEachGraph { g in
       for n in g.nodes where n.isDefaultDomain {
         guard let wi = weightInput[n.opType], wi < n.inputs.count else { continue }
         let name = n.inputs[wi]
         guard let rank = ranks[name] else {
-          if !(n.opType == "Gather") {
-            changes.append(.init(target: label(n), action: "skipped", detail: "its weight input '\(name)' is computed, not an initializer"))
+          if n.opType != "Gather" {
+            let why = dequantized.contains(name) ? "its weight '\(name)' was quantized by an earlier pass"
+              : "its weight input '\(name)' is computed, not an initializer"
+            changes.append(.init(target: label(n), action: "skipped", detail: why))
           }
           continue
         }
