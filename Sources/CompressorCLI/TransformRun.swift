@@ -13,6 +13,8 @@ struct TransformRun {
   var output: String
   var report: String?
   var force: Bool
+  /// Compressing commands: a result larger than the input is a bug.
+  var notLargerThanInput = false
 
   struct Outcome {
     var loaded: LoadedModel
@@ -21,8 +23,7 @@ struct TransformRun {
     var written: WriteResult
   }
 
-  func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in },
-           checkResult: (LoadedModel, Model) throws -> Void = { _, _ in }) throws -> Outcome {
+  func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in }) throws -> Outcome {
     let inputs = FileIdentity(path: model).map { [$0] } ?? []
     try ModelWriter.checkOutput(output, options: WriteOptions(force: force), inputs: inputs)
     if let report { try checkOutputPath(report, force: force, inputs: inputs) }
@@ -30,8 +31,8 @@ struct TransformRun {
     try check(loaded)
     var result = loaded.model
     let passResults = try PassManager(passes).run(&result, file: model)
-    try checkResult(loaded, result)
-    let written = try ModelWriter.write(result, to: output, options: WriteOptions(force: force), inputs: loaded.inputFiles)
+    let options = WriteOptions(force: force, notLargerThanInput: notLargerThanInput ? loaded.totalBytes : nil)
+    let written = try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles)
     if let report {
       let r = PassReport(command: command, input: .init(file: baseName(model), bytes: loaded.totalBytes, model: loaded.model),
                          output: .init(file: baseName(output), bytes: written.modelBytes + written.dataBytes, model: result),

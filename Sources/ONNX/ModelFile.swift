@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CONNX
-import CProtobufC
 import IR
 import Support
 
@@ -100,9 +99,13 @@ public struct ExternalDataOptions: Sendable {
 public struct WriteOptions: Sendable {
   public var force: Bool
   public var externalData: ExternalDataOptions?
-  public init(force: Bool = false, externalData: ExternalDataOptions? = nil) {
+  /// The input's size, for results that must never be larger (compressed models): a larger one
+  /// is a bug, refused before any output is in place.
+  public var notLargerThanInput: Int?
+  public init(force: Bool = false, externalData: ExternalDataOptions? = nil, notLargerThanInput: Int? = nil) {
     self.force = force
     self.externalData = externalData
+    self.notLargerThanInput = notLargerThanInput
   }
 }
 
@@ -137,13 +140,6 @@ public enum ModelWriter {
     return dataPath
   }
 
-  /// The size `write` would give a single-file model, without writing anything.
-  public static func encodedSize(_ model: Model) throws -> Int {
-    let encoder = Encoder(placement: TensorPlacement { _ in nil })
-    let message = try encoder.model(model)
-    return message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { ProtobufC.packedSize($0) }
-  }
-
   /// Writes `model` atomically: temporaries beside the destination, fsync, rename; nothing is
   /// left behind if anything fails or the process is interrupted.
   @discardableResult
@@ -172,6 +168,10 @@ public enum ModelWriter {
     let encoder = Encoder(placement: placement)
     let message = try encoder.model(model)
     let size = message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { ProtobufC.packedSize($0) }
+    if let limit = options.notLargerThanInput, size + (dataWriter?.bytesWritten ?? 0) > limit {
+      throw CompressorError.internalError(
+        "\(path): the result would be \(size + (dataWriter?.bytesWritten ?? 0)) bytes, larger than its input (\(limit) bytes)")
+    }
     if size > ModelReader.maxFileBytes {
       throw CompressorError.output(
         "\(path): the model would be \(size) bytes, over protobuf's 2 GiB limit; write it with --external-data")

@@ -18,6 +18,14 @@ def find_binary():
     return str(max(builds, key=lambda p: p.stat().st_mtime))
 
 
+def ort_outputs(path, feeds):
+    """ONNX Runtime's outputs with its graph optimizations off: the ONNX semantics, not its fusions."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
 @pytest.fixture(scope="session")
 def compressor():
     binary = find_binary()

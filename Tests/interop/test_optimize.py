@@ -5,19 +5,12 @@ import json
 import jsonschema
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, ort_outputs
 
 MANIFEST = json.loads((FIXTURES / "fixtures.json").read_text())
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
-
-
-def outputs(path, feeds):
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 @pytest.mark.parametrize("name", sorted(k for k, v in MANIFEST.items() if v.get("ortRuns", True)))
@@ -29,7 +22,7 @@ def test_optimized_models_compute_the_same(name, compressor, tmp_path):
     r = json.loads(report.read_text())
     jsonschema.validate(r, SCHEMA)
     feeds = {k: np.load(FIXTURES / v) for k, v in entry["inputs"].items()}
-    for a, b in zip(outputs(FIXTURES / entry["file"], feeds), outputs(out, feeds)):
+    for a, b in zip(ort_outputs(FIXTURES / entry["file"], feeds), ort_outputs(out, feeds)):
         scale = max(float(np.max(np.abs(a))), 1e-6)
         assert float(np.max(np.abs(a.astype(np.float64) - b))) <= 1e-5 * scale
 

@@ -5,20 +5,13 @@ import json
 import jsonschema
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, ort_outputs
 
 MANIFEST = json.loads((FIXTURES / "fixtures.json").read_text())
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
 FLOAT_FIXTURES = sorted(k for k, v in MANIFEST.items() if v.get("ortRuns", True) and k != "opset21")
-
-
-def run_ort(path, feeds):
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 def cosine(a, b):
@@ -38,7 +31,7 @@ def test_weight_only_int8_keeps_quality(name, compressor, tmp_path):
     assert r["output"]["bytes"] <= r["input"]["bytes"] + sum(
         (FIXTURES / f).stat().st_size for f in ["external_data.onnx.data"] if name == "external_data")
     feeds = {k: np.load(FIXTURES / v) for k, v in entry["inputs"].items()}
-    reference, quantized = run_ort(FIXTURES / entry["file"], feeds), run_ort(out, feeds)
+    reference, quantized = ort_outputs(FIXTURES / entry["file"], feeds), ort_outputs(out, feeds)
     for a, b in zip(reference, quantized):
         assert cosine(a, b) >= 0.999, name
     if "accuracy" in entry:
@@ -125,7 +118,7 @@ def test_int4_matmulnbits_runs_in_both_runtimes(compressor, tmp_path):
     assert ("com.microsoft", 1) in [(o.domain, o.version) for o in m.opset_import]
     jsonschema.validate(json.loads(report.read_text()), SCHEMA)
     feeds = {k: np.load(FIXTURES / v) for k, v in entry["inputs"].items()}
-    reference, quantized = run_ort(FIXTURES / entry["file"], feeds)[0], run_ort(out, feeds)[0]
+    reference, quantized = ort_outputs(FIXTURES / entry["file"], feeds)[0], ort_outputs(out, feeds)[0]
     # A 32-wide model at 4 bits has one block per column: measured 0.974.
     assert cosine(reference, quantized) >= 0.95
     args = [f"--input={k}={FIXTURES / v}" for k, v in entry["inputs"].items()]
@@ -146,7 +139,7 @@ def test_int4_qdq_needs_opset_21(compressor, tmp_path):
     dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear"]
     assert len(dq) == 1 and {a.name: a.i for a in dq[0].attribute} == {"axis": 0, "block_size": 32}
     x = np.random.default_rng(2).standard_normal((1, 64)).astype(np.float32)
-    assert cosine(run_ort(src, {"x": x})[0], run_ort(out, {"x": x})[0]) >= 0.99
+    assert cosine(ort_outputs(src, {"x": x})[0], ort_outputs(out, {"x": x})[0]) >= 0.99
     r = compressor("quantize", FIXTURES / "mlp.onnx", "--bits", "4", "-o", tmp_path / "no.onnx", check=False)
     assert r.returncode == 69
     assert r.stderr == ("compressor: error: 4-bit DequantizeLinear needs opset 21 and the model imports opset 13; "

@@ -337,15 +337,9 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
   var out = NDArray(uninitialized: .double, shape)
   let xe = x.elements(Double.self), ye = y.elements(Double.self), z = out.mutableElements(Double.self)
   let integer = !a.dataType.isFloatingPoint
-  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
-    var i = offs[0], j = offs[1]
-    for k in 0..<n {
-      var v = f(xe[i], ye[j])
-      if integer && op == "Div" { v = v.rounded(.towardZero) }
-      z[o + k] = v
-      i += st[0]
-      j += st[1]
-    }
+  forEachPair(shape, a.shape, b.shape) { o, i, j in
+    let v = f(xe[i], ye[j])
+    z[o] = integer && op == "Div" ? v.rounded(.towardZero) : v
   }
   return try out.converted(to: a.dataType)
 }
@@ -355,21 +349,16 @@ private func int64Arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, sha
   var out = NDArray(uninitialized: .int64, shape)
   let p = a.elements(Int64.self), q = b.elements(Int64.self), r = out.mutableElements(Int64.self)
   let fmod = c.int("fmod", 0) == 1
-  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
-    var i = offs[0], j = offs[1]
-    for k in 0..<n {
-      let u = p[i], v = q[j]
-      switch op {
-      case "Add", "Sum": r[o + k] = u &+ v
-      case "Sub": r[o + k] = u &- v
-      case "Mul": r[o + k] = u &* v
-      case "Div": r[o + k] = v == 0 ? 0 : u / v
-      case "Max": r[o + k] = Swift.max(u, v)
-      case "Min": r[o + k] = Swift.min(u, v)
-      default: r[o + k] = v == 0 ? 0 : (fmod ? u % v : ((u % v) + v) % v)
-      }
-      i += st[0]
-      j += st[1]
+  forEachPair(shape, a.shape, b.shape) { o, i, j in
+    let u = p[i], v = q[j]
+    switch op {
+    case "Add", "Sum": r[o] = u &+ v
+    case "Sub": r[o] = u &- v
+    case "Mul": r[o] = u &* v
+    case "Div": r[o] = v == 0 ? 0 : u / v
+    case "Max": r[o] = Swift.max(u, v)
+    case "Min": r[o] = Swift.min(u, v)
+    default: r[o] = v == 0 ? 0 : (fmod ? u % v : ((u % v) + v) % v)
     }
   }
   return out
@@ -381,15 +370,21 @@ func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Doubl
   let x = try a.converted(to: .double), y = try b.converted(to: .double)
   var out = NDArray(uninitialized: .bool, shape)
   let xe = x.elements(Double.self), ye = y.elements(Double.self), z = out.mutableElements(UInt8.self)
-  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
+  forEachPair(shape, a.shape, b.shape) { o, i, j in z[o] = f(xe[i], ye[j]) ? 1 : 0 }
+  return out
+}
+
+/// Calls body(output index, index in a, index in b) for every element of a two-input broadcast.
+@inline(__always)
+func forEachPair(_ shape: [Int], _ a: [Int], _ b: [Int], _ body: (Int, Int, Int) -> Void) {
+  broadcastRows(shape, [a, b]) { o, offs, st, n in
     var i = offs[0], j = offs[1]
     for k in 0..<n {
-      z[o + k] = f(xe[i], ye[j]) ? 1 : 0
+      body(o + k, i, j)
       i += st[0]
       j += st[1]
     }
   }
-  return out
 }
 
 func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDArray {
@@ -397,14 +392,7 @@ func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDAr
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   var out = NDArray(uninitialized: .bool, shape)
   let z = out.mutableElements(UInt8.self)
-  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
-    var i = offs[0], j = offs[1]
-    for k in 0..<n {
-      z[o + k] = a.strings[i] == b.strings[j] ? 1 : 0
-      i += st[0]
-      j += st[1]
-    }
-  }
+  forEachPair(shape, a.shape, b.shape) { o, i, j in z[o] = a.strings[i] == b.strings[j] ? 1 : 0 }
   return out
 }
 
@@ -413,14 +401,7 @@ func logical(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Bool, Bool) -
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   var out = NDArray(uninitialized: .bool, shape)
   let x = a.elements(UInt8.self), y = b.elements(UInt8.self), z = out.mutableElements(UInt8.self)
-  broadcastRows(shape, [a.shape, b.shape]) { o, offs, st, n in
-    var i = offs[0], j = offs[1]
-    for k in 0..<n {
-      z[o + k] = f(x[i] != 0, y[j] != 0) ? 1 : 0
-      i += st[0]
-      j += st[1]
-    }
-  }
+  forEachPair(shape, a.shape, b.shape) { o, i, j in z[o] = f(x[i] != 0, y[j] != 0) ? 1 : 0 }
   return out
 }
 

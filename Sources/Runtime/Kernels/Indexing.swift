@@ -10,23 +10,13 @@ extension Kernels {
       let x = try c.input(0), idx = try c.input(1)
       let axis = try c.axis(c.int("axis", 0), rank: x.rank)
       guard idx.rank == x.rank else { throw c.fail("indices must have the data's rank") }
-      let indices = try idx.integers()
+      let element = try ElementAlongAxis(c, data: x, indices: idx, axis: axis)
       var out = NDArray(uninitialized: x.dataType, idx.shape)
-      let xs = strides(x.shape), os = strides(idx.shape), width = x.elementWidth
+      let width = x.elementWidth
       let dst = out.mutableBytes()
       try x.withUnsafeBytes { src in
         for o in 0..<idx.count {
-          var rest = o, offset = 0
-          for d in 0..<x.rank {
-            var i = rest / os[d]
-            rest %= os[d]
-            if d == axis {
-              i = indices[o] < 0 ? indices[o] + x.shape[d] : indices[o]
-              guard i >= 0 && i < x.shape[d] else { throw c.fail("index \(indices[o]) is out of range for a dimension of \(x.shape[d])") }
-            }
-            offset += i * xs[d]
-          }
-          (dst + o * width).copyMemory(from: src.baseAddress.unsafelyUnwrapped + offset * width, byteCount: width)
+          (dst + o * width).copyMemory(from: src.baseAddress.unsafelyUnwrapped + (try element.offset(o)) * width, byteCount: width)
         }
       }
       return [out]
@@ -213,26 +203,45 @@ extension Kernels {
   ]
 }
 
+/// GatherElements and ScatterElements address, for index element o, the data element at o's own
+/// coordinates except along `axis`, where the index value (negative from the end) is used.
+private struct ElementAlongAxis {
+  let c: KernelContext
+  let indices: [Int]
+  let dataShape: [Int], dataStrides: [Int], indexStrides: [Int]
+  let axis: Int
+
+  init(_ c: KernelContext, data: NDArray, indices: NDArray, axis: Int) throws {
+    self.c = c
+    self.indices = try indices.integers()
+    dataShape = data.shape
+    dataStrides = strides(data.shape)
+    indexStrides = strides(indices.shape)
+    self.axis = axis
+  }
+
+  func offset(_ o: Int) throws -> Int {
+    var rest = o, offset = 0
+    for d in 0..<dataShape.count {
+      var i = rest / indexStrides[d]
+      rest %= indexStrides[d]
+      if d == axis {
+        i = indices[o] < 0 ? indices[o] + dataShape[d] : indices[o]
+        guard i >= 0 && i < dataShape[d] else { throw c.fail("index \(indices[o]) is out of range for a dimension of \(dataShape[d])") }
+      }
+      offset += i * dataStrides[d]
+    }
+    return offset
+  }
+}
+
 private func scatterElements(_ c: KernelContext) throws -> NDArray {
   var x = try c.input(0)
   let idx = try c.input(1), updates = try c.input(2)
   let axis = try c.axis(c.int("axis", 0), rank: x.rank)
-  let indices = try idx.integers()
   let reduction = c.string("reduction", "none")
-  let xs = strides(x.shape), us = strides(idx.shape)
-  func target(_ o: Int) throws -> Int {
-    var rest = o, offset = 0
-    for d in 0..<x.rank {
-      var i = rest / us[d]
-      rest %= us[d]
-      if d == axis {
-        i = indices[o] < 0 ? indices[o] + x.shape[d] : indices[o]
-        guard i >= 0 && i < x.shape[d] else { throw c.fail("index \(indices[o]) is out of range for a dimension of \(x.shape[d])") }
-      }
-      offset += i * xs[d]
-    }
-    return offset
-  }
+  let element = try ElementAlongAxis(c, data: x, indices: idx, axis: axis)
+  func target(_ o: Int) throws -> Int { try element.offset(o) }
   if reduction != "none" {
     var v = try x.converted(to: .double)
     let u = try updates.converted(to: .double).elements(Double.self)

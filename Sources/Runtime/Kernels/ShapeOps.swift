@@ -90,25 +90,15 @@ extension Kernels {
         else { throw c.fail("inputs \(parts.map(\.shape)) do not concatenate along axis \(axis)") }
         shape[axis] += p.shape[axis]
       }
-      var out = NDArray(uninitialized: first.dataType, shape)
-      let width = first.elementWidth
-      let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
-      var offset = 0
       if first.dataType == .string {
+        var out = NDArray(uninitialized: first.dataType, shape)
+        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         var strings = [[UInt8]]()
         for o in 0..<outer { for p in parts { let n = p.shape[axis] * inner; strings += p.strings[(o * n)..<(o * n + n)] } }
         out.strings = strings
         return [out]
       }
-      let dst = out.mutableBytes()
-      for o in 0..<outer {
-        for p in parts {
-          let n = p.shape[axis] * inner * width
-          if n > 0, let src = p.storage.base { (dst + offset).copyMemory(from: src + o * n, byteCount: n) }
-          offset += n
-        }
-      }
-      return [out]
+      return [try concatenate(parts, axis: axis, like: first)]
     },
     "Split": { c in
       let x = try c.input(0)
@@ -245,13 +235,7 @@ private func concatenate(_ parts: [NDArray], axis: Int, like x: NDArray) throws 
 
 extension NDArray {
   init(bools: [Bool], shape: [Int]) {
-    self.init(bools.map { UInt8($0 ? 1 : 0) }, shape: shape)
-    self = NDArray(reinterpreting: self, as: .bool)
-  }
-
-  init(reinterpreting x: NDArray, as type: DataType) {
-    self = x
-    self.dataType = type
+    self = NDArray(bools.map { UInt8($0 ? 1 : 0) }, shape: shape).reinterpreted(as: .bool)
   }
 
   /// Where an empty tensor's bytes "are": never read or written, only offset by 0.
