@@ -27,7 +27,7 @@ let package = Package(
     .target(name: "Linalg", dependencies: ["COpenBLAS"]),
     .target(name: "ONNX", dependencies: ["IR", "Support", "CONNX", "CProtobufC"]),
     .target(name: "Runtime", dependencies: ["IR", "Linalg", "Support"]),
-    .target(name: "Compression", dependencies: ["IR", "Runtime", "Linalg", "Support"]),
+    .target(name: "Compression", dependencies: ["IR", "Runtime", "Linalg", "Datasets", "Support"]),
     .target(name: "Datasets", dependencies: ["Runtime", "ONNX", "IR", "Support", "CZlib"]),
     .target(name: "Report", dependencies: ["IR"]),
     .target(name: "CompressorCLI", dependencies: [

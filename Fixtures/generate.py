@@ -61,6 +61,18 @@ FEEDS = {
     "digits_y": save_npy("digits_y.npy", y_test),
 }
 
+# Calibration samples come from the training split, so quantization is judged on data it never
+# saw; the transformer's two inputs travel together in .npz files (arrays named like the inputs).
+CALIBRATION = 128
+MASK_CALIB = np.ones_like(t_train[:CALIBRATION])
+MASK_CALIB[::7, 56:] = 0
+save_npy("calib_x.npy", x_train[:CALIBRATION])
+save_npy("calib_img.npy", IMG_TRAIN[:CALIBRATION].astype(np.float32))
+np.savez(DATA / "calib_tokens.npz", input_ids=t_train[:CALIBRATION], attention_mask=MASK_CALIB)
+np.savez(DATA / "digits_tokens.npz", input_ids=t_test, attention_mask=MASK_TEST)
+if "--data-only" in sys.argv:
+    sys.exit(0)
+
 
 def train(model, inputs, labels, epochs=60, lr=3e-3, batch=64, extra=None):
     opt = torch.optim.Adam(model.parameters(), lr=lr)

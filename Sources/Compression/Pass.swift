@@ -23,8 +23,11 @@ public struct PassResult: Codable, Equatable {
     public var action: String
     /// Why, or the details of what was done.
     public var detail: String
-    public init(target: String, action: String, detail: String) {
+    /// The same details as numbers a script can gate on (scales, SQNR, ranges); finite only.
+    public var values: [String: Double]?
+    public init(target: String, action: String, detail: String, values: [String: Double]? = nil) {
       self.target = target; self.action = action; self.detail = detail
+      self.values = values?.filter { $0.value.isFinite }
     }
   }
   public var pass: String

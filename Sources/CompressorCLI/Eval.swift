@@ -43,8 +43,7 @@ extension Compressor {
       let loaded = try ModelReader.read(model)
       let executor = try Executor(model: loaded.model, threads: threads)
       let refExecutor = try reference.map { try Executor(model: try ModelReader.read($0).model, threads: threads) }
-      let initializers = Set(loaded.model.graph.initializers.map(\.name))
-      let inputs = loaded.model.graph.inputs.map(\.name).filter { !initializers.contains($0) }
+      let inputs = loaded.model.graph.feedNames
       let dataset = try Dataset(path: data, inputNames: inputs)
       let labelValues = try labels.map { path -> [Int] in
         guard let (_, array) = try DataFile.load(path).first else { throw CompressorError.invalid("\(path) is empty") }

@@ -67,4 +67,5 @@ struct PassReport: Encodable {
   var input: ModelFacts
   var output: ModelFacts
   var passes: [PassResult]
+  var quality: QualityCheck.Result?
 }

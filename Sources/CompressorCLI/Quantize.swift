@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import Datasets
 import Foundation
 import IR
 import ONNX
@@ -9,15 +10,20 @@ import Support
 extension Compressor {
   struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Quantize a model's weights to int8, keeping compute in float (weight-only).",
+      abstract: "Quantize a model: int8/int4 weights (weight-only), run-time activation quantization (dynamic), or calibrated QDQ / QOperator (static).",
       discussion: """
-        Runs the preparation passes of `optimize`, then stores every MatMul, Gemm, Conv, \
-        ConvTranspose and Gather weight of 256 elements or more as int8 with per-channel scales \
-        followed by DequantizeLinear. --report lists every weight quantized or left alone, with \
-        the reason and the weight's SQNR. Models that are already quantized are refused (exit 69).
+        Runs the preparation passes of `optimize` first. weight-only: MatMul, Gemm, Conv, \
+        ConvTranspose and Gather weights of 256 elements or more become int8 per output channel \
+        (or int4 blocks for MatMul with --bits 4) followed by DequantizeLinear. dynamic: MatMul, \
+        Gemm and Conv become DynamicQuantizeLinear + MatMulInteger/ConvInteger. static (needs \
+        --data): Conv, MatMul and Gemm read calibrated int8/uint8 activations, per-channel int8 \
+        weights and int32 biases, as QDQ pairs or QLinearConv/QLinearMatMul (--format qoperator). \
+        Weights of nodes not quantized otherwise are stored int8 (weight-only). --report lists \
+        every node quantized or skipped with the reason, every calibrated range, and with data \
+        the quality against the float model. Models that are already quantized are refused (exit 69).
         """)
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case weightOnly = "weight-only" }
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case weightOnly = "weight-only", dynamic, `static` }
 
     @Argument(help: "The ONNX model to quantize.")
     var model: String
@@ -28,16 +34,49 @@ extension Compressor {
     @Option(help: "Quantization mode (\(Mode.allCases.map(\.rawValue).joined(separator: ", "))).")
     var mode: Mode = .weightOnly
 
-    @Option(help: "Bits per weight: 8, or 4 (MatMul weights, in blocks).")
+    @Option(help: "Bits per weight: 8, or 4 (weight-only; MatMul weights, in blocks).")
     var bits = 8
 
     @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
     var blockSize = 32
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case qdq, matmulnbits }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case qdq, qoperator, matmulnbits }
 
-    @Option(help: "With --bits 4: qdq (standard DequantizeLinear, opset 21+) or matmulnbits (ONNX Runtime's com.microsoft MatMulNBits).")
+    @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits).")
     var format: Format = .qdq
+
+    @Option(help: "Calibration data: a directory of .npy/.npz/.pb samples or one such file (needed by --mode static); also the quality data unless --eval-data is given.")
+    var data: String?
+
+    @Option(help: "Data to measure the quality of the result against the float model (default: --data).")
+    var evalData: String?
+
+    @Option(help: "A .npy of class indices aligned with the quality data, for accuracy.")
+    var labels: String?
+
+    @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy or mse.")
+    var calibration = "minmax"
+
+    @Option(help: "Calibrate on at most this many samples (rows).")
+    var calibrationSamples: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Static: int8 activations with zero point 0 (default: uint8 with a zero point).")
+    var symmetricActivations = false
+
+    @Flag(inversion: .prefixedNo, help: "int8 weights with zero point 0 (default), or uint8 with a zero point per channel.")
+    var symmetricWeights = true
+
+    @Option(help: "Weight-only: the per-channel axis of every weight, overriding each op's output-channel axis.")
+    var axis: Int?
+
+    @Option(parsing: .singleValue, help: "Quantize only nodes whose name matches this glob or whose op type is this (repeatable).")
+    var include: [String] = []
+
+    @Option(parsing: .singleValue, help: "Leave nodes whose name matches this glob or whose op type is this in float (repeatable).")
+    var exclude: [String] = []
+
+    @Option(help: "Threads for calibration and evaluation.")
+    var threads = 1
 
     @Option(help: "Write a JSON report of every change to this file.")
     var report: String?
@@ -48,33 +87,60 @@ extension Compressor {
     func validate() throws {
       if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
       if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
+      if bits == 4 && mode != .weightOnly { throw ValidationError("--bits 4 is weight-only; --mode \(mode.rawValue) is int8") }
+      if format == .matmulnbits && bits != 4 { throw ValidationError("--format matmulnbits needs --bits 4") }
+      if format == .qoperator && mode != .static { throw ValidationError("--format qoperator needs --mode static") }
+      if mode == .dynamic && !symmetricWeights { throw ValidationError("--mode dynamic stores symmetric weights (ConvInteger takes one weight zero point)") }
+      if mode == .static && data == nil { throw ValidationError("--mode static needs --data (calibration samples)") }
+      if CalibrationMethod(argument: calibration) == nil {
+        throw ValidationError("--calibration must be minmax, percentile[:P] with 50 < P ≤ 100, entropy or mse, not '\(calibration)'")
+      }
+      if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
+      if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
+      if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
     }
 
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: bits == 4 ? "int4" : "int8")
+      let filter = NodeFilter(include: include, exclude: exclude)
+      var passes: [Pass] = [ConstantsToInitializers(), FoldConstants(), FoldBatchNormIntoConv(), RemoveDeadCode()]
+      switch mode {
+      case .weightOnly:
+        if bits == 4 { passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: format == .matmulnbits ? .matmulnbits : .qdq, filter: filter)) }
+      case .dynamic:
+        passes.append(QuantizeDynamic(filter: filter))
+      case .static:
+        let method = CalibrationMethod(argument: calibration) ?? .minmax
+        let calibrator = Calibrator(method: method, maxSamples: calibrationSamples, threads: threads)
+        passes.append(QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
+                                     symmetricWeights: symmetricWeights, filter: filter))
+        if format == .qoperator { passes.append(QDQToQOperator()) }
+      }
+      passes.append(QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter))
+      // Float biases replaced by int32 ones, and dequantizers the integer operators no longer read.
+      passes.append(RemoveDeadCode())
+      let quality = (evalData ?? data).map { QualityCheck(data: $0, labels: labels, threads: threads) }
       let outcome = try TransformRun(command: "quantize", model: model, output: out, report: report, force: force,
-                                     notLargerThanInput: true).run(
-        Self.passes(bits: bits, blockSize: blockSize, format: format),
-        check: { loaded in
-          var alreadyQuantized: Node?
-          loaded.model.graph.forEachGraph { g in
-            for n in g.nodes where alreadyQuantized == nil && Self.quantizedOps.contains(n.opType) { alreadyQuantized = n }
-          }
-          if let n = alreadyQuantized {
-            throw CompressorError.unsupported("\(model) is already quantized (\(n.displayName)); quantize the float model instead")
-          }
-        })
-      let count = outcome.passes.reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
-      let ratio = Double(outcome.written.modelBytes) / Double(max(outcome.loaded.totalBytes, 1))
-      FileHandle.standardError.write("wrote \(out) (\(count) weights quantized\(bits == 4 ? " (MatMul int4, others int8)" : " int8"), \(outcome.written.modelBytes) bytes, \(String(format: "%.2f", ratio))× the input)\n")
-    }
-
-    /// The preparation passes, then 4-bit MatMul weights (with --bits 4), then int8 for the rest.
-    static func passes(bits: Int, blockSize: Int, format: Format) -> [Pass] {
-      var passes: [Pass] = [ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode()]
-      if bits == 4 { passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: format == .qdq ? .qdq : .matmulnbits)) }
-      passes.append(QuantizeWeights())
-      return passes
+                                     notLargerThanInput: true, quality: quality).run(passes, check: { loaded in
+        var alreadyQuantized: Node?
+        loaded.model.graph.forEachGraph { g in
+          for n in g.nodes where alreadyQuantized == nil && Self.quantizedOps.contains(n.opType) { alreadyQuantized = n }
+        }
+        if let n = alreadyQuantized {
+          throw CompressorError.unsupported("\(model) is already quantized (\(n.displayName)); quantize the float model instead")
+        }
+      })
+      let quantized = outcome.passes.filter { $0.pass.hasPrefix("quantize") }
+        .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
+      let ratio = Double(outcome.written.modelBytes + outcome.written.dataBytes) / Double(max(outcome.loaded.totalBytes, 1))
+      var line = "wrote \(out) (\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.written.modelBytes + outcome.written.dataBytes) bytes, \(String(format: "%.2f", ratio))× the input"
+      if let q = outcome.quality {
+        line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
+          .map { ", \($0) \(jsonNumber(q.compressed[$0] ?? 0))" }.joined()
+        if let a = q.float["accuracy"] { line += " (float accuracy \(jsonNumber(a)))" }
+      }
+      FileHandle.standardError.write(line + ")\n")
+      if quantized == 0 { FileHandle.standardError.write("compressor: warning: nothing was quantized; see --report for the reasons\n") }
     }
 
     static let quantizedOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",

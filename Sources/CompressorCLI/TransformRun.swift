@@ -15,12 +15,15 @@ struct TransformRun {
   var force: Bool
   /// Compressing commands: a result larger than the input is a bug.
   var notLargerThanInput = false
+  /// With data: the result measured against the input model, for the report and the summary line.
+  var quality: QualityCheck?
 
   struct Outcome {
     var loaded: LoadedModel
     var result: Model
     var passes: [PassResult]
     var written: WriteResult
+    var quality: QualityCheck.Result?
   }
 
   func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in }) throws -> Outcome {
@@ -32,15 +35,16 @@ struct TransformRun {
     var result = loaded.model
     let passResults = try PassManager(passes).run(&result, file: model)
     let options = WriteOptions(force: force, notLargerThanInput: notLargerThanInput ? loaded.totalBytes : nil)
+    let measured = try quality?.run(original: loaded.model, compressed: result)
     let written = try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles)
     if let report {
       let r = PassReport(command: command, input: .init(file: baseName(model), bytes: loaded.totalBytes, model: loaded.model),
                          output: .init(file: baseName(output), bytes: written.modelBytes + written.dataBytes, model: result),
-                         passes: passResults)
+                         passes: passResults, quality: measured)
       let writer = try AtomicFileWriter(destination: report)
       try writer.write(try encodeJSON(r))
       try writer.commit()
     }
-    return Outcome(loaded: loaded, result: result, passes: passResults, written: written)
+    return Outcome(loaded: loaded, result: result, passes: passResults, written: written, quality: measured)
   }
 }

@@ -84,6 +84,12 @@ public struct Graph: Equatable, Sendable {
   }
 
   /// Every value name read by this graph's nodes and outputs and by its subgraphs, with counts.
+  /// The inputs a caller must feed: graph inputs that are not initializers (IR 3 lists both).
+  public var feedNames: [String] {
+    let initialized = Set(initializers.map(\.name))
+    return inputs.map(\.name).filter { !initialized.contains($0) }
+  }
+
   public func uses() -> [String: Int] {
     var count = [String: Int]()
     forEachGraph { g in

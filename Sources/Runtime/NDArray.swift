@@ -285,3 +285,19 @@ final class BufferPool: @unchecked Sendable {
     p.deallocate()
   }
 }
+
+extension NDArray {
+  /// Rows `range` of the leading dimension, copied (samples of a batch).
+  public func leadingRows(_ range: Range<Int>) -> NDArray {
+    guard rank > 0, range.lowerBound >= 0, range.upperBound <= shape[0] else { return self }
+    var out = NDArray(uninitialized: dataType, [range.count] + shape.dropFirst())
+    let rowBytes = (dataType.byteCount(elements: shape.dropFirst().reduce(1, *)) ?? 0)
+    if dataType == .string {
+      let per = shape.dropFirst().reduce(1, *)
+      out.strings = Array(strings[(range.lowerBound * per)..<(range.upperBound * per)])
+    } else if let src = storage.base, let dst = out.storage.base, rowBytes > 0 {
+      dst.copyMemory(from: src + range.lowerBound * rowBytes, byteCount: range.count * rowBytes)
+    }
+    return out
+  }
+}

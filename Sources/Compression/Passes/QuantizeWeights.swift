@@ -13,32 +13,44 @@ public struct QuantizeWeights: Pass {
   public static let name = "quantize-weights"
   /// Smaller tensors (biases, norms) stay float: their bytes do not matter, their precision does.
   public var minimumElements: Int
-  public init(minimumElements: Int = 256) { self.minimumElements = minimumElements }
+  /// Symmetric int8 (zero point 0), or asymmetric uint8 with a zero point per channel.
+  public var symmetric: Bool
+  /// Overrides the per-channel axis of every weight (`--axis`); negative counts from the end.
+  public var axis: Int?
+  public var filter: NodeFilter
+  public init(minimumElements: Int = 256, symmetric: Bool = true, axis: Int? = nil, filter: NodeFilter = .init()) {
+    self.minimumElements = minimumElements
+    self.symmetric = symmetric
+    self.axis = axis
+    self.filter = filter
+  }
+
+  /// Which input of which op is a weight, and the axis of its output channels.
+  static let weightInput = ["Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "Gather": 0]
+  static func channelAxis(_ n: Node, rank: Int) -> Int? {
+    switch n.opType {
+    case "Conv": return 0
+    case "ConvTranspose": return 1
+    case "Gemm": return (n.attribute("transB")?.int ?? 0) != 0 ? 0 : 1
+    case "MatMul": return rank >= 2 ? rank - 1 : nil
+    case "Gather": return (n.attribute("axis")?.int ?? 0) == 0 ? 0 : nil
+    default: return nil
+    }
+  }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
     let opset = model.defaultOpsetVersion ?? 1
-    // Which input of which op is a weight, and the axis of its output channels.
-    func weightAxis(_ n: Node, _ input: Int, rank: Int) -> Int? {
-      switch (n.opType, input) {
-      case ("Conv", 1): return 0
-      case ("ConvTranspose", 1): return 1
-      case ("Gemm", 1): return (n.attribute("transB")?.int ?? 0) != 0 ? 0 : 1
-      case ("MatMul", 1): return rank >= 2 ? rank - 1 : nil
-      case ("Gather", 0): return (n.attribute("axis")?.int ?? 0) == 0 ? 0 : nil
-      default: return nil
-      }
-    }
     var weights = [String: (axis: Int, reader: String)]()
     var conflicting = Set<String>()
     let ranks = Dictionary(model.graph.initializers.map { ($0.name, $0.dims.count) }, uniquingKeysWith: { a, _ in a })
-    let weightInput = ["Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "Gather": 0]
     var dequantized = Set<String>()
     model.graph.forEachGraph { g in for n in g.nodes where n.opType == "DequantizeLinear" { dequantized.formUnion(n.outputs) } }
+    var refused = [String: String]()
     // Readers anywhere, subgraphs included: If/Loop bodies read the main graph's weights.
-    model.graph.forEachGraph { g in
+    try model.graph.forEachGraph { g in
       for n in g.nodes where n.isDefaultDomain {
-        guard let wi = weightInput[n.opType], wi < n.inputs.count else { continue }
+        guard let wi = Self.weightInput[n.opType], wi < n.inputs.count else { continue }
         let name = n.inputs[wi]
         guard let rank = ranks[name] else {
           if n.opType != "Gather" {
@@ -48,7 +60,19 @@ public struct QuantizeWeights: Pass {
           }
           continue
         }
-        if let axis = weightAxis(n, wi, rank: rank) {
+        if let why = filter.refusal(n) {
+          refused[name] = why
+          changes.append(.init(target: label(n), action: "skipped", detail: why))
+          continue
+        }
+        var axis = Self.channelAxis(n, rank: rank)
+        if let forced = self.axis {
+          guard forced >= -rank && forced < rank else {
+            throw CompressorError.usage("--axis \(forced) is out of range for weight '\(name)' of rank \(rank) (\(label(n)))")
+          }
+          axis = forced < 0 ? forced + rank : forced
+        }
+        if let axis {
           if let seen = weights[name], seen.axis != axis { conflicting.insert(name) }
           weights[name] = (axis, label(n))
         } else {
@@ -60,50 +84,21 @@ public struct QuantizeWeights: Pass {
     for (index, t) in model.graph.initializers.enumerated() {
       guard let (axis, reader) = weights[t.name] else { continue }
       func skip(_ why: String) { changes.append(.init(target: t.name, action: "skipped", detail: why)) }
+      if let why = refused[t.name] { skip("also read by a node \(why)"); continue }
       if t.dataType != .float { skip("\(t.dataType), not float"); continue }
       if t.elementCount < minimumElements { skip("\(t.elementCount) elements, fewer than \(minimumElements)"); continue }
       if conflicting.contains(t.name) { skip("read as a weight along different axes"); continue }
       if opset < 10 { skip("opset \(opset) has no DequantizeLinear (needs 10)"); continue }
       let perChannel = opset >= 13
-      let values = try NDArray(t).floats()
-      if let bad = values.firstIndex(where: { !$0.isFinite }) {
-        throw CompressorError.invalid("weight '\(t.name)' holds \(values[bad]) at element \(bad); compressor will not quantize it")
-      }
-      let dims = t.dims.map { Int($0) }
-      let channels = perChannel ? dims[axis] : 1
-      let inner = perChannel ? dims[(axis + 1)...].reduce(1, *) : values.count
-      var scales = [Float](repeating: 0, count: channels)
-      for (i, v) in values.enumerated() {
-        let c = perChannel ? (i / inner) % channels : 0
-        scales[c] = max(scales[c], abs(v))
-      }
-      var zeroChannels = 0
-      for c in 0..<channels {
-        if scales[c] == 0 { scales[c] = 1; zeroChannels += 1 } else { scales[c] /= 127 }
-      }
-      var q = [Int8](repeating: 0, count: values.count)
-      var signal = 0.0, noise = 0.0
-      for (i, v) in values.enumerated() {
-        let s = scales[perChannel ? (i / inner) % channels : 0]
-        let r = (v / s).rounded(.toNearestOrEven)
-        q[i] = Int8(max(-127, min(127, r)))
-        let back = Float(q[i]) * s
-        signal += Double(v) * Double(v)
-        noise += Double(v - back) * Double(v - back)
-      }
-      let qName = "\(t.name).int8", sName = "\(t.name).scale"
-      model.graph.initializers[index] = Tensor(name: qName, dataType: .int8, dims: t.dims,
-                                               data: ByteBuffer(copying: q.withUnsafeBytes { Array($0) }))
-      model.graph.initializers.append(Tensor(name: sName, dataType: .float, dims: perChannel ? [Int64(channels)] : [],
-                                             data: ByteBuffer(copying: scales.withUnsafeBytes { Array($0) })))
-      var attributes = [Attribute]()
-      if perChannel { attributes.append(Attribute(name: "axis", value: .int(Int64(axis)))) }
-      newNodes.append(Node(name: "\(t.name).dequantize", opType: "DequantizeLinear", inputs: [qName, sName],
-                           outputs: [t.name], attributes: attributes))
-      let sqnr = noise == 0 ? "inf" : String(format: "%.1f", 10 * log10(signal / noise))
-      var detail = "int8 \(perChannel ? "per-channel (axis \(axis), \(channels) scales)" : "per-tensor (opset \(opset))") for \(reader); SQNR \(sqnr) dB"
-      if zeroChannels > 0 { detail += "; \(zeroChannels) all-zero channel(s) given scale 1" }
-      changes.append(.init(target: t.name, action: "quantized", detail: detail))
+      let q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetric,
+                                  names: ("\(t.name).int8", "\(t.name).scale", "\(t.name).zero_point"))
+      model.graph.initializers[index] = q.values
+      model.graph.initializers.append(q.scale)
+      if let zp = q.zeroPoint { model.graph.initializers.append(zp) }
+      newNodes.append(q.dequantize(output: t.name, nodeName: "\(t.name).dequantize"))
+      var detail = "\(q.scheme)\(perChannel ? "" : " (opset \(opset))") for \(reader); SQNR \(q.sqnrText) dB"
+      if q.zeroChannels > 0 { detail += "; \(q.zeroChannels) all-zero channel(s) given scale 1" }
+      changes.append(.init(target: t.name, action: "quantized", detail: detail, values: q.metrics))
     }
     model.graph.nodes.insert(contentsOf: newNodes, at: 0)
     if newNodes.isEmpty == false && model.irVersion < 4 {

@@ -12,7 +12,10 @@ public struct QuantizeWeights4Bit: Pass {
   public enum Format: String, Sendable { case qdq, matmulnbits }
   public var blockSize: Int
   public var format: Format
-  public init(blockSize: Int, format: Format) { self.blockSize = blockSize; self.format = format }
+  public var filter: NodeFilter
+  public init(blockSize: Int, format: Format, filter: NodeFilter = .init()) {
+    self.blockSize = blockSize; self.format = format; self.filter = filter
+  }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
@@ -29,6 +32,7 @@ public struct QuantizeWeights4Bit: Pass {
     for n in model.graph.nodes {
       guard n.isDefaultDomain, ["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"].contains(n.opType) else { nodes.append(n); continue }
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)); nodes.append(n) }
+      if let why = filter.refusal(n) { skip(why); continue }
       guard n.opType == "MatMul" else { skip("4-bit applies to MatMul weights; \(n.opType) is left to the int8 pass"); continue }
       guard n.inputs.count == 2, let wi = index[n.inputs[1]] else { skip("its weight input is computed, not an initializer"); continue }
       let w = model.graph.initializers[wi]

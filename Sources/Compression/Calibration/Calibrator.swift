@@ -1,0 +1,161 @@
+import Datasets
+import Foundation
+import IR
+import Runtime
+import Support
+
+/// How an activation's quantization range is chosen from what calibration saw.
+public enum CalibrationMethod: Equatable, CustomStringConvertible {
+  /// The smallest and largest value seen.
+  case minmax
+  /// The central `p` percent of values (both tails clipped).
+  case percentile(Double)
+  /// The range whose quantized distribution diverges least (KL) from the observed one.
+  case entropy
+  /// The range with the least expected squared quantization error.
+  case mse
+
+  /// "minmax", "percentile", "percentile:99.9", "entropy", "mse".
+  public init?(argument: String) {
+    let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+    switch parts[0] {
+    case "minmax" where parts.count == 1: self = .minmax
+    case "entropy" where parts.count == 1: self = .entropy
+    case "mse" where parts.count == 1: self = .mse
+    case "percentile":
+      guard parts.count == 1 || Double(parts[1]) != nil else { return nil }
+      let p = parts.count == 2 ? Double(parts[1]) ?? 0 : 99.99
+      guard p > 50, p <= 100 else { return nil }
+      self = .percentile(p)
+    default: return nil
+    }
+  }
+
+  public var description: String {
+    switch self {
+    case .minmax: return "minmax"
+    case .percentile(let p): return "percentile:\(p)"
+    case .entropy: return "entropy"
+    case .mse: return "mse"
+    }
+  }
+}
+
+/// What calibration learned about one activation.
+public struct ActivationRange {
+  /// The range to quantize over; always contains 0, so a zero point exists.
+  public var lo: Float
+  public var hi: Float
+  public var observedMin: Float
+  public var observedMax: Float
+  /// Elements seen, and those left out of the range (non-finite, or mask-sized magnitudes).
+  public var count: Int
+  public var excluded: Int
+  /// Fraction of the kept values outside [lo, hi] (0 for minmax).
+  public var clippedFraction: Double
+  /// nil when every value was float32.
+  public var otherType: DataType?
+}
+
+/// Runs the float model over calibration samples and records, for each requested tensor, a
+/// streaming histogram; memory is the histograms plus one chunk of samples, whatever their number.
+public struct Calibrator {
+  public var method: CalibrationMethod
+  /// Use at most this many samples (rows of the leading dimension), nil for all.
+  public var maxSamples: Int?
+  /// Rows run at once: bounds the activations held while calibrating.
+  public var chunkRows: Int
+  public var threads: Int
+  public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 16, threads: Int = 1) {
+    self.method = method; self.maxSamples = maxSamples; self.chunkRows = chunkRows; self.threads = threads
+  }
+
+  /// Histograms shared with the executor's observer.
+  private final class Recorder {
+    var histograms: [String: StreamingHistogram] = [:]
+    var otherTypes: [String: DataType] = [:]
+    func record(_ name: String, _ value: NDArray) {
+      guard histograms[name] != nil else { return }
+      guard value.dataType == .float else { otherTypes[name] = value.dataType; return }
+      value.elements(Float.self).withPointer { p in
+        histograms[name]?.add(UnsafeBufferPointer(start: p, count: value.count))
+      }
+    }
+  }
+
+  /// Ranges of `tensors` (main-graph values or graph inputs) over the samples of `data`.
+  /// Returns the ranges and the number of samples used.
+  public func run(model: Model, tensors: [String], data: Dataset) throws -> (ranges: [String: ActivationRange], samples: Int) {
+    let executor = try Executor(model: model, threads: threads)
+    let recorder = Recorder()
+    let keepsBins = method != .minmax
+    for t in tensors { recorder.histograms[t] = StreamingHistogram(keepsBins: keepsBins) }
+    executor.observer = { node, _, outputs in
+      for (name, value) in zip(node.outputs, outputs) { recorder.record(name, value) }
+    }
+    var used = 0
+    let limit = maxSamples ?? Int.max
+    fileLoop: for file in 0..<data.files.count {
+      let feeds = try data.batch(file)
+      let rows = feeds.values.map { $0.rank == 0 ? 1 : $0.shape[0] }.min() ?? 1
+      let batched = feeds.values.allSatisfy { $0.rank > 0 && $0.shape[0] == rows }
+      var start = 0
+      while start < rows && used < limit {
+        let n = batched ? min(chunkRows, rows - start, limit - used) : rows
+        let chunk = batched ? feeds.mapValues { $0.leadingRows(start..<(start + n)) } : feeds
+        for (name, value) in chunk { recorder.record(name, value) }
+        _ = try executor.run(chunk)
+        used += batched ? n : 1
+        start += n
+        if !batched { break }
+      }
+      if used >= limit { break fileLoop }
+    }
+    if used == 0 {
+      throw CompressorError.usage("the calibration data holds no samples")
+    }
+    var ranges = [String: ActivationRange]()
+    for name in tensors {
+      guard let h = recorder.histograms[name] else { continue }
+      ranges[name] = choose(h, otherType: recorder.otherTypes[name])
+    }
+    return (ranges, used)
+  }
+
+  func choose(_ h: StreamingHistogram, otherType: DataType?) -> ActivationRange {
+    guard !h.isEmpty else {
+      return ActivationRange(lo: 0, hi: 0, observedMin: 0, observedMax: 0, count: h.total, excluded: h.excluded,
+                             clippedFraction: 0, otherType: otherType)
+    }
+    var lo = h.minimum, hi = h.maximum
+    switch method {
+    case .minmax:
+      break
+    case .percentile(let p):
+      let tail = (100 - p) / 100
+      if h.minimum < 0 { lo = max(h.minimum, h.quantile(tail)) }
+      hi = min(h.maximum, h.quantile(1 - tail))
+    case .entropy, .mse:
+      // Shrink [min(0,lo), max(0,hi)] toward 0 and keep the best-scoring candidate.
+      let a = min(0, h.minimum), b = max(0, h.maximum)
+      var best = (score: Double.infinity, fraction: Float(1))
+      for k in 1...100 {
+        let f = Float(k) / 100
+        let score: Double?
+        if method == .mse {
+          score = h.quantizationError(a * f, b * f, levels: 255)
+        } else {
+          score = h.clippingDivergence(a * f, b * f, levels: 128)
+        }
+        if let score, score < best.score { best = (score, f) }
+      }
+      lo = a * best.fraction
+      hi = b * best.fraction
+    }
+    lo = min(lo, 0)
+    hi = max(hi, 0)
+    let clipped = method == .minmax ? 0 : h.fractionOutside(lo, hi)
+    return ActivationRange(lo: lo, hi: hi, observedMin: h.minimum, observedMax: h.maximum, count: h.total,
+                           excluded: h.excluded, clippedFraction: clipped, otherType: otherType)
+  }
+}

@@ -1,0 +1,259 @@
+import Datasets
+import Foundation
+import IR
+import Runtime
+import Support
+
+/// Static quantization in QDQ form: activations get ranges from calibration data, and every
+/// Conv, MatMul and Gemm of the main graph reads its activations through QuantizeLinear →
+/// DequantizeLinear pairs, its weight as int8 per output channel and its bias as int32 (scale
+/// = input scale × weight scale), each through a DequantizeLinear. Outputs of quantized nodes are
+/// quantized too (after a single following Relu, which the zero point then absorbs), so runtimes
+/// can fuse each group into an integer kernel; graph outputs stay float.
+///
+/// Only float32 values are touched: integer index arithmetic (Shape/Gather/Range chains) never
+/// is. Softmax outputs get the fixed range [0, 1]. Values that are not Conv/MatMul/Gemm inputs
+/// or outputs — LayerNorm internals, residual sums, attention-mask additions — stay float.
+public struct QuantizeStatic: Pass {
+  public static let name = "quantize-static"
+  public var calibrator: Calibrator
+  /// Calibration samples: a directory or one data file.
+  public var data: String
+  /// int8 activations with zero point 0; otherwise uint8 with a zero point.
+  public var symmetricActivations: Bool
+  public var symmetricWeights: Bool
+  public var filter: NodeFilter
+
+  public init(calibrator: Calibrator, data: String, symmetricActivations: Bool = false, symmetricWeights: Bool = true,
+              filter: NodeFilter = .init()) {
+    self.calibrator = calibrator
+    self.data = data
+    self.symmetricActivations = symmetricActivations
+    self.symmetricWeights = symmetricWeights
+    self.filter = filter
+  }
+
+  static let quantizable: Set<String> = ["Conv", "MatMul", "Gemm"]
+
+  /// One node to quantize: which inputs are activations, which is the weight and the bias, and
+  /// where its output is quantized.
+  struct Plan {
+    var node: Int
+    var activations: [Int]
+    var weight: (input: Int, axis: Int)?
+    var bias: Int?
+    var outputAnchor: String?
+  }
+
+  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+    var changes = [PassResult.Change]()
+    let opset = model.defaultOpsetVersion ?? 1
+    let graph = model.graph
+    // Subgraph nodes are never calibrated (the executor's observer sees the main graph only).
+    for (i, g) in subgraphs(graph).enumerated() where i > 0 {
+      for n in g.nodes where n.isDefaultDomain && Self.quantizable.contains(n.opType) {
+        changes.append(.init(target: label(n), action: "skipped", detail: "inside a subgraph: its activations are not calibrated"))
+      }
+    }
+    guard opset >= 10 else {
+      for n in graph.nodes where n.isDefaultDomain && Self.quantizable.contains(n.opType) {
+        changes.append(.init(target: label(n), action: "skipped", detail: "opset \(opset) has no QuantizeLinear (needs 10)"))
+      }
+      return PassResult(pass: Self.name, changes: changes)
+    }
+    let perChannel = opset >= 13
+    var initializers = [String: Tensor]()
+    for t in graph.initializers { initializers[t.name] = t }
+    var consumers = [String: [Int]]()
+    for (i, n) in graph.nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { consumers[name, default: []].append(i) } }
+    let graphOutputs = Set(graph.outputs.map(\.name))
+    let uses = graph.uses()
+
+    // 1. Which nodes, and which of their values.
+    var plans = [Plan]()
+    for (i, n) in graph.nodes.enumerated() where n.isDefaultDomain && Self.quantizable.contains(n.opType) {
+      func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
+      if let why = filter.refusal(n) { skip(why); continue }
+      guard n.inputs.count >= 2, n.outputs.count == 1 else { skip("unexpected inputs or outputs"); continue }
+      var plan = Plan(node: i, activations: [])
+      var ok = true
+      for (slot, name) in n.inputs.prefix(2).enumerated() {
+        if let t = initializers[name] {
+          guard slot == 1, t.dataType == .float else { skip("input '\(name)' is a \(t.dataType) initializer in position \(slot)"); ok = false; break }
+          guard let axis = QuantizeWeights.channelAxis(n, rank: t.dims.count) else { skip("weight '\(name)' has no per-channel layout"); ok = false; break }
+          plan.weight = (1, axis)
+        } else {
+          if n.opType == "Conv" && slot == 1 { skip("its weight '\(name)' is computed, not an initializer"); ok = false; break }
+          plan.activations.append(slot)
+        }
+      }
+      guard ok else { continue }
+      if n.opType == "Gemm" {
+        let transA = n.attribute("transA")?.int ?? 0, alpha = n.attribute("alpha")?.float ?? 1, beta = n.attribute("beta")?.float ?? 1
+        if plan.weight != nil && n.inputs.count > 2, let b = initializers[n.inputs[2]], b.dims.count == 1, b.dataType == .float,
+           transA == 0, alpha == 1, beta == 1 {
+          plan.bias = 2
+        }
+      } else if n.opType == "Conv", n.inputs.count > 2, let b = initializers[n.inputs[2]], b.dataType == .float {
+        plan.bias = 2
+      }
+      // The output, or the output of a Relu that alone reads it (its zero point absorbs the Relu).
+      var anchor = n.outputs[0]
+      if let readers = consumers[anchor], readers.count == 1, uses[anchor] == 1, !graphOutputs.contains(anchor),
+         graph.nodes[readers[0]].opType == "Relu", graph.nodes[readers[0]].isDefaultDomain {
+        anchor = graph.nodes[readers[0]].outputs[0]
+      }
+      plan.outputAnchor = graphOutputs.contains(anchor) ? nil : anchor
+      plans.append(plan)
+    }
+
+    // 2. Calibrate every activation involved.
+    var wanted = Set<String>()
+    for p in plans {
+      for a in p.activations { wanted.insert(graph.nodes[p.node].inputs[a]) }
+      if let o = p.outputAnchor { wanted.insert(o) }
+    }
+    let dataset = try Dataset(path: data, inputNames: graph.feedNames)
+    let (ranges, samples) = try calibrator.run(model: model, tensors: wanted.sorted(), data: dataset)
+    var producers = [String: Node]()
+    for n in graph.nodes { for o in n.outputs { producers[o] = n } }
+
+    // 3. Quantization parameters per activation.
+    struct Params { var scale: Float; var zeroPoint: Int32 }
+    var params = [String: Params]()
+    var rangeChanges = [PassResult.Change]()
+    for name in wanted.sorted() {
+      guard let r = ranges[name] else { continue }
+      if let other = r.otherType {
+        rangeChanges.append(.init(target: name, action: "skipped", detail: "\(other) values; only float32 activations are quantized"))
+        continue
+      }
+      var lo = r.lo, hi = r.hi, note = ""
+      if producers[name]?.opType == "Softmax" { lo = 0; hi = 1; note = "; Softmax output: fixed range [0, 1]" }
+      var scale: Float, zp: Int32 = 0
+      if symmetricActivations {
+        scale = max(-lo, hi) / 127
+      } else {
+        scale = (hi - lo) / 255
+        if scale.isNormal { zp = Int32(max(0, min(255, (-lo / scale).rounded(.toNearestOrEven)))) }
+      }
+      if !scale.isNormal { scale = 1; zp = symmetricActivations ? 0 : 0; note += "; constant zero: scale 1" }
+      params[name] = Params(scale: scale, zeroPoint: zp)
+      var detail = String(format: "range [%g, %g] (seen [%g, %g] over %d samples) → %@ scale %g zero point %d; clipped %.4f%%",
+                          lo, hi, r.observedMin, r.observedMax, samples, symmetricActivations ? "int8" : "uint8",
+                          scale, zp, r.clippedFraction * 100)
+      if r.excluded > 0 { detail += "; \(r.excluded) non-finite or |x| ≥ 1e6 values left out of the range" }
+      rangeChanges.append(.init(target: name, action: "calibrated", detail: detail + note, values: [
+        "lo": Double(lo), "hi": Double(hi), "observedMin": Double(r.observedMin), "observedMax": Double(r.observedMax),
+        "scale": Double(scale), "zeroPoint": Double(zp), "clippedFraction": r.clippedFraction,
+        "excluded": Double(r.excluded), "samples": Double(samples),
+      ]))
+    }
+
+    // 4. Rewrite: weights and biases first, then activation pairs after their producers.
+    var newInitializers = [Tensor]()
+    var removedInitializers = Set<String>()
+    var front = [Node]()
+    var quantizedWeights = [String: QuantizedWeight]()
+    var rewired = [Int: [Int: String]]()  // node → input slot → new name
+    var fullyQuantized = Set<String>()  // anchors: every reader takes the dequantized value
+    var inputOnly = [String: Set<Int>]()  // activations: only the quantized readers do
+    for p in plans {
+      let n = graph.nodes[p.node]
+      if let bad = p.activations.first(where: { params[n.inputs[$0]] == nil }) {
+        changes.append(.init(target: label(n), action: "skipped", detail: "activation '\(n.inputs[bad])' is not float32"))
+        continue
+      }
+      var detail = "QDQ: activations \(symmetricActivations ? "int8 symmetric" : "uint8 asymmetric") per-tensor"
+      var values = [String: Double]()
+      var weightScales: [Float]?
+      if let (wi, axis) = p.weight {
+        let name = n.inputs[wi]
+        let q: QuantizedWeight
+        if let seen = quantizedWeights[name] {
+          q = seen
+        } else {
+          guard let t = initializers[name] else { continue }
+          q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetricWeights,
+                                  names: ("\(name).int8", "\(name).scale", "\(name).zero_point"))
+          quantizedWeights[name] = q
+          newInitializers.append(q.values)
+          newInitializers.append(q.scale)
+          if let zp = q.zeroPoint { newInitializers.append(zp) }
+          removedInitializers.insert(name)
+          front.append(q.dequantize(output: name, nodeName: "\(name).dequantize"))
+        }
+        weightScales = q.scales
+        detail += ", weight \(q.scheme) SQNR \(q.sqnrText) dB"
+        values = q.metrics
+      }
+      if let bi = p.bias, let ws = weightScales, let xs = params[n.inputs[0]]?.scale, let b = initializers[n.inputs[bi]] {
+        let bias = try NDArray(b).floats()
+        let channels = bias.count
+        if ws.count == 1 || ws.count == channels, bias.allSatisfy(\.isFinite) {
+          let scales = (0..<channels).map { xs * ws[ws.count == 1 ? 0 : $0] }
+          let q = zip(bias, scales).map { Double($0 / $1).rounded(.toNearestOrEven) }
+          if q.allSatisfy({ abs($0) < 2_147_483_647 }) && scales.allSatisfy(\.isNormal) {
+            let qName = "\(b.name).int32", sName = "\(b.name).scale"
+            let ints = q.map { Int32($0) }
+            newInitializers.append(Tensor(name: qName, dataType: .int32, dims: b.dims,
+                                          data: ByteBuffer(copying: ints.withUnsafeBytes { Array($0) })))
+            newInitializers.append(Tensor(name: sName, dataType: .float, dims: perChannel ? [Int64(channels)] : [],
+                                          data: ByteBuffer(copying: (perChannel ? scales : [scales[0]]).withUnsafeBytes { Array($0) })))
+            let dqName = "\(b.name).dequantized"
+            front.append(Node(name: "\(b.name).dequantize", opType: "DequantizeLinear", inputs: [qName, sName], outputs: [dqName],
+                              attributes: perChannel ? [Attribute(name: "axis", value: .int(0))] : []))
+            rewired[p.node, default: [:]][bi] = dqName
+            detail += ", bias int32"
+          } else {
+            detail += ", bias float (too large for int32 at this scale)"
+          }
+        }
+      }
+      for a in p.activations { inputOnly[n.inputs[a], default: []].insert(p.node) }
+      if let o = p.outputAnchor, params[o] != nil { fullyQuantized.insert(o); detail += ", output quantized" }
+      changes.append(.init(target: label(n), action: "quantized", detail: detail, values: values.isEmpty ? nil : values))
+    }
+    for (name, readers) in inputOnly where !fullyQuantized.contains(name) {
+      for r in readers {
+        for (slot, input) in graph.nodes[r].inputs.enumerated() where input == name && rewired[r]?[slot] == nil {
+          rewired[r, default: [:]][slot] = "\(name).dequantized"
+        }
+      }
+    }
+    let paired = fullyQuantized.union(inputOnly.keys).filter { params[$0] != nil }
+    func pair(_ name: String) -> [Node] {
+      guard let p = params[name] else { return [] }
+      let sName = "\(name).scale", zName = "\(name).zero_point"
+      newInitializers.append(Tensor(name: sName, dataType: .float, dims: [],
+                                    data: ByteBuffer(copying: [p.scale].withUnsafeBytes { Array($0) })))
+      newInitializers.append(symmetricActivations
+        ? Tensor(name: zName, dataType: .int8, dims: [], data: ByteBuffer(copying: [UInt8(bitPattern: Int8(p.zeroPoint))]))
+        : Tensor(name: zName, dataType: .uint8, dims: [], data: ByteBuffer(copying: [UInt8(p.zeroPoint)])))
+      return [Node(name: "\(name).quantize", opType: "QuantizeLinear", inputs: [name, sName, zName], outputs: ["\(name).quantized"]),
+              Node(name: "\(name).dequantize", opType: "DequantizeLinear", inputs: ["\(name).quantized", sName, zName],
+                   outputs: ["\(name).dequantized"])]
+    }
+    var nodes = front
+    let graphInputs = Set(graph.inputs.map(\.name))
+    for name in paired.sorted() where graphInputs.contains(name) { nodes += pair(name) }
+    for (i, var n) in graph.nodes.enumerated() {
+      for (slot, input) in n.inputs.enumerated() {
+        if let new = rewired[i]?[slot] { n.inputs[slot] = new } else if fullyQuantized.contains(input) { n.inputs[slot] = "\(input).dequantized" }
+      }
+      nodes.append(n)
+      for o in n.outputs where paired.contains(o) { nodes += pair(o) }
+    }
+    model.graph.nodes = nodes
+    model.graph.initializers.removeAll { removedInitializers.contains($0.name) }
+    model.graph.initializers += newInitializers
+    if model.irVersion < 4 { model.graph.inputs.removeAll { removedInitializers.contains($0.name) } }
+    return PassResult(pass: Self.name, changes: changes + rangeChanges)
+  }
+
+  private func subgraphs(_ g: Graph) -> [Graph] {
+    var all = [Graph]()
+    g.forEachGraph { all.append($0) }
+    return all
+  }
+}

@@ -1,0 +1,46 @@
+import Datasets
+import Foundation
+import IR
+import Runtime
+import Support
+
+/// The quality section of a report: the compressed model against the float one on the same
+/// samples, both run by compressor's executor.
+struct QualityCheck {
+  var data: String
+  var labels: String?
+  var threads: Int
+
+  struct Result: Encodable {
+    var data: String
+    var samples: Int
+    /// The float model alone (accuracy with labels).
+    var float: [String: Double]
+    /// The compressed model: accuracy with labels, and agreement, mean cosine, errors and SQNR against the float model.
+    var compressed: [String: Double]
+  }
+
+  func run(original: Model, compressed: Model) throws -> Result {
+    let reference = try Executor(model: original, threads: threads)
+    let candidate = try Executor(model: compressed, threads: threads)
+    let dataset = try Dataset(path: data, inputNames: original.graph.feedNames)
+    let labelValues = try labels.map { path -> [Int] in
+      guard let (_, array) = try DataFile.load(path).first else { throw CompressorError.invalid("\(path) is empty") }
+      return try array.integers()
+    }
+    var before = QualityMetrics(), after = QualityMetrics()
+    for i in 0..<dataset.files.count {
+      let feeds = try dataset.batch(i)
+      let ref = try reference.run(feeds)[0].value
+      let out = try candidate.run(feeds)[0].value
+      try before.add(output: ref, reference: nil, labels: labelValues, file: dataset.files[i])
+      try after.add(output: out, reference: ref, labels: labelValues, file: dataset.files[i])
+    }
+    if let labelValues, labelValues.count != after.samples {
+      throw CompressorError.invalid("\(labels ?? ""): \(labelValues.count) labels for \(after.samples) samples")
+    }
+    return Result(data: baseName(data), samples: after.samples,
+                  float: before.summary(hasLabels: labels != nil, hasReference: false).filter { $0.key != "samples" },
+                  compressed: after.summary(hasLabels: labels != nil, hasReference: true).filter { $0.key != "samples" && $0.value.isFinite })
+  }
+}

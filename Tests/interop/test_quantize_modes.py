@@ -1,0 +1,240 @@
+"""`compressor quantize --mode static|dynamic`: calibrated QDQ and QOperator models and run-time
+(dynamic) quantization pass the onnx checker, run in ONNX Runtime with the same outputs as in
+compressor's runtime, keep the float model's quality, and report every node and activation."""
+import json
+
+import jsonschema
+import numpy as np
+import onnx
+import pytest
+
+from conftest import FIXTURES, ROOT, ort_outputs
+from test_quantize import MANIFEST, SCHEMA, cosine, pass_changes, _linear_model
+
+CALIBRATION = {"mlp": "calib_x.npy", "constant_weights": "calib_x.npy", "external_data": "calib_x.npy",
+               "float16": "calib_x.npy", "if_model": "calib_x.npy", "loop_scan": "calib_x.npy",
+               "cnn_residual": "calib_img.npy", "mobile_cnn": "calib_img.npy", "opset9": "calib_img.npy",
+               "transformer_block": "calib_tokens.npz"}
+EVAL = {"transformer_block": "digits_tokens.npz"}
+
+
+def feeds_of(name):
+    return {k: np.load(FIXTURES / v) for k, v in MANIFEST[name]["inputs"].items()}
+
+
+def agreement(a, b):
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return float(np.mean(a.argmax(-1) == b.argmax(-1)))
+
+
+def check_runs_alike(compressor, out, name, tmp_path):
+    """The onnx checker passes; ONNX Runtime and compressor agree on ≥ 99.9% of top-1 answers."""
+    onnx.checker.check_model(str(out), full_check=True)
+    feeds = feeds_of(name)
+    theirs = ort_outputs(out, feeds)
+    args = [f"--input={k}={FIXTURES / v}" for k, v in MANIFEST[name]["inputs"].items()]
+    compressor("run", out, *args, "-o", tmp_path / "ours.npz")
+    ours = np.load(tmp_path / "ours.npz")[onnx.load(str(out)).graph.output[0].name]
+    assert agreement(ours, theirs[0]) >= 0.999
+    scale = float(np.max(np.abs(theirs[0])))
+    # Integer requantization inside ONNX Runtime's QLinear kernels rounds differently by a step at most.
+    assert float(np.max(np.abs(ours - theirs[0]))) <= 0.02 * scale
+    return theirs
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+@pytest.mark.parametrize("name", ["mlp", "cnn_residual", "mobile_cnn", "transformer_block"])
+def test_static_keeps_quality(name, fmt, compressor, tmp_path):
+    entry = MANIFEST[name]
+    out, report = tmp_path / "s.onnx", tmp_path / "s.json"
+    data = FIXTURES / "data" / CALIBRATION[name]
+    evaluation = FIXTURES / "data" / EVAL.get(name, list(entry["inputs"].values())[0].split("/")[-1])
+    compressor("quantize", FIXTURES / entry["file"], "--mode", "static", "--format", fmt, "--data", data,
+               "--eval-data", evaluation, "--labels", FIXTURES / entry["labels"], "-o", out, "--report", report)
+    quantized = check_runs_alike(compressor, out, name, tmp_path)
+    reference = ort_outputs(FIXTURES / entry["file"], feeds_of(name))
+    labels = np.load(FIXTURES / entry["labels"])
+    accuracy = float((quantized[0].argmax(-1) == labels).mean())
+    if name in ("mlp", "cnn_residual"):
+        assert accuracy >= entry["accuracy"] - 0.005, (name, accuracy)
+    if name == "transformer_block":
+        assert cosine(reference[0], quantized[0]) >= 0.99
+    r = json.loads(report.read_text())
+    jsonschema.validate(r, SCHEMA)
+    # The report's quality section is compressor's own measurement of the same thing.
+    assert r["quality"]["samples"] == len(labels)
+    assert abs(r["quality"]["compressed"]["accuracy"] - accuracy) <= 0.01
+    assert r["quality"]["float"]["accuracy"] == pytest.approx(entry["accuracy"], abs=1e-4)
+    calibrated = [c for c in pass_changes(r, "quantize-static") if c["action"] == "calibrated"]
+    assert calibrated and all(c["values"]["scale"] > 0 and c["values"]["lo"] <= 0 <= c["values"]["hi"] for c in calibrated)
+    assert all(c["values"]["samples"] == 128 for c in calibrated)
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    if fmt == "qoperator" and name == "mlp":  # Gemm only: ONNX has no integer Gemm
+        assert {c["detail"] for c in pass_changes(r, "qdq-to-qoperator")} == {"ONNX has no integer Gemm; kept in QDQ form"}
+    elif fmt == "qoperator":
+        assert "QLinearConv" in ops or "QLinearMatMul" in ops
+    else:
+        assert "QuantizeLinear" in ops and not ops & {"QLinearConv", "QLinearMatMul"}
+
+
+def test_static_groups_fold_in_onnx_runtime(compressor, tmp_path):
+    """The QDQ layout is the one ONNX Runtime turns into integer kernels: Conv groups become QLinearConv."""
+    import onnxruntime as ort
+    out = tmp_path / "s.onnx"
+    compressor("quantize", FIXTURES / "cnn_residual.onnx", "--mode", "static", "--data", FIXTURES / "data/calib_img.npy", "-o", out)
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "ort.onnx")
+    ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "ort.onnx")).graph.node]
+    assert ops.count("QLinearConv") >= 3
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn_residual", "mobile_cnn", "transformer_block", "constant_weights", "if_model", "external_data"])
+def test_dynamic_keeps_quality(name, compressor, tmp_path):
+    entry = MANIFEST[name]
+    out, report = tmp_path / "d.onnx", tmp_path / "d.json"
+    compressor("quantize", FIXTURES / entry["file"], "--mode", "dynamic", "-o", out, "--report", report)
+    quantized = check_runs_alike(compressor, out, name, tmp_path)
+    reference = ort_outputs(FIXTURES / entry["file"], feeds_of(name))
+    assert cosine(reference[0], quantized[0]) >= 0.99
+    r = json.loads(report.read_text())
+    jsonschema.validate(r, SCHEMA)
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    if name == "if_model":  # the MatMuls are inside the branches: weight-only there, and said so
+        rows = pass_changes(r, "quantize-dynamic")
+        assert rows and all(c["detail"] == "inside a subgraph: its weight is left to the weight-only pass" for c in rows)
+        assert any(c["action"] == "quantized" for c in pass_changes(r, "quantize-weights"))
+    else:
+        assert "DynamicQuantizeLinear" in ops and ops & {"MatMulInteger", "ConvInteger"}
+
+
+@pytest.mark.parametrize("name", ["constant_weights", "float16", "if_model", "loop_scan", "opset9", "external_data"])
+def test_static_works_on_every_fixture(name, compressor, tmp_path):
+    entry = MANIFEST[name]
+    out, report = tmp_path / "s.onnx", tmp_path / "s.json"
+    r = compressor("quantize", FIXTURES / entry["file"], "--mode", "static", "--data", FIXTURES / "data" / CALIBRATION[name],
+                   "-o", out, "--report", report)
+    check_runs_alike(compressor, out, name, tmp_path)
+    rep = json.loads(report.read_text())
+    jsonschema.validate(rep, SCHEMA)
+    rows = pass_changes(rep, "quantize-static")
+    reference = ort_outputs(FIXTURES / entry["file"], feeds_of(name))[0]
+    quantized = ort_outputs(out, feeds_of(name))[0]
+    assert cosine(reference, quantized) >= 0.99
+    if name == "opset9":
+        assert rows and all(c["action"] == "skipped" and "needs 10" in c["detail"] for c in rows)
+        assert "nothing was quantized" in r.stderr
+    if name == "float16":
+        assert any(c["action"] == "skipped" and "float16" in c["detail"] for c in rows)
+    if name in ("constant_weights", "external_data"):
+        assert sum(c["action"] == "quantized" for c in rows) == 3
+
+
+@pytest.mark.parametrize("method", ["percentile", "percentile:99.9", "entropy", "mse"])
+def test_histogram_calibration_methods(method, compressor, tmp_path):
+    out, report = tmp_path / "s.onnx", tmp_path / "s.json"
+    compressor("quantize", FIXTURES / "cnn_residual.onnx", "--mode", "static", "--calibration", method,
+               "--data", FIXTURES / "data/calib_img.npy", "--calibration-samples", "64", "-o", out, "--report", report)
+    check_runs_alike(compressor, out, "cnn_residual", tmp_path)
+    labels = np.load(FIXTURES / "data/digits_y.npy")
+    accuracy = float((ort_outputs(out, feeds_of("cnn_residual"))[0].argmax(-1) == labels).mean())
+    assert accuracy >= MANIFEST["cnn_residual"]["accuracy"] - 0.01
+    rows = [c for c in pass_changes(json.loads(report.read_text()), "quantize-static") if c["action"] == "calibrated"]
+    assert all(c["values"]["samples"] == 64 for c in rows)
+    # Histogram methods clip some tail of some activation, and say how much.
+    assert any(c["values"]["clippedFraction"] > 0 for c in rows)
+    assert all(c["values"]["hi"] <= c["values"]["observedMax"] + 1e-6 for c in rows)
+
+
+def _attention_scores_model():
+    """x → MatMul(W) → Add(mask with -inf and -1e9) → MatMul(W2): the masked sum is a quantized input."""
+    h = onnx.helper
+    rng = np.random.default_rng(3)
+    nodes = [h.make_node("MatMul", ["x", "W"], ["s"], name="proj"),
+             h.make_node("Add", ["s", "mask"], ["masked"], name="mask_add"),
+             h.make_node("MatMul", ["masked", "W2"], ["y"], name="out")]
+    mask = np.zeros((1, 16), np.float32)
+    mask[0, 3], mask[0, 5] = -np.inf, -1e9
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 16])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 16])],
+                     [onnx.numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "W"),
+                      onnx.numpy_helper.from_array(mask, "mask"),
+                      onnx.numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "W2")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def test_infinite_and_mask_values_are_left_out_of_ranges(compressor, tmp_path):
+    src, out, report = tmp_path / "m.onnx", tmp_path / "q.onnx", tmp_path / "q.json"
+    onnx.save(_attention_scores_model(), str(src))
+    x = np.random.default_rng(4).standard_normal((10, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    compressor("quantize", src, "--mode", "static", "--data", tmp_path / "x.npy", "-o", out, "--report", report)
+    row = [c for c in pass_changes(json.loads(report.read_text()), "quantize-static") if c["target"] == "masked"][0]
+    assert row["values"]["excluded"] == 20  # two mask columns × 10 samples
+    assert np.isfinite(row["values"]["scale"]) and row["values"]["observedMin"] > -1e6
+    assert "20 non-finite or |x| ≥ 1e6 values left out of the range" in row["detail"]
+
+
+def test_constant_activation_gets_finite_scale(compressor, tmp_path):
+    """bad-inputs 30: min == max."""
+    src, out, report = tmp_path / "m.onnx", tmp_path / "q.onnx", tmp_path / "q.json"
+    m = _linear_model(np.ones((32, 16), np.float32))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    onnx.save(m, str(src))
+    for name in ("zeros", "twos"):
+        np.save(tmp_path / f"{name}.npy", np.full((4, 32), 0.0 if name == "zeros" else 2.5, np.float32))
+        compressor("quantize", src, "--mode", "static", "--data", tmp_path / f"{name}.npy", "-o", out, "--report", report, "--force")
+        row = [c for c in pass_changes(json.loads(report.read_text()), "quantize-static") if c["target"] == "x"][0]
+        assert row["values"]["scale"] > 0 and np.isfinite(row["values"]["scale"])
+        y = ort_outputs(out, {"x": np.full((1, 32), 0.0 if name == "zeros" else 2.5, np.float32)})[0]
+        assert np.all(np.isfinite(y))
+        assert np.allclose(y, 0.0 if name == "zeros" else 80.0, rtol=0.02)
+
+
+def test_include_exclude(compressor, tmp_path):
+    out, report = tmp_path / "s.onnx", tmp_path / "s.json"
+    compressor("quantize", FIXTURES / "cnn_residual.onnx", "--mode", "static", "--data", FIXTURES / "data/calib_img.npy",
+               "--exclude", "Gemm", "--exclude", "c[12]", "-o", out, "--report", report)
+    rows = pass_changes(json.loads(report.read_text()), "quantize-static")
+    skipped = {c["target"]: c["detail"] for c in rows if c["action"] == "skipped"}
+    assert any(d == "excluded by --exclude 'Gemm'" for d in skipped.values())
+    assert skipped["c1"] == skipped["c2"] == "excluded by --exclude 'c[12]'" and skipped["fc"] == "excluded by --exclude 'Gemm'"
+    assert {c["target"] for c in rows if c["action"] == "quantized"} == {"c3", "c4"}
+    compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "dynamic", "--include", "MatMul", "-o", out, "--report", report, "--force")
+    rows = pass_changes(json.loads(report.read_text()), "quantize-dynamic")
+    assert all(c["action"] == "skipped" and c["detail"] == "not matched by --include" for c in rows)
+
+
+def test_bad_data_and_flags(compressor, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", "--data", tmp_path / "empty", "-o", tmp_path / "o.onnx", check=False)
+    assert r.returncode == 64 and r.stderr == f"compressor: error: {tmp_path / 'empty'} holds no .npy, .npz or .pb files\n"
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", "--data", FIXTURES / "data/calib_img.npy",
+                   "-o", tmp_path / "o.onnx", check=False)
+    assert r.returncode == 65 and r.stderr == "compressor: error: input 'input' has shape [16, 1, 8, 8] but the model expects [batch, 64]\n"
+    np.save(tmp_path / "none.npy", np.zeros((0, 64), np.float32))
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", "--data", tmp_path / "none.npy", "-o", tmp_path / "o.onnx", check=False)
+    assert r.returncode == 64 and r.stderr == "compressor: error: the calibration data holds no samples\n"
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--axis", "2", "-o", tmp_path / "o.onnx", check=False)
+    assert r.returncode == 64 and r.stderr == "compressor: error: --axis 2 is out of range for weight 'l1.weight' of rank 2 (gemm_1)\n"
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--calibration", "percentile:40", "--mode", "static", "--data", tmp_path, check=False)
+    assert r.returncode == 64
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_axis_override_and_single_element(compressor, tmp_path):
+    """bad-inputs 29: --axis 0 / -2 for a MatMul weight gives per-row scales; a 1-element channel axis works."""
+    src, out, report = tmp_path / "m.onnx", tmp_path / "q.onnx", tmp_path / "q.json"
+    w = np.random.default_rng(5).standard_normal((32, 16)).astype(np.float32)
+    onnx.save(_linear_model(w), str(src))
+    for axis in ("0", "-2"):
+        compressor("quantize", src, f"--axis={axis}", "-o", out, "--force")
+        scale = {i.name: i for i in onnx.load(str(out)).graph.initializer}["W.scale"]
+        assert list(scale.dims) == [32]
+    one = np.random.default_rng(6).standard_normal((256, 1)).astype(np.float32)
+    onnx.save(_linear_model(one), str(src))
+    compressor("quantize", src, "-o", out, "--force")
+    x = np.random.default_rng(7).standard_normal((1, 256)).astype(np.float32)
+    assert cosine(ort_outputs(src, {"x": x})[0].T, ort_outputs(out, {"x": x})[0].T) >= 0.999
