@@ -68,6 +68,7 @@ def transformer_sized_model(path, layers=6, hidden=512, ffn=2048, vocab=8000, se
     graph = helper.make_graph(nodes, "bench_encoder", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", "seq", hidden])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # ONNX Runtime runs it for static-quantization calibration
     return model
 
 
@@ -151,7 +152,8 @@ def main():
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runtime-runs", type=int, default=20)
-    ap.add_argument("--only", choices=["io", "runtime"], help="run one group of benchmarks")
+    ap.add_argument("--only", choices=["io", "runtime", "static"], help="run one group of benchmarks")
+    ap.add_argument("--calibration-samples", type=int, default=64)
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generate:
@@ -168,9 +170,12 @@ def main():
         return
     model_path = OUT / "encoder.onnx"
     ext_path = OUT / "encoder_ext.onnx"
-    if not model_path.exists():
+    if not model_path.exists() or onnx.load(str(model_path), load_external_data=False).ir_version > 8:
         # In a child process, so that this one stays small while measuring the others.
         subprocess.run([sys.executable, __file__, "--generate", str(model_path), str(ext_path)], check=True)
+    if args.only == "static":
+        print_static(static_quantize_benchmark(args, model_path))
+        return
     size = model_path.stat().st_size
     data_size = pathlib.Path(str(ext_path) + ".data").stat().st_size
     results = {"modelBytes": size, "externalDataBytes": data_size}
@@ -207,6 +212,7 @@ def main():
     results["io-external"]["rssOverDataSize"] = results["io-external"]["compressorPeakRSS"] / data_size
 
     results["quantize"] = quantize_benchmark(args, model_path)
+    results["static"] = static_quantize_benchmark(args, model_path)
     results["runtime"] = runtime_benchmarks(args)
 
     (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -222,6 +228,7 @@ def main():
     print(f"  size vs fp32 input: compressor {q['compressorSizeRatio']:.3f}x, ORT {q['ortSizeRatio']:.3f}x; "
           f"time ratio {q['timeRatio']:.2f}x; peak RSS ratio {q['rssRatio']:.2f}x")
     print("targets: int8 output <= 0.27x of the fp32 input")
+    print_static(results["static"])
     print_runtime(results["runtime"])
 
 
@@ -251,6 +258,79 @@ def quantize_benchmark(args, model_path):
               "timeRatio": statistics.median(ours) / statistics.median(peer), "rssRatio": max(ours_rss) / max(peer_rss)}
     clean(a, b)
     return result
+
+
+ORT_STATIC = """
+import sys, time, numpy as np
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+src, dst, data, method = sys.argv[1:5]
+ids = np.load(data)
+
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        self.rows = iter(range(len(ids)))
+    def get_next(self):
+        i = next(self.rows, None)
+        return None if i is None else {"ids": ids[i:i + 1]}
+
+t = time.perf_counter()
+quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, method))
+print(time.perf_counter() - t)
+"""
+
+
+def static_quantize_benchmark(args, model_path):
+    """compressor --mode static vs ORT quantize_static (QDQ, per-channel, u8 activations), both
+    calibrating on the same samples with the same method; then compressor's percentile
+    calibration on 4x the samples, to show its memory does not grow with them."""
+    rng = np.random.default_rng(1)
+    n = args.calibration_samples
+    data, data4 = OUT / "calib_ids.npy", OUT / "calib_ids_4x.npy"
+    np.save(data, rng.integers(0, 8000, (n, 128)).astype(np.int64))
+    np.save(data4, rng.integers(0, 8000, (4 * n, 128)).astype(np.int64))
+    a, b = OUT / "encoder.static.onnx", OUT / "encoder.ort-static.onnx"
+    result = {"samples": n}
+    for method, ort_method in (("minmax", "MinMax"), ("percentile", "Percentile")):
+        clean(a, b)
+        # ONNX Runtime uses both cores; so does compressor. Without the quality section ORT has none.
+        ours, ours_rss, _ = measure([args.compressor, "quantize", str(model_path), "--mode", "static", "--data", str(data),
+                                     "--calibration", method, "-o", str(a), "--threads", "2", "--eval-samples", "0"])
+        wall, peer_rss, out = measure([sys.executable, "-c", ORT_STATIC, str(model_path), str(b), str(data), ort_method])
+        peer = float(out.strip().splitlines()[-1])
+        result[method] = {"compressorSeconds": ours, "ortSeconds": peer, "ortProcessSeconds": wall,
+                          "compressorPeakRSS": ours_rss, "ortPeakRSS": peer_rss,
+                          "timeRatio": ours / peer, "rssRatio": ours_rss / peer_rss,
+                          "compressorSizeRatio": a.stat().st_size / model_path.stat().st_size,
+                          "ortSizeRatio": b.stat().st_size / model_path.stat().st_size}
+    clean(a)
+    ours4, rss4, _ = measure([args.compressor, "quantize", str(model_path), "--mode", "static", "--data", str(data4),
+                              "--calibration", "percentile", "-o", str(a), "--threads", "2", "--eval-samples", "0"])
+    result["percentile4x"] = {"compressorSeconds": ours4, "compressorPeakRSS": rss4,
+                              "rssGrowth": rss4 / result["percentile"]["compressorPeakRSS"]}
+    clean(a)
+    wq, rq, _ = measure([args.compressor, "quantize", str(model_path), "--mode", "static", "--data", str(data),
+                         "--calibration", "percentile", "-o", str(a), "--threads", "2"])
+    result["percentileWithQuality"] = {"compressorSeconds": wq, "compressorPeakRSS": rq}
+    clean(a, b)
+    return result
+
+
+def print_static(r):
+    print()
+    print(f"quantize --mode static vs ORT quantize_static (QDQ, per-channel, uint8 activations), {r['samples']} samples, one run:")
+    for method in ("minmax", "percentile"):
+        m = r[method]
+        print(f"  {method:<11} time {m['compressorSeconds']:.1f}s vs {m['ortSeconds']:.1f}s = {m['timeRatio']:.2f}x; "
+              f"peak RSS {m['compressorPeakRSS'] / 2**20:.0f} vs {m['ortPeakRSS'] / 2**20:.0f} MiB = {m['rssRatio']:.2f}x; "
+              f"size {m['compressorSizeRatio']:.3f}x vs {m['ortSizeRatio']:.3f}x of fp32")
+    g = r["percentile4x"]
+    print(f"  percentile on {4 * r['samples']} samples: peak RSS {g['compressorPeakRSS'] / 2**20:.0f} MiB = "
+          f"{g['rssGrowth']:.2f}x of {r['samples']} samples ({g['compressorSeconds']:.1f}s)")
+    w = r["percentileWithQuality"]
+    print(f"  percentile with the quality section (float and int8 models run over the samples too): "
+          f"{w['compressorSeconds']:.1f}s, peak RSS {w['compressorPeakRSS'] / 2**20:.0f} MiB")
+    print("targets: time <= 0.33x, peak RSS <= 0.5x of ORT's; RSS flat in the number of samples")
 
 
 def print_runtime(runtime):

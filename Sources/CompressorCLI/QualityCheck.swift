@@ -10,6 +10,8 @@ struct QualityCheck {
   var data: String
   var labels: String?
   var threads: Int
+  /// Use at most this many samples.
+  var maxSamples: Int?
 
   struct Result: Encodable {
     var data: String
@@ -29,14 +31,13 @@ struct QualityCheck {
       return try array.integers()
     }
     var before = QualityMetrics(), after = QualityMetrics()
-    for i in 0..<dataset.files.count {
-      let feeds = try dataset.batch(i)
+    try dataset.forEachChunk(rows: 16, limit: maxSamples ?? Int.max) { feeds in
       let ref = try reference.run(feeds)[0].value
       let out = try candidate.run(feeds)[0].value
-      try before.add(output: ref, reference: nil, labels: labelValues, file: dataset.files[i])
-      try after.add(output: out, reference: ref, labels: labelValues, file: dataset.files[i])
+      try before.add(output: ref, reference: nil, labels: labelValues, file: data)
+      try after.add(output: out, reference: ref, labels: labelValues, file: data)
     }
-    if let labelValues, labelValues.count != after.samples {
+    if let labelValues, labelValues.count != after.samples, maxSamples == nil || labelValues.count < after.samples {
       throw CompressorError.invalid("\(labels ?? ""): \(labelValues.count) labels for \(after.samples) samples")
     }
     return Result(data: baseName(data), samples: after.samples,

@@ -54,6 +54,9 @@ extension Compressor {
     @Option(help: "A .npy of class indices aligned with the quality data, for accuracy.")
     var labels: String?
 
+    @Option(help: "Measure quality on at most this many samples (0: no quality section).")
+    var evalSamples: Int?
+
     @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy or mse.")
     var calibration = "minmax"
 
@@ -95,6 +98,7 @@ extension Compressor {
       if CalibrationMethod(argument: calibration) == nil {
         throw ValidationError("--calibration must be minmax, percentile[:P] with 50 < P ≤ 100, entropy or mse, not '\(calibration)'")
       }
+      if let n = evalSamples, n < 0 { throw ValidationError("--eval-samples must be 0 or more, not \(n)") }
       if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
       if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
@@ -119,7 +123,9 @@ extension Compressor {
       passes.append(QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter))
       // Float biases replaced by int32 ones, and dequantizers the integer operators no longer read.
       passes.append(RemoveDeadCode())
-      let quality = (evalData ?? data).map { QualityCheck(data: $0, labels: labels, threads: threads) }
+      let quality = evalSamples == 0 ? nil : (evalData ?? data).map {
+        QualityCheck(data: $0, labels: labels, threads: threads, maxSamples: evalSamples)
+      }
       let outcome = try TransformRun(command: "quantize", model: model, output: out, report: report, force: force,
                                      notLargerThanInput: true, quality: quality).run(passes, check: { loaded in
         var alreadyQuantized: Node?

@@ -46,3 +46,31 @@ public struct Dataset {
     return feeds
   }
 }
+
+extension Dataset {
+  /// Calls `body` with the samples in order, at most `rows` at a time (files holding a batch are
+  /// cut along their leading dimension), until `limit` samples have been given. Memory is one
+  /// file and one chunk, whatever the number of samples. Returns the number of samples given.
+  @discardableResult
+  public func forEachChunk(rows: Int, limit: Int = Int.max, _ body: ([String: NDArray]) throws -> Void) throws -> Int {
+    var used = 0
+    for file in 0..<files.count where used < limit {
+      let feeds = try batch(file)
+      let count = feeds.values.map { $0.rank == 0 ? 1 : $0.shape[0] }.min() ?? 1
+      let batched = feeds.values.allSatisfy { $0.rank > 0 && $0.shape[0] == count }
+      guard batched else {
+        try body(feeds)
+        used += 1
+        continue
+      }
+      var start = 0
+      while start < count && used < limit {
+        let n = min(rows, count - start, limit - used)
+        try body(feeds.mapValues { $0.leadingRows(start..<(start + n)) })
+        used += n
+        start += n
+      }
+    }
+    return used
+  }
+}

@@ -93,23 +93,9 @@ public struct Calibrator {
     executor.observer = { node, _, outputs in
       for (name, value) in zip(node.outputs, outputs) { recorder.record(name, value) }
     }
-    var used = 0
-    let limit = maxSamples ?? Int.max
-    fileLoop: for file in 0..<data.files.count {
-      let feeds = try data.batch(file)
-      let rows = feeds.values.map { $0.rank == 0 ? 1 : $0.shape[0] }.min() ?? 1
-      let batched = feeds.values.allSatisfy { $0.rank > 0 && $0.shape[0] == rows }
-      var start = 0
-      while start < rows && used < limit {
-        let n = batched ? min(chunkRows, rows - start, limit - used) : rows
-        let chunk = batched ? feeds.mapValues { $0.leadingRows(start..<(start + n)) } : feeds
-        for (name, value) in chunk { recorder.record(name, value) }
-        _ = try executor.run(chunk)
-        used += batched ? n : 1
-        start += n
-        if !batched { break }
-      }
-      if used >= limit { break fileLoop }
+    let used = try data.forEachChunk(rows: chunkRows, limit: maxSamples ?? Int.max) { chunk in
+      for (name, value) in chunk { recorder.record(name, value) }
+      _ = try executor.run(chunk)
     }
     if used == 0 {
       throw CompressorError.usage("the calibration data holds no samples")
