@@ -8,7 +8,7 @@ import Support
 extension Compressor {
   struct Optimize: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Prepare a model for compression: Constant-node weights to initializers, BatchNormalization folded into Conv, dead nodes removed.",
+      abstract: "Prepare a model for compression: Constant-node weights to initializers, constants folded, BatchNormalization folded into Conv, dead nodes removed, shapes recorded.",
       discussion: "Every pass lists what it changed and what it left alone, and why, in --report.")
 
     @Argument(help: "The ONNX model to optimize.")
@@ -26,7 +26,7 @@ extension Compressor {
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: "optimized")
       let outcome = try TransformRun(command: "optimize", model: model, output: out, report: report, force: force)
-        .run([ConstantsToInitializers(), FoldBatchNormIntoConv(), RemoveDeadCode()])
+        .run([ConstantsToInitializers(), FoldConstants(), FoldBatchNormIntoConv(), RemoveDeadCode(), InferShapes()])
       let changed = outcome.passes.map { r in "\(r.pass): \(r.changes.filter { $0.action != "skipped" }.count)" }
       FileHandle.standardError.write("wrote \(out) (\(changed.joined(separator: ", ")))\n")
     }

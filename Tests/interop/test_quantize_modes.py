@@ -89,7 +89,8 @@ def test_static_groups_fold_in_onnx_runtime(compressor, tmp_path):
     assert ops.count("QLinearConv") >= 3
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn_residual", "mobile_cnn", "transformer_block", "constant_weights", "if_model", "external_data"])
+@pytest.mark.parametrize("name", ["mlp", "cnn_residual", "mobile_cnn", "transformer_block", "constant_weights", "if_model",
+                                  "external_data", "float16", "opset9", "loop_scan"])
 def test_dynamic_keeps_quality(name, compressor, tmp_path):
     entry = MANIFEST[name]
     out, report = tmp_path / "d.onnx", tmp_path / "d.json"
@@ -100,10 +101,16 @@ def test_dynamic_keeps_quality(name, compressor, tmp_path):
     r = json.loads(report.read_text())
     jsonschema.validate(r, SCHEMA)
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    rows = pass_changes(r, "quantize-dynamic")
     if name == "if_model":  # the MatMuls are inside the branches: weight-only there, and said so
-        rows = pass_changes(r, "quantize-dynamic")
         assert rows and all(c["detail"] == "inside a subgraph: its weight is left to the weight-only pass" for c in rows)
         assert any(c["action"] == "quantized" for c in pass_changes(r, "quantize-weights"))
+    elif name == "float16":
+        assert rows and all(c["detail"].endswith("is float16, not float") for c in rows)
+    elif name == "opset9":
+        assert rows and all(c["detail"] == "opset 9 has no DynamicQuantizeLinear (needs 11)" for c in rows)
+    elif name == "loop_scan":
+        assert "MatMulInteger" in ops or all(c["action"] == "skipped" for c in rows)
     else:
         assert "DynamicQuantizeLinear" in ops and ops & {"MatMulInteger", "ConvInteger"}
 
