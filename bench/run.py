@@ -312,8 +312,56 @@ def static_quantize_benchmark(args, model_path):
     wq, rq, _ = measure([args.compressor, "quantize", str(model_path), "--mode", "static", "--data", str(data),
                          "--calibration", "percentile", "-o", str(a), "--threads", "2"])
     result["percentileWithQuality"] = {"compressorSeconds": wq, "compressorPeakRSS": rq}
+    result["fixtures"] = fixture_quality(args)
     clean(a, b)
     return result
+
+
+FIXTURE_PEER = """
+import json, sys, numpy as np, onnx, onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+src, dst, calib, ours, test, labels = sys.argv[1:7]
+calib = dict(np.load(calib)) if calib.endswith(".npz") else {ort.InferenceSession(src).get_inputs()[0].name: np.load(calib)}
+test = dict(np.load(test)) if test.endswith(".npz") else {ort.InferenceSession(src).get_inputs()[0].name: np.load(test)}
+
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        self.rows = iter(range(len(next(iter(calib.values())))))
+    def get_next(self):
+        i = next(self.rows, None)
+        return None if i is None else {k: v[i:i + 1] for k, v in calib.items()}
+
+quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+o = ort.SessionOptions()
+o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+run = lambda p: ort.InferenceSession(p, o, providers=["CPUExecutionProvider"]).run(None, test)[0].reshape(len(next(iter(test.values()))), -1)
+ref, theirs, mine = run(src), run(dst), run(ours)
+y = np.load(labels)
+cos = lambda a: float(np.mean(np.sum(a * ref, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(ref, axis=1))))
+acc = lambda a: float(np.mean(a.argmax(1) == y))
+print(json.dumps({"floatAccuracy": acc(ref), "ortAccuracy": acc(theirs), "ortCosine": cos(theirs),
+                  "compressorAccuracy": acc(mine), "compressorCosine": cos(mine)}))
+"""
+
+
+def fixture_quality(args):
+    """Static int8 on the torch-trained fixtures, compressor vs ORT quantize_static (MinMax, QDQ,
+    per-channel), same calibration samples (the training split), judged by ORT on the test split."""
+    fixtures = HERE.parent / "Fixtures"
+    rows = {}
+    for name, calib, test in (("mlp", "calib_x.npy", "digits_x.npy"), ("cnn_residual", "calib_img.npy", "digits_img.npy"),
+                              ("mobile_cnn", "calib_img.npy", "digits_img.npy"),
+                              ("transformer_block", "calib_tokens.npz", "digits_tokens.npz")):
+        src, ours, theirs = fixtures / f"{name}.onnx", OUT / f"{name}.static.onnx", OUT / f"{name}.ort-static.onnx"
+        clean(ours, theirs)
+        subprocess.run([args.compressor, "quantize", str(src), "--mode", "static", "--data", str(fixtures / "data" / calib),
+                        "-o", str(ours), "--eval-samples", "0"], check=True, capture_output=True)
+        r = subprocess.run([sys.executable, "-c", FIXTURE_PEER, str(src), str(theirs), str(fixtures / "data" / calib), str(ours),
+                            str(fixtures / "data" / test), str(fixtures / "data" / "digits_y.npy")], check=True, capture_output=True, text=True)
+        rows[name] = json.loads(r.stdout.strip().splitlines()[-1])
+        clean(ours, theirs)
+    return rows
 
 
 def print_static(r):
@@ -331,6 +379,11 @@ def print_static(r):
     print(f"  percentile with the quality section (float and int8 models run over the samples too): "
           f"{w['compressorSeconds']:.1f}s, peak RSS {w['compressorPeakRSS'] / 2**20:.0f} MiB")
     print("targets: time <= 0.33x, peak RSS <= 0.5x of ORT's; RSS flat in the number of samples")
+    print(f"{'static int8 (minmax)':<22}{'float acc':>10}{'ours acc':>10}{'ORT acc':>10}{'ours cosine':>13}{'ORT cosine':>12}")
+    for name, f in r["fixtures"].items():
+        print(f"{name:<22}{f['floatAccuracy']:>10.4f}{f['compressorAccuracy']:>10.4f}{f['ortAccuracy']:>10.4f}"
+              f"{f['compressorCosine']:>13.4f}{f['ortCosine']:>12.4f}")
+    print("targets: accuracy within 0.005 of float (CNN, MLP); transformer mean cosine >= 0.99")
 
 
 def print_runtime(runtime):

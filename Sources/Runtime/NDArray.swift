@@ -44,6 +44,7 @@ public struct NDArray: @unchecked Sendable {
     }
 
     var isBorrowed: Bool { borrowed != nil }
+    func releaseBorrowedPages() { borrowed?.releaseResidentPages() }
   }
 
   public var count: Int { shape.reduce(1, *) }
@@ -111,6 +112,8 @@ public struct NDArray: @unchecked Sendable {
     guard storage.isBorrowed, let base = storage.base, Int(bitPattern: base) % 64 != 0 else { return }
     let copy = Storage(byteCount: storage.byteCount, zeroed: false)
     copy.base?.copyMemory(from: base, byteCount: storage.byteCount)
+    // The mapped file's pages are not needed twice in memory: the kernel may drop them.
+    storage.releaseBorrowedPages()
     storage = copy
   }
 

@@ -66,7 +66,7 @@ public struct Calibrator {
   /// Rows run at once: bounds the activations held while calibrating.
   public var chunkRows: Int
   public var threads: Int
-  public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 16, threads: Int = 1) {
+  public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 8, threads: Int = 1) {
     self.method = method; self.maxSamples = maxSamples; self.chunkRows = chunkRows; self.threads = threads
   }
 

@@ -22,6 +22,7 @@ struct QuantizedWeight {
   /// scale 1; ±inf or NaN anywhere is refused (exit 65 naming the tensor).
   init(_ t: Tensor, axis: Int?, symmetric: Bool, names: (values: String, scale: String, zeroPoint: String)) throws {
     let values = try NDArray(t).floats()
+    t.data.releaseResidentPages()  // read once; a mapped file's pages may go
     if let bad = values.firstIndex(where: { !$0.isFinite }) {
       throw CompressorError.invalid("weight '\(t.name)' holds \(values[bad]) at element \(bad); compressor will not quantize it")
     }
