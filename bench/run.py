@@ -152,7 +152,7 @@ def main():
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runtime-runs", type=int, default=20)
-    ap.add_argument("--only", choices=["io", "runtime", "static"], help="run one group of benchmarks")
+    ap.add_argument("--only", choices=["io", "runtime", "quantize"], help="run one group of benchmarks")
     ap.add_argument("--calibration-samples", type=int, default=64)
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -173,7 +173,8 @@ def main():
     if not model_path.exists() or onnx.load(str(model_path), load_external_data=False).ir_version > 8:
         # In a child process, so that this one stays small while measuring the others.
         subprocess.run([sys.executable, __file__, "--generate", str(model_path), str(ext_path)], check=True)
-    if args.only == "static":
+    if args.only == "quantize":
+        print_quantize(quantize_benchmark(args, model_path))
         print_static(static_quantize_benchmark(args, model_path))
         return
     size = model_path.stat().st_size
@@ -222,12 +223,7 @@ def main():
     print(f"{'io-convert':<14}{c['timeRatioVsLoadSave']:>23.2f}x{c['timeRatioVsPeerProcess']:>25.2f}x{c['rssRatioVsPeer']:>13.2f}x{c['rssOverFileSize']:>13.2f}x")
     print(f"{'io-external':<14}{e['timeRatioVsLoadSave']:>23.2f}x{e['timeRatioVsPeerProcess']:>25.2f}x{e['rssRatioVsPeer']:>13.2f}x{e['rssOverDataSize']:>13.2f}x")
     print("targets: io-convert time <= 0.33x, RSS <= 2.2x file size; io-external RSS <= 0.5x data size")
-    q = results["quantize"]
-    print()
-    print(f"quantize (weight-only int8, compressor) vs ORT quantize_dynamic (int8), same model, median of {args.runs}:")
-    print(f"  size vs fp32 input: compressor {q['compressorSizeRatio']:.3f}x, ORT {q['ortSizeRatio']:.3f}x; "
-          f"time ratio {q['timeRatio']:.2f}x; peak RSS ratio {q['rssRatio']:.2f}x")
-    print("targets: int8 output <= 0.27x of the fp32 input")
+    print_quantize(results["quantize"])
     print_static(results["static"])
     print_runtime(results["runtime"])
 
@@ -362,6 +358,14 @@ def fixture_quality(args):
         rows[name] = json.loads(r.stdout.strip().splitlines()[-1])
         clean(ours, theirs)
     return rows
+
+
+def print_quantize(q):
+    print()
+    print(f"quantize (weight-only int8, compressor) vs ORT quantize_dynamic (int8), same model, median of runs:")
+    print(f"  size vs fp32 input: compressor {q['compressorSizeRatio']:.3f}x, ORT {q['ortSizeRatio']:.3f}x; "
+          f"time ratio {q['timeRatio']:.2f}x; peak RSS ratio {q['rssRatio']:.2f}x")
+    print("targets: int8 output <= 0.27x of the fp32 input")
 
 
 def print_static(r):

@@ -56,17 +56,23 @@ extension Dataset {
     var used = 0
     for file in 0..<files.count where used < limit {
       let feeds = try batch(file)
+      // A sample the model rejects is the data file's fault: say which file.
+      func run(_ chunk: [String: NDArray]) throws {
+        do { try body(chunk) } catch let e as CompressorError where e.kind == .invalidInput && !e.message.hasPrefix(files[file]) {
+          throw CompressorError(.invalidInput, "\(files[file]): \(e.message)")
+        }
+      }
       let count = feeds.values.map { $0.rank == 0 ? 1 : $0.shape[0] }.min() ?? 1
       let batched = feeds.values.allSatisfy { $0.rank > 0 && $0.shape[0] == count }
       guard batched else {
-        try body(feeds)
+        try run(feeds)
         used += 1
         continue
       }
       var start = 0
       while start < count && used < limit {
         let n = min(rows, count - start, limit - used)
-        try body(feeds.mapValues { $0.leadingRows(start..<(start + n)) })
+        try run(feeds.mapValues { $0.leadingRows(start..<(start + n)) })
         used += n
         start += n
       }

@@ -220,7 +220,8 @@ def test_bad_data_and_flags(compressor, tmp_path):
     assert r.returncode == 64 and r.stderr == f"compressor: error: {tmp_path / 'empty'} holds no .npy, .npz or .pb files\n"
     r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", "--data", FIXTURES / "data/calib_img.npy",
                    "-o", tmp_path / "o.onnx", check=False)
-    assert r.returncode == 65 and r.stderr == "compressor: error: input 'input' has shape [16, 1, 8, 8] but the model expects [batch, 64]\n"
+    assert r.returncode == 65 and r.stderr == (f"compressor: error: {FIXTURES / 'data/calib_img.npy'}: input 'input' has shape "
+                                               "[8, 1, 8, 8] but the model expects [batch, 64]\n")
     np.save(tmp_path / "none.npy", np.zeros((0, 64), np.float32))
     r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", "--data", tmp_path / "none.npy", "-o", tmp_path / "o.onnx", check=False)
     assert r.returncode == 64 and r.stderr == "compressor: error: the calibration data holds no samples\n"
