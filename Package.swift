@@ -39,6 +39,7 @@ let package = Package(
     .testTarget(name: "ONNXTests", dependencies: ["ONNX", "IR", "Support"]),
     .testTarget(name: "LinalgTests", dependencies: ["Linalg"]),
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "IR", "Support"]),
+    .testTarget(name: "CompressionTests", dependencies: ["Compression", "Datasets", "Runtime", "IR", "Support"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Runtime", "IR", "Support"]),
     .testTarget(name: "CompressorCLITests", dependencies: ["IR", "ONNX"]),
   ],

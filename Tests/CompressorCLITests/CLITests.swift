@@ -265,4 +265,34 @@ final class CLITests: XCTestCase {
         float  6 tensors, 17226 elements, 67.3 KiB
       """), r.stdout)
   }
+
+  /// Every quantization mode on every ORT-runnable fixture (under the sanitizers too): exit 0,
+  /// and the same options give byte-identical models and reports run after run.
+  func testQuantizeModesAreDeterministicOnEveryFixture() throws {
+    let data = fixtures.appendingPathComponent("data").path
+    let calibration = ["cnn_residual": "calib_img.npy", "mobile_cnn": "calib_img.npy", "opset9": "calib_img.npy",
+                       "transformer_block": "calib_tokens.npz"]
+    let names = ["mlp", "cnn_residual", "mobile_cnn", "transformer_block", "constant_weights", "float16", "if_model",
+                 "loop_scan", "opset9", "external_data"]
+    let modes: [[String]] = [[], ["--mode", "dynamic"], ["--mode", "static", "--calibration", "entropy"],
+                             ["--mode", "static", "--format", "qoperator", "--calibration", "percentile:99.9"]]
+    for name in names {
+      let model = fixtures.appendingPathComponent("\(name).onnx").path
+      for (m, mode) in modes.enumerated() {
+        var args = mode
+        if mode.contains("static") { args += ["--data", "\(data)/\(calibration[name] ?? "calib_x.npy")", "--calibration-samples", "32", "--eval-samples", "16"] }
+        var outputs = [Data?]()
+        for run in 0..<2 {
+          let out = "\(dir)/\(name).\(m).\(run).onnx", report = "\(dir)/\(name).\(m).\(run).json"
+          let r = try compressor(["quantize", model, "-o", out, "--report", report] + args)
+          XCTAssertEqual(r.code, 0, "\(name) \(args): \(r.stderr)")
+          outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self)
+            .replacingOccurrences(of: "\(name).\(m).\(run)", with: "X").utf8) }]
+        }
+        XCTAssertEqual(outputs[0], outputs[2], "\(name) \(args): model differs between runs")
+        XCTAssertEqual(outputs[1], outputs[3], "\(name) \(args): report differs between runs")
+      }
+    }
+    XCTAssertEqual(leftovers(), [])
+  }
 }

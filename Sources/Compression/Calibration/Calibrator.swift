@@ -17,8 +17,8 @@ public enum CalibrationMethod: Equatable, CustomStringConvertible {
 
   /// "minmax", "percentile", "percentile:99.9", "entropy", "mse".
   public init?(argument: String) {
-    let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
-    switch parts[0] {
+    let parts = argument.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+    switch parts.first ?? "" {
     case "minmax" where parts.count == 1: self = .minmax
     case "entropy" where parts.count == 1: self = .entropy
     case "mse" where parts.count == 1: self = .mse
@@ -108,6 +108,16 @@ public struct Calibrator {
     return (ranges, used)
   }
 
+  /// The end among `extreme`·k/100 (k = 1…100) with the lowest score (the extreme if none scores).
+  private func best(_ extreme: Float, _ score: (Float) -> Double?) -> Float {
+    var best = (score: Double.infinity, end: extreme)
+    for k in 1...100 {
+      let end = extreme * Float(k) / 100
+      if let s = score(end), s < best.score { best = (s, end) }
+    }
+    return best.end
+  }
+
   func choose(_ h: StreamingHistogram, otherType: DataType?) -> ActivationRange {
     guard !h.isEmpty else {
       return ActivationRange(lo: 0, hi: 0, observedMin: 0, observedMax: 0, count: h.total, excluded: h.excluded,
@@ -122,21 +132,15 @@ public struct Calibrator {
       if h.minimum < 0 { lo = max(h.minimum, h.quantile(tail)) }
       hi = min(h.maximum, h.quantile(1 - tail))
     case .entropy, .mse:
-      // Shrink [min(0,lo), max(0,hi)] toward 0 and keep the best-scoring candidate.
-      let a = min(0, h.minimum), b = max(0, h.maximum)
-      var best = (score: Double.infinity, fraction: Float(1))
-      for k in 1...100 {
-        let f = Float(k) / 100
-        let score: Double?
-        if method == .mse {
-          score = h.quantizationError(a * f, b * f, levels: 255)
-        } else {
-          score = h.clippingDivergence(a * f, b * f, levels: 128)
-        }
-        if let score, score < best.score { best = (score, f) }
+      // Each end in turn moves from the extreme toward 0 in 1% steps, keeping the best score:
+      // an outlier on one side must not shrink the other.
+      let score = { (a: Float, b: Float) -> Double? in
+        self.method == .mse ? h.quantizationError(a, b, levels: 255) : h.clippingDivergence(a, b, levels: 255)
       }
-      lo = a * best.fraction
-      hi = b * best.fraction
+      lo = min(0, h.minimum)
+      hi = max(0, h.maximum)
+      if hi > 0 { hi = best(hi) { score(lo, $0) } }
+      if lo < 0 { lo = best(lo) { score($0, hi) } }
     }
     lo = min(lo, 0)
     hi = max(hi, 0)

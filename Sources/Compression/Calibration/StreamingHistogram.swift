@@ -140,7 +140,8 @@ struct StreamingHistogram {
     let first = max(0, min(counts.count - 1, Int(((a - lo) / width).rounded(.down))))
     let last = max(first, min(counts.count - 1, Int(((b - lo) / width).rounded(.up)) - 1))
     let span = last - first + 1
-    guard span >= levels else { return nil }
+    // Fewer bins than levels: quantization loses nothing measurable; only clipping counts.
+    let levels = min(levels, span)
     let inside = Array(counts[first...last])
     // P: the distribution clipped to the range (outliers pile up in the edge bins).
     var p = inside
