@@ -2,6 +2,7 @@ import ArgumentParser
 import Compression
 import IR
 import ONNX
+import Runtime
 import Report
 import Support
 
@@ -47,9 +48,15 @@ struct PassReport: Encodable {
     var nodes: Int
     var initializers: Int
     var parameters: Int
-    init(file: String, bytes: Int, model: Model) {
+    /// Prune and factorize: multiply-accumulates for one sample (symbolic dimensions bound to 1).
+    var macs: Int?
+    /// Prune: the model file's size deflated (zlib level 6), what an update over the air ships.
+    var deflatedBytes: Int?
+    init(file: String, bytes: Int, model: Model, macs: Int? = nil, deflatedBytes: Int? = nil) {
       self.file = file
       self.bytes = bytes
+      self.macs = macs
+      self.deflatedBytes = deflatedBytes
       var nodes = 0, initializers = 0, parameters = 0
       model.graph.forEachGraph { g in
         nodes += g.nodes.count
@@ -68,4 +75,16 @@ struct PassReport: Encodable {
   var output: ModelFacts
   var passes: [PassResult]
   var quality: QualityCheck.Result?
+}
+
+/// Multiply-accumulates of one sample: every symbolic or unknown input dimension bound to 1.
+/// nil when the model cannot be run on zeros that way.
+func singleSampleMACs(_ model: Model) -> Int? {
+  var bindings = [String: [Int]]()
+  let feeds = Set(model.graph.feedNames)
+  for input in model.graph.inputs where feeds.contains(input.name) {
+    guard case .tensor(_, let shape)? = input.type?.kind, let shape else { return nil }
+    bindings[input.name] = shape.dims.map { d in if case .known(let v) = d.value { return Int(v) } else { return 1 } }
+  }
+  return try? ShapeInference(model: model, bindings: bindings).totalMACs
 }

@@ -1,4 +1,5 @@
 import Compression
+import Datasets
 import IR
 import ONNX
 import Report
@@ -17,6 +18,8 @@ struct TransformRun {
   var notLargerThanInput = false
   /// With data: the result measured against the input model, for the report and the summary line.
   var quality: QualityCheck?
+  /// Shape-changing commands: report MACs before and after, and the deflated file sizes.
+  var measureSizes = false
 
   struct Outcome {
     var loaded: LoadedModel
@@ -24,9 +27,19 @@ struct TransformRun {
     var passes: [PassResult]
     var written: WriteResult
     var quality: QualityCheck.Result?
+    var sizes: Sizes?
   }
 
-  func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in }) throws -> Outcome {
+  struct Sizes {
+    var macsBefore: Int?
+    var macsAfter: Int?
+    var deflatedBefore: Int
+    var deflatedAfter: Int
+  }
+
+  /// `check` sees the model as read; `afterPasses` the pass results, before anything is written.
+  func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in },
+           afterPasses: ([PassResult]) throws -> Void = { _ in }) throws -> Outcome {
     let inputs = FileIdentity(path: model).map { [$0] } ?? []
     try ModelWriter.checkOutput(output, options: WriteOptions(force: force), inputs: inputs)
     if let report { try checkOutputPath(report, force: force, inputs: inputs) }
@@ -34,17 +47,26 @@ struct TransformRun {
     try check(loaded)
     var result = loaded.model
     let passResults = try PassManager(passes).run(&result, file: model)
+    try afterPasses(passResults)
     let options = WriteOptions(force: force, notLargerThanInput: notLargerThanInput ? loaded.totalBytes : nil)
     let measured = try quality?.run(original: loaded.model, compressed: result)
     let written = try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles)
+    var sizes: Sizes?
+    if measureSizes {
+      sizes = Sizes(macsBefore: singleSampleMACs(loaded.model), macsAfter: singleSampleMACs(result),
+                    deflatedBefore: try DeflatedSize.of(model), deflatedAfter: try DeflatedSize.of(output))
+    }
     if let report {
-      let r = PassReport(command: command, input: .init(file: baseName(model), bytes: loaded.totalBytes, model: loaded.model),
-                         output: .init(file: baseName(output), bytes: written.modelBytes + written.dataBytes, model: result),
+      let r = PassReport(command: command,
+                         input: .init(file: baseName(model), bytes: loaded.totalBytes, model: loaded.model,
+                                      macs: sizes?.macsBefore, deflatedBytes: sizes?.deflatedBefore),
+                         output: .init(file: baseName(output), bytes: written.modelBytes + written.dataBytes, model: result,
+                                       macs: sizes?.macsAfter, deflatedBytes: sizes?.deflatedAfter),
                          passes: passResults, quality: measured)
       let writer = try AtomicFileWriter(destination: report)
       try writer.write(try encodeJSON(r))
       try writer.commit()
     }
-    return Outcome(loaded: loaded, result: result, passes: passResults, written: written, quality: measured)
+    return Outcome(loaded: loaded, result: result, passes: passResults, written: written, quality: measured, sizes: sizes)
   }
 }

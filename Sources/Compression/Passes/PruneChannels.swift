@@ -1,0 +1,186 @@
+import Datasets
+import Foundation
+import IR
+import Runtime
+import Support
+
+/// Structured pruning: removes whole channels, so the model gets physically smaller and faster in
+/// any runtime. Channels go by dependency group (see ChannelGroups): in each group that nothing
+/// blocks, the `ratio` least important channels — never all of them — are cut from every weight,
+/// bias, BatchNorm statistic and per-channel constant indexed by them, and depthwise
+/// convolutions' `group` follows. Importance per channel is summed over the group's producers:
+/// the l1 or l2 norm of their output slices, |γ| of its BatchNormalizations (`bn-scale`), or the
+/// mean |activation| of its tensors over calibration data (`activation`).
+public struct PruneChannels: Pass {
+  public static let name = "prune-channels"
+  public enum Criterion: String, CaseIterable, Sendable { case l1, l2, bnScale = "bn-scale", activation }
+  public var ratio: Double
+  public var criterion: Criterion
+  public var overrides: RatioOverrides
+  /// Samples for the activation criterion.
+  public var data: String?
+  public var threads: Int
+  public init(ratio: Double, criterion: Criterion = .l1, overrides: RatioOverrides = .init(), data: String? = nil, threads: Int = 1) {
+    self.ratio = ratio; self.criterion = criterion; self.overrides = overrides; self.data = data; self.threads = threads
+  }
+
+  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+    var groups = ChannelGroups(model)
+    var changes = [PassResult.Change]()
+    var initializers = [String: Tensor]()
+    for t in model.graph.initializers { initializers[t.name] = t }
+    let nodesByName = Dictionary(model.graph.nodes.map { (label($0), $0) }, uniquingKeysWith: { a, _ in a })
+    let activation = criterion == .activation ? try activationMeans(model, groups) : [:]
+    // Channels removed per group root.
+    var removed = [Int: [Int]]()
+    for r in groups.roots {
+      let g = groups.group(r)
+      let name = g.producerNodes.joined(separator: "+")
+      func skip(_ why: String) {
+        changes.append(.init(target: name, action: "skipped", detail: "group of \(g.channels) channels: \(why)"))
+      }
+      if let why = g.blocked { skip(why); continue }
+      if g.consumers.isEmpty { skip("no layer reads its channels"); continue }
+      let groupRatio = g.producerNodes.compactMap { nodesByName[$0].flatMap(overrides.ratio) }.max() ?? ratio
+      let count = min(Int((Double(g.channels) * groupRatio).rounded(.down)), g.channels - 1)
+      if count <= 0 { skip(groupRatio == 0 ? "ratio 0" : "\(g.channels) channels × \(groupRatio) rounds to none"); continue }
+      var importance = [Double](repeating: 0, count: g.channels)
+      switch criterion {
+      case .l1, .l2:
+        for p in g.producers { try accumulateNorms(initializers[p.tensor], axis: p.axis, squared: criterion == .l2, into: &importance) }
+      case .bnScale:
+        guard !g.batchNormScales.isEmpty else { skip("no BatchNormalization scales its channels (bn-scale)"); continue }
+        for s in g.batchNormScales {
+          guard let t = initializers[s.tensor] else { continue }
+          for (c, v) in try NDArray(t).floats().enumerated() where c < importance.count { importance[c] += Double(abs(v)) }
+        }
+      case .activation:
+        guard let means = activation[r] else { skip("its activations were not observed"); continue }
+        importance = means
+      }
+      let order = importance.indices.sorted { importance[$0] != importance[$1] ? importance[$0] < importance[$1] : $0 < $1 }
+      let cut = order.prefix(count).sorted()
+      removed[r] = cut
+      changes.append(.init(target: name, action: "pruned",
+                           detail: "\(count) of \(g.channels) channels removed (\(criterion.rawValue)); channels \(cut.map(String.init).joined(separator: ","))",
+                           values: ["channelsBefore": Double(g.channels), "channelsAfter": Double(g.channels - count)]))
+    }
+    guard !removed.isEmpty else { return PassResult(pass: Self.name, changes: changes) }
+
+    // Every (tensor, axis) with the indices to drop along it.
+    var drops = [String: [Int: Set<Int>]]()
+    for (r, cut) in removed {
+      let g = groups.group(r)
+      for s in g.producers + g.consumers + g.parameters {
+        for c in cut { drops[s.tensor, default: [:]][s.axis, default: []].insert(s.offset + c) }
+      }
+    }
+    var paramsBefore = [String: Int](), paramsAfter = [String: Int]()
+    for (i, t) in model.graph.initializers.enumerated() {
+      guard let axes = drops[t.name] else { continue }
+      var array = try NDArray(t)
+      for axis in axes.keys.sorted() {
+        guard let cut = axes[axis] else { continue }
+        array = try dropping(cut, along: axis, of: array, tensor: t.name)
+      }
+      paramsBefore[t.name] = t.elementCount
+      paramsAfter[t.name] = array.count
+      var pruned = array.irTensor(name: t.name)
+      pruned.docString = t.docString
+      model.graph.initializers[i] = pruned
+    }
+    // Depthwise convolutions: one group per remaining channel.
+    let depthwise = Dictionary(removed.flatMap { r, cut in groups.group(r).depthwise.map { ($0, groups.group(r).channels - cut.count) } },
+                               uniquingKeysWith: { a, _ in a })
+    for i in model.graph.nodes.indices {
+      guard let out = model.graph.nodes[i].outputs.first, let groupCount = depthwise[out] else { continue }
+      model.graph.nodes[i].attributes = model.graph.nodes[i].attributes.map {
+        $0.name == "group" ? Attribute(name: "group", value: .int(Int64(groupCount))) : $0
+      }
+    }
+    // Shapes recorded for pruned values are stale.
+    let stale = Set(removed.keys.flatMap { groups.group($0).tensors.map(\.name) })
+    model.graph.valueInfo.removeAll { stale.contains($0.name) }
+    for n in model.graph.nodes {
+      let touched = n.inputs.filter { paramsBefore[$0] != nil }
+      guard !touched.isEmpty, ["Conv", "Gemm", "MatMul"].contains(n.opType) else { continue }
+      let before = touched.reduce(0) { $0 + (paramsBefore[$1] ?? 0) }, after = touched.reduce(0) { $0 + (paramsAfter[$1] ?? 0) }
+      changes.append(.init(target: label(n), action: "resized", detail: "parameters \(before) → \(after)",
+                           values: ["parametersBefore": Double(before), "parametersAfter": Double(after)]))
+    }
+    return PassResult(pass: Self.name, changes: changes)
+  }
+
+  /// Adds each output channel's l1 norm (or squared l2) of `t` along `axis` into `importance`.
+  private func accumulateNorms(_ t: Tensor?, axis: Int, squared: Bool, into importance: inout [Double]) throws {
+    guard let t else { return }
+    let values = try NDArray(t).floats()
+    let dims = t.dims.map { Int($0) }
+    let channels = dims[axis], inner = dims[(axis + 1)...].reduce(1, *)
+    guard channels == importance.count else { return }
+    for (i, v) in values.enumerated() {
+      let c = (i / inner) % channels
+      importance[c] += squared ? Double(v) * Double(v) : Double(abs(v))
+    }
+  }
+
+  /// `array` without the indices `cut` along `axis`.
+  private func dropping(_ cut: Set<Int>, along axis: Int, of array: NDArray, tensor: String) throws -> NDArray {
+    guard axis < array.rank else { throw CompressorError.internalError("pruning axis \(axis) of '\(tensor)' (rank \(array.rank))") }
+    let keep = (0..<array.shape[axis]).filter { !cut.contains($0) }
+    let outer = array.shape[..<axis].reduce(1, *), inner = array.shape[(axis + 1)...].reduce(1, *)
+    guard let width = array.dataType.byteCount(elements: inner) else { return array }
+    var shape = array.shape
+    shape[axis] = keep.count
+    var out = NDArray(uninitialized: array.dataType, shape)
+    array.withUnsafeBytes { src in
+      out.withUnsafeMutableBytes { dst in
+        guard let s = src.baseAddress, let d = dst.baseAddress else { return }
+        var o = 0
+        for outerIndex in 0..<outer {
+          for k in keep {
+            d.advanced(by: o).copyMemory(from: s.advanced(by: (outerIndex * array.shape[axis] + k) * width), byteCount: width)
+            o += width
+          }
+        }
+      }
+    }
+    return out
+  }
+
+  /// Mean |activation| per channel of every group's tensors over the calibration samples.
+  private func activationMeans(_ model: Model, _ groups: ChannelGroups) throws -> [Int: [Double]] {
+    guard let data else { throw CompressorError.usage("--criterion activation needs --data") }
+    var wanted = [String: [(root: Int, axis: Int, offset: Int)]]()
+    for r in groups.roots where groups.group(r).blocked == nil {
+      for t in groups.group(r).tensors { wanted[t.name, default: []].append((r, t.axis, t.offset)) }
+    }
+    final class Sums { var values: [Int: [Double]] = [:]; var counts: [Int: Double] = [:] }
+    let sums = Sums()
+    let executor = try Executor(model: model, threads: threads)
+    executor.observer = { node, _, outputs in
+      for (name, value) in zip(node.outputs, outputs) {
+        guard let targets = wanted[name], value.dataType == .float, value.rank >= 2, let f = try? value.floats() else { continue }
+        for t in targets {
+          let channels = groups.group(t.root).channels
+          let axis = t.axis < 0 ? value.rank + t.axis : t.axis
+          let inner = value.shape[(axis + 1)...].reduce(1, *), width = value.shape[axis]
+          var acc = sums.values[t.root] ?? [Double](repeating: 0, count: channels)
+          for (i, v) in f.enumerated() {
+            let c = (i / inner) % width - t.offset
+            if c >= 0 && c < channels { acc[c] += Double(abs(v)) }
+          }
+          sums.values[t.root] = acc
+          sums.counts[t.root, default: 0] += Double(value.count / max(width, 1))
+        }
+      }
+    }
+    let dataset = try Dataset(path: data, inputNames: model.graph.feedNames)
+    let used = try dataset.forEachChunk(rows: 8) { _ = try executor.run($0) }
+    if used == 0 { throw CompressorError.usage("the data holds no samples") }
+    return sums.values.mapValues { v in v }.reduce(into: [:]) { out, entry in
+      let n = max(sums.counts[entry.key] ?? 1, 1)
+      out[entry.key] = entry.value.map { $0 / n }
+    }
+  }
+}

@@ -1,0 +1,85 @@
+import IR
+import Runtime
+import Support
+
+/// A weight that pruning may thin out: the float initializer a Conv, ConvTranspose, Gemm or
+/// MatMul of the main graph multiplies by, and the axis along which its inputs run.
+struct PrunableLayer {
+  var node: Node
+  var weight: String
+  /// The weight's input-channel axis (K of a MatMul weight, C_in of a Conv kernel).
+  var inputAxis: Int
+  var label: String { nodeLabel(node) }
+}
+
+/// Layers in graph order, one per weight (a weight two nodes share is one layer, under its first
+/// reader), with the reason for every node that has no prunable weight.
+func prunableLayers(_ model: Model) -> (layers: [PrunableLayer], skipped: [PassResult.Change]) {
+  var initializers = [String: Tensor]()
+  for t in model.graph.initializers { initializers[t.name] = t }
+  var layers = [PrunableLayer](), skipped = [PassResult.Change](), seen = Set<String>()
+  for n in model.graph.nodes where n.isDefaultDomain {
+    let axis: Int
+    switch n.opType {
+    case "Conv", "ConvTranspose": axis = n.opType == "Conv" ? 1 : 0
+    case "Gemm": axis = (n.attribute("transB")?.int ?? 0) != 0 ? 1 : 0
+    case "MatMul": axis = 0
+    default: continue
+    }
+    guard n.inputs.count > 1, let w = initializers[n.inputs[1]] else {
+      skipped.append(.init(target: nodeLabel(n), action: "skipped", detail: "its weight is computed, not an initializer"))
+      continue
+    }
+    guard w.dataType == .float else {
+      skipped.append(.init(target: nodeLabel(n), action: "skipped", detail: "weight '\(w.name)' is \(w.dataType), not float"))
+      continue
+    }
+    guard w.dims.count >= 2 else {
+      skipped.append(.init(target: nodeLabel(n), action: "skipped", detail: "weight '\(w.name)' is not a matrix or kernel"))
+      continue
+    }
+    if seen.insert(w.name).inserted { layers.append(PrunableLayer(node: n, weight: w.name, inputAxis: axis)) }
+  }
+  return (layers, skipped)
+}
+
+func nodeLabel(_ n: Node) -> String { label(n) }
+
+/// Per-layer ratios given on the command line: "name-glob=ratio" or "OpType=ratio".
+public struct RatioOverrides: Equatable {
+  public var entries: [(pattern: String, ratio: Double)]
+  public init(_ entries: [(pattern: String, ratio: Double)] = []) { self.entries = entries }
+  public static func == (a: RatioOverrides, b: RatioOverrides) -> Bool {
+    a.entries.map(\.pattern) == b.entries.map(\.pattern) && a.entries.map(\.ratio) == b.entries.map(\.ratio)
+  }
+
+  /// "conv1=0.3,fc*=0" → entries; a usage error naming the malformed piece or ratio.
+  public static func parse(_ text: String) throws -> RatioOverrides {
+    var entries = [(String, Double)]()
+    for piece in text.split(separator: ",") {
+      let kv = piece.split(separator: "=", maxSplits: 1).map(String.init)
+      guard kv.count == 2, !kv[0].isEmpty, let r = Double(kv[1]) else {
+        throw CompressorError.usage("--overrides: '\(piece)' is not PATTERN=RATIO")
+      }
+      guard r >= 0 && r < 1 else { throw CompressorError.usage("--overrides: ratio \(kv[1]) for '\(kv[0])' is outside [0, 1)") }
+      entries.append((kv[0], r))
+    }
+    return RatioOverrides(entries)
+  }
+
+  func ratio(for n: Node) -> Double? {
+    entries.last { NodeFilter.matches($0.pattern, n) }?.ratio
+  }
+}
+
+/// |w| order with ties broken by position, so pruning is the same on every run.
+func magnitudeOrder(_ values: [Float]) -> [Int] {
+  values.indices.sorted { a, b in
+    let x = abs(values[a]), y = abs(values[b])
+    return x != y ? x < y : a < b
+  }
+}
+
+func tensor(_ t: Tensor, replacingWith values: [Float]) -> Tensor {
+  Tensor(name: t.name, dataType: .float, dims: t.dims, data: ByteBuffer(copying: values.withUnsafeBytes { Array($0) }))
+}

@@ -1,0 +1,140 @@
+import ArgumentParser
+import Compression
+import Foundation
+import IR
+import ONNX
+import Report
+import Support
+
+extension Compressor {
+  struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Prune a model: magnitude (unstructured), N:M semi-structured, or whole channels (structured, physically smaller).",
+      discussion: """
+        Give one of --sparsity (unstructured), --pattern (N:M) or --structured --ratio. Runs the \
+        preparation passes of `optimize` first and folds BatchNormalization after pruning. \
+        Unstructured and N:M pruning zero weights of Conv, Gemm and MatMul layers (first and last \
+        kept dense unless --prune-first-last); structured pruning finds channel dependency groups \
+        (residual sums, depthwise convs, Concat, squeeze-excitation, MLP chains) and removes the \
+        least important channels of each from every tensor indexed by them. The report lists \
+        every layer and group pruned or left alone with the reason, parameters, MACs and deflated \
+        sizes before and after, and with --data the quality against the input model.
+        """)
+
+    @Argument(help: "The ONNX model to prune.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the result (default: beside the input, MODEL.pruned.onnx).")
+    var output: String?
+
+    @Option(help: "Unstructured: the fraction of each layer's weights set to zero, in [0, 1).")
+    var sparsity: Double?
+
+    @Flag(help: "Unstructured: one magnitude threshold across all layers instead of the same sparsity in each.")
+    var global = false
+
+    @Option(help: "N:M semi-structured sparsity: keep N of every M weights along the input dimension (2:4, 4:8).")
+    var pattern: String?
+
+    @Flag(help: "Remove whole channels (with --ratio).")
+    var structured = false
+
+    @Option(help: "Structured: the fraction of each group's channels removed, in [0, 1).")
+    var ratio: Double?
+
+    @Option(help: "Structured: channel importance — l1, l2, bn-scale or activation (needs --data).")
+    var criterion: String = "l1"
+
+    @Option(help: "Per-layer ratios: PATTERN=RATIO[,…], PATTERN a node-name glob or an op type.")
+    var overrides: String?
+
+    @Flag(help: "Unstructured and N:M: prune the first and last layers too.")
+    var pruneFirstLast = false
+
+    @Option(help: "Samples for --criterion activation and for the quality section.")
+    var data: String?
+
+    @Option(help: "A .npy of class indices aligned with --data, for accuracy.")
+    var labels: String?
+
+    @Option(help: "Threads for the runtime (activation criterion, quality).")
+    var threads = 1
+
+    @Option(help: "Write a JSON report of every change to this file.")
+    var report: String?
+
+    @Flag(help: "Replace the output (and report) if they exist.")
+    var force = false
+
+    func validate() throws {
+      let modes = [sparsity != nil, pattern != nil, structured].filter { $0 }.count
+      if modes != 1 { throw ValidationError("give exactly one of --sparsity, --pattern or --structured") }
+      if let s = sparsity, !(s >= 0 && s < 1) {
+        throw ValidationError("--sparsity must be in [0, 1), not \(s)\(s == 1 ? " (that would empty every layer)" : "")")
+      }
+      if structured {
+        guard let r = ratio else { throw ValidationError("--structured needs --ratio") }
+        if !(r >= 0 && r < 1) { throw ValidationError("--ratio must be in [0, 1), not \(r)\(r == 1 ? " (that would empty every group)" : "")") }
+      } else if ratio != nil {
+        throw ValidationError("--ratio goes with --structured")
+      }
+      if let p = pattern, Self.parsePattern(p) == nil {
+        throw ValidationError("--pattern must be N:M with 0 < N < M (2:4, 4:8), not '\(p)'")
+      }
+      guard let c = PruneChannels.Criterion(rawValue: criterion) else {
+        throw ValidationError("--criterion must be l1, l2, bn-scale or activation, not '\(criterion)'")
+      }
+      if c == .activation && data == nil { throw ValidationError("--criterion activation needs --data") }
+      if labels != nil && data == nil { throw ValidationError("--labels needs --data") }
+      if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
+      if global && sparsity == nil { throw ValidationError("--global goes with --sparsity") }
+    }
+
+    static func parsePattern(_ p: String) -> (n: Int, m: Int)? {
+      let parts = p.split(separator: ":", omittingEmptySubsequences: false)
+      guard parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]), n > 0, n < m, m <= 64 else { return nil }
+      return (n, m)
+    }
+
+    func run() throws {
+      let out = output ?? defaultOutput(model, suffix: "pruned")
+      let overrides = try self.overrides.map { try RatioOverrides.parse($0) } ?? RatioOverrides()
+      var passes: [Pass] = [ConstantsToInitializers(), FoldConstants(), RemoveDeadCode()]
+      if let s = sparsity {
+        passes.append(PruneUnstructured(sparsity: s, global: global, overrides: overrides, pruneFirstLast: pruneFirstLast))
+      } else if let p = pattern.flatMap(Self.parsePattern) {
+        passes.append(PruneNM(n: p.n, m: p.m, pruneFirstLast: pruneFirstLast))
+      } else {
+        passes.append(PruneChannels(ratio: ratio ?? 0, criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
+                                    overrides: overrides, data: data, threads: threads))
+      }
+      passes += [FoldBatchNormIntoConv(), RemoveDeadCode()]
+      let quality = data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
+      let pruneName = type(of: passes[3]).name
+      let outcome = try TransformRun(command: "prune", model: model, output: out, report: report, force: force,
+                                     quality: quality, measureSizes: true).run(passes, check: { _ in }, afterPasses: { results in
+        guard let r = results.first(where: { $0.pass == pruneName }) else { return }
+        if !r.changes.contains(where: { $0.action == "pruned" }) {
+          let reasons = r.changes.prefix(3).map { "\($0.target): \($0.detail)" }.joined(separator: "; ")
+          throw CompressorError.unsupported("nothing in \(model) can be pruned this way (\(reasons.isEmpty ? "no Conv, Gemm or MatMul weights" : reasons))")
+        }
+      })
+      var line = "wrote \(out) (\(outcome.passes.first { $0.pass == pruneName }?.changes.filter { $0.action == "pruned" }.count ?? 0) layers/groups pruned"
+      line += ", parameters \(count(outcome.loaded.model)) → \(count(outcome.result))"
+      if let s = outcome.sizes {
+        if let a = s.macsBefore, let b = s.macsAfter { line += ", MACs \(a) → \(b)" }
+        line += ", deflated \(s.deflatedBefore) → \(s.deflatedAfter) bytes"
+      }
+      if let q = outcome.quality {
+        line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
+          .map { ", \($0) \(jsonNumber(q.compressed[$0] ?? 0))" }.joined()
+        if let a = q.float["accuracy"] { line += " (input accuracy \(jsonNumber(a)))" }
+      }
+      FileHandle.standardError.write(line + ")\n")
+    }
+
+    private func count(_ m: Model) -> Int {
+      PassReport.ModelFacts(file: "", bytes: 0, model: m).parameters
+    }
+  }
+}
