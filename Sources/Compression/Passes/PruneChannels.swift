@@ -103,7 +103,7 @@ public struct PruneChannels: Pass {
     model.graph.valueInfo.removeAll { stale.contains($0.name) }
     for n in model.graph.nodes {
       let touched = n.inputs.filter { paramsBefore[$0] != nil }
-      guard !touched.isEmpty, ["Conv", "Gemm", "MatMul"].contains(n.opType) else { continue }
+      guard !touched.isEmpty, ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(n.opType) else { continue }
       let before = touched.reduce(0) { $0 + (paramsBefore[$1] ?? 0) }, after = touched.reduce(0) { $0 + (paramsAfter[$1] ?? 0) }
       changes.append(.init(target: label(n), action: "resized", detail: "parameters \(before) → \(after)",
                            values: ["parametersBefore": Double(before), "parametersAfter": Double(after)]))

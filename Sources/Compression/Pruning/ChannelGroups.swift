@@ -68,7 +68,7 @@ struct ChannelGroups {
     var owner = [String: Int]()
     for (i, _) in groups.enumerated() where root(i) == i {
       for s in groups[i].producers + groups[i].consumers + groups[i].parameters {
-        let key = "\(s.tensor)#\(s.axis)"
+        let key = "\(s.tensor)#\(s.axis)#\(s.offset)"  // Concat readers take each input at its own offset
         if let other = owner[key], other != i {
           groups[i].blocked = groups[i].blocked ?? "parameter '\(s.tensor)' is shared with another group"
           groups[other].blocked = groups[other].blocked ?? "parameter '\(s.tensor)' is shared with another group"
@@ -188,6 +188,16 @@ struct ChannelGroups {
       groups[s].producerNodes.append(label(n))
       if let bias { groups[s].parameters.append(Slice(tensor: bias, axis: 0, offset: 0)) }
       if group > 1 { groups[s].blocked = "produced by grouped convolution \(label(n))" }
+      assign(n.outputs[0], Layout(segments: [Segment(space: s, offset: 0)], axis: 1, spatialOne: false))
+    case "ConvTranspose":
+      // Weight [C_in, C_out / group, k…]: reads its input channels on axis 0, writes on axis 1.
+      guard n.inputs.count >= 2, let w = initializers[n.inputs[1]], w.dataType == .float, w.dims.count >= 3,
+            (n.attribute("group")?.int ?? 1) == 1, n.attribute("output_shape") == nil else { blockInputs(); return }
+      if let x = ins[0] { attach(x, tensor: w.name, axis: 0, consumer: true) }
+      let s = newGroup(Int(w.dims[1]))
+      groups[s].producers.append(Slice(tensor: w.name, axis: 1, offset: 0))
+      groups[s].producerNodes.append(label(n))
+      if n.inputs.count > 2, !n.inputs[2].isEmpty { groups[s].parameters.append(Slice(tensor: n.inputs[2], axis: 0, offset: 0)) }
       assign(n.outputs[0], Layout(segments: [Segment(space: s, offset: 0)], axis: 1, spatialOne: false))
     case "Gemm", "MatMul":
       guard n.inputs.count >= 2, let w = initializers[n.inputs[1]], w.dataType == .float, w.dims.count == 2, initializers[n.inputs[0]] == nil else {
