@@ -1,0 +1,134 @@
+"""`compressor prune`: unstructured and N:M sparsity exactly as asked, structured channel pruning
+that ONNX Runtime runs with the executor's outputs, reports that add up, and refusals."""
+import json
+
+import jsonschema
+import numpy as np
+import onnx
+import pytest
+
+from conftest import FIXTURES, ort_outputs
+from test_quantize import MANIFEST, SCHEMA, pass_changes
+from test_quantize_modes import check_runs_alike, feeds_of
+
+TEST_DATA = {"mlp": "digits_x.npy", "cnn_residual": "digits_img.npy", "mobile_cnn": "digits_img.npy",
+             "transformer_block": "digits_tokens.npz"}
+
+
+def weights(path):
+    return {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn_residual", "mobile_cnn", "transformer_block"])
+def test_unstructured_sparsity_is_exact(name, compressor, tmp_path):
+    out, report = tmp_path / "p.onnx", tmp_path / "p.json"
+    compressor("prune", FIXTURES / MANIFEST[name]["file"], "--sparsity", "0.5", "-o", out, "--report", report)
+    r = json.loads(report.read_text())
+    jsonschema.validate(r, SCHEMA)
+    rows = pass_changes(r, "prune-unstructured")
+    pruned = [c for c in rows if c["action"] == "pruned"]
+    assert pruned and all(abs(c["values"]["sparsity"] - 0.5) <= 0.5 / c["values"]["parameters"] + 1e-9 for c in pruned)
+    skipped = [c["detail"] for c in rows if c["action"] == "skipped"]
+    assert any(d.startswith("first layer") for d in skipped) and any(d.startswith("last layer") for d in skipped)
+    # Zeros deflate: the update shipped over the air shrinks.
+    assert r["output"]["deflatedBytes"] < 0.85 * r["input"]["deflatedBytes"]
+    check_runs_alike(compressor, out, name, tmp_path)
+
+
+def test_global_and_overrides(compressor, tmp_path):
+    out, report = tmp_path / "p.onnx", tmp_path / "p.json"
+    compressor("prune", FIXTURES / "mlp.onnx", "--sparsity", "0.6", "--global", "--prune-first-last",
+               "--overrides", "gemm_3=0.1", "-o", out, "--report", report)
+    rows = {c["target"]: c["values"] for c in pass_changes(json.loads(report.read_text()), "prune-unstructured") if c["action"] == "pruned"}
+    assert rows["gemm_3"]["sparsity"] == pytest.approx(0.1, abs=1 / 640)
+    pooled = rows["gemm_1"]["zeros"] + rows["gemm_2"]["zeros"]
+    assert pooled == round(0.6 * (rows["gemm_1"]["parameters"] + rows["gemm_2"]["parameters"]))
+    assert rows["gemm_1"]["sparsity"] != pytest.approx(rows["gemm_2"]["sparsity"], abs=0.01)  # one threshold, different sparsities
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "4:8"])
+def test_n_m_pattern_is_exact(pattern, compressor, tmp_path):
+    n, m = map(int, pattern.split(":"))
+    out, report = tmp_path / "p.onnx", tmp_path / "p.json"
+    compressor("prune", FIXTURES / "transformer_block.onnx", "--pattern", pattern, "--prune-first-last", "-o", out, "--report", report)
+    rows = [c for c in pass_changes(json.loads(report.read_text()), "prune-n-m") if c["action"] == "pruned"]
+    assert len(rows) == 7
+    w = weights(out)
+    for c in rows:
+        name = c["detail"].split("'")[1]
+        k_major = w[name].reshape(-1, m, w[name].shape[-1]) if w[name].ndim == 2 else None
+        nonzero = (k_major != 0).sum(axis=1)
+        assert nonzero.max() <= n and c["values"]["sparsity"] == pytest.approx(1 - n / m, abs=1e-9)
+    check_runs_alike(compressor, out, "transformer_block", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cnn_residual", "mobile_cnn", "transformer_block", "mlp"])
+def test_structured_pruning_shrinks_consistently(name, compressor, tmp_path):
+    out, report = tmp_path / "p.onnx", tmp_path / "p.json"
+    data = FIXTURES / "data" / TEST_DATA[name]
+    compressor("prune", FIXTURES / MANIFEST[name]["file"], "--structured", "--ratio", "0.3", "--data", data,
+               "--labels", FIXTURES / "data/digits_y.npy", "-o", out, "--report", report)
+    check_runs_alike(compressor, out, name, tmp_path)
+    r = json.loads(report.read_text())
+    jsonschema.validate(r, SCHEMA)
+    groups = [c for c in pass_changes(r, "prune-channels") if c["action"] == "pruned"]
+    assert groups
+    for g in groups:
+        before, after = g["values"]["channelsBefore"], g["values"]["channelsAfter"]
+        assert after == before - int(before * 0.3)
+    assert r["output"]["parameters"] < r["input"]["parameters"] and r["output"]["macs"] < r["input"]["macs"]
+    # The report's parameter count is the model's.
+    params = sum(int(np.prod(t.shape)) for t in weights(out).values())
+    assert params == r["output"]["parameters"]
+    assert r["quality"]["samples"] == 360
+    # Graph outputs keep their width.
+    out_shape = ort_outputs(out, feeds_of(name))[0].shape
+    assert out_shape == ort_outputs(FIXTURES / MANIFEST[name]["file"], feeds_of(name))[0].shape
+
+
+def test_structured_groups_found(compressor, tmp_path):
+    """Residual sums, depthwise convs, squeeze-excitation, Concat and ConvTranspose are each one group."""
+    report = tmp_path / "p.json"
+    compressor("prune", FIXTURES / "mobile_cnn.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "p.onnx", "--report", report)
+    rows = {c["target"]: c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] != "resized"}
+    assert rows["pw+stem+se2"]["action"] == "pruned" and rows["up"]["action"] == "pruned" and rows["se1"]["action"] == "pruned"
+    assert rows["head"]["detail"] == "group of 10 channels: it is the graph output 'logits'"
+    m = onnx.load(str(tmp_path / "p.onnx"))
+    dw = [n for n in m.graph.node if n.name == "dw"][0]
+    assert {a.name: a.i for a in dw.attribute}["group"] == 12
+    report = tmp_path / "t.json"
+    compressor("prune", FIXTURES / "transformer_block.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "t.onnx", "--report", report)
+    rows = {c["target"]: c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] != "resized"}
+    assert rows["ffn1_matmul"]["action"] == "pruned"
+    assert rows["q_matmul"]["detail"] == "group of 32 channels: read by Reshape q_reshape"
+
+
+@pytest.mark.parametrize("criterion", ["l2", "bn-scale", "activation"])
+def test_criteria(criterion, compressor, tmp_path):
+    out, report = tmp_path / "p.onnx", tmp_path / "p.json"
+    compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.25", "--criterion", criterion,
+               "--data", FIXTURES / "data/calib_img.npy", "-o", out, "--report", report)
+    rows = [c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] == "pruned"]
+    assert len(rows) == 3 and all(f"({criterion})" in c["detail"] for c in rows)
+    check_runs_alike(compressor, out, "cnn_residual", tmp_path)
+
+
+def test_refusals(compressor, tmp_path):
+    model = FIXTURES / "mlp.onnx"
+    for args, message in [
+        (["--sparsity", "1.0"], "--sparsity must be in [0, 1), not 1.0 (that would empty every layer)"),
+        (["--sparsity=-0.1"], "--sparsity must be in [0, 1), not -0.1"),
+        (["--structured", "--ratio", "1"], "--ratio must be in [0, 1), not 1.0 (that would empty every group)"),
+        (["--pattern", "4:2"], "--pattern must be N:M with 0 < N < M (2:4, 4:8), not '4:2'"),
+        (["--sparsity", "0.5", "--overrides", "gemm_1=1.5"], "--overrides: ratio 1.5 for 'gemm_1' is outside [0, 1)"),
+        ([], "give exactly one of --sparsity, --pattern or --structured"),
+    ]:
+        r = compressor("prune", model, *args, "-o", tmp_path / "o.onnx", check=False)
+        assert r.returncode == 64, args
+        assert r.stderr.splitlines()[0] == f"compressor: error: {message}", args
+    # A pattern no layer's input dimension divides, and a model without prunable groups: 69.
+    r = compressor("prune", model, "--pattern", "3:7", "--prune-first-last", "-o", tmp_path / "o.onnx", check=False)
+    assert r.returncode == 69 and "input dimension 64 of weight 'l1.weight' is not a multiple of 7" in r.stderr
+    r = compressor("prune", FIXTURES / "if_model.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "o.onnx", check=False)
+    assert r.returncode == 69 and r.stderr.startswith(f"compressor: error: nothing in {FIXTURES / 'if_model.onnx'} can be pruned this way")
+    assert not (tmp_path / "o.onnx").exists()
