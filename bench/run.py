@@ -140,6 +140,43 @@ def runtime_benchmarks(args):
     return out
 
 
+def prune_benchmark(args):
+    """Structured pruning at 30%: parameters, MACs and ONNX Runtime latency (1 thread, same run)
+    of the pruned model against the original, on the CNN/transformer fixtures and the generated
+    benchmark models."""
+    import models
+    fixtures = HERE.parent / "Fixtures"
+    sources = [(n, fixtures / f"{n}.onnx") for n in ("cnn_residual", "mobile_cnn", "transformer_block")]
+    for name, build in [("resnet-cnn-224", models.resnet), ("mobilenet-cnn-224", models.mobilenet), ("bert-6x384-seq128", models.bert)]:
+        path = OUT / f"{name}.onnx"
+        if not path.exists():
+            onnx.save(build(), str(path))
+        sources.append((name, path))
+    rows = {}
+    for name, src in sources:
+        pruned, report = OUT / f"{name}.pruned.onnx", OUT / f"{name}.prune.json"
+        clean(pruned)
+        subprocess.run([args.compressor, "prune", str(src), "--structured", "--ratio", "0.3", "-o", str(pruned),
+                        "--report", str(report), "--force"], check=True, capture_output=True)
+        r = json.loads(report.read_text())
+        runs = max(args.runtime_runs, 200) if "cnn-224" not in name and "bert" not in name else max(args.runtime_runs, 50)
+        before = json.loads(measure([sys.executable, "-c", ORT_PEER, str(src), "1", str(runs)])[2])["p50Ms"]
+        after = json.loads(measure([sys.executable, "-c", ORT_PEER, str(pruned), "1", str(runs)])[2])["p50Ms"]
+        rows[name] = {"parameterRatio": r["output"]["parameters"] / r["input"]["parameters"],
+                      "macRatio": (r["output"].get("macs") or 0) / max(r["input"].get("macs") or 1, 1),
+                      "ortMsBefore": before, "ortMsAfter": after, "ortLatencyRatio": after / before}
+        clean(pruned)
+    return rows
+
+
+def print_prune(rows):
+    print()
+    print(f"{'prune --structured 0.3':<24}{'params':>9}{'MACs':>9}{'ORT ms before':>15}{'after':>9}{'latency':>10}")
+    for name, r in rows.items():
+        print(f"{name:<24}{r['parameterRatio']:>8.2f}x{r['macRatio']:>8.2f}x{r['ortMsBefore']:>15.3f}{r['ortMsAfter']:>9.3f}{r['ortLatencyRatio']:>9.2f}x")
+    print("ratios: pruned / original; ONNX Runtime, 1 thread, p50")
+
+
 def clean(*paths):
     for p in paths:
         for q in (p, pathlib.Path(str(p) + ".data")):
@@ -152,7 +189,7 @@ def main():
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runtime-runs", type=int, default=20)
-    ap.add_argument("--only", choices=["io", "runtime", "quantize"], help="run one group of benchmarks")
+    ap.add_argument("--only", choices=["io", "runtime", "quantize", "prune"], help="run one group of benchmarks")
     ap.add_argument("--calibration-samples", type=int, default=64)
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -167,6 +204,9 @@ def main():
     OUT.mkdir(exist_ok=True)
     if args.only == "runtime":
         print_runtime(runtime_benchmarks(args))
+        return
+    if args.only == "prune":
+        print_prune(prune_benchmark(args))
         return
     model_path = OUT / "encoder.onnx"
     ext_path = OUT / "encoder_ext.onnx"
@@ -215,6 +255,7 @@ def main():
     results["quantize"] = quantize_benchmark(args, model_path)
     results["static"] = static_quantize_benchmark(args, model_path)
     results["runtime"] = runtime_benchmarks(args)
+    results["prune"] = prune_benchmark(args)
 
     (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     c, e = results["io-convert"], results["io-external"]
@@ -226,6 +267,7 @@ def main():
     print_quantize(results["quantize"])
     print_static(results["static"])
     print_runtime(results["runtime"])
+    print_prune(results["prune"])
 
 
 ORT_QUANTIZE = """

@@ -45,6 +45,9 @@ extension Compressor {
     @Option(help: "Structured: channel importance — l1, l2, bn-scale or activation (needs --data).")
     var criterion: String = "l1"
 
+    @Option(help: "Structured: round the channels kept up to a multiple of this (1 to keep exact ratios).")
+    var channelMultiple = 8
+
     @Option(help: "Per-layer ratios: PATTERN=RATIO[,…], PATTERN a node-name glob or an op type.")
     var overrides: String?
 
@@ -86,6 +89,7 @@ extension Compressor {
       }
       if c == .activation && data == nil { throw ValidationError("--criterion activation needs --data") }
       if labels != nil && data == nil { throw ValidationError("--labels needs --data") }
+      if channelMultiple < 1 { throw ValidationError("--channel-multiple must be 1 or more, not \(channelMultiple)") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
       if global && sparsity == nil { throw ValidationError("--global goes with --sparsity") }
     }
@@ -106,7 +110,7 @@ extension Compressor {
         passes.append(PruneNM(n: p.n, m: p.m, pruneFirstLast: pruneFirstLast))
       } else {
         passes.append(PruneChannels(ratio: ratio ?? 0, criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
-                                    overrides: overrides, data: data, threads: threads))
+                                    overrides: overrides, data: data, threads: threads, multiple: channelMultiple))
       }
       passes += [FoldBatchNormIntoConv(), RemoveDeadCode()]
       let quality = data.map { QualityCheck(data: $0, labels: labels, threads: threads) }

@@ -66,7 +66,7 @@ def test_n_m_pattern_is_exact(pattern, compressor, tmp_path):
 def test_structured_pruning_shrinks_consistently(name, compressor, tmp_path):
     out, report = tmp_path / "p.onnx", tmp_path / "p.json"
     data = FIXTURES / "data" / TEST_DATA[name]
-    compressor("prune", FIXTURES / MANIFEST[name]["file"], "--structured", "--ratio", "0.3", "--data", data,
+    compressor("prune", FIXTURES / MANIFEST[name]["file"], "--structured", "--ratio", "0.3", "--channel-multiple", "1", "--data", data,
                "--labels", FIXTURES / "data/digits_y.npy", "-o", out, "--report", report)
     check_runs_alike(compressor, out, name, tmp_path)
     r = json.loads(report.read_text())
@@ -89,7 +89,8 @@ def test_structured_pruning_shrinks_consistently(name, compressor, tmp_path):
 def test_structured_groups_found(compressor, tmp_path):
     """Residual sums, depthwise convs, squeeze-excitation, Concat and ConvTranspose are each one group."""
     report = tmp_path / "p.json"
-    compressor("prune", FIXTURES / "mobile_cnn.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "p.onnx", "--report", report)
+    compressor("prune", FIXTURES / "mobile_cnn.onnx", "--structured", "--ratio", "0.3", "--channel-multiple", "1",
+               "-o", tmp_path / "p.onnx", "--report", report)
     rows = {c["target"]: c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] != "resized"}
     assert rows["pw+stem+se2"]["action"] == "pruned" and rows["up"]["action"] == "pruned" and rows["se1"]["action"] == "pruned"
     assert rows["head"]["detail"] == "group of 10 channels: it is the graph output 'logits'"
@@ -106,11 +107,21 @@ def test_structured_groups_found(compressor, tmp_path):
 @pytest.mark.parametrize("criterion", ["l2", "bn-scale", "activation"])
 def test_criteria(criterion, compressor, tmp_path):
     out, report = tmp_path / "p.onnx", tmp_path / "p.json"
-    compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.25", "--criterion", criterion,
+    compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.25", "--channel-multiple", "1", "--criterion", criterion,
                "--data", FIXTURES / "data/calib_img.npy", "-o", out, "--report", report)
     rows = [c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] == "pruned"]
     assert len(rows) == 3 and all(f"({criterion})" in c["detail"] for c in rows)
     check_runs_alike(compressor, out, "cnn_residual", tmp_path)
+
+
+def test_kept_channels_round_to_a_multiple_of_8(compressor, tmp_path):
+    """By default a group keeps a multiple of 8 channels (SIMD blocks): 32 × 0.3 → keep 24, not 23;
+    16 × 0.3 would keep 12, rounds to 16: the group is left whole, and says why."""
+    report = tmp_path / "p.json"
+    compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "p.onnx", "--report", report)
+    rows = {c["target"]: c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] != "resized"}
+    assert rows["c4"]["values"] == {"channelsBefore": 32, "channelsAfter": 24}
+    assert rows["c2"]["action"] == "skipped" and rows["c2"]["detail"] == "group of 16 channels: 16 kept after rounding up to a multiple of 8"
 
 
 def test_refusals(compressor, tmp_path):
