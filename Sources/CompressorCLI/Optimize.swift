@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import Datasets
 import IR
 import ONNX
 import Runtime
@@ -77,14 +78,19 @@ struct PassReport: Encodable {
   var quality: QualityCheck.Result?
 }
 
-/// Multiply-accumulates of one sample: every symbolic or unknown input dimension bound to 1.
+/// Multiply-accumulates of one sample: input shapes from the first sample of `data` when given
+/// (its leading dimension taken as 1), else every symbolic or unknown dimension bound to 1.
 /// nil when the model cannot be run on zeros that way.
-func singleSampleMACs(_ model: Model) -> Int? {
+func singleSampleMACs(_ model: Model, data: String? = nil) -> Int? {
   var bindings = [String: [Int]]()
   let feeds = Set(model.graph.feedNames)
-  for input in model.graph.inputs where feeds.contains(input.name) {
-    guard case .tensor(_, let shape)? = input.type?.kind, let shape else { return nil }
-    bindings[input.name] = shape.dims.map { d in if case .known(let v) = d.value { return Int(v) } else { return 1 } }
+  if let data, let dataset = try? Dataset(path: data, inputNames: model.graph.feedNames), let first = try? dataset.batch(0) {
+    for (name, array) in first { bindings[name] = array.rank == 0 ? [] : [1] + array.shape.dropFirst() }
+  } else {
+    for input in model.graph.inputs where feeds.contains(input.name) {
+      guard case .tensor(_, let shape)? = input.type?.kind, let shape else { return nil }
+      bindings[input.name] = shape.dims.map { d in if case .known(let v) = d.value { return Int(v) } else { return 1 } }
+    }
   }
   return try? ShapeInference(model: model, bindings: bindings).totalMACs
 }

@@ -45,6 +45,15 @@ extension Compressor {
     @Option(help: "Structured: channel importance — l1, l2, bn-scale or activation (needs --data).")
     var criterion: String = "l1"
 
+    @Flag(help: "Structured: prune each channel group alone at ratios 0.1…0.7 and report the quality lost (needs --data); writes no model.")
+    var analyze = false
+
+    @Option(help: "Structured: keep this fraction of the MACs, choosing per-group ratios by sensitivity (needs --data).")
+    var targetMacs: Double?
+
+    @Option(help: "Structured: keep this fraction of the parameters, choosing per-group ratios by sensitivity (needs --data).")
+    var targetParams: Double?
+
     @Option(help: "Structured: round the channels kept up to a multiple of this (1 to keep exact ratios).")
     var channelMultiple = 8
 
@@ -75,7 +84,16 @@ extension Compressor {
       if let s = sparsity, !(s >= 0 && s < 1) {
         throw ValidationError("--sparsity must be in [0, 1), not \(s)\(s == 1 ? " (that would empty every layer)" : "")")
       }
-      if structured {
+      let searching = analyze || targetMacs != nil || targetParams != nil
+      if searching {
+        if !structured { throw ValidationError("--analyze, --target-macs and --target-params go with --structured") }
+        if data == nil { throw ValidationError("--analyze, --target-macs and --target-params need --data") }
+        if ratio != nil { throw ValidationError("--ratio is chosen by --target-macs / --target-params; give one or the other") }
+        if targetMacs != nil && targetParams != nil { throw ValidationError("give --target-macs or --target-params, not both") }
+        for t in [targetMacs, targetParams].compactMap({ $0 }) where !(t > 0 && t <= 1) {
+          throw ValidationError("a target must be a fraction in (0, 1], not \(t)")
+        }
+      } else if structured {
         guard let r = ratio else { throw ValidationError("--structured needs --ratio") }
         if !(r >= 0 && r < 1) { throw ValidationError("--ratio must be in [0, 1), not \(r)\(r == 1 ? " (that would empty every group)" : "")") }
       } else if ratio != nil {
@@ -108,26 +126,43 @@ extension Compressor {
         passes.append(PruneUnstructured(sparsity: s, global: global, overrides: overrides, pruneFirstLast: pruneFirstLast))
       } else if let p = pattern.flatMap(Self.parsePattern) {
         passes.append(PruneNM(n: p.n, m: p.m, pruneFirstLast: pruneFirstLast))
+      } else if analyze || targetMacs != nil || targetParams != nil {
+        let budget: PruneSearch.Budget? = targetMacs.map { .macs($0) } ?? targetParams.map { .parameters($0) }
+        passes.append(PruneSearch(budget: budget, data: data ?? "", criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
+                                  multiple: channelMultiple, threads: threads))
       } else {
         passes.append(PruneChannels(ratio: ratio ?? 0, criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
                                     overrides: overrides, data: data, threads: threads, multiple: channelMultiple))
       }
       passes += [FoldBatchNormIntoConv(), RemoveDeadCode()]
-      let quality = data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
+      let quality = analyze ? nil : data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
       let pruneName = type(of: passes[3]).name
       let outcome = try TransformRun(command: "prune", model: model, output: out, report: report, force: force,
-                                     quality: quality, measureSizes: true).run(passes, check: { _ in }, afterPasses: { results in
+                                     quality: quality, measureSizes: true, writesModel: !analyze).run(passes, check: { _ in }, afterPasses: { results in
         guard let r = results.first(where: { $0.pass == pruneName }) else { return }
-        if !r.changes.contains(where: { $0.action == "pruned" }) {
+        if analyze {
+          if !r.changes.contains(where: { $0.action == "analyzed" }) {
+            throw CompressorError.unsupported("no channel group of \(model) can be pruned (\(r.changes.first?.detail ?? "none found"))")
+          }
+        } else if !r.changes.contains(where: { $0.action == "pruned" }) {
           let reasons = r.changes.prefix(3).map { "\($0.target): \($0.detail)" }.joined(separator: "; ")
           throw CompressorError.unsupported("nothing in \(model) can be pruned this way (\(reasons.isEmpty ? "no Conv, Gemm or MatMul weights" : reasons))")
         }
       })
+      if analyze {
+        let rows = outcome.passes.first { $0.pass == pruneName }?.changes.filter { $0.action == "analyzed" } ?? []
+        FileHandle.standardOutput.write("group  ratio  loss  MACs  parameters\n")
+        for row in rows {
+          let v = row.values ?? [:]
+          FileHandle.standardOutput.write("\(row.target)  \(jsonNumber(v["ratio"] ?? 0))  \(jsonNumber(v["loss"] ?? 0))  \(jsonNumber(v["macs"] ?? 0))  \(jsonNumber(v["parameters"] ?? 0))\n")
+        }
+        return
+      }
       var line = "wrote \(out) (\(outcome.passes.first { $0.pass == pruneName }?.changes.filter { $0.action == "pruned" }.count ?? 0) layers/groups pruned"
       line += ", parameters \(count(outcome.loaded.model)) → \(count(outcome.result))"
       if let s = outcome.sizes {
         if let a = s.macsBefore, let b = s.macsAfter { line += ", MACs \(a) → \(b)" }
-        line += ", deflated \(s.deflatedBefore) → \(s.deflatedAfter) bytes"
+        if let after = s.deflatedAfter { line += ", deflated \(s.deflatedBefore) → \(after) bytes" }
       }
       if let q = outcome.quality {
         line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }

@@ -138,8 +138,8 @@ extension Compressor {
       })
       let quantized = outcome.passes.filter { $0.pass.hasPrefix("quantize") }
         .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
-      let ratio = Double(outcome.written.modelBytes + outcome.written.dataBytes) / Double(max(outcome.loaded.totalBytes, 1))
-      var line = "wrote \(out) (\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.written.modelBytes + outcome.written.dataBytes) bytes, \(String(format: "%.2f", ratio))× the input"
+      let ratio = Double(outcome.writtenBytes) / Double(max(outcome.loaded.totalBytes, 1))
+      var line = "wrote \(out) (\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.writtenBytes) bytes, \(String(format: "%.2f", ratio))× the input"
       if let q = outcome.quality {
         line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
           .map { ", \($0) \(jsonNumber(q.compressed[$0] ?? 0))" }.joined()

@@ -20,12 +20,17 @@ struct TransformRun {
   var quality: QualityCheck?
   /// Shape-changing commands: report MACs before and after, and the deflated file sizes.
   var measureSizes = false
+  /// Analyses (prune --analyze) report without writing a model.
+  var writesModel = true
 
   struct Outcome {
     var loaded: LoadedModel
     var result: Model
     var passes: [PassResult]
-    var written: WriteResult
+    /// nil when the command writes no model.
+    var written: WriteResult?
+    /// Bytes of the written model and its external data (0 when none was written).
+    var writtenBytes: Int { (written?.modelBytes ?? 0) + (written?.dataBytes ?? 0) }
     var quality: QualityCheck.Result?
     var sizes: Sizes?
   }
@@ -34,14 +39,14 @@ struct TransformRun {
     var macsBefore: Int?
     var macsAfter: Int?
     var deflatedBefore: Int
-    var deflatedAfter: Int
+    var deflatedAfter: Int?
   }
 
   /// `check` sees the model as read; `afterPasses` the pass results, before anything is written.
   func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in },
            afterPasses: ([PassResult]) throws -> Void = { _ in }) throws -> Outcome {
     let inputs = FileIdentity(path: model).map { [$0] } ?? []
-    try ModelWriter.checkOutput(output, options: WriteOptions(force: force), inputs: inputs)
+    if writesModel { try ModelWriter.checkOutput(output, options: WriteOptions(force: force), inputs: inputs) }
     if let report { try checkOutputPath(report, force: force, inputs: inputs) }
     let loaded = try ModelReader.read(model)
     try check(loaded)
@@ -50,17 +55,19 @@ struct TransformRun {
     try afterPasses(passResults)
     let options = WriteOptions(force: force, notLargerThanInput: notLargerThanInput ? loaded.totalBytes : nil)
     let measured = try quality?.run(original: loaded.model, compressed: result)
-    let written = try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles)
+    let written = writesModel ? try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles) : nil
     var sizes: Sizes?
     if measureSizes {
-      sizes = Sizes(macsBefore: singleSampleMACs(loaded.model), macsAfter: singleSampleMACs(result),
-                    deflatedBefore: try DeflatedSize.of(model), deflatedAfter: try DeflatedSize.of(output))
+      let data = quality?.data
+      sizes = Sizes(macsBefore: singleSampleMACs(loaded.model, data: data), macsAfter: singleSampleMACs(result, data: data),
+                    deflatedBefore: try DeflatedSize.of(model), deflatedAfter: written == nil ? nil : try DeflatedSize.of(output))
     }
     if let report {
       let r = PassReport(command: command,
                          input: .init(file: baseName(model), bytes: loaded.totalBytes, model: loaded.model,
                                       macs: sizes?.macsBefore, deflatedBytes: sizes?.deflatedBefore),
-                         output: .init(file: baseName(output), bytes: written.modelBytes + written.dataBytes, model: result,
+                         output: .init(file: written == nil ? "" : baseName(output),
+                                       bytes: (written?.modelBytes ?? 0) + (written?.dataBytes ?? 0), model: result,
                                        macs: sizes?.macsAfter, deflatedBytes: sizes?.deflatedAfter),
                          passes: passResults, quality: measured)
       let writer = try AtomicFileWriter(destination: report)

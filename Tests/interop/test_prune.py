@@ -143,3 +143,32 @@ def test_refusals(compressor, tmp_path):
     r = compressor("prune", FIXTURES / "if_model.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "o.onnx", check=False)
     assert r.returncode == 69 and r.stderr.startswith(f"compressor: error: nothing in {FIXTURES / 'if_model.onnx'} can be pruned this way")
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_analyze_reports_without_writing(compressor, tmp_path):
+    report = tmp_path / "a.json"
+    r = compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--analyze", "--channel-multiple", "1",
+                   "--data", FIXTURES / "data/calib_img.npy", "-o", tmp_path / "never.onnx", "--report", report)
+    assert not (tmp_path / "never.onnx").exists()
+    lines = r.stdout.splitlines()
+    assert lines[0] == "group  ratio  loss  MACs  parameters" and len(lines) == 1 + 3 * 7
+    rows = [c for c in pass_changes(json.loads(report.read_text()), "prune-search") if c["action"] == "analyzed"]
+    by_group = {}
+    for c in rows:
+        by_group.setdefault(c["target"], []).append(c["values"])
+    assert set(by_group) == {"c2", "c3+c1", "c4"}
+    for trials in by_group.values():
+        macs = [t["macs"] for t in trials]
+        assert macs == sorted(macs, reverse=True) and all(t["loss"] >= 0 for t in trials)
+
+
+@pytest.mark.parametrize("flag,key", [("--target-macs", "macs"), ("--target-params", "parameters")])
+def test_budget_is_met(flag, key, compressor, tmp_path):
+    out, report = tmp_path / "t.onnx", tmp_path / "t.json"
+    compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", flag, "0.7", "--channel-multiple", "1",
+               "--data", FIXTURES / "data/calib_img.npy", "-o", out, "--report", report)
+    r = json.loads(report.read_text())
+    assert r["output"][key] <= 0.7 * r["input"][key]
+    verdict = [c for c in pass_changes(r, "prune-search") if c["action"].startswith("budget")]
+    assert verdict[0]["action"] == "budget met" and verdict[0]["values"]["ratio"] <= 0.7
+    check_runs_alike(compressor, out, "cnn_residual", tmp_path)

@@ -23,10 +23,23 @@ public struct PruneChannels: Pass {
   /// Channels kept are rounded up to a multiple of this (when a group has at least that many):
   /// runtimes block channels by 8 or 16 for SIMD, and 45 channels run no faster than 48.
   public var multiple: Int
+  /// Ratios for named groups (a group's name is its producers' labels joined by "+"), chosen by
+  /// the budget search; other groups take `ratio`.
+  public var groupRatios: [String: Double]
   public init(ratio: Double, criterion: Criterion = .l1, overrides: RatioOverrides = .init(), data: String? = nil,
-              threads: Int = 1, multiple: Int = 8) {
+              threads: Int = 1, multiple: Int = 8, groupRatios: [String: Double] = [:]) {
     self.ratio = ratio; self.criterion = criterion; self.overrides = overrides; self.data = data; self.threads = threads
     self.multiple = max(1, multiple)
+    self.groupRatios = groupRatios
+  }
+
+  /// The groups this pass could prune, by name, with their channel counts.
+  static func prunableGroups(_ model: Model) -> [(name: String, channels: Int)] {
+    var groups = ChannelGroups(model)
+    return groups.roots.compactMap { r in
+      let g = groups.group(r)
+      return g.blocked == nil && !g.consumers.isEmpty ? (g.producerNodes.joined(separator: "+"), g.channels) : nil
+    }
   }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
@@ -46,7 +59,7 @@ public struct PruneChannels: Pass {
       }
       if let why = g.blocked { skip(why); continue }
       if g.consumers.isEmpty { skip("no layer reads its channels"); continue }
-      let groupRatio = g.producerNodes.compactMap { nodesByName[$0].flatMap(overrides.ratio) }.max() ?? ratio
+      let groupRatio = groupRatios[name] ?? g.producerNodes.compactMap { nodesByName[$0].flatMap(overrides.ratio) }.max() ?? ratio
       var count = min(Int((Double(g.channels) * groupRatio).rounded(.down)), g.channels - 1)
       if g.channels >= multiple {
         let kept = (g.channels - count + multiple - 1) / multiple * multiple
