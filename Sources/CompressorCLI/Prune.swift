@@ -45,6 +45,9 @@ extension Compressor {
     @Option(help: "Structured: channel importance — l1, l2, bn-scale or activation (needs --data).")
     var criterion: String = "l1"
 
+    @Flag(help: "Structured: also remove whole attention heads (the same --ratio of each block's heads).")
+    var heads = false
+
     @Flag(help: "Structured: prune each channel group alone at ratios 0.1…0.7 and report the quality lost (needs --data); writes no model.")
     var analyze = false
 
@@ -109,6 +112,7 @@ extension Compressor {
       if labels != nil && data == nil { throw ValidationError("--labels needs --data") }
       if channelMultiple < 1 { throw ValidationError("--channel-multiple must be 1 or more, not \(channelMultiple)") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
+      if heads && (!structured || ratio == nil) { throw ValidationError("--heads goes with --structured --ratio") }
       if global && sparsity == nil { throw ValidationError("--global goes with --sparsity") }
     }
 
@@ -131,20 +135,23 @@ extension Compressor {
         passes.append(PruneSearch(budget: budget, data: data ?? "", criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
                                   multiple: channelMultiple, threads: threads))
       } else {
+        if heads { passes.append(PruneHeads(ratio: ratio ?? 0)) }
         passes.append(PruneChannels(ratio: ratio ?? 0, criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
                                     overrides: overrides, data: data, threads: threads, multiple: channelMultiple))
       }
       passes += [FoldBatchNormIntoConv(), RemoveDeadCode()]
       let quality = analyze ? nil : data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
-      let pruneName = type(of: passes[3]).name
+      let pruneNames = Set(passes[3...].map { type(of: $0).name }.filter { $0.hasPrefix("prune") })
+      let pruneName = type(of: passes[passes.count - 3]).name
       let outcome = try TransformRun(command: "prune", model: model, output: out, report: report, force: force,
                                      quality: quality, measureSizes: true, writesModel: !analyze).run(passes, check: { _ in }, afterPasses: { results in
         guard let r = results.first(where: { $0.pass == pruneName }) else { return }
+        let all = results.filter { pruneNames.contains($0.pass) }.flatMap(\.changes)
         if analyze {
           if !r.changes.contains(where: { $0.action == "analyzed" }) {
             throw CompressorError.unsupported("no channel group of \(model) can be pruned (\(r.changes.first?.detail ?? "none found"))")
           }
-        } else if !r.changes.contains(where: { $0.action == "pruned" }) {
+        } else if !all.contains(where: { $0.action == "pruned" }) {
           let reasons = r.changes.prefix(3).map { "\($0.target): \($0.detail)" }.joined(separator: "; ")
           throw CompressorError.unsupported("nothing in \(model) can be pruned this way (\(reasons.isEmpty ? "no Conv, Gemm or MatMul weights" : reasons))")
         }
@@ -158,7 +165,8 @@ extension Compressor {
         }
         return
       }
-      var line = "wrote \(out) (\(outcome.passes.first { $0.pass == pruneName }?.changes.filter { $0.action == "pruned" }.count ?? 0) layers/groups pruned"
+      let pruned = outcome.passes.filter { pruneNames.contains($0.pass) }.flatMap(\.changes).filter { $0.action == "pruned" }.count
+      var line = "wrote \(out) (\(pruned) layers/groups pruned"
       line += ", parameters \(count(outcome.loaded.model)) → \(count(outcome.result))"
       if let s = outcome.sizes {
         if let a = s.macsBefore, let b = s.macsAfter { line += ", MACs \(a) → \(b)" }

@@ -172,3 +172,19 @@ def test_budget_is_met(flag, key, compressor, tmp_path):
     verdict = [c for c in pass_changes(r, "prune-search") if c["action"].startswith("budget")]
     assert verdict[0]["action"] == "budget met" and verdict[0]["values"]["ratio"] <= 0.7
     check_runs_alike(compressor, out, "cnn_residual", tmp_path)
+
+
+def test_attention_heads(compressor, tmp_path):
+    out, report = tmp_path / "h.onnx", tmp_path / "h.json"
+    compressor("prune", FIXTURES / "transformer_block.onnx", "--structured", "--heads", "--ratio", "0.5", "--channel-multiple", "1",
+               "-o", out, "--report", report)
+    check_runs_alike(compressor, out, "transformer_block", tmp_path)
+    r = json.loads(report.read_text())
+    rows = [c for c in pass_changes(r, "prune-heads")]
+    assert [(c["target"], c["action"], c["values"]) for c in rows] == [
+        ("ctx_reshape", "pruned", {"headsBefore": 2, "headsAfter": 1})]
+    w = weights(out)
+    assert w["q.weight"].shape == (32, 16) and w["o.weight"].shape == (16, 32) and w["v.bias"].shape == (16,)
+    shapes = {i.name: onnx.numpy_helper.to_array(i).tolist() for i in onnx.load(str(out)).graph.initializer if i.data_type == 7}
+    assert shapes["q_reshape.heads1"] == [0, 0, 1, 16] and shapes["ctx_reshape.width16"] == [0, 0, 16]
+    assert r["output"]["macs"] < 0.6 * r["input"]["macs"]
