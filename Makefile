@@ -51,6 +51,11 @@ demo: build
 	$(RELEASE) inspect .build/demo/transformer_block.onnx
 	$(RELEASE) convert --force .build/demo/transformer_block.onnx .build/demo/transformer_block.single.onnx
 	cmp Fixtures/transformer_block.onnx .build/demo/transformer_block.single.onnx && echo "demo: round trip is byte-identical"
+	$(RELEASE) quantize --force Fixtures/transformer_block.onnx --mode static --calibration percentile \
+	  --data Fixtures/data/calib_tokens.npz --eval-data Fixtures/data/digits_tokens.npz --labels Fixtures/data/digits_y.npy \
+	  -o .build/demo/transformer_block.int8.onnx --report .build/demo/quantize.json
+	$(RELEASE) prune --force Fixtures/mobile_cnn.onnx --structured --ratio 0.3 --channel-multiple 1 \
+	  --data Fixtures/data/digits_img.npy --labels Fixtures/data/digits_y.npy -o .build/demo/mobile_cnn.pruned.onnx --report .build/demo/prune.json
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
