@@ -295,4 +295,31 @@ final class CLITests: XCTestCase {
     }
     XCTAssertEqual(leftovers(), [])
   }
+
+  /// Every pruning mode on the CNN and transformer fixtures (under the sanitizers too): exit 0,
+  /// byte-identical models and reports run after run.
+  func testPruneModesAreDeterministic() throws {
+    let data = fixtures.appendingPathComponent("data").path
+    let cases: [(String, [String])] = [
+      ("mlp", ["--sparsity", "0.5", "--global"]),
+      ("transformer_block", ["--pattern", "2:4"]),
+      ("cnn_residual", ["--structured", "--ratio", "0.3", "--criterion", "activation", "--data", "\(data)/calib_img.npy"]),
+      ("mobile_cnn", ["--structured", "--ratio", "0.3", "--channel-multiple", "1"]),
+      ("transformer_block", ["--structured", "--heads", "--ratio", "0.5"]),
+      ("cnn_residual", ["--structured", "--target-macs", "0.8", "--channel-multiple", "1", "--data", "\(data)/calib_img.npy"]),
+    ]
+    for (c, (name, args)) in cases.enumerated() {
+      let model = fixtures.appendingPathComponent("\(name).onnx").path
+      var outputs = [Data?]()
+      for run in 0..<2 {
+        let out = "\(dir)/\(c).\(run).onnx", report = "\(dir)/\(c).\(run).json"
+        let r = try compressor(["prune", model, "-o", out, "--report", report] + args)
+        XCTAssertEqual(r.code, 0, "\(name) \(args): \(r.stderr)")
+        outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\(c).\(run)", with: "X").utf8) }]
+      }
+      XCTAssertEqual(outputs[0], outputs[2], "\(name) \(args): model differs between runs")
+      XCTAssertEqual(outputs[1], outputs[3], "\(name) \(args): report differs between runs")
+    }
+    XCTAssertEqual(leftovers(), [])
+  }
 }
