@@ -86,3 +86,64 @@ public enum Linalg {
     return SVD(u: ut, s: s, vt: v)
   }
 }
+
+extension Linalg {
+  /// Thin SVD of a row-major m×n Float matrix (`sgesdd_`): U m×r, s (descending), Vᵀ r×n, r = min(m, n).
+  /// OpenBLAS may use `threads` threads meanwhile (nothing else runs during a factorization).
+  public static func svd(_ a: [Float], m: Int, n: Int) throws -> (u: [Float], s: [Float], vt: [Float]) {
+    let r = min(m, n)
+    if r == 0 { return ([], [], []) }
+    openblas_set_num_threads(Int32(threads))
+    defer { openblas_set_num_threads(1) }
+    var work = a
+    var s = [Float](repeating: 0, count: r)
+    var ut = [Float](repeating: 0, count: r * m)
+    var v = [Float](repeating: 0, count: n * r)
+    var jobz = Int8(UInt8(ascii: "S"))
+    var rows = Int32(n), cols = Int32(m), lda = Int32(n), ldu = Int32(n), ldvt = Int32(r)
+    var info: Int32 = 0
+    var iwork = [Int32](repeating: 0, count: 8 * r)
+    var query: Float = 0
+    var lwork: Int32 = -1
+    sgesdd_(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &query, &lwork, &iwork, &info)
+    lwork = Int32(query)
+    var scratch = [Float](repeating: 0, count: max(1, Int(lwork)))
+    sgesdd_(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &scratch, &lwork, &iwork, &info)
+    if info > 0 { throw Failure.didNotConverge(info: info) }
+    if info < 0 { throw Failure.invalidArgument(info: info) }
+    // As in the Double version: LAPACK's U is our V (row-major r×n Vᵀ), its Vᵀ our U (m×r).
+    return (ut, s, v)
+  }
+
+  /// The lower-triangular L with C = L·Lᵀ for a symmetric positive definite row-major n×n C
+  /// (`dpotrf_`); nil when C is not positive definite.
+  public static func cholesky(_ c: [Double], n: Int) -> [Double]? {
+    var a = c
+    // Row-major C is column-major C (symmetric); column-major upper U with C = UᵀU is row-major L = Uᵀ.
+    var uplo = Int8(UInt8(ascii: "U")), size = Int32(n), lda = Int32(n), info: Int32 = 0
+    dpotrf_(&uplo, &size, &a, &lda, &info)
+    guard info == 0 else { return nil }
+    for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { a[i * n + j] = 0 } }
+    return a
+  }
+
+  /// Solves Lᵀ·X = B for X (row-major, L n×n lower-triangular, B n×k), in place (`cblas_dtrsm`).
+  public static func solveLowerTransposed(_ l: [Double], n: Int, _ b: inout [Double], k: Int) {
+    guard n > 0, k > 0 else { return }
+    l.withUnsafeBufferPointer { lp in
+      b.withUnsafeMutableBufferPointer { bp in
+        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, blasint(n), blasint(k), 1,
+                    lp.baseAddress, blasint(n), bp.baseAddress, blasint(k))
+      }
+    }
+  }
+
+  /// C = Aᵀ·B for row-major A (k×m) and B (k×n), in Double (`cblas_dgemm`).
+  public static func gemmTransposedA(_ a: [Double], _ b: [Double], k: Int, m: Int, n: Int) -> [Double] {
+    var c = [Double](repeating: 0, count: m * n)
+    guard k > 0, m > 0, n > 0 else { return c }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k), 1, a, blasint(m), b, blasint(n),
+                0, &c, blasint(n))
+    return c
+  }
+}

@@ -1,0 +1,302 @@
+import Datasets
+import Foundation
+import IR
+import Linalg
+import Runtime
+import Support
+
+/// Low-rank factorization of linear layers: a MatMul or Gemm by a K×N weight W becomes two
+/// products by A (K×r) and B (r×N) — fewer parameters and MACs whenever r·(K+N) < K·N — with
+/// the Gemm's bias, alpha and beta kept on the second. The factors come from a truncated SVD
+/// (LAPACK gesdd), split as U·√S and √S·Vᵀ so both have similar ranges (for quantization after).
+///
+/// With calibration data the factorization is data-aware: it minimizes the error of the layer's
+/// *output* X·W over the observed inputs X instead of the weight error — W is whitened by the
+/// Cholesky factor L of the input covariance XᵀX/n (M = Lᵀ·W), M is truncated, and A = L⁻ᵀ·U·√S.
+/// The report gives the output error of both the plain and the data-aware factors at the chosen
+/// rank, and the weight error.
+///
+/// Rank: fixed, a ratio of min(K, N), the smallest keeping `energy` of the (whitened) spectrum,
+/// or a global budget of parameters or MACs met greedily — each step takes the rank cut that
+/// loses the least output energy per parameter (MAC) saved.
+public struct FactorizeLinear: Pass {
+  public static let name = "factorize-linear"
+  public enum RankRule: Equatable, Sendable {
+    case rank(Int), ratio(Double), energy(Double), parameters(Double), macs(Double)
+  }
+  public var rule: RankRule
+  public var data: String?
+  public var threads: Int
+  public var samples: Int
+  public init(rule: RankRule, data: String? = nil, threads: Int = 1, samples: Int = 256) {
+    self.rule = rule; self.data = data; self.threads = threads; self.samples = samples
+  }
+
+  struct Layer {
+    var node: Int
+    var weight: String
+    var k: Int
+    var n: Int
+    var w: [Float]  // K×N
+    var transposed: Bool
+    var spectrum: [Double] = []  // whitened (data) or plain singular values, descending
+    var rowsPerSample: Double = 1
+    var rank: Int?
+  }
+
+  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+    var changes = [PassResult.Change]()
+    var initializers = [String: Tensor]()
+    for t in model.graph.initializers { initializers[t.name] = t }
+    let uses = model.graph.uses()
+    var layers = [Layer]()
+    for (i, n) in model.graph.nodes.enumerated() where n.isDefaultDomain {
+      func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
+      switch n.opType {
+      case "Conv", "ConvTranspose":
+        skip("convolution factorization (channel/spatial schemes) is not implemented yet")
+        continue
+      case "MatMul", "Gemm":
+        break
+      default:
+        continue
+      }
+      guard n.inputs.count >= 2, let t = initializers[n.inputs[1]], initializers[n.inputs[0]] == nil else {
+        skip("its weight is computed, not an initializer"); continue
+      }
+      guard t.dataType == .float, t.dims.count == 2 else { skip("weight '\(t.name)' is not a 2-D float matrix"); continue }
+      guard uses[t.name] == 1 else { skip("weight '\(t.name)' has other readers"); continue }
+      if n.opType == "Gemm" && (n.attribute("transA")?.int ?? 0) != 0 { skip("Gemm with transA"); continue }
+      let transposed = n.opType == "Gemm" && (n.attribute("transB")?.int ?? 0) != 0
+      var w = try NDArray(t).floats()
+      if let bad = w.firstIndex(where: { !$0.isFinite }) {
+        throw CompressorError.invalid("weight '\(t.name)' holds \(w[bad]) at element \(bad); compressor will not factorize it")
+      }
+      let rows = Int(t.dims[0]), cols = Int(t.dims[1])
+      if transposed {
+        var tw = [Float](repeating: 0, count: w.count)
+        for r in 0..<rows { for c in 0..<cols { tw[c * rows + r] = w[r * cols + c] } }
+        w = tw
+      }
+      let (k, nOut) = transposed ? (cols, rows) : (rows, cols)
+      if k < 2 || nOut < 2 { skip("a \(k)×\(nOut) weight cannot get thinner"); continue }
+      layers.append(Layer(node: i, weight: t.name, k: k, n: nOut, w: w, transposed: transposed))
+    }
+    guard !layers.isEmpty else { return PassResult(pass: Self.name, changes: changes) }
+
+    // Input covariances for the data-aware factorization.
+    var covariance = [String: (c: [Float], rows: Int)]()
+    var samplesUsed = 0
+    var modelMACs: Int?
+    if let data {
+      let wanted = Dictionary(layers.map { (model.graph.nodes[$0.node].inputs[0], $0.k) }, uniquingKeysWith: { a, _ in a })
+      final class Sums { var c: [String: [Float]] = [:]; var rows: [String: Int] = [:] }
+      let sums = Sums()
+      func record(_ name: String, _ value: NDArray) {
+        guard let k = wanted[name], value.dataType == .float, value.rank >= 1, value.shape.last == k else { return }
+        let rows = value.count / k
+        var c = sums.c[name] ?? [Float](repeating: 0, count: k * k)
+        value.elements(Float.self).withPointer { x in
+          guard let x else { return }
+          c.withUnsafeMutableBufferPointer { cp in
+            guard let cb = cp.baseAddress else { return }
+            Linalg.gemm(m: k, n: k, k: rows, a: x, b: x, beta: 1, c: cb, transposeA: true)
+          }
+        }
+        sums.c[name] = c
+        sums.rows[name, default: 0] += rows
+      }
+      let executor = try Executor(model: model, threads: threads)
+      executor.observer = { node, _, outputs in for (name, value) in zip(node.outputs, outputs) { record(name, value) } }
+      let dataset = try Dataset(path: data, inputNames: model.graph.feedNames)
+      samplesUsed = try dataset.forEachChunk(rows: 8, limit: samples) { feeds in
+        for (name, value) in feeds { record(name, value) }
+        _ = try executor.run(feeds)
+      }
+      if samplesUsed == 0 { throw CompressorError.usage("the data holds no samples") }
+      if case .macs = rule {
+        let first = try dataset.batch(0).mapValues { $0.rank == 0 ? [] : [1] + $0.shape.dropFirst() }
+        modelMACs = try ShapeInference(model: model, bindings: first).totalMACs
+      }
+      for (name, c) in sums.c { covariance[name] = (c, sums.rows[name] ?? 0) }
+    }
+    Linalg.setThreads(threads)
+
+    // Spectra: whitened when the layer's inputs were observed, plain otherwise.
+    var whitening = [Int: [Double]]()  // layer → L (K×K, row-major lower)
+    var decompositions = [Int: (u: [Float], s: [Float], vt: [Float])]()
+    for (l, layer) in layers.enumerated() {
+      let input = model.graph.nodes[layer.node].inputs[0]
+      var matrix = layer.w
+      if let (c, rows) = covariance[input], rows > 0, let lower = Self.whitener(c, k: layer.k, rows: rows) {
+        whitening[l] = lower
+        let m = Linalg.gemmTransposedA(lower, layer.w.map(Double.init), k: layer.k, m: layer.k, n: layer.n)
+        matrix = m.map { Float($0) }
+        layers[l].rowsPerSample = Double(rows) / Double(max(samplesUsed, 1))
+      }
+      let d = try Self.svd(matrix, m: layer.k, n: layer.n, name: layer.weight)
+      decompositions[l] = d
+      layers[l].spectrum = d.s.map(Double.init)
+    }
+
+    // Ranks.
+    func maxUseful(_ l: Layer) -> Int { (l.k * l.n - 1) / (l.k + l.n) }
+    switch rule {
+    case .rank(let r):
+      for l in layers.indices {
+        let full = min(layers[l].k, layers[l].n)
+        layers[l].rank = min(r, full)
+      }
+    case .ratio(let f):
+      for l in layers.indices { layers[l].rank = max(1, Int((Double(min(layers[l].k, layers[l].n)) * f).rounded())) }
+    case .energy(let e):
+      for l in layers.indices {
+        let squares = layers[l].spectrum.map { $0 * $0 }, total = squares.reduce(0, +)
+        var kept = 0.0, r = 0
+        while r < squares.count && (total == 0 ? r < 1 : kept / total < e) { kept += squares[r]; r += 1 }
+        layers[l].rank = max(1, r)
+      }
+    case .parameters(let f), .macs(let f):
+      let byMACs = { if case .macs = rule { return true } else { return false } }()
+      let weightOf = { (l: Layer) -> Double in byMACs ? l.rowsPerSample : 1 }
+      let layerTotal = layers.reduce(0.0) { $0 + weightOf($1) * Double($1.k * $1.n) }
+      // Everything the factorization does not touch still counts toward the budget.
+      let others = byMACs ? max(0, Double(modelMACs ?? 0) - layerTotal)
+        : Double(model.graph.initializers.reduce(0) { $0 + $1.elementCount }) - layerTotal
+      var total = others + layerTotal
+      let goal = f * total
+      func loss(_ l: Layer, _ r: Int?) -> Double {
+        guard let r else { return 0 }
+        let squares = l.spectrum.map { $0 * $0 }, all = squares.reduce(0, +)
+        return all == 0 ? 0 : squares[min(r, squares.count)...].reduce(0, +) / all
+      }
+      while total > goal {
+        var best: (layer: Int, rank: Int, cost: Double, saved: Double)?
+        for (i, l) in layers.enumerated() {
+          let top = maxUseful(l)
+          guard top >= 1 else { continue }
+          let next = l.rank.map { $0 - max(1, top / 64) } ?? top
+          guard next >= 1 else { continue }
+          let before = Double(l.rank.map { $0 * (l.k + l.n) } ?? l.k * l.n), after = Double(next * (l.k + l.n))
+          let saved = (before - after) * weightOf(l)
+          guard saved > 0 else { continue }
+          let cost = (loss(l, next) - loss(l, l.rank)) / saved
+          if cost < (best?.cost ?? .infinity) { best = (i, next, cost, saved) }
+        }
+        guard let step = best else { break }
+        layers[step.layer].rank = step.rank
+        total -= step.saved
+      }
+    }
+
+    // Rewrite.
+    var newNodes = [Int: [Node]]()
+    var newInitializers = [Tensor]()
+    var removed = Set<String>()
+    for (l, layer) in layers.enumerated() {
+      let node = model.graph.nodes[layer.node]
+      let full = min(layer.k, layer.n)
+      func skip(_ why: String) { changes.append(.init(target: label(node), action: "skipped", detail: why)) }
+      guard var r = layer.rank else { skip("the budget did not need it"); continue }
+      var note = ""
+      if case .rank(let asked) = rule, asked > full { note = "; rank \(asked) clamped to \(full)" }
+      r = min(r, full)
+      guard r * (layer.k + layer.n) < layer.k * layer.n else {
+        skip("rank \(r) saves nothing for a \(layer.k)×\(layer.n) weight (r·(K+N) ≥ K·N)\(note)"); continue
+      }
+      guard let d = decompositions[l] else { continue }
+      let plain = whitening[l] == nil ? d : try Self.svd(layer.w, m: layer.k, n: layer.n, name: layer.weight)
+      let (a, b) = Self.factors(d, k: layer.k, n: layer.n, r: r, whitener: whitening[l])
+      let (pa, pb) = whitening[l] == nil ? (a, b) : Self.factors(plain, k: layer.k, n: layer.n, r: r, whitener: nil)
+      let weightError = Self.relativeError(layer.w, a, b, k: layer.k, n: layer.n, r: r, whitener: nil)
+      let squares = layer.spectrum.map { $0 * $0 }, all = squares.reduce(0, +)
+      let energy = all == 0 ? 1 : squares.prefix(r).reduce(0, +) / all
+      var values: [String: Double] = ["rank": Double(r), "parametersBefore": Double(layer.k * layer.n),
+                                      "parametersAfter": Double(r * (layer.k + layer.n)), "keptEnergy": energy,
+                                      "weightError": weightError]
+      var detail = String(format: "%d×%d → rank %d: parameters %d → %d, kept energy %.4f, weight error %.4f",
+                          layer.k, layer.n, r, layer.k * layer.n, r * (layer.k + layer.n), energy, weightError)
+      if let lower = whitening[l] {
+        let aware = Self.relativeError(layer.w, a, b, k: layer.k, n: layer.n, r: r, whitener: lower)
+        let plainOut = Self.relativeError(layer.w, pa, pb, k: layer.k, n: layer.n, r: r, whitener: lower)
+        values["outputError"] = aware
+        values["plainOutputError"] = plainOut
+        detail += String(format: ", output error %.4f (data-aware) vs %.4f (plain SVD)", aware, plainOut)
+      }
+      detail += note
+      let aName = "\(layer.weight).low_rank_a", bName = "\(layer.weight).low_rank_b", mid = "\(node.outputs[0]).low_rank"
+      newInitializers.append(NDArray(a, shape: [layer.k, r]).irTensor(name: aName))
+      newInitializers.append(NDArray(b, shape: [r, layer.n]).irTensor(name: bName))
+      removed.insert(layer.weight)
+      let first = Node(name: "\(label(node)).low_rank", opType: "MatMul", inputs: [node.inputs[0], aName], outputs: [mid])
+      var second = node
+      second.inputs[0] = mid
+      second.inputs[1] = bName
+      if node.opType == "Gemm" { second.attributes = node.attributes.filter { $0.name != "transB" } }
+      newNodes[layer.node] = [first, second]
+      changes.append(.init(target: label(node), action: "factorized", detail: detail, values: values))
+    }
+    var nodes = [Node]()
+    for (i, n) in model.graph.nodes.enumerated() { nodes += newNodes[i] ?? [n] }
+    model.graph.nodes = nodes
+    model.graph.initializers.removeAll { removed.contains($0.name) }
+    model.graph.initializers += newInitializers
+    if model.irVersion < 4 { model.graph.inputs.removeAll { removed.contains($0.name) } }
+    return PassResult(pass: Self.name, changes: changes)
+  }
+
+  static func svd(_ m: [Float], m rows: Int, n cols: Int, name: String) throws -> (u: [Float], s: [Float], vt: [Float]) {
+    do { return try Linalg.svd(m, m: rows, n: cols) } catch {
+      throw CompressorError.unsupported("the SVD of weight '\(name)' did not converge")
+    }
+  }
+
+  /// L with L·Lᵀ = XᵀX/n + δ·I, δ a small multiple of the mean variance (so that inputs that never
+  /// vary keep the matrix definite); nil if it still is not.
+  static func whitener(_ c: [Float], k: Int, rows: Int) -> [Double]? {
+    let cov = c.map { Double($0) / Double(rows) }
+    let mean = (0..<k).reduce(0.0) { $0 + cov[$1 * k + $1] } / Double(k)
+    var damping = max(mean, 1e-12) * 1e-6
+    for _ in 0..<6 {
+      var damped = cov
+      for i in 0..<k { damped[i * k + i] += damping }
+      if let l = Linalg.cholesky(damped, n: k) { return l }
+      damping *= 100
+    }
+    return nil
+  }
+
+  /// A = (L⁻ᵀ)·U_r·√S_r and B = √S_r·Vᵀ_r from the SVD of W (or of M = Lᵀ·W).
+  static func factors(_ d: (u: [Float], s: [Float], vt: [Float]), k: Int, n: Int, r: Int, whitener: [Double]?) -> ([Float], [Float]) {
+    let full = d.s.count
+    var a = [Double](repeating: 0, count: k * r), b = [Float](repeating: 0, count: r * n)
+    for j in 0..<r {
+      let root = Double(d.s[j]).squareRoot()
+      for i in 0..<k { a[i * r + j] = Double(d.u[i * full + j]) * root }
+      for c in 0..<n { b[j * n + c] = Float(Double(d.vt[j * n + c]) * root) }
+    }
+    if let l = whitener { Linalg.solveLowerTransposed(l, n: k, &a, k: r) }
+    return (a.map { Float($0) }, b)
+  }
+
+  /// ‖W − A·B‖ / ‖W‖, or with a whitener L the output error ‖Lᵀ(W − A·B)‖ / ‖Lᵀ·W‖.
+  static func relativeError(_ w: [Float], _ a: [Float], _ b: [Float], k: Int, n: Int, r: Int, whitener: [Double]?) -> Double {
+    var ab = [Float](repeating: 0, count: k * n)
+    a.withUnsafeBufferPointer { ap in
+      b.withUnsafeBufferPointer { bp in
+        ab.withUnsafeMutableBufferPointer { cp in
+          guard let x = ap.baseAddress, let y = bp.baseAddress, let z = cp.baseAddress else { return }
+          Linalg.gemm(m: k, n: n, k: r, a: x, b: y, c: z)
+        }
+      }
+    }
+    var diff = zip(w, ab).map { Double($0) - Double($1) }
+    var reference = w.map(Double.init)
+    if let l = whitener {
+      diff = Linalg.gemmTransposedA(l, diff, k: k, m: k, n: n)
+      reference = Linalg.gemmTransposedA(l, reference, k: k, m: k, n: n)
+    }
+    let num = diff.reduce(0) { $0 + $1 * $1 }, den = reference.reduce(0) { $0 + $1 * $1 }
+    return den == 0 ? 0 : (num / den).squareRoot()
+  }
+}
