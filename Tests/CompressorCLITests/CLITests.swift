@@ -296,9 +296,9 @@ final class CLITests: XCTestCase {
     XCTAssertEqual(leftovers(), [])
   }
 
-  /// Every pruning mode on the CNN and transformer fixtures (under the sanitizers too): exit 0,
+  /// Every pruning mode and factorization on the fixtures (under the sanitizers too): exit 0,
   /// byte-identical models and reports run after run.
-  func testPruneModesAreDeterministic() throws {
+  func testPruneAndFactorizeAreDeterministic() throws {
     let data = fixtures.appendingPathComponent("data").path
     let cases: [(String, [String])] = [
       ("mlp", ["--sparsity", "0.5", "--global"]),
@@ -307,13 +307,17 @@ final class CLITests: XCTestCase {
       ("mobile_cnn", ["--structured", "--ratio", "0.3", "--channel-multiple", "1"]),
       ("transformer_block", ["--structured", "--heads", "--ratio", "0.5"]),
       ("cnn_residual", ["--structured", "--target-macs", "0.8", "--channel-multiple", "1", "--data", "\(data)/calib_img.npy"]),
+      ("mlp", ["factorize", "--target-params", "0.5", "--data", "\(data)/calib_x.npy"]),
+      ("transformer_block", ["factorize", "--energy", "0.9"]),
     ]
-    for (c, (name, args)) in cases.enumerated() {
+    for (c, (name, given)) in cases.enumerated() {
       let model = fixtures.appendingPathComponent("\(name).onnx").path
+      let command = given.first == "factorize" ? "factorize" : "prune"
+      let args = given.first == "factorize" ? Array(given.dropFirst()) : given
       var outputs = [Data?]()
       for run in 0..<2 {
         let out = "\(dir)/\(c).\(run).onnx", report = "\(dir)/\(c).\(run).json"
-        let r = try compressor(["prune", model, "-o", out, "--report", report] + args)
+        let r = try compressor([command, model, "-o", out, "--report", report] + args)
         XCTAssertEqual(r.code, 0, "\(name) \(args): \(r.stderr)")
         outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\(c).\(run)", with: "X").utf8) }]
       }
