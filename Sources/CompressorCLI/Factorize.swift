@@ -9,14 +9,14 @@ import Support
 extension Compressor {
   struct Factorize: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Factorize Gemm and MatMul weights into two thin matrices (truncated SVD; data-aware with --data).",
+      abstract: "Factorize Gemm, MatMul and Conv weights into two thin factors (truncated SVD; data-aware with --data).",
       discussion: """
         Give one rank rule: --rank, --rank-ratio, --energy, --target-params or --target-macs. A \
         layer is factorized only when rank·(K+N) < K·N. With --data the factors minimize the \
         error of each layer's output on those samples (whitened SVD), and the report gives the \
         output error of the plain and data-aware factors, the weight error, the kept energy, \
-        parameters before and after, and the quality against the input model. Convolutions are \
-        not factorized yet.
+        parameters before and after, and the quality against the input model. Convolutions \
+        follow --conv-scheme (plain SVD of the kernel; grouped and depthwise ones are skipped).
         """)
 
     @Argument(help: "The ONNX model to factorize.")
@@ -39,6 +39,12 @@ extension Compressor {
 
     @Option(help: "Keep this fraction of the model's MACs (needs --data), ranks chosen greedily.")
     var targetMacs: Double?
+
+    @Option(help: "Convolutions: channel (k×k to rank r, then 1×1) or spatial (k×1 to rank r, then 1×k).")
+    var convScheme: String = "channel"
+
+    @Option(help: "Use a randomized SVD for weights with more elements than this (default: always LAPACK's full gesdd).")
+    var randomizedAbove: Int?
 
     @Option(help: "Calibration samples for data-aware factorization and the quality section.")
     var data: String?
@@ -65,19 +71,24 @@ extension Compressor {
       if targetMacs != nil && data == nil { throw ValidationError("--target-macs needs --data (to count each layer's MACs)") }
       if labels != nil && data == nil { throw ValidationError("--labels needs --data") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
+      if FactorizeLayers.ConvScheme(rawValue: convScheme) == nil {
+        throw ValidationError("--conv-scheme must be channel or spatial, not '\(convScheme)'")
+      }
+      if let n = randomizedAbove, n < 0 { throw ValidationError("--randomized-above must be 0 or more, not \(n)") }
     }
 
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: "lowrank")
-      let rule: FactorizeLinear.RankRule =
+      let rule: FactorizeLayers.RankRule =
         rank.map { .rank($0) } ?? rankRatio.map { .ratio($0) } ?? energy.map { .energy($0) }
         ?? targetParams.map { .parameters($0) } ?? .macs(targetMacs ?? 1)
       let passes: [Pass] = [ConstantsToInitializers(), FoldConstants(), FoldBatchNormIntoConv(), RemoveDeadCode(),
-                            FactorizeLinear(rule: rule, data: data, threads: threads), RemoveDeadCode()]
+                            FactorizeLayers(rule: rule, convScheme: FactorizeLayers.ConvScheme(rawValue: convScheme) ?? .channel,
+                                            randomizedAbove: randomizedAbove, data: data, threads: threads), RemoveDeadCode()]
       let quality = data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
       let outcome = try TransformRun(command: "factorize", model: model, output: out, report: report, force: force,
                                      quality: quality, measureSizes: true).run(passes)
-      let rows = outcome.passes.first { $0.pass == FactorizeLinear.name }?.changes ?? []
+      let rows = outcome.passes.first { $0.pass == FactorizeLayers.name }?.changes ?? []
       let factorized = rows.filter { $0.action == "factorized" }.count
       var line = "wrote \(out) (\(factorized) layers factorized"
       let before = PassReport.ModelFacts(file: "", bytes: 0, model: outcome.loaded.model).parameters

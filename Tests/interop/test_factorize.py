@@ -23,7 +23,7 @@ def test_target_params_half(name, compressor, tmp_path):
     r = json.loads(report.read_text())
     jsonschema.validate(r, SCHEMA)
     assert r["output"]["parameters"] <= 0.5 * r["input"]["parameters"]
-    rows = [c for c in pass_changes(r, "factorize-linear") if c["action"] == "factorized"]
+    rows = [c for c in pass_changes(r, "factorize") if c["action"] == "factorized"]
     assert rows
     for c in rows:
         v = c["values"]
@@ -70,7 +70,7 @@ def test_rank_deficient_zero_and_bad_weights(compressor, tmp_path):
         y = ort_outputs(out, {"x": x})[0]
         assert np.all(np.isfinite(y))
         np.testing.assert_allclose(y, ort_outputs(src, {"x": x})[0], atol=1e-3)
-        rows = pass_changes(json.loads(report.read_text()), "factorize-linear")
+        rows = pass_changes(json.loads(report.read_text()), "factorize")
         if name == "clamped":
             assert rows[0]["action"] == "skipped"
             assert rows[0]["detail"] == "rank 48 saves nothing for a 64×48 weight (r·(K+N) ≥ K·N); rank 500 clamped to 48"
@@ -95,3 +95,47 @@ def test_target_macs(compressor, tmp_path):
     r = json.loads(report.read_text())
     assert r["output"]["macs"] <= 0.6 * r["input"]["macs"] * 1.02
     check_runs_alike(compressor, out, "mlp", tmp_path)
+
+
+def _conv_model(kernel, pads=(1, 1, 1, 1), strides=(1, 1)):
+    h = onnx.helper
+    o = kernel.shape[0]
+    g = h.make_graph([h.make_node("Conv", ["x", "W", "B"], ["y"], name="conv", pads=list(pads), strides=list(strides))], "g",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", kernel.shape[1], 12, 10])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                     [onnx.numpy_helper.from_array(kernel, "W"), onnx.numpy_helper.from_array(np.arange(o, dtype=np.float32), "B")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("scheme", ["channel", "spatial"])
+def test_convolution_schemes_are_exact_at_the_kernel_rank(scheme, compressor, tmp_path):
+    """A kernel of rank 3 in the scheme's matrix layout factorizes at rank 3 with no error."""
+    rng = np.random.default_rng(1)
+    o, c, kh, kw = 24, 16, 3, 3
+    if scheme == "channel":  # rows (c, i, j), columns o
+        kernel = (rng.standard_normal((c * kh * kw, 3)) @ rng.standard_normal((3, o))).T.reshape(o, c, kh, kw)
+    else:  # rows (c, i), columns (o, j)
+        m = rng.standard_normal((c * kh, 3)) @ rng.standard_normal((3, o * kw))
+        kernel = m.reshape(c, kh, o, kw).transpose(2, 0, 1, 3)
+    src, out, report = tmp_path / "c.onnx", tmp_path / "c.lr.onnx", tmp_path / "c.json"
+    onnx.save(_conv_model(kernel.astype(np.float32), strides=(2, 1)), str(src))
+    compressor("factorize", src, "--rank", "3", "--conv-scheme", scheme, "-o", out, "--report", report)
+    ops = [(n.op_type, [a.ints for a in n.attribute if a.name == "kernel_shape"][0]) for n in onnx.load(str(out)).graph.node]
+    assert ops == ([("Conv", [3, 3]), ("Conv", [1, 1])] if scheme == "channel" else [("Conv", [3, 1]), ("Conv", [1, 3])])
+    x = rng.standard_normal((2, c, 12, 10)).astype(np.float32)
+    np.testing.assert_allclose(ort_outputs(out, {"x": x})[0], ort_outputs(src, {"x": x})[0], rtol=1e-3, atol=1e-3)
+    row = pass_changes(json.loads(report.read_text()), "factorize")[0]
+    assert row["values"]["weightError"] < 1e-5 and row["detail"].endswith(f"({scheme} scheme)")
+
+
+def test_randomized_svd_matches_on_a_low_rank_matrix(compressor, tmp_path):
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((300, 8)) @ rng.standard_normal((8, 200))).astype(np.float32)
+    src, out, report = tmp_path / "m.onnx", tmp_path / "m.lr.onnx", tmp_path / "m.json"
+    onnx.save(_linear_model(w), str(src))
+    compressor("factorize", src, "--rank", "8", "--randomized-above", "1000", "-o", out, "--report", report)
+    assert pass_changes(json.loads(report.read_text()), "factorize")[0]["values"]["weightError"] < 1e-4
+    x = rng.standard_normal((1, 300)).astype(np.float32)
+    np.testing.assert_allclose(ort_outputs(out, {"x": x})[0], ort_outputs(src, {"x": x})[0], rtol=1e-3, atol=1e-3)

@@ -5,9 +5,13 @@ import Linalg
 import Runtime
 import Support
 
-/// Low-rank factorization of linear layers: a MatMul or Gemm by a K×N weight W becomes two
-/// products by A (K×r) and B (r×N) — fewer parameters and MACs whenever r·(K+N) < K·N — with
-/// the Gemm's bias, alpha and beta kept on the second. The factors come from a truncated SVD
+/// Low-rank factorization: a MatMul or Gemm by a K×N weight W becomes two products by A (K×r)
+/// and B (r×N) — fewer parameters and MACs whenever r·(K+N) < K·N — with the Gemm's bias, alpha
+/// and beta kept on the second. A convolution is the same problem on its kernel seen as a matrix:
+/// `channel` scheme, K = C·kh·kw inputs and N = O outputs, becomes a kh×kw convolution to r
+/// channels and a 1×1 convolution to O (bias on the second); `spatial` scheme, K = C·kh and
+/// N = O·kw, becomes a kh×1 convolution to r channels and a 1×kw one to O (strides, pads and
+/// dilations split by axis). Grouped and depthwise convolutions are left alone, with the reason. The factors come from a truncated SVD
 /// (LAPACK gesdd), split as U·√S and √S·Vᵀ so both have similar ranges (for quantization after).
 ///
 /// With calibration data the factorization is data-aware: it minimizes the error of the layer's
@@ -19,17 +23,23 @@ import Support
 /// Rank: fixed, a ratio of min(K, N), the smallest keeping `energy` of the (whitened) spectrum,
 /// or a global budget of parameters or MACs met greedily — each step takes the rank cut that
 /// loses the least output energy per parameter (MAC) saved.
-public struct FactorizeLinear: Pass {
-  public static let name = "factorize-linear"
+public struct FactorizeLayers: Pass {
+  public static let name = "factorize"
   public enum RankRule: Equatable, Sendable {
     case rank(Int), ratio(Double), energy(Double), parameters(Double), macs(Double)
   }
+  public enum ConvScheme: String, CaseIterable, Sendable { case channel, spatial }
   public var rule: RankRule
+  public var convScheme: ConvScheme
+  /// Matrices with more elements than this use a randomized SVD (nil: always LAPACK's full gesdd).
+  public var randomizedAbove: Int?
   public var data: String?
   public var threads: Int
   public var samples: Int
-  public init(rule: RankRule, data: String? = nil, threads: Int = 1, samples: Int = 256) {
-    self.rule = rule; self.data = data; self.threads = threads; self.samples = samples
+  public init(rule: RankRule, convScheme: ConvScheme = .channel, randomizedAbove: Int? = nil, data: String? = nil,
+              threads: Int = 1, samples: Int = 256) {
+    self.rule = rule; self.convScheme = convScheme; self.randomizedAbove = randomizedAbove
+    self.data = data; self.threads = threads; self.samples = samples
   }
 
   struct Layer {
@@ -39,6 +49,8 @@ public struct FactorizeLinear: Pass {
     var n: Int
     var w: [Float]  // K×N
     var transposed: Bool
+    /// nil for Gemm/MatMul; for a Conv, its kernel dims [O, C, kh, kw].
+    var kernel: [Int]?
     var spectrum: [Double] = []  // whitened (data) or plain singular values, descending
     var rowsPerSample: Double = 1
     var rank: Int?
@@ -53,8 +65,33 @@ public struct FactorizeLinear: Pass {
     for (i, n) in model.graph.nodes.enumerated() where n.isDefaultDomain {
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
       switch n.opType {
-      case "Conv", "ConvTranspose":
-        skip("convolution factorization (channel/spatial schemes) is not implemented yet")
+      case "ConvTranspose":
+        skip("ConvTranspose is not factorized")
+        continue
+      case "Conv":
+        guard n.inputs.count >= 2, let t = initializers[n.inputs[1]], t.dataType == .float, t.dims.count == 4 else {
+          skip("not a 2-D convolution with a float initializer kernel"); continue
+        }
+        guard (n.attribute("group")?.int ?? 1) == 1 else { skip("grouped or depthwise convolution"); continue }
+        guard uses[t.name] == 1 else { skip("weight '\(t.name)' has other readers"); continue }
+        let autoPad = n.attribute("auto_pad")?.string ?? "NOTSET"
+        guard autoPad == "NOTSET" || autoPad == "VALID" else { skip("auto_pad \(autoPad) does not split by axis"); continue }
+        let kernel = t.dims.map { Int($0) }
+        let values = try NDArray(t).floats()
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+          throw CompressorError.invalid("weight '\(t.name)' holds \(values[bad]) at element \(bad); compressor will not factorize it")
+        }
+        let (o, c, kh, kw) = (kernel[0], kernel[1], kernel[2], kernel[3])
+        if convScheme == .channel && kh * kw == 1 { skip("a 1×1 convolution has no channel scheme (it is a matrix product)"); continue }
+        if convScheme == .spatial && (kh == 1 || kw == 1) { skip("a \(kh)×\(kw) kernel has no spatial scheme"); continue }
+        // K×N as x·W: rows are what one output position reads, columns what it writes.
+        let (k, nOut) = convScheme == .channel ? (c * kh * kw, o) : (c * kh, o * kw)
+        var w = [Float](repeating: 0, count: k * nOut)
+        for oi in 0..<o { for ci in 0..<c { for i in 0..<kh { for j in 0..<kw {
+          let v = values[((oi * c + ci) * kh + i) * kw + j]
+          if convScheme == .channel { w[((ci * kh + i) * kw + j) * nOut + oi] = v } else { w[(ci * kh + i) * nOut + oi * kw + j] = v }
+        } } } }
+        layers.append(Layer(node: i, weight: t.name, k: k, n: nOut, w: w, transposed: false, kernel: kernel))
         continue
       case "MatMul", "Gemm":
         break
@@ -89,10 +126,14 @@ public struct FactorizeLinear: Pass {
     var samplesUsed = 0
     var modelMACs: Int?
     if let data {
-      let wanted = Dictionary(layers.map { (model.graph.nodes[$0.node].inputs[0], $0.k) }, uniquingKeysWith: { a, _ in a })
-      final class Sums { var c: [String: [Float]] = [:]; var rows: [String: Int] = [:] }
+      let wanted = Dictionary(layers.filter { $0.kernel == nil }.map { (model.graph.nodes[$0.node].inputs[0], $0.k) },
+                              uniquingKeysWith: { a, _ in a })
+      let convOutputs = Dictionary(layers.filter { $0.kernel != nil }.map { (model.graph.nodes[$0.node].outputs[0], 0) },
+                                   uniquingKeysWith: { a, _ in a })
+      final class Sums { var c: [String: [Float]] = [:]; var rows: [String: Int] = [:]; var positions: [String: Int] = [:] }
       let sums = Sums()
       func record(_ name: String, _ value: NDArray) {
+        if convOutputs[name] != nil, value.rank == 4 { sums.positions[name, default: 0] += value.shape[0] * value.shape[2] * value.shape[3] }
         guard let k = wanted[name], value.dataType == .float, value.rank >= 1, value.shape.last == k else { return }
         let rows = value.count / k
         var c = sums.c[name] ?? [Float](repeating: 0, count: k * k)
@@ -119,6 +160,10 @@ public struct FactorizeLinear: Pass {
         modelMACs = try ShapeInference(model: model, bindings: first).totalMACs
       }
       for (name, c) in sums.c { covariance[name] = (c, sums.rows[name] ?? 0) }
+      for l in layers.indices where layers[l].kernel != nil {
+        // Output positions per sample: each reads K and writes N once.
+        layers[l].rowsPerSample = Double(sums.positions[model.graph.nodes[layers[l].node].outputs[0]] ?? 0) / Double(max(samplesUsed, 1))
+      }
     }
     Linalg.setThreads(threads)
 
@@ -128,13 +173,13 @@ public struct FactorizeLinear: Pass {
     for (l, layer) in layers.enumerated() {
       let input = model.graph.nodes[layer.node].inputs[0]
       var matrix = layer.w
-      if let (c, rows) = covariance[input], rows > 0, let lower = Self.whitener(c, k: layer.k, rows: rows) {
+      if layer.kernel == nil, let (c, rows) = covariance[input], rows > 0, let lower = Self.whitener(c, k: layer.k, rows: rows) {
         whitening[l] = lower
         let m = Linalg.gemmTransposedA(lower, layer.w.map(Double.init), k: layer.k, m: layer.k, n: layer.n)
         matrix = m.map { Float($0) }
         layers[l].rowsPerSample = Double(rows) / Double(max(samplesUsed, 1))
       }
-      let d = try Self.svd(matrix, m: layer.k, n: layer.n, name: layer.weight)
+      let d = try decompose(matrix, m: layer.k, n: layer.n, name: layer.weight)
       decompositions[l] = d
       layers[l].spectrum = d.s.map(Double.init)
     }
@@ -205,7 +250,7 @@ public struct FactorizeLinear: Pass {
         skip("rank \(r) saves nothing for a \(layer.k)×\(layer.n) weight (r·(K+N) ≥ K·N)\(note)"); continue
       }
       guard let d = decompositions[l] else { continue }
-      let plain = whitening[l] == nil ? d : try Self.svd(layer.w, m: layer.k, n: layer.n, name: layer.weight)
+      let plain = whitening[l] == nil ? d : try decompose(layer.w, m: layer.k, n: layer.n, name: layer.weight)
       let (a, b) = Self.factors(d, k: layer.k, n: layer.n, r: r, whitener: whitening[l])
       let (pa, pb) = whitening[l] == nil ? (a, b) : Self.factors(plain, k: layer.k, n: layer.n, r: r, whitener: nil)
       let weightError = Self.relativeError(layer.w, a, b, k: layer.k, n: layer.n, r: r, whitener: nil)
@@ -225,15 +270,22 @@ public struct FactorizeLinear: Pass {
       }
       detail += note
       let aName = "\(layer.weight).low_rank_a", bName = "\(layer.weight).low_rank_b", mid = "\(node.outputs[0]).low_rank"
-      newInitializers.append(NDArray(a, shape: [layer.k, r]).irTensor(name: aName))
-      newInitializers.append(NDArray(b, shape: [r, layer.n]).irTensor(name: bName))
       removed.insert(layer.weight)
-      let first = Node(name: "\(label(node)).low_rank", opType: "MatMul", inputs: [node.inputs[0], aName], outputs: [mid])
       var second = node
       second.inputs[0] = mid
       second.inputs[1] = bName
-      if node.opType == "Gemm" { second.attributes = node.attributes.filter { $0.name != "transB" } }
-      newNodes[layer.node] = [first, second]
+      if let kernel = layer.kernel {
+        let (first, aTensor, bTensor, last) = convPair(node, kernel: kernel, a: a, b: b, r: r, names: (aName, bName, mid))
+        newInitializers += [aTensor, bTensor]
+        detail += " (\(convScheme.rawValue) scheme)"
+        newNodes[layer.node] = [first, last]
+      } else {
+        newInitializers.append(NDArray(a, shape: [layer.k, r]).irTensor(name: aName))
+        newInitializers.append(NDArray(b, shape: [r, layer.n]).irTensor(name: bName))
+        let first = Node(name: "\(label(node)).low_rank", opType: "MatMul", inputs: [node.inputs[0], aName], outputs: [mid])
+        if node.opType == "Gemm" { second.attributes = node.attributes.filter { $0.name != "transB" } }
+        newNodes[layer.node] = [first, second]
+      }
       changes.append(.init(target: label(node), action: "factorized", detail: detail, values: values))
     }
     var nodes = [Node]()
@@ -243,6 +295,87 @@ public struct FactorizeLinear: Pass {
     model.graph.initializers += newInitializers
     if model.irVersion < 4 { model.graph.inputs.removeAll { removed.contains($0.name) } }
     return PassResult(pass: Self.name, changes: changes)
+  }
+
+  /// The two convolutions replacing `node`: A (K×r) becomes the first kernel, B (r×N) the second.
+  private func convPair(_ node: Node, kernel: [Int], a: [Float], b: [Float], r: Int, names: (a: String, b: String, mid: String))
+    -> (Node, Tensor, Tensor, Node) {
+    let (o, c, kh, kw) = (kernel[0], kernel[1], kernel[2], kernel[3])
+    let ints = { (name: String, fallback: [Int64]) -> [Int64] in node.attribute(name)?.ints ?? fallback }
+    let strides = ints("strides", [1, 1]), dilations = ints("dilations", [1, 1]), pads = ints("pads", [0, 0, 0, 0])
+    var first = Node(name: "\(label(node)).low_rank", opType: "Conv", inputs: [node.inputs[0], names.a], outputs: [names.mid])
+    var second = node
+    second.inputs[0] = names.mid
+    second.inputs[1] = names.b
+    let keep = node.attributes.filter { !["kernel_shape", "strides", "dilations", "pads", "group"].contains($0.name) }
+    var k1 = [Float](repeating: 0, count: r * c * kh * (convScheme == .channel ? kw : 1))
+    var k2 = [Float](repeating: 0, count: o * r * (convScheme == .channel ? 1 : kw))
+    let kCount = convScheme == .channel ? c * kh * kw : c * kh
+    for j in 0..<r { for q in 0..<kCount { k1[j * kCount + q] = a[q * r + j] } }
+    if convScheme == .channel {
+      for oi in 0..<o { for j in 0..<r { k2[oi * r + j] = b[j * o + oi] } }
+      first.attributes = keep + [Attribute(name: "kernel_shape", value: .ints([Int64(kh), Int64(kw)])),
+                                 Attribute(name: "strides", value: .ints(strides)), Attribute(name: "dilations", value: .ints(dilations)),
+                                 Attribute(name: "pads", value: .ints(pads))]
+      second.attributes = keep + [Attribute(name: "kernel_shape", value: .ints([1, 1]))]
+      return (first, NDArray(k1, shape: [r, c, kh, kw]).irTensor(name: names.a),
+              NDArray(k2, shape: [o, r, 1, 1]).irTensor(name: names.b), second)
+    }
+    // Spatial: B's columns are (o, j) pairs.
+    for oi in 0..<o { for j in 0..<r { for x in 0..<kw { k2[(oi * r + j) * kw + x] = b[j * (o * kw) + oi * kw + x] } } }
+    first.attributes = keep + [Attribute(name: "kernel_shape", value: .ints([Int64(kh), 1])),
+                               Attribute(name: "strides", value: .ints([strides[0], 1])),
+                               Attribute(name: "dilations", value: .ints([dilations[0], 1])),
+                               Attribute(name: "pads", value: .ints([pads[0], 0, pads[2], 0]))]
+    second.attributes = keep + [Attribute(name: "kernel_shape", value: .ints([1, Int64(kw)])),
+                                Attribute(name: "strides", value: .ints([1, strides[1]])),
+                                Attribute(name: "dilations", value: .ints([1, dilations[1]])),
+                                Attribute(name: "pads", value: .ints([0, pads[1], 0, pads[3]]))]
+    return (first, NDArray(k1, shape: [r, c, kh, 1]).irTensor(name: names.a),
+            NDArray(k2, shape: [o, r, 1, kw]).irTensor(name: names.b), second)
+  }
+
+  /// LAPACK's thin SVD, or above `randomizedAbove` elements a randomized one (Halko, Martinsson
+  /// and Tropp): the range of A·Ω for a Gaussian Ω of rank + 16 columns, two power iterations,
+  /// then the exact SVD of the small projected matrix. Only the leading `sketch` singular
+  /// triples are accurate, so this serves ranks well below min(m, n).
+  private func decompose(_ a: [Float], m: Int, n: Int, name: String) throws -> (u: [Float], s: [Float], vt: [Float]) {
+    guard let limit = randomizedAbove, a.count > limit else { return try Self.svd(a, m: m, n: n, name: name) }
+    let sketch = min(min(m, n), Self.sketchRank(rule, m: m, n: n) + 16)
+    var rng = SplitMix64(seed: 0x5eed)
+    var omega = [Float](repeating: 0, count: n * sketch)
+    for i in omega.indices {
+      // Box–Muller from two uniforms.
+      let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(rng.next() >> 11) / Double(1 << 53)
+      omega[i] = Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+    }
+    func product(_ x: [Float], _ y: [Float], _ rows: Int, _ inner: Int, _ cols: Int, transposeX: Bool = false) -> [Float] {
+      var out = [Float](repeating: 0, count: rows * cols)
+      x.withUnsafeBufferPointer { xp in y.withUnsafeBufferPointer { yp in out.withUnsafeMutableBufferPointer { op in
+        guard let xb = xp.baseAddress, let yb = yp.baseAddress, let ob = op.baseAddress else { return }
+        Linalg.gemm(m: rows, n: cols, k: inner, a: xb, b: yb, c: ob, transposeA: transposeX)
+      } } }
+      return out
+    }
+    func basis(_ y: [Float], _ rows: Int) throws -> [Float] { try Self.svd(y, m: rows, n: sketch, name: name).u }
+    var q = try basis(product(a, omega, m, n, sketch), m)                 // m×l
+    for _ in 0..<2 {
+      let z = try basis(product(a, q, n, m, sketch, transposeX: true), n)  // Aᵀ·Q, n×l
+      q = try basis(product(a, z, m, n, sketch), m)
+    }
+    let small = product(q, a, sketch, m, n, transposeX: true)             // Qᵀ·A, l×n
+    let d = try Self.svd(small, m: sketch, n: n, name: name)
+    return (product(q, d.u, m, sketch, sketch), d.s, d.vt)
+  }
+
+  /// The largest rank the rule can ask for, for the randomized sketch.
+  static func sketchRank(_ rule: RankRule, m: Int, n: Int) -> Int {
+    let full = min(m, n)
+    switch rule {
+    case .rank(let r): return min(r, full)
+    case .ratio(let f): return Int((Double(full) * f).rounded(.up))
+    default: return (m * n - 1) / (m + n)
+    }
   }
 
   static func svd(_ m: [Float], m rows: Int, n cols: Int, name: String) throws -> (u: [Float], s: [Float], vt: [Float]) {
