@@ -261,6 +261,12 @@ public struct FactorizeLayers: Pass {
                                       "weightError": weightError]
       var detail = String(format: "%d×%d → rank %d: parameters %d → %d, kept energy %.4f, weight error %.4f",
                           layer.k, layer.n, r, layer.k * layer.n, r * (layer.k + layer.n), energy, weightError)
+      if data != nil && layer.rowsPerSample > 0 {
+        // Each observed row (token, output position) costs K·N MACs before and r·(K+N) after.
+        values["macsBefore"] = (layer.rowsPerSample * Double(layer.k * layer.n)).rounded()
+        values["macsAfter"] = (layer.rowsPerSample * Double(r * (layer.k + layer.n))).rounded()
+        detail += String(format: ", MACs per sample %.0f → %.0f", values["macsBefore"] ?? 0, values["macsAfter"] ?? 0)
+      }
       if let lower = whitening[l] {
         let aware = Self.relativeError(layer.w, a, b, k: layer.k, n: layer.n, r: r, whitener: lower)
         let plainOut = Self.relativeError(layer.w, pa, pb, k: layer.k, n: layer.n, r: r, whitener: lower)
