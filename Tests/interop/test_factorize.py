@@ -139,3 +139,16 @@ def test_randomized_svd_matches_on_a_low_rank_matrix(compressor, tmp_path):
     assert pass_changes(json.loads(report.read_text()), "factorize")[0]["values"]["weightError"] < 1e-4
     x = rng.standard_normal((1, 300)).astype(np.float32)
     np.testing.assert_allclose(ort_outputs(out, {"x": x})[0], ort_outputs(src, {"x": x})[0], rtol=1e-3, atol=1e-3)
+
+
+def test_data_aware_convolutions(compressor, tmp_path):
+    """Channel scheme with --data: whitened by the covariance of each conv's input patches."""
+    out, report = tmp_path / "c.onnx", tmp_path / "c.json"
+    compressor("factorize", FIXTURES / "cnn_residual.onnx", "--rank-ratio", "0.25", "--data", FIXTURES / "data/calib_img.npy",
+               "-o", out, "--report", report)
+    check_runs_alike(compressor, out, "cnn_residual", tmp_path)
+    rows = [c for c in pass_changes(json.loads(report.read_text()), "factorize") if c["action"] == "factorized"]
+    convs = [c for c in rows if c["detail"].endswith("(channel scheme)")]
+    assert len(convs) == 4
+    assert all(c["values"]["outputError"] < c["values"]["plainOutputError"] for c in convs)
+    assert [c["values"]["macsBefore"] for c in convs] == [9216, 147456, 147456, 73728]

@@ -130,9 +130,26 @@ public struct FactorizeLayers: Pass {
                               uniquingKeysWith: { a, _ in a })
       let convOutputs = Dictionary(layers.filter { $0.kernel != nil }.map { (model.graph.nodes[$0.node].outputs[0], 0) },
                                    uniquingKeysWith: { a, _ in a })
+      // Channel-scheme convolutions: the covariance of their input patches, keyed by their output.
+      var patchLayers = [String: [(key: String, geometry: PatchGeometry)]]()
+      if convScheme == .channel {
+        for l in layers {
+          guard let kernel = l.kernel else { continue }
+          let n = model.graph.nodes[l.node]
+          patchLayers[n.inputs[0], default: []].append((n.outputs[0], PatchGeometry(n, kernel: kernel)))
+        }
+      }
       final class Sums { var c: [String: [Float]] = [:]; var rows: [String: Int] = [:]; var positions: [String: Int] = [:] }
       let sums = Sums()
       func record(_ name: String, _ value: NDArray) {
+        if let convs = patchLayers[name], value.dataType == .float, value.rank == 4 {
+          let x = value.elements(Float.self)
+          for conv in convs {
+            var c = sums.c[conv.key] ?? [Float](repeating: 0, count: conv.geometry.k * conv.geometry.k)
+            sums.rows[conv.key, default: 0] += conv.geometry.accumulate(x, shape: value.shape, into: &c)
+            sums.c[conv.key] = c
+          }
+        }
         if convOutputs[name] != nil, value.rank == 4 { sums.positions[name, default: 0] += value.shape[0] * value.shape[2] * value.shape[3] }
         guard let k = wanted[name], value.dataType == .float, value.rank >= 1, value.shape.last == k else { return }
         let rows = value.count / k
@@ -173,11 +190,12 @@ public struct FactorizeLayers: Pass {
     for (l, layer) in layers.enumerated() {
       let input = model.graph.nodes[layer.node].inputs[0]
       var matrix = layer.w
-      if layer.kernel == nil, let (c, rows) = covariance[input], rows > 0, let lower = Self.whitener(c, k: layer.k, rows: rows) {
+      let key = layer.kernel == nil ? input : model.graph.nodes[layer.node].outputs[0]
+      if let (c, rows) = covariance[key], rows > 0, let lower = Self.whitener(c, k: layer.k, rows: rows) {
         whitening[l] = lower
         let m = Linalg.gemmTransposedA(lower, layer.w.map(Double.init), k: layer.k, m: layer.k, n: layer.n)
         matrix = m.map { Float($0) }
-        layers[l].rowsPerSample = Double(rows) / Double(max(samplesUsed, 1))
+        if layer.kernel == nil { layers[l].rowsPerSample = Double(rows) / Double(max(samplesUsed, 1)) }
       }
       let d = try decompose(matrix, m: layer.k, n: layer.n, name: layer.weight)
       decompositions[l] = d
@@ -437,5 +455,65 @@ public struct FactorizeLayers: Pass {
     }
     let num = diff.reduce(0) { $0 + $1 * $1 }, den = reference.reduce(0) { $0 + $1 * $1 }
     return den == 0 ? 0 : (num / den).squareRoot()
+  }
+}
+
+/// Where a convolution reads its input: the patch of C·kh·kw values behind each output position,
+/// ordered (c, i, j) like the rows of the kernel seen as a K×O matrix.
+struct PatchGeometry {
+  var c: Int, kh: Int, kw: Int
+  var sh: Int, sw: Int, dh: Int, dw: Int
+  var top: Int, left: Int, bottom: Int, right: Int
+  var k: Int { c * kh * kw }
+
+  init(_ n: Node, kernel: [Int]) {
+    (c, kh, kw) = (kernel[1], kernel[2], kernel[3])
+    let ints = { (name: String, fallback: [Int]) -> [Int] in n.attribute(name)?.ints?.map { Int($0) } ?? fallback }
+    let strides = ints("strides", [1, 1]), dilations = ints("dilations", [1, 1]), pads = ints("pads", [0, 0, 0, 0])
+    (sh, sw, dh, dw) = (strides[0], strides[1], dilations[0], dilations[1])
+    (top, left, bottom, right) = (pads[0], pads[1], pads[2], pads[3])
+  }
+
+  /// Adds PᵀP over every output position of every sample of `x` [N, C, H, W] to `covariance`
+  /// (K×K), in blocks of positions; returns the number of positions.
+  func accumulate(_ x: Elements<Float>, shape: [Int], into covariance: inout [Float]) -> Int {
+    let (n, h, w) = (shape[0], shape[2], shape[3])
+    guard shape[1] == c else { return 0 }
+    let oh = (h + top + bottom - dh * (kh - 1) - 1) / sh + 1, ow = (w + left + right - dw * (kw - 1) - 1) / sw + 1
+    guard oh > 0, ow > 0 else { return 0 }
+    let block = max(1, 4096 / max(1, k / 64))
+    var patches = [Float](repeating: 0, count: block * k)
+    var filled = 0
+    func flush() {
+      guard filled > 0 else { return }
+      patches.withUnsafeBufferPointer { p in
+        covariance.withUnsafeMutableBufferPointer { cp in
+          guard let pb = p.baseAddress, let cb = cp.baseAddress else { return }
+          Linalg.gemm(m: k, n: k, k: filled, a: pb, b: pb, beta: 1, c: cb, transposeA: true)
+        }
+      }
+      filled = 0
+    }
+    for s in 0..<n {
+      for oy in 0..<oh {
+        for ox in 0..<ow {
+          var q = filled * k
+          for ci in 0..<c {
+            for i in 0..<kh {
+              let y = oy * sh - top + i * dh
+              for j in 0..<kw {
+                let xx = ox * sw - left + j * dw
+                patches[q] = y >= 0 && y < h && xx >= 0 && xx < w ? x[((s * c + ci) * h + y) * w + xx] : 0
+                q += 1
+              }
+            }
+          }
+          filled += 1
+          if filled == block { flush() }
+        }
+      }
+    }
+    flush()
+    return n * oh * ow
   }
 }
