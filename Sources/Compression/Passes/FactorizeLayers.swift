@@ -62,7 +62,7 @@ public struct FactorizeLayers: Pass {
     for t in model.graph.initializers { initializers[t.name] = t }
     let uses = model.graph.uses()
     var layers = [Layer]()
-    for (i, n) in model.graph.nodes.enumerated() where n.isDefaultDomain {
+    for (i, n) in model.graph.nodes.enumerated() where n.isDefaultDomain && n.outputs.count == 1 {
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
       switch n.opType {
       case "ConvTranspose":
@@ -73,6 +73,8 @@ public struct FactorizeLayers: Pass {
           skip("not a 2-D convolution with a float initializer kernel"); continue
         }
         guard (n.attribute("group")?.int ?? 1) == 1 else { skip("grouped or depthwise convolution"); continue }
+        let counts = [("strides", 2), ("dilations", 2), ("pads", 4)].map { (n.attribute($0.0)?.ints?.count ?? $0.1) == $0.1 }
+        guard counts.allSatisfy({ $0 }) else { skip("strides, dilations or pads do not fit a 2-D kernel"); continue }
         guard uses[t.name] == 1 else { skip("weight '\(t.name)' has other readers"); continue }
         let autoPad = n.attribute("auto_pad")?.string ?? "NOTSET"
         guard autoPad == "NOTSET" || autoPad == "VALID" else { skip("auto_pad \(autoPad) does not split by axis"); continue }

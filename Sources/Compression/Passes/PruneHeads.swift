@@ -107,11 +107,11 @@ public struct PruneHeads: Pass {
     var uses = g.uses()
     for o in g.outputs { uses[o.name, default: 0] += 1 }
     func node(_ tensor: String) -> Node? { producer[tensor].map { g.nodes[$0] } }
-    func perm(_ n: Node) -> [Int64]? { n.opType == "Transpose" ? n.attribute("perm")?.ints : nil }
+    func perm(_ n: Node) -> [Int64]? { n.opType == "Transpose" && !n.inputs.isEmpty ? n.attribute("perm")?.ints : nil }
     func ints(_ name: String) -> [Int]? { initializers[name].flatMap { try? NDArray($0).integers() } }
     /// Reshape(x · W [+ b], [.., .., H, Dh]) → the projection and (H, Dh).
     func projection(_ heads: String) -> (Projection, Int, Int)? {
-      guard let ri = producer[heads], g.nodes[ri].opType == "Reshape", g.nodes[ri].inputs.count == 2,
+      guard let ri = producer[heads], g.nodes[ri].opType == "Reshape", g.nodes[ri].inputs.count == 2, g.nodes[ri].outputs.count == 1,
             let shape = ints(g.nodes[ri].inputs[1]), shape.count == 4, shape[2] > 0, shape[3] > 0 else { return nil }
       var x = g.nodes[ri].inputs[0], bias: String?
       if let add = node(x), add.opType == "Add", add.inputs.count == 2, uses[x] == 1 {
@@ -119,23 +119,23 @@ public struct PruneHeads: Pass {
         bias = b
         x = other
       }
-      guard uses[x] == 1, let mm = node(x), mm.opType == "MatMul", let w = initializers[mm.inputs[1]], w.dims.count == 2,
+      guard uses[x] == 1, let mm = node(x), mm.opType == "MatMul", mm.inputs.count == 2, let w = initializers[mm.inputs[1]], w.dims.count == 2,
             Int(w.dims[1]) == shape[2] * shape[3] else { return nil }
       if let bias, initializers[bias]?.elementCount != Int(w.dims[1]) { return nil }
       return (Projection(weight: w.name, bias: bias, reshape: ri), shape[2], shape[3])
     }
     var blocks = [Block]()
-    for n in g.nodes where n.opType == "MatMul" && n.isDefaultDomain && n.inputs.count == 2 {
+    for n in g.nodes where n.opType == "MatMul" && n.isDefaultDomain && n.inputs.count == 2 && n.outputs.count == 1 {
       // probs · V, V = Transpose(perm 0,2,1,3) of the V heads.
       guard let vt = node(n.inputs[1]), perm(vt) == [0, 2, 1, 3], let (v, heads, size) = projection(vt.inputs[0]) else { continue }
       // Softmax ← (Add mask | Mul/Div scale)* ← Q·Kᵀ.
-      guard let sm = node(n.inputs[0]), sm.opType == "Softmax" else { continue }
+      guard let sm = node(n.inputs[0]), sm.opType == "Softmax", !sm.inputs.isEmpty else { continue }
       var cursor = sm.inputs[0]
       while let p = node(cursor), ["Add", "Mul", "Div", "Where"].contains(p.opType) {
         guard let next = p.inputs.first(where: { node($0)?.opType == "MatMul" || ["Add", "Mul", "Div"].contains(node($0)?.opType ?? "") }) else { break }
         cursor = next
       }
-      guard let qk = node(cursor), qk.opType == "MatMul", let qt = node(qk.inputs[0]), perm(qt) == [0, 2, 1, 3],
+      guard let qk = node(cursor), qk.opType == "MatMul", qk.inputs.count == 2, let qt = node(qk.inputs[0]), perm(qt) == [0, 2, 1, 3],
             let (q, qh, qs) = projection(qt.inputs[0]), let kt = node(qk.inputs[1]) else { continue }
       var kHeads: String?
       if perm(kt) == [0, 2, 3, 1] { kHeads = kt.inputs[0] }
@@ -143,10 +143,11 @@ public struct PruneHeads: Pass {
       guard let kHeads, let (k, kh, ks) = projection(kHeads), qh == heads, kh == heads, qs == size, ks == size else { continue }
       // ctx: Transpose back, Reshape to [.., .., H·Dh], output projection.
       guard uses[n.outputs[0]] == 1, let back = g.nodes.first(where: { $0.inputs.first == n.outputs[0] }), perm(back) == [0, 2, 1, 3],
-            uses[back.outputs[0]] == 1, let mi = g.nodes.firstIndex(where: { $0.opType == "Reshape" && $0.inputs.first == back.outputs[0] }),
+            back.outputs.count == 1, uses[back.outputs[0]] == 1, let mi = g.nodes.firstIndex(where: { $0.opType == "Reshape" && $0.inputs.first == back.outputs[0] }),
+            g.nodes[mi].inputs.count == 2, g.nodes[mi].outputs.count == 1,
             let mshape = ints(g.nodes[mi].inputs[1]), let last = mshape.last, last == -1 || last == heads * size,
             uses[g.nodes[mi].outputs[0]] == 1,
-            let o = g.nodes.first(where: { $0.opType == "MatMul" && $0.inputs.first == g.nodes[mi].outputs[0] }),
+            let o = g.nodes.first(where: { $0.opType == "MatMul" && $0.inputs.count == 2 && $0.inputs.first == g.nodes[mi].outputs[0] }),
             let wo = initializers[o.inputs[1]], wo.dims.count == 2, Int(wo.dims[0]) == heads * size else { continue }
       // Every weight of the block belongs to it alone.
       let weights = [q.weight, k.weight, v.weight, wo.name] + [q.bias, k.bias, v.bias].compactMap { $0 }

@@ -38,8 +38,8 @@ public struct QDQToQOperator: Pass {
 
     for (i, n) in g.nodes.enumerated() where n.isDefaultDomain && (n.opType == "Conv" || n.opType == "MatMul") {
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
-      guard let dx = dequantizer(n.inputs[0]), dx.inputs.count == 3 else { continue }
-      guard n.inputs.count >= 2, let dw = dequantizer(n.inputs[1]) else { skip("its second input is not dequantized"); continue }
+      guard n.inputs.count >= 2, n.outputs.count == 1, let dx = dequantizer(n.inputs[0]), dx.inputs.count == 3 else { continue }
+      guard let dw = dequantizer(n.inputs[1]), dw.inputs.count >= 2 else { skip("its second input is not dequantized"); continue }
       // The output's single reader is a QuantizeLinear, or a Relu whose single reader is.
       var out = n.outputs[0], relu: Int?
       guard uses[out] == 1, let r = readers[out]?.first else { skip("its output has several readers"); continue }

@@ -100,7 +100,7 @@ public struct QuantizeStatic: Pass {
       // The output, or the output of a Relu that alone reads it (its zero point absorbs the Relu).
       var anchor = n.outputs[0]
       if let readers = consumers[anchor], readers.count == 1, uses[anchor] == 1, !graphOutputs.contains(anchor),
-         graph.nodes[readers[0]].opType == "Relu", graph.nodes[readers[0]].isDefaultDomain {
+         graph.nodes[readers[0]].opType == "Relu", graph.nodes[readers[0]].isDefaultDomain, graph.nodes[readers[0]].outputs.count == 1 {
         anchor = graph.nodes[readers[0]].outputs[0]
       }
       plan.outputAnchor = graphOutputs.contains(anchor) ? nil : anchor

@@ -27,6 +27,9 @@ struct QuantizedWeight {
       throw CompressorError.invalid("weight '\(t.name)' holds \(values[bad]) at element \(bad); compressor will not quantize it")
     }
     let dims = t.dims.map { Int($0) }
+    if let axis, axis < 0 || axis >= dims.count {
+      throw CompressorError.invalid("weight '\(t.name)' has rank \(dims.count), too few for its channel axis \(axis)")
+    }
     let channels = axis.map { dims[$0] } ?? 1
     let inner = axis.map { dims[($0 + 1)...].reduce(1, *) } ?? max(values.count, 1)
     var lo = [Float](repeating: 0, count: channels), hi = [Float](repeating: 0, count: channels)
