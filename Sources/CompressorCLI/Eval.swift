@@ -45,10 +45,7 @@ extension Compressor {
       let refExecutor = try reference.map { try Executor(model: try ModelReader.read($0).model, threads: threads) }
       let inputs = loaded.model.graph.feedNames
       let dataset = try Dataset(path: data, inputNames: inputs)
-      let labelValues = try labels.map { path -> [Int] in
-        guard let (_, array) = try DataFile.load(path).first else { throw CompressorError.invalid("\(path) is empty") }
-        return try array.integers()
-      }
+      let labelValues = try labels.map(loadLabels)
       var metrics = QualityMetrics()
       for i in 0..<dataset.files.count {
         let feeds = try dataset.batch(i)
@@ -68,6 +65,12 @@ extension Compressor {
       }
     }
   }
+}
+
+/// Class indices, one per sample, from the first array of a data file.
+func loadLabels(_ path: String) throws -> [Int] {
+  guard let (_, array) = try DataFile.load(path).first else { throw CompressorError.invalid("\(path) is empty") }
+  return try array.integers()
 }
 
 func jsonNumber(_ v: Double) -> String {

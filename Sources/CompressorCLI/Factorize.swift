@@ -82,8 +82,7 @@ extension Compressor {
       let rule: FactorizeLayers.RankRule =
         rank.map { .rank($0) } ?? rankRatio.map { .ratio($0) } ?? energy.map { .energy($0) }
         ?? targetParams.map { .parameters($0) } ?? .macs(targetMacs ?? 1)
-      let passes: [Pass] = [ConstantsToInitializers(), FoldConstants(), FoldBatchNormIntoConv(), RemoveDeadCode(),
-                            FactorizeLayers(rule: rule, convScheme: FactorizeLayers.ConvScheme(rawValue: convScheme) ?? .channel,
+      let passes: [Pass] = preparationPasses() + [FactorizeLayers(rule: rule, convScheme: FactorizeLayers.ConvScheme(rawValue: convScheme) ?? .channel,
                                             randomizedAbove: randomizedAbove, data: data, threads: threads), RemoveDeadCode()]
       let quality = data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
       let outcome = try TransformRun(command: "factorize", model: model, output: out, report: report, force: force,
@@ -91,14 +90,9 @@ extension Compressor {
       let rows = outcome.passes.first { $0.pass == FactorizeLayers.name }?.changes ?? []
       let factorized = rows.filter { $0.action == "factorized" }.count
       var line = "wrote \(out) (\(factorized) layers factorized"
-      let before = PassReport.ModelFacts(file: "", bytes: 0, model: outcome.loaded.model).parameters
-      let after = PassReport.ModelFacts(file: "", bytes: 0, model: outcome.result).parameters
-      line += ", parameters \(before) → \(after)"
+      line += ", parameters \(parameterCount(outcome.loaded.model)) → \(parameterCount(outcome.result))"
       if let s = outcome.sizes, let a = s.macsBefore, let b = s.macsAfter { line += ", MACs \(a) → \(b)" }
-      if let q = outcome.quality {
-        line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
-          .map { ", \($0) \(jsonNumber(q.compressed[$0] ?? 0))" }.joined()
-      }
+      line += outcome.quality?.headline ?? ""
       FileHandle.standardError.write(line + ")\n")
       if factorized == 0 { FileHandle.standardError.write("compressor: warning: no layer was factorized; see --report for the reasons\n") }
     }

@@ -125,24 +125,24 @@ extension Compressor {
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: "pruned")
       let overrides = try self.overrides.map { try RatioOverrides.parse($0) } ?? RatioOverrides()
-      var passes: [Pass] = [ConstantsToInitializers(), FoldConstants(), RemoveDeadCode()]
+      var pruning = [Pass]()
       if let s = sparsity {
-        passes.append(PruneUnstructured(sparsity: s, global: global, overrides: overrides, pruneFirstLast: pruneFirstLast))
+        pruning = [PruneUnstructured(sparsity: s, global: global, overrides: overrides, pruneFirstLast: pruneFirstLast)]
       } else if let p = pattern.flatMap(Self.parsePattern) {
-        passes.append(PruneNM(n: p.n, m: p.m, pruneFirstLast: pruneFirstLast))
+        pruning = [PruneNM(n: p.n, m: p.m, pruneFirstLast: pruneFirstLast)]
       } else if analyze || targetMacs != nil || targetParams != nil {
         let budget: PruneSearch.Budget? = targetMacs.map { .macs($0) } ?? targetParams.map { .parameters($0) }
-        passes.append(PruneSearch(budget: budget, data: data ?? "", criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
-                                  multiple: channelMultiple, threads: threads))
+        pruning = [PruneSearch(budget: budget, data: data ?? "", criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
+                               multiple: channelMultiple, threads: threads)]
       } else {
-        if heads { passes.append(PruneHeads(ratio: ratio ?? 0)) }
-        passes.append(PruneChannels(ratio: ratio ?? 0, criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
-                                    overrides: overrides, data: data, threads: threads, multiple: channelMultiple))
+        if heads { pruning.append(PruneHeads(ratio: ratio ?? 0)) }
+        pruning.append(PruneChannels(ratio: ratio ?? 0, criterion: PruneChannels.Criterion(rawValue: criterion) ?? .l1,
+                                     overrides: overrides, data: data, threads: threads, multiple: channelMultiple))
       }
-      passes += [FoldBatchNormIntoConv(), RemoveDeadCode()]
+      let passes = preparationPasses(foldBatchNorm: false) + pruning + [FoldBatchNormIntoConv(), RemoveDeadCode()]
       let quality = analyze ? nil : data.map { QualityCheck(data: $0, labels: labels, threads: threads) }
-      let pruneNames = Set(passes[3...].map { type(of: $0).name }.filter { $0.hasPrefix("prune") })
-      let pruneName = type(of: passes[passes.count - 3]).name
+      let pruneNames = Set(pruning.map { type(of: $0).name })
+      let pruneName = pruning.last.map { type(of: $0).name } ?? ""
       let outcome = try TransformRun(command: "prune", model: model, output: out, report: report, force: force,
                                      quality: quality, measureSizes: true, writesModel: !analyze).run(passes, check: { _ in }, afterPasses: { results in
         guard let r = results.first(where: { $0.pass == pruneName }) else { return }
@@ -167,21 +167,13 @@ extension Compressor {
       }
       let pruned = outcome.passes.filter { pruneNames.contains($0.pass) }.flatMap(\.changes).filter { $0.action == "pruned" }.count
       var line = "wrote \(out) (\(pruned) layers/groups pruned"
-      line += ", parameters \(count(outcome.loaded.model)) → \(count(outcome.result))"
+      line += ", parameters \(parameterCount(outcome.loaded.model)) → \(parameterCount(outcome.result))"
       if let s = outcome.sizes {
         if let a = s.macsBefore, let b = s.macsAfter { line += ", MACs \(a) → \(b)" }
         if let after = s.deflatedAfter { line += ", deflated \(s.deflatedBefore) → \(after) bytes" }
       }
-      if let q = outcome.quality {
-        line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
-          .map { ", \($0) \(jsonNumber(q.compressed[$0] ?? 0))" }.joined()
-        if let a = q.float["accuracy"] { line += " (input accuracy \(jsonNumber(a)))" }
-      }
+      line += outcome.quality?.headline ?? ""
       FileHandle.standardError.write(line + ")\n")
-    }
-
-    private func count(_ m: Model) -> Int {
-      PassReport.ModelFacts(file: "", bytes: 0, model: m).parameters
     }
   }
 }

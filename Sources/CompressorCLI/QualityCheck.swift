@@ -20,16 +20,21 @@ struct QualityCheck {
     var float: [String: Double]
     /// The compressed model: accuracy with labels, and agreement, mean cosine, errors and SQNR against the float model.
     var compressed: [String: Double]
+
+    /// ", accuracy …, agreement …, meanCosine … (input accuracy …)" for a command's summary line.
+    var headline: String {
+      var text = compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
+        .map { ", \($0) \(jsonNumber(compressed[$0] ?? 0))" }.joined()
+      if let a = float["accuracy"] { text += " (input accuracy \(jsonNumber(a)))" }
+      return text
+    }
   }
 
   func run(original: Model, compressed: Model) throws -> Result {
     let reference = try Executor(model: original, threads: threads)
     let candidate = try Executor(model: compressed, threads: threads)
     let dataset = try Dataset(path: data, inputNames: original.graph.feedNames)
-    let labelValues = try labels.map { path -> [Int] in
-      guard let (_, array) = try DataFile.load(path).first else { throw CompressorError.invalid("\(path) is empty") }
-      return try array.integers()
-    }
+    let labelValues = try labels.map(loadLabels)
     var before = QualityMetrics(), after = QualityMetrics()
     try dataset.forEachChunk(rows: 16, limit: maxSamples ?? Int.max) { feeds in
       let ref = try reference.run(feeds)[0].value

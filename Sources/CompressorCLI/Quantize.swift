@@ -107,7 +107,7 @@ extension Compressor {
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: bits == 4 ? "int4" : "int8")
       let filter = NodeFilter(include: include, exclude: exclude)
-      var passes: [Pass] = [ConstantsToInitializers(), FoldConstants(), FoldBatchNormIntoConv(), RemoveDeadCode()]
+      var passes = preparationPasses()
       switch mode {
       case .weightOnly:
         if bits == 4 { passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: format == .matmulnbits ? .matmulnbits : .qdq, filter: filter)) }
@@ -140,11 +140,7 @@ extension Compressor {
         .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
       let ratio = Double(outcome.writtenBytes) / Double(max(outcome.loaded.totalBytes, 1))
       var line = "wrote \(out) (\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.writtenBytes) bytes, \(String(format: "%.2f", ratio))× the input"
-      if let q = outcome.quality {
-        line += q.compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
-          .map { ", \($0) \(jsonNumber(q.compressed[$0] ?? 0))" }.joined()
-        if let a = q.float["accuracy"] { line += " (float accuracy \(jsonNumber(a)))" }
-      }
+      line += outcome.quality?.headline ?? ""
       FileHandle.standardError.write(line + ")\n")
       if quantized == 0 { FileHandle.standardError.write("compressor: warning: nothing was quantized; see --report for the reasons\n") }
     }

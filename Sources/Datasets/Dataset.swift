@@ -80,3 +80,11 @@ extension Dataset {
     return used
   }
 }
+
+extension Dataset {
+  /// The input shapes of one sample: the first file's arrays with a leading dimension of 1 (for
+  /// counting MACs per sample).
+  public func sampleShapes() throws -> [String: [Int]] {
+    try batch(0).mapValues { $0.rank == 0 ? [] : [1] + $0.shape.dropFirst() }
+  }
+}

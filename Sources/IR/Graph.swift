@@ -84,6 +84,13 @@ public struct Graph: Equatable, Sendable {
   }
 
   /// Every value name read by this graph's nodes and outputs and by its subgraphs, with counts.
+  /// Every subgraph of every node, at any depth (not this graph itself).
+  public var nestedGraphs: [Graph] {
+    var all = [Graph]()
+    forEachGraph { all.append($0) }
+    return Array(all.dropFirst())
+  }
+
   /// The inputs a caller must feed: graph inputs that are not initializers (IR 3 lists both).
   public var feedNames: [String] {
     let initialized = Set(initializers.map(\.name))

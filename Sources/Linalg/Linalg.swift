@@ -44,75 +44,49 @@ public enum Linalg {
     }
   }
 
-  public struct SVD {
-    /// m×r, row-major.
-    public var u: [Double]
-    /// r singular values, descending.
-    public var s: [Double]
-    /// r×n, row-major.
-    public var vt: [Double]
-  }
-
   public enum Failure: Error, Equatable {
     case didNotConverge(info: Int32)
     case invalidArgument(info: Int32)
   }
-
-  /// Thin SVD of a row-major m×n matrix by divide and conquer (`dgesdd_`, jobz = 'S').
-  public static func svd(_ a: [Double], m: Int, n: Int) throws -> SVD {
-    let r = min(m, n)
-    if r == 0 { return SVD(u: [], s: [], vt: []) }
-    // LAPACK is column-major: the row-major m×n input is the column-major n×m matrix Aᵀ, and
-    // Aᵀ = V·S·Uᵀ, so LAPACK's "U" is our V and its "Vᵀ" is our Uᵀ.
-    var work = a
-    var s = [Double](repeating: 0, count: r)
-    var ut = [Double](repeating: 0, count: r * m)
-    var v = [Double](repeating: 0, count: n * r)
-    var jobz = Int8(UInt8(ascii: "S"))
-    var rows = Int32(n), cols = Int32(m), lda = Int32(n), ldu = Int32(n), ldvt = Int32(r)
-    var info: Int32 = 0
-    var iwork = [Int32](repeating: 0, count: 8 * r)
-    var query = 0.0
-    var unusedVt = 0.0
-    var lwork: Int32 = -1
-    dgesdd_(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &unusedVt, &ldvt, &query, &lwork, &iwork, &info)
-    lwork = Int32(query)
-    var scratch = [Double](repeating: 0, count: Int(lwork))
-    dgesdd_(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &scratch, &lwork, &iwork, &info)
-    if info > 0 { throw Failure.didNotConverge(info: info) }
-    if info < 0 { throw Failure.invalidArgument(info: info) }
-    // `v` is column-major n×r (columns are right singular vectors) = row-major r×n Vᵀ.
-    // `ut` is column-major r×m = row-major m×r U.
-    return SVD(u: ut, s: s, vt: v)
-  }
 }
 
 extension Linalg {
-  /// Thin SVD of a row-major m×n Float matrix (`sgesdd_`): U m×r, s (descending), Vᵀ r×n, r = min(m, n).
-  /// OpenBLAS may use `threads` threads meanwhile (nothing else runs during a factorization).
-  public static func svd(_ a: [Float], m: Int, n: Int) throws -> (u: [Float], s: [Float], vt: [Float]) {
+  /// A thin singular value decomposition: U m×r, s (r values, descending), Vᵀ r×n, row-major.
+  public struct SVD<T> {
+    public var u: [T]
+    public var s: [T]
+    public var vt: [T]
+    public init(u: [T], s: [T], vt: [T]) { self.u = u; self.s = s; self.vt = vt }
+  }
+
+  /// Thin SVD of a row-major m×n matrix by divide and conquer (LAPACK `?gesdd_`, jobz = 'S'),
+  /// r = min(m, n). OpenBLAS may use `threads` threads meanwhile (nothing else runs then).
+  public static func svd<T: LapackScalar>(_ a: [T], m: Int, n: Int) throws -> SVD<T> {
     let r = min(m, n)
-    if r == 0 { return ([], [], []) }
+    if r == 0 { return SVD(u: [], s: [], vt: []) }
     openblas_set_num_threads(Int32(threads))
     defer { openblas_set_num_threads(1) }
+    // LAPACK is column-major: the row-major m×n input is the column-major n×m matrix Aᵀ, and
+    // Aᵀ = V·S·Uᵀ, so LAPACK's "U" is our V and its "Vᵀ" is our Uᵀ.
     var work = a
-    var s = [Float](repeating: 0, count: r)
-    var ut = [Float](repeating: 0, count: r * m)
-    var v = [Float](repeating: 0, count: n * r)
+    var s = [T](repeating: 0, count: r)
+    var ut = [T](repeating: 0, count: r * m)
+    var v = [T](repeating: 0, count: n * r)
     var jobz = Int8(UInt8(ascii: "S"))
     var rows = Int32(n), cols = Int32(m), lda = Int32(n), ldu = Int32(n), ldvt = Int32(r)
     var info: Int32 = 0
     var iwork = [Int32](repeating: 0, count: 8 * r)
-    var query: Float = 0
+    var query: T = 0
     var lwork: Int32 = -1
-    sgesdd_(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &query, &lwork, &iwork, &info)
+    T.gesdd(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &query, &lwork, &iwork, &info)
     lwork = Int32(query)
-    var scratch = [Float](repeating: 0, count: max(1, Int(lwork)))
-    sgesdd_(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &scratch, &lwork, &iwork, &info)
+    var scratch = [T](repeating: 0, count: max(1, Int(lwork)))
+    T.gesdd(&jobz, &rows, &cols, &work, &lda, &s, &v, &ldu, &ut, &ldvt, &scratch, &lwork, &iwork, &info)
     if info > 0 { throw Failure.didNotConverge(info: info) }
     if info < 0 { throw Failure.invalidArgument(info: info) }
-    // As in the Double version: LAPACK's U is our V (row-major r×n Vᵀ), its Vᵀ our U (m×r).
-    return (ut, s, v)
+    // `v` is column-major n×r (columns are right singular vectors) = row-major r×n Vᵀ;
+    // `ut` is column-major r×m = row-major m×r U.
+    return SVD(u: ut, s: s, vt: v)
   }
 
   /// The lower-triangular L with C = L·Lᵀ for a symmetric positive definite row-major n×n C
@@ -145,5 +119,34 @@ extension Linalg {
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k), 1, a, blasint(m), b, blasint(n),
                 0, &c, blasint(n))
     return c
+  }
+}
+
+/// The element types LAPACK's gesdd comes in.
+public protocol LapackScalar: BinaryFloatingPoint {
+  static func gesdd(_ jobz: UnsafePointer<Int8>, _ m: UnsafePointer<Int32>, _ n: UnsafePointer<Int32>, _ a: UnsafeMutablePointer<Self>,
+                    _ lda: UnsafePointer<Int32>, _ s: UnsafeMutablePointer<Self>, _ u: UnsafeMutablePointer<Self>,
+                    _ ldu: UnsafePointer<Int32>, _ vt: UnsafeMutablePointer<Self>, _ ldvt: UnsafePointer<Int32>,
+                    _ work: UnsafeMutablePointer<Self>, _ lwork: UnsafePointer<Int32>, _ iwork: UnsafeMutablePointer<Int32>,
+                    _ info: UnsafeMutablePointer<Int32>)
+}
+
+extension Float: LapackScalar {
+  public static func gesdd(_ jobz: UnsafePointer<Int8>, _ m: UnsafePointer<Int32>, _ n: UnsafePointer<Int32>, _ a: UnsafeMutablePointer<Float>,
+                           _ lda: UnsafePointer<Int32>, _ s: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>,
+                           _ ldu: UnsafePointer<Int32>, _ vt: UnsafeMutablePointer<Float>, _ ldvt: UnsafePointer<Int32>,
+                           _ work: UnsafeMutablePointer<Float>, _ lwork: UnsafePointer<Int32>, _ iwork: UnsafeMutablePointer<Int32>,
+                           _ info: UnsafeMutablePointer<Int32>) {
+    sgesdd_(jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork, info)
+  }
+}
+
+extension Double: LapackScalar {
+  public static func gesdd(_ jobz: UnsafePointer<Int8>, _ m: UnsafePointer<Int32>, _ n: UnsafePointer<Int32>, _ a: UnsafeMutablePointer<Double>,
+                           _ lda: UnsafePointer<Int32>, _ s: UnsafeMutablePointer<Double>, _ u: UnsafeMutablePointer<Double>,
+                           _ ldu: UnsafePointer<Int32>, _ vt: UnsafeMutablePointer<Double>, _ ldvt: UnsafePointer<Int32>,
+                           _ work: UnsafeMutablePointer<Double>, _ lwork: UnsafePointer<Int32>, _ iwork: UnsafeMutablePointer<Int32>,
+                           _ info: UnsafeMutablePointer<Int32>) {
+    dgesdd_(jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork, info)
   }
 }

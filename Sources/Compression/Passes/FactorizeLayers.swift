@@ -11,12 +11,14 @@ import Support
 /// `channel` scheme, K = C·kh·kw inputs and N = O outputs, becomes a kh×kw convolution to r
 /// channels and a 1×1 convolution to O (bias on the second); `spatial` scheme, K = C·kh and
 /// N = O·kw, becomes a kh×1 convolution to r channels and a 1×kw one to O (strides, pads and
-/// dilations split by axis). Grouped and depthwise convolutions are left alone, with the reason. The factors come from a truncated SVD
-/// (LAPACK gesdd), split as U·√S and √S·Vᵀ so both have similar ranges (for quantization after).
+/// dilations split by axis). Grouped and depthwise convolutions are left alone, with the reason.
+/// The factors come from a truncated SVD (LAPACK gesdd), split as U·√S and √S·Vᵀ so both have
+/// similar ranges (for quantization after).
 ///
 /// With calibration data the factorization is data-aware: it minimizes the error of the layer's
 /// *output* X·W over the observed inputs X instead of the weight error — W is whitened by the
 /// Cholesky factor L of the input covariance XᵀX/n (M = Lᵀ·W), M is truncated, and A = L⁻ᵀ·U·√S.
+/// For a channel-scheme convolution X is its input patches; the spatial scheme stays weight-space.
 /// The report gives the output error of both the plain and the data-aware factors at the chosen
 /// rank, and the weight error.
 ///
@@ -112,11 +114,7 @@ public struct FactorizeLayers: Pass {
         throw CompressorError.invalid("weight '\(t.name)' holds \(w[bad]) at element \(bad); compressor will not factorize it")
       }
       let rows = Int(t.dims[0]), cols = Int(t.dims[1])
-      if transposed {
-        var tw = [Float](repeating: 0, count: w.count)
-        for r in 0..<rows { for c in 0..<cols { tw[c * rows + r] = w[r * cols + c] } }
-        w = tw
-      }
+      if transposed { w = TensorEdits.transposed(w, rows: rows, cols: cols) }
       let (k, nOut) = transposed ? (cols, rows) : (rows, cols)
       if k < 2 || nOut < 2 { skip("a \(k)×\(nOut) weight cannot get thinner"); continue }
       layers.append(Layer(node: i, weight: t.name, k: k, n: nOut, w: w, transposed: transposed))
@@ -175,8 +173,7 @@ public struct FactorizeLayers: Pass {
       }
       if samplesUsed == 0 { throw CompressorError.usage("the data holds no samples") }
       if case .macs = rule {
-        let first = try dataset.batch(0).mapValues { $0.rank == 0 ? [] : [1] + $0.shape.dropFirst() }
-        modelMACs = try ShapeInference(model: model, bindings: first).totalMACs
+        modelMACs = try ShapeInference(model: model, bindings: dataset.sampleShapes()).totalMACs
       }
       for (name, c) in sums.c { covariance[name] = (c, sums.rows[name] ?? 0) }
       for l in layers.indices where layers[l].kernel != nil {
@@ -188,7 +185,7 @@ public struct FactorizeLayers: Pass {
 
     // Spectra: whitened when the layer's inputs were observed, plain otherwise.
     var whitening = [Int: [Double]]()  // layer → L (K×K, row-major lower)
-    var decompositions = [Int: (u: [Float], s: [Float], vt: [Float])]()
+    var decompositions = [Int: Linalg.SVD<Float>]()
     for (l, layer) in layers.enumerated() {
       let input = model.graph.nodes[layer.node].inputs[0]
       var matrix = layer.w
@@ -365,7 +362,7 @@ public struct FactorizeLayers: Pass {
   /// and Tropp): the range of A·Ω for a Gaussian Ω of rank + 16 columns, two power iterations,
   /// then the exact SVD of the small projected matrix. Only the leading `sketch` singular
   /// triples are accurate, so this serves ranks well below min(m, n).
-  private func decompose(_ a: [Float], m: Int, n: Int, name: String) throws -> (u: [Float], s: [Float], vt: [Float]) {
+  private func decompose(_ a: [Float], m: Int, n: Int, name: String) throws -> Linalg.SVD<Float> {
     guard let limit = randomizedAbove, a.count > limit else { return try Self.svd(a, m: m, n: n, name: name) }
     let sketch = min(min(m, n), Self.sketchRank(rule, m: m, n: n) + 16)
     var rng = SplitMix64(seed: 0x5eed)
@@ -391,7 +388,7 @@ public struct FactorizeLayers: Pass {
     }
     let small = product(q, a, sketch, m, n, transposeX: true)             // Qᵀ·A, l×n
     let d = try Self.svd(small, m: sketch, n: n, name: name)
-    return (product(q, d.u, m, sketch, sketch), d.s, d.vt)
+    return Linalg.SVD(u: product(q, d.u, m, sketch, sketch), s: d.s, vt: d.vt)
   }
 
   /// The largest rank the rule can ask for, for the randomized sketch.
@@ -404,7 +401,7 @@ public struct FactorizeLayers: Pass {
     }
   }
 
-  static func svd(_ m: [Float], m rows: Int, n cols: Int, name: String) throws -> (u: [Float], s: [Float], vt: [Float]) {
+  static func svd(_ m: [Float], m rows: Int, n cols: Int, name: String) throws -> Linalg.SVD<Float> {
     do { return try Linalg.svd(m, m: rows, n: cols) } catch {
       throw CompressorError.unsupported("the SVD of weight '\(name)' did not converge")
     }
@@ -426,7 +423,7 @@ public struct FactorizeLayers: Pass {
   }
 
   /// A = (L⁻ᵀ)·U_r·√S_r and B = √S_r·Vᵀ_r from the SVD of W (or of M = Lᵀ·W).
-  static func factors(_ d: (u: [Float], s: [Float], vt: [Float]), k: Int, n: Int, r: Int, whitener: [Double]?) -> ([Float], [Float]) {
+  static func factors(_ d: Linalg.SVD<Float>, k: Int, n: Int, r: Int, whitener: [Double]?) -> ([Float], [Float]) {
     let full = d.s.count
     var a = [Double](repeating: 0, count: k * r), b = [Float](repeating: 0, count: r * n)
     for j in 0..<r {

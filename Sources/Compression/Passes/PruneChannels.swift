@@ -107,7 +107,8 @@ public struct PruneChannels: Pass {
       var array = try NDArray(t)
       for axis in axes.keys.sorted() {
         guard let cut = axes[axis] else { continue }
-        array = try dropping(cut, along: axis, of: array, tensor: t.name)
+        let keep = (0..<(axis < array.rank ? array.shape[axis] : 0)).filter { !cut.contains($0) }
+        array = try TensorEdits.keeping(keep, along: axis, of: array, tensor: t.name)
       }
       paramsBefore[t.name] = t.elementCount
       paramsAfter[t.name] = array.count
@@ -148,30 +149,6 @@ public struct PruneChannels: Pass {
       let c = (i / inner) % channels
       importance[c] += squared ? Double(v) * Double(v) : Double(abs(v))
     }
-  }
-
-  /// `array` without the indices `cut` along `axis`.
-  private func dropping(_ cut: Set<Int>, along axis: Int, of array: NDArray, tensor: String) throws -> NDArray {
-    guard axis < array.rank else { throw CompressorError.internalError("pruning axis \(axis) of '\(tensor)' (rank \(array.rank))") }
-    let keep = (0..<array.shape[axis]).filter { !cut.contains($0) }
-    let outer = array.shape[..<axis].reduce(1, *), inner = array.shape[(axis + 1)...].reduce(1, *)
-    guard let width = array.dataType.byteCount(elements: inner) else { return array }
-    var shape = array.shape
-    shape[axis] = keep.count
-    var out = NDArray(uninitialized: array.dataType, shape)
-    array.withUnsafeBytes { src in
-      out.withUnsafeMutableBytes { dst in
-        guard let s = src.baseAddress, let d = dst.baseAddress else { return }
-        var o = 0
-        for outerIndex in 0..<outer {
-          for k in keep {
-            d.advanced(by: o).copyMemory(from: s.advanced(by: (outerIndex * array.shape[axis] + k) * width), byteCount: width)
-            o += width
-          }
-        }
-      }
-    }
-    return out
   }
 
   /// Mean |activation| per channel of every group's tensors over the calibration samples.

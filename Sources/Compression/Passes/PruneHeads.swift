@@ -54,7 +54,7 @@ public struct PruneHeads: Pass {
       func slice(_ name: String, axis: Int) throws {
         guard let t = replaced[name] ?? initializers[name] else { return }
         let a = try NDArray(t)
-        replaced[name] = try Self.keeping(keep, along: axis, of: a).irTensor(name: name)
+        replaced[name] = try TensorEdits.keeping(keep, along: axis, of: a, tensor: name).irTensor(name: name)
       }
       for p in [b.q, b.k, b.v] {
         try slice(p.weight, axis: 1)
@@ -87,17 +87,6 @@ public struct PruneHeads: Pass {
     model.graph.initializers += replaced.keys.sorted().filter { !seen.contains($0) }.compactMap { replaced[$0] }
     model.graph.valueInfo.removeAll()  // head counts changed inside; recorded shapes would be stale
     return PassResult(pass: Self.name, changes: changes)
-  }
-
-  static func keeping(_ keep: [Int], along axis: Int, of a: NDArray) throws -> NDArray {
-    let outer = a.shape[..<axis].reduce(1, *), inner = a.shape[(axis + 1)...].reduce(1, *)
-    let values = try a.floats()
-    var out = [Float]()
-    out.reserveCapacity(outer * keep.count * inner)
-    for o in 0..<outer { for k in keep { let base = (o * a.shape[axis] + k) * inner; out += values[base..<(base + inner)] } }
-    var shape = a.shape
-    shape[axis] = keep.count
-    return NDArray(out, shape: shape)
   }
 
   /// Attention blocks of the main graph, matched from each Softmax(…)·V product.

@@ -37,7 +37,8 @@ public struct PruneSearch: Pass {
     let used = try dataset.forEachChunk(rows: 32, limit: samples) { feeds.append($0) }
     if used == 0 { throw CompressorError.usage("the data holds no samples") }
     let reference = try outputs(model, feeds)
-    let baseMACs = try macs(model, feeds[0]), baseParameters = parameters(model)
+    let shapes = try dataset.sampleShapes()
+    let baseMACs = try macs(model, shapes), baseParameters = parameters(model)
     let groups = PruneChannels.prunableGroups(model)
     if groups.isEmpty {
       return PassResult(pass: Self.name, changes: [.init(target: model.graph.name, action: "skipped", detail: "no prunable channel group")])
@@ -50,7 +51,7 @@ public struct PruneSearch: Pass {
                                        groupRatios: [g.name: r]).run(&trial, context)
         guard result.changes.contains(where: { $0.action == "pruned" }) else { continue }
         let loss = try cosineLoss(try outputs(trial, feeds), reference)
-        let t = Trial(loss: loss, macs: try macs(trial, feeds[0]), parameters: parameters(trial))
+        let t = Trial(loss: loss, macs: try macs(trial, shapes), parameters: parameters(trial))
         if table[g.name]?.values.contains(where: { $0.macs == t.macs && $0.parameters == t.parameters }) == true { continue }
         table[g.name, default: [:]][r] = t
         changes.append(.init(target: g.name, action: "analyzed",
@@ -96,7 +97,7 @@ public struct PruneSearch: Pass {
     let applied = try PruneChannels(ratio: 0, criterion: criterion, data: data, threads: threads, multiple: multiple,
                                     groupRatios: chosen).run(&model, context)
     let finalSize: Int = {
-      if case .macs = budget { return (try? macs(model, feeds[0])) ?? 0 }
+      if case .macs = budget { return (try? macs(model, shapes)) ?? 0 }
       return parameters(model)
     }()
     let met = Double(finalSize) <= goal
@@ -121,9 +122,8 @@ public struct PruneSearch: Pass {
     }
   }
 
-  private func macs(_ model: Model, _ feeds: [String: NDArray]) throws -> Int {
-    let bindings = feeds.mapValues { [1] + $0.shape.dropFirst() }
-    return try ShapeInference(model: model, bindings: bindings).totalMACs
+  private func macs(_ model: Model, _ shapes: [String: [Int]]) throws -> Int {
+    try ShapeInference(model: model, bindings: shapes).totalMACs
   }
 
   private func parameters(_ model: Model) -> Int {

@@ -25,9 +25,7 @@ public struct QuantizeDynamic: Pass {
     var added = [Tensor]()
     var removed = Set<String>()
     var quantizedActivations = Set<String>()
-    var graphs = [Graph]()
-    model.graph.forEachGraph { graphs.append($0) }
-    for g in graphs.dropFirst() {
+    for g in model.graph.nestedGraphs {
       for n in g.nodes where n.isDefaultDomain && ["MatMul", "Gemm", "Conv"].contains(n.opType) {
         changes.append(.init(target: label(n), action: "skipped", detail: "inside a subgraph: its weight is left to the weight-only pass"))
       }
@@ -54,7 +52,11 @@ public struct QuantizeDynamic: Pass {
           guard let c = initializers[n.inputs[2]], c.dataType == .float else { skip("its bias is computed, not an initializer"); continue }
           bias = c
         }
-        if (n.attribute("transB")?.int ?? 0) != 0 { w = try transposed(w) }
+        if (n.attribute("transB")?.int ?? 0) != 0 {
+          // W [N, K] → [K, N], MatMulInteger's layout.
+          let rows = Int(w.dims[0]), cols = Int(w.dims[1])
+          w = NDArray(TensorEdits.transposed(try NDArray(w).floats(), rows: rows, cols: cols), shape: [cols, rows]).irTensor(name: w.name)
+        }
       default:
         conv = true
         guard w.dims.count >= 3 else { skip("weight '\(w.name)' is not a convolution kernel"); continue }
@@ -103,14 +105,5 @@ public struct QuantizeDynamic: Pass {
     model.graph.initializers += added
     if model.irVersion < 4 { model.graph.inputs.removeAll { removed.contains($0.name) } }
     return PassResult(pass: Self.name, changes: changes)
-  }
-
-  /// W [N, K] → [K, N] (Gemm's transB weight in MatMulInteger's layout).
-  private func transposed(_ w: Tensor) throws -> Tensor {
-    let rows = Int(w.dims[0]), cols = Int(w.dims[1])
-    let v = try NDArray(w).floats()
-    var t = [Float](repeating: 0, count: v.count)
-    for r in 0..<rows { for c in 0..<cols { t[c * rows + r] = v[r * cols + c] } }
-    return Tensor(name: w.name, dataType: .float, dims: [Int64(cols), Int64(rows)], data: ByteBuffer(copying: t.withUnsafeBytes { Array($0) }))
   }
 }

@@ -50,7 +50,7 @@ public struct QuantizeStatic: Pass {
     let opset = model.defaultOpsetVersion ?? 1
     let graph = model.graph
     // Subgraph nodes are never calibrated (the executor's observer sees the main graph only).
-    for (i, g) in subgraphs(graph).enumerated() where i > 0 {
+    for g in graph.nestedGraphs {
       for n in g.nodes where n.isDefaultDomain && Self.quantizable.contains(n.opType) {
         changes.append(.init(target: label(n), action: "skipped", detail: "inside a subgraph: its activations are not calibrated"))
       }
@@ -130,14 +130,12 @@ public struct QuantizeStatic: Pass {
       }
       var lo = r.lo, hi = r.hi, note = ""
       if producers[name]?.opType == "Softmax" { lo = 0; hi = 1; note = "; Softmax output: fixed range [0, 1]" }
-      var scale: Float, zp: Int32 = 0
-      if symmetricActivations {
-        scale = max(-lo, hi) / 127
+      var scale: Float = 1, zp: Int32 = 0
+      if let p = affineParameters(lo: lo, hi: hi, symmetric: symmetricActivations) {
+        (scale, zp) = p
       } else {
-        scale = (hi - lo) / 255
-        if scale.isNormal { zp = Int32(max(0, min(255, (-lo / scale).rounded(.toNearestOrEven)))) }
+        note += "; constant zero: scale 1"
       }
-      if !scale.isNormal { scale = 1; zp = symmetricActivations ? 0 : 0; note += "; constant zero: scale 1" }
       params[name] = Params(scale: scale, zeroPoint: zp)
       var detail = String(format: "range [%g, %g] (seen [%g, %g] over %d samples) → %@ scale %g zero point %d; clipped %.4f%%",
                           lo, hi, r.observedMin, r.observedMax, samples, symmetricActivations ? "int8" : "uint8",
@@ -249,11 +247,5 @@ public struct QuantizeStatic: Pass {
     model.graph.initializers += newInitializers
     if model.irVersion < 4 { model.graph.inputs.removeAll { removedInitializers.contains($0.name) } }
     return PassResult(pass: Self.name, changes: changes + rangeChanges)
-  }
-
-  private func subgraphs(_ g: Graph) -> [Graph] {
-    var all = [Graph]()
-    g.forEachGraph { all.append($0) }
-    return all
   }
 }

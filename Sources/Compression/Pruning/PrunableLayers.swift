@@ -9,7 +9,7 @@ struct PrunableLayer {
   var weight: String
   /// The weight's input-channel axis (K of a MatMul weight, C_in of a Conv kernel).
   var inputAxis: Int
-  var label: String { nodeLabel(node) }
+  var label: String { Compression.label(node) }
 }
 
 /// Layers in graph order, one per weight (a weight two nodes share is one layer, under its first
@@ -27,23 +27,21 @@ func prunableLayers(_ model: Model) -> (layers: [PrunableLayer], skipped: [PassR
     default: continue
     }
     guard n.inputs.count > 1, let w = initializers[n.inputs[1]] else {
-      skipped.append(.init(target: nodeLabel(n), action: "skipped", detail: "its weight is computed, not an initializer"))
+      skipped.append(.init(target: label(n), action: "skipped", detail: "its weight is computed, not an initializer"))
       continue
     }
     guard w.dataType == .float else {
-      skipped.append(.init(target: nodeLabel(n), action: "skipped", detail: "weight '\(w.name)' is \(w.dataType), not float"))
+      skipped.append(.init(target: label(n), action: "skipped", detail: "weight '\(w.name)' is \(w.dataType), not float"))
       continue
     }
     guard w.dims.count >= 2 else {
-      skipped.append(.init(target: nodeLabel(n), action: "skipped", detail: "weight '\(w.name)' is not a matrix or kernel"))
+      skipped.append(.init(target: label(n), action: "skipped", detail: "weight '\(w.name)' is not a matrix or kernel"))
       continue
     }
     if seen.insert(w.name).inserted { layers.append(PrunableLayer(node: n, weight: w.name, inputAxis: axis)) }
   }
   return (layers, skipped)
 }
-
-func nodeLabel(_ n: Node) -> String { label(n) }
 
 /// Per-layer ratios given on the command line: "name-glob=ratio" or "OpType=ratio".
 public struct RatioOverrides: Equatable {

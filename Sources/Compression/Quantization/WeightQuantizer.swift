@@ -41,15 +41,11 @@ struct QuantizedWeight {
     var scales = [Float](repeating: 1, count: channels), zps = [Int32](repeating: 0, count: channels)
     var zeroChannels = 0
     for c in 0..<channels {
-      if lo[c] == 0 && hi[c] == 0 { zeroChannels += 1; continue }
-      if symmetric {
-        scales[c] = max(-lo[c], hi[c]) / 127
+      if let p = affineParameters(lo: lo[c], hi: hi[c], symmetric: symmetric) {
+        (scales[c], zps[c]) = p
       } else {
-        scales[c] = (hi[c] - lo[c]) / 255
-        zps[c] = Int32(max(0, min(255, (-lo[c] / scales[c]).rounded(.toNearestOrEven))))
+        zeroChannels += 1  // keeps scale 1, zero point 0
       }
-      // Subnormal ranges would give an infinite reciprocal; such a channel is zero for all purposes.
-      if !(scales[c].isNormal) { scales[c] = 1; zps[c] = symmetric ? 0 : zps[c]; zeroChannels += 1 }
     }
     var signal = 0.0, noise = 0.0
     let (qmin, qmax): (Float, Float) = symmetric ? (-127, 127) : (0, 255)
@@ -100,6 +96,15 @@ struct QuantizedWeight {
     if zeroPoint != nil { m["zeroPointMin"] = Double(zeroPoints.min() ?? 0); m["zeroPointMax"] = Double(zeroPoints.max() ?? 0) }
     return m
   }
+}
+
+/// The scale and zero point mapping [lo, hi] (a range holding 0) onto int8 [-127, 127] with zero
+/// point 0 (symmetric) or onto uint8 [0, 255]; nil for a zero range, or one so small (subnormal)
+/// that its reciprocal would be infinite — such values are zero for all purposes.
+func affineParameters(lo: Float, hi: Float, symmetric: Bool) -> (scale: Float, zeroPoint: Int32)? {
+  let scale = symmetric ? max(-lo, hi) / 127 : (hi - lo) / 255
+  guard scale.isNormal else { return nil }
+  return (scale, symmetric ? 0 : Int32(max(0, min(255, (-lo / scale).rounded(.toNearestOrEven)))))
 }
 
 /// Which nodes a quantizing pass may touch: `--include` / `--exclude` patterns, each a node-name
