@@ -18,6 +18,8 @@ struct TransformRun {
   var notLargerThanInput = false
   /// With data: the result measured against the input model, for the report and the summary line.
   var quality: QualityCheck?
+  /// The model the quality section measures against (default: the input model).
+  var qualityReference: Model?
   /// Shape-changing commands: report MACs before and after, and the deflated file sizes.
   var measureSizes = false
   /// Analyses (prune --analyze) report without writing a model.
@@ -54,7 +56,7 @@ struct TransformRun {
     let passResults = try PassManager(passes).run(&result, file: model)
     try afterPasses(passResults)
     let options = WriteOptions(force: force, notLargerThanInput: notLargerThanInput ? loaded.totalBytes : nil)
-    let measured = try quality?.run(original: loaded.model, compressed: result)
+    let measured = try quality?.run(original: qualityReference ?? loaded.model, compressed: result)
     let written = writesModel ? try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles) : nil
     var sizes: Sizes?
     if measureSizes {

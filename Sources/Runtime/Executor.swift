@@ -160,6 +160,17 @@ public final class Executor {
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
 
+  /// Runs one node outside any plan, its subgraphs seeing no outer values (engines that drive the
+  /// graph themselves — training — and gradients built from forward kernels).
+  public func evaluate(_ node: Node, _ inputs: [NDArray?]) throws -> [NDArray] {
+    guard let kernel = Kernels.kernel(domain: node.domain, opType: node.opType) else {
+      throw CompressorError.unsupported("operator \(node.opType) is not supported (\(node.displayName))")
+    }
+    let context = KernelContext(node: node, inputs: inputs, opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
+                                executor: self, scope: Scope(parent: nil))
+    return try kernel(context)
+  }
+
   private func expected(_ v: ValueInfo) -> String {
     guard let t = v.type else { return "" }
     return " (expected \(t.description))"
@@ -244,7 +255,7 @@ public final class Executor {
   }
 
   /// Node indices in an order where every producer runs before its consumers.
-  private func topologicalOrder(_ g: Graph) throws -> [Int] {
+  public func topologicalOrder(_ g: Graph) throws -> [Int] {
     var producer = [String: Int]()
     for (i, n) in g.nodes.enumerated() { for o in n.outputs where !o.isEmpty { producer[o] = i } }
     var order = [Int]()

@@ -12,23 +12,28 @@ extension Kernels {
 }
 
 /// Geometry of a 2-D window over an input (1-D inputs are treated as height 1).
-struct Window {
-  var kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1
-  var padTop = 0, padLeft = 0, padBottom = 0, padRight = 0
+public struct Window {
+  public var kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1
+  public var padTop = 0, padLeft = 0, padBottom = 0, padRight = 0
 
-  /// Reads kernel_shape (or the given kernel dims), strides, dilations, pads and auto_pad.
   init(_ c: KernelContext, spatialRank: Int, kernel: [Int], input: [Int], transposed: Bool = false) throws {
+    try self.init(node: c.node, spatialRank: spatialRank, kernel: kernel, input: input, transposed: transposed)
+  }
+
+  /// Reads the node's kernel_shape (or the given kernel dims), strides, dilations, pads and auto_pad.
+  public init(node: Node, spatialRank: Int, kernel: [Int], input: [Int], transposed: Bool = false) throws {
     guard spatialRank == 1 || spatialRank == 2 else {
-      throw c.unsupported("\(spatialRank)-D windows are not supported (1-D and 2-D are)")
+      throw CompressorError.unsupported("\(node.displayName): \(spatialRank)-D windows are not supported (1-D and 2-D are)")
     }
-    let k = c.ints("kernel_shape") ?? kernel
-    let s = c.ints("strides") ?? Array(repeating: 1, count: spatialRank)
-    let d = c.ints("dilations") ?? Array(repeating: 1, count: spatialRank)
-    var p = c.ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
+    func ints(_ name: String) -> [Int]? { node.attribute(name)?.ints.map { $0.map { Int(clamping: $0) } } }
+    let k = ints("kernel_shape") ?? kernel
+    let s = ints("strides") ?? Array(repeating: 1, count: spatialRank)
+    let d = ints("dilations") ?? Array(repeating: 1, count: spatialRank)
+    var p = ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
     guard k.count == spatialRank, s.count == spatialRank, d.count == spatialRank, p.count == 2 * spatialRank,
           (k + s + d).allSatisfy({ $0 > 0 && $0 < 1 << 20 }), p.allSatisfy({ $0 >= 0 && $0 < 1 << 20 })
-    else { throw c.fail("kernel_shape, strides, dilations or pads do not fit a \(spatialRank)-D input") }
-    let autoPad = c.string("auto_pad", "NOTSET")
+    else { throw CompressorError.invalid("\(node.displayName): kernel_shape, strides, dilations or pads do not fit a \(spatialRank)-D input") }
+    let autoPad = node.attribute("auto_pad")?.string ?? "NOTSET"
     if autoPad == "VALID" {
       p = Array(repeating: 0, count: 2 * spatialRank)
     } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
@@ -55,7 +60,7 @@ struct Window {
     }
   }
 
-  func outputSize(h: Int, w: Int, ceilMode: Bool = false) -> (Int, Int) {
+  public func outputSize(h: Int, w: Int, ceilMode: Bool = false) -> (Int, Int) {
     func size(_ n: Int, _ k: Int, _ s: Int, _ d: Int, _ p: Int) -> Int {
       let span = n + p - d * (k - 1) - 1
       if span < 0 { return 0 }
@@ -145,7 +150,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
 }
 
 /// Unfolds windows into columns: rows are (channel, ky, kx), columns are output positions.
-private func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
+public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
                     oh: Int, ow: Int, win: Window) {
   Parallel.forEach(c, costPerItem: win.kh * win.kw * oh * ow) { channels in
   for ch in channels {
@@ -263,22 +268,7 @@ func convTranspose(_ c: KernelContext) throws -> NDArray {
         Linalg.gemm(m: kk, n: spatialIn, k: cg, a: wp + g * cg * kk, b: sp + (b * ch + g * cg) * spatialIn,
                     c: colp.baseAddress.unsafelyUnwrapped, transposeA: true)
         // Scatter-add every column back to where its window lands in the output.
-        for o in 0..<mg {
-          let plane = dp + (b * m + g * mg + o) * oh * ow
-          for ky in 0..<win.kh {
-            for kx in 0..<win.kw {
-              let row = colp.baseAddress.unsafelyUnwrapped + ((o * win.kh + ky) * win.kw + kx) * spatialIn
-              for iy in 0..<h {
-                let oy = iy * win.sh - win.padTop + ky * win.dh
-                if oy < 0 || oy >= oh { continue }
-                for ix in 0..<wd {
-                  let ox = ix * win.sw - win.padLeft + kx * win.dw
-                  if ox >= 0 && ox < ow { plane[oy * ow + ox] += row[iy * wd + ix] }
-                }
-              }
-            }
-          }
-        }
+        col2im(colp.baseAddress.unsafelyUnwrapped, dp + (b * m + g * mg) * oh * ow, c: mg, h: oh, w: ow, oh: h, ow: wd, win: win)
       }
     }
   }
@@ -289,4 +279,27 @@ func convTranspose(_ c: KernelContext) throws -> NDArray {
   }
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// The adjoint of `im2col`: adds every column entry back to the input position its window read
+/// (`x` has c planes of h×w, `cols` c·kh·kw rows of oh·ow). ConvTranspose and the gradient of
+/// Conv with respect to its input.
+public func col2im(_ cols: UnsafePointer<Float>, _ x: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
+                   oh: Int, ow: Int, win: Window) {
+  for ch in 0..<c {
+    let plane = x + ch * h * w
+    for ky in 0..<win.kh {
+      for kx in 0..<win.kw {
+        let row = cols + ((ch * win.kh + ky) * win.kw + kx) * oh * ow
+        for oy in 0..<oh {
+          let iy = oy * win.sh - win.padTop + ky * win.dh
+          if iy < 0 || iy >= h { continue }
+          for ox in 0..<ow {
+            let ix = ox * win.sw - win.padLeft + kx * win.dw
+            if ix >= 0 && ix < w { plane[iy * w + ix] += row[oy * ow + ox] }
+          }
+        }
+      }
+    }
+  }
 }
