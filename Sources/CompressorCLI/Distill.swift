@@ -94,6 +94,9 @@ extension Compressor {
     @Flag(help: "Keep BatchNormalization's running statistics fixed instead of training with batch statistics.")
     var freezeBn = false
 
+    @Option(help: "Mixup: blend pairs of samples with Beta(α, α) weights; the teacher labels every blended batch.")
+    var mixup: Float?
+
     @Option(help: "Stop after this many epochs without a better validation score.")
     var patience: Int?
 
@@ -120,6 +123,7 @@ extension Compressor {
       if !(temperature > 0 && temperature.isFinite) { throw ValidationError("--temperature must be positive, not \(temperature)") }
       if !(weightDecay >= 0) { throw ValidationError("--weight-decay must be 0 or more, not \(weightDecay)") }
       if let c = clipNorm, !(c > 0) { throw ValidationError("--clip-norm must be positive, not \(c)") }
+      if let m = mixup, !(m > 0 && m.isFinite) { throw ValidationError("--mixup must be positive, not \(m)") }
       if let p = patience, p < 1 { throw ValidationError("--patience must be 1 or more, not \(p)") }
       if warmupEpochs < 0 || stepEpochs < 1 { throw ValidationError("--warmup-epochs must be 0 or more and --step-epochs 1 or more") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
@@ -158,6 +162,7 @@ extension Compressor {
       }
       settings.featureWeight = featureWeight
       settings.freezeBatchNorm = freezeBn
+      settings.mixup = mixup
       settings.patience = patience
       settings.seed = seed
       settings.threads = threads

@@ -28,8 +28,16 @@ def ort_outputs(path, feeds):
 
 @pytest.fixture(scope="session")
 def compressor():
-    binary = find_binary()
+    return runner(find_binary())
 
+
+@pytest.fixture(scope="session")
+def compressor_release():
+    """The optimized build, for tests that train (COMPRESSOR_RELEASE, else the newest build)."""
+    return runner(os.environ.get("COMPRESSOR_RELEASE") or find_binary())
+
+
+def runner(binary):
     def run(*args, check=True, **kw):
         r = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, **kw)
         if check and r.returncode != 0:

@@ -33,6 +33,8 @@ public struct Distill: Pass {
     public var matches: [(teacher: String, student: String)] = []
     public var featureWeight: Float = 1
     public var freezeBatchNorm = false
+    /// Blend samples (and what they are taught) with Beta(α, α) weights; the teacher then runs on every batch.
+    public var mixup: Float?
     /// Stop after this many epochs without a better validation score.
     public var patience: Int?
     public var seed: UInt64 = 0
@@ -60,12 +62,6 @@ public struct Distill: Pass {
     self.progress = progress
   }
 
-  /// The teacher's outputs (and matched tensors) for every sample, computed once.
-  struct TeacherTargets: TeacherTargetsView {
-    var outputs: [NDArray]
-    var features: [String: NDArray]
-  }
-
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     let s = settings
     let inputNames = model.graph.feedNames
@@ -88,10 +84,17 @@ public struct Distill: Pass {
       throw CompressorError.unsupported("the student has no trainable weights (float initializers reaching its outputs)")
     }
     var rng = SplitMix64(seed: s.seed)
-    let targets = try teacher.map { try teacherTargets($0, train) }
-    let validationTargets = try teacher.flatMap { t in try validation.map { try teacherTargets(t, $0) } }
-    if let targets { try checkShapes(graph, targets, train, rng: &rng) }
-    var adapters = try Adapters(s.matches, graph: graph, targets: targets, train: train, rng: &rng)
+    let runner = try teacher.map { try Teacher($0, features: s.matches.map(\.teacher), threads: s.threads) }
+    // Without mixup the teacher sees every sample unchanged in every epoch: run it once.
+    let cached = s.mixup == nil ? try runner?.run(train) : nil
+    let validationTargets = try runner.flatMap { r in try validation.map { try r.run($0) } }
+    if let runner {
+      let first = try cached?.rows(0..<1) ?? runner.run(train.rows(0..<1))
+      try checkShapes(graph, first, train, rng: &rng)
+    }
+    var adapters = try Adapters(s.matches, graph: graph, targets: try runner?.run(train.rows(0..<1)), train: train, rng: &rng)
+    let mixup = s.mixup.map(Mixup.init)
+    let classes = try outputClasses(graph, train, rng: &rng)
 
     let stepsPerEpoch = (train.count + s.batchSize - 1) / s.batchSize
     let schedule = Schedule(kind: Schedule.Kind(rawValue: s.schedule) ?? .cosine, base: s.learningRate,
@@ -103,37 +106,46 @@ public struct Distill: Pass {
                          detail: "\(graph.parameterNames.count) tensors, \(graph.parameterCount) elements; \(train.count) samples, \(stepsPerEpoch) steps per epoch",
                          values: ["tensors": Double(graph.parameterNames.count), "elements": Double(graph.parameterCount),
                                   "samples": Double(train.count)]))
-    var best: (epoch: Int, score: Double, model: Model)?
+    // Higher is better: validation accuracy (else agreement with the teacher), ties broken by the lower loss.
+    var best: (epoch: Int, score: Double, loss: Double, model: Model)?
     var step = 0, sinceBest = 0
     var order = Array(0..<train.count)
     for epoch in 1...max(s.epochs, 1) {
       order.shuffle(using: &rng)
       var sums = [String: Double](), batches = 0
       for start in stride(from: 0, to: train.count, by: s.batchSize) {
-        let indices = order[start..<min(start + s.batchSize, train.count)]
-        let trace = try graph.forward(train.rows(indices), training: true, rng: &rng)
+        let indices = Array(order[start..<min(start + s.batchSize, train.count)])
+        var feeds = train.rows(indices)
+        var mix: (partner: [Int], lambda: [Float])?
+        if let mixup {
+          let m = try mixup.apply(feeds, rows: indices.count, rng: &rng)
+          feeds = m.feeds
+          mix = (m.partner, m.lambda)
+        }
+        let taught = try cached?.rows(indices) ?? runner?.run(feeds)
+        let trace = try graph.forward(feeds, training: true, rng: &rng)
         var seeds = [String: NDArray]()
         for (k, name) in outputNames.enumerated() {
           guard let out = trace.values[name], out.dataType == .float else { continue }
           var grad: NDArray?
-          if alpha > 0, let t = targets?.outputs[k] {
+          if alpha > 0, let t = taught?.outputs[k] {
             let (loss, g) = s.outputLoss == .kl
-              ? Loss.distillation(student: out, teacher: t.gatherRows(indices), temperature: s.temperature)
-              : Loss.meanSquared(student: out, teacher: t.gatherRows(indices))
+              ? Loss.distillation(student: out, teacher: t, temperature: s.temperature)
+              : Loss.meanSquared(student: out, teacher: t)
             sums["distillationLoss", default: 0] += loss
             grad = g.scaled(by: alpha)
           }
           if k == 0, alpha < 1, let labels {
-            let (loss, g) = try Loss.crossEntropy(logits: out, labels: ArraySlice(indices.map { labels.values[$0] }))
+            let q = try Loss.labelTargets(indices.map { labels.values[$0] }, classes: classes, mix: mix)
+            let (loss, g) = Loss.crossEntropy(logits: out, targets: q)
             sums["crossEntropy", default: 0] += loss
             let scaled = g.scaled(by: 1 - alpha)
             if var existing = grad { existing.add(scaled); grad = existing } else { grad = scaled }
           }
           if let grad { seeds[name] = grad }
         }
-        if let targets {
-          let loss = try adapters.loss(trace, targets, indices, weight: s.featureWeight, seeds: &seeds)
-          if !s.matches.isEmpty { sums["featureLoss", default: 0] += loss }
+        if let taught, !s.matches.isEmpty {
+          sums["featureLoss", default: 0] += try adapters.loss(trace, taught, weight: s.featureWeight, seeds: &seeds)
         }
         var grads = try graph.backward(trace, seeds: seeds)
         for (name, g) in adapters.gradients { grads[name] = g }
@@ -151,11 +163,13 @@ public struct Distill: Pass {
       values["loss"] = Double(alpha) * (values["distillationLoss"] ?? 0) + Double(1 - alpha) * (values["crossEntropy"] ?? 0)
         + Double(s.featureWeight) * (values["featureLoss"] ?? 0)
       values["learningRate"] = Double(schedule.rate(at: max(step - 1, 0)))
-      var score = -(values["loss"] ?? 0)
+      // Without validation data the last epoch is kept (the schedule has annealed by then).
+      var score = Double(epoch), tieLoss = 0.0
       if let validation {
         let metrics = try evaluate(graph, validation, validationTargets, rng: &rng)
         for (k, v) in metrics { values["validation" + k.prefix(1).uppercased() + k.dropFirst()] = v }
-        score = metrics["accuracy"] ?? metrics["agreement"] ?? -(metrics["loss"] ?? 0)
+        score = metrics["accuracy"] ?? metrics["agreement"] ?? 0
+        tieLoss = metrics["loss"] ?? tieLoss
       }
       var line = "epoch \(epoch)/\(s.epochs): loss \(format(values["loss"] ?? 0))"
       for key in ["validationAccuracy", "validationAgreement"] where values[key] != nil {
@@ -163,10 +177,10 @@ public struct Distill: Pass {
       }
       changes.append(.init(target: "epoch \(epoch)", action: "trained", detail: line, values: values))
       progress?(line)
-      if best == nil || score > best?.score ?? -.infinity {
+      if best.map({ score > $0.score || (score == $0.score && tieLoss < $0.loss) }) ?? true {
         var snapshot = model
         try graph.write(into: &snapshot)
-        best = (epoch, score, snapshot)
+        best = (epoch, score, tieLoss, snapshot)
         sinceBest = 0
       } else {
         sinceBest += 1
@@ -178,36 +192,21 @@ public struct Distill: Pass {
     }
     if let best {
       model = best.model
-      let how = validation == nil ? "lowest training loss" : "best validation score"
-      changes.append(.init(target: "epoch \(best.epoch)", action: "kept", detail: "the \(how) (\(format(abs(best.score))))",
-                           values: ["epoch": Double(best.epoch), "score": best.score]))
+      let how = validation == nil ? "the last epoch (no --val-data)" : "the best validation score"
+      changes.append(.init(target: "epoch \(best.epoch)", action: "kept", detail: "\(how) (score \(format(best.score)), loss \(format(best.loss)))",
+                           values: ["epoch": Double(best.epoch), "score": best.score, "loss": best.loss]))
     }
     return PassResult(pass: Self.name, changes: changes)
   }
 
-  private func teacherTargets(_ teacher: Model, _ samples: Samples) throws -> TeacherTargets {
-    let executor = try Executor(model: teacher, threads: settings.threads)
-    let wanted = Set(settings.matches.map(\.teacher))
-    var outputs = [[NDArray]](), features = [String: [NDArray]]()
-    var captured = [String: NDArray]()
-    if !wanted.isEmpty {
-      executor.observer = { node, _, results in
-        for (k, name) in node.outputs.enumerated() where wanted.contains(name) && k < results.count { captured[name] = results[k] }
-      }
+  /// Classes of the first output (its last axis), for labels; checks it is a [samples, classes] tensor.
+  private func outputClasses(_ graph: TrainingGraph, _ train: Samples, rng: inout SplitMix64) throws -> Int {
+    let name = graph.graph.outputs[0].name
+    let out = try graph.forward(train.rows(0..<1), training: false, rng: &rng).values[name]
+    guard let out, out.rank == 2 || labels == nil else {
+      throw CompressorError.invalid("labels need the student's first output '\(name)' to be [samples, classes], not \(out?.shape ?? [])")
     }
-    for start in stride(from: 0, to: samples.count, by: 256) {
-      captured = [:]
-      let result = try executor.run(samples.rows(start..<min(start + 256, samples.count)))
-      outputs.append(try result.map { try $0.value.asFloat() })
-      for name in wanted {
-        guard let v = captured[name] ?? result.first(where: { $0.name == name })?.value else {
-          throw CompressorError.invalid("the teacher has no tensor named '\(name)' (--match)")
-        }
-        features[name, default: []].append(try v.asFloat())
-      }
-    }
-    let columns = outputs.first?.indices.map { k in outputs.compactMap { k < $0.count ? $0[k] : nil } } ?? []
-    return TeacherTargets(outputs: columns.compactMap(concatenateRows), features: features.compactMapValues(concatenateRows))
+    return out.shape.last ?? 1
   }
 
   /// Student and teacher outputs must pair up one to one with equal shapes.

@@ -21,7 +21,7 @@ struct Adapters {
   private var matches: [Match] = []
   private let executor: Executor
 
-  init(_ pairs: [(teacher: String, student: String)], graph: TrainingGraph, targets: TeacherTargetsView?,
+  init(_ pairs: [(teacher: String, student: String)], graph: TrainingGraph, targets: TeacherTargets?,
        train: Samples, rng: inout SplitMix64) throws {
     executor = graph.executor
     guard !pairs.isEmpty else { return }
@@ -53,13 +53,12 @@ struct Adapters {
   static func channelAxis(_ rank: Int) -> Int { rank == 4 ? 1 : max(rank - 1, 0) }
 
   /// Adds each match's MSE gradient to `seeds`; returns the summed loss (before `weight`).
-  mutating func loss(_ trace: TrainingGraph.Trace, _ targets: TeacherTargetsView, _ indices: ArraySlice<Int>, weight: Float,
+  mutating func loss(_ trace: TrainingGraph.Trace, _ targets: TeacherTargets, weight: Float,
                      seeds: inout [String: NDArray]) throws -> Double {
     gradients = [:]
     var total = 0.0
     for m in matches {
-      guard let s = try trace.values[m.student]?.asFloat(), let all = targets.features[m.teacher] else { continue }
-      let t = all.gatherRows(indices)
+      guard let s = try trace.values[m.student]?.asFloat(), let t = targets.features[m.teacher] else { continue }
       let x = try rows(s), target = try rows(t)
       var y = x
       if let a = m.adapter, let w = weights[a] {
@@ -97,9 +96,4 @@ struct Adapters {
     guard let out = try executor.evaluate(node, [a]).first else { throw CompressorError.internalError("Transpose gave no output") }
     return out
   }
-}
-
-/// What the adapters read of the teacher: its matched tensors for every training sample.
-protocol TeacherTargetsView {
-  var features: [String: NDArray] { get }
 }

@@ -29,27 +29,39 @@ enum Loss {
     return (Double(temperature * temperature) * total / Double(max(rows, 1)), grad)
   }
 
-  /// Mean cross-entropy of softmax(s) against class indices. d/ds = (softmax(s) − onehot) / rows.
-  static func crossEntropy(logits: NDArray, labels: ArraySlice<Int>) throws -> (Double, NDArray) {
+  /// Mean cross-entropy of softmax(s) against target distributions (one-hot labels, or blended
+  /// ones under mixup). d/ds = (softmax(s) − q) / rows.
+  static func crossEntropy(logits: NDArray, targets: NDArray) -> (Double, NDArray) {
     let classes = logits.shape.last ?? 1, rows = logits.count / max(classes, 1)
-    guard labels.count == rows else {
-      throw CompressorError.invalid("\(labels.count) labels for \(rows) predictions")
-    }
     var total = 0.0
     var p = [Float](repeating: 0, count: classes)
-    var bad: Int?
     let grad = NDArray.filled(logits.shape) { g, _ in
-      logits.withFloats { s in
-        for (r, label) in labels.enumerated() {
+      logits.withFloats { s in targets.withFloats { q in
+        for r in 0..<rows {
           let logp = softmax(s + r * classes, classes, 1, into: &p)
-          guard label >= 0 && label < classes else { bad = label; return }
-          total -= Double(logp[label])
-          for k in 0..<classes { g[r * classes + k] = (p[k] - (k == label ? 1 : 0)) / Float(rows) }
+          for k in 0..<classes {
+            let target = q[r * classes + k]
+            if target > 0 { total -= Double(target) * Double(logp[k]) }
+            g[r * classes + k] = (p[k] - target) / Float(rows)
+          }
         }
-      }
+      } }
     }
-    if let bad { throw CompressorError.invalid("label \(bad) is not one of the model's \(classes) classes") }
     return (total / Double(max(rows, 1)), grad)
+  }
+
+  /// One-hot rows for `labels` over `classes`, blended with their mixup partners' when given.
+  static func labelTargets(_ labels: [Int], classes: Int, mix: (partner: [Int], lambda: [Float])? = nil) throws -> NDArray {
+    for l in labels where l < 0 || l >= classes {
+      throw CompressorError.invalid("label \(l) is not one of the model's \(classes) classes")
+    }
+    var q = [Float](repeating: 0, count: labels.count * classes)
+    for (r, l) in labels.enumerated() {
+      let lambda = mix?.lambda[r] ?? 1
+      q[r * classes + l] += lambda
+      if let mix { q[r * classes + labels[mix.partner[r]]] += 1 - lambda }
+    }
+    return NDArray(q, shape: [labels.count, classes])
   }
 
   /// Mean squared error; d/ds = 2(s − t)/count.
