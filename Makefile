@@ -74,6 +74,7 @@ fixtures:
 
 ## Benchmarks against the peer tools, measured in the same run; prints ratios.
 bench: build
+	REQUIREMENTS=Fixtures/requirements.txt bash scripts/bootstrap.sh
 	$(PYTHON) bench/run.py --compressor $(RELEASE)
 
 clean:

@@ -8,6 +8,10 @@ ratios (these machines are shared and noisy, so absolute times mean little).
   runtime-*       `compressor bench` latency (p50) and peak RSS against ONNX Runtime's
                   InferenceSession on the same model and input, with 1 and 2 threads
 
+  distill-*       `compressor distill` training throughput (samples/s over the whole command)
+                  against PyTorch training the same student (same weights, loss, optimizer,
+                  schedule, batch size, 1 thread) on the same teacher outputs, same run
+
 Models are generated here (bench/out/), never committed.
 """
 import argparse
@@ -218,6 +222,95 @@ def factorize_benchmark(args):
     return {"compressorSeconds": min(ours), "numpySvdSeconds": min(peer), "ratio": min(ours) / min(peer)}
 
 
+TORCH_PEER = """
+import json, sys, time, numpy as np, onnx, onnxruntime as ort, torch
+from onnx import numpy_helper
+torch.set_num_threads(1)
+torch.manual_seed(0)
+student, teacher, data, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+x = np.load(data)
+s = ort.InferenceSession(teacher, providers=["CPUExecutionProvider"])
+soft = torch.from_numpy(s.run(None, {s.get_inputs()[0].name: x})[0])  # the teacher runs once, as compressor's does
+w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(student).graph.initializer}
+if "c1.weight" in w:
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.b1 = torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8, momentum=0.1)
+            self.c2, self.b2 = torch.nn.Conv2d(8, 16, 3, padding=1, stride=2), torch.nn.BatchNorm2d(16, momentum=0.1)
+            self.fc = torch.nn.Linear(16, 10)
+        def forward(self, x):
+            h = torch.relu(self.b1(self.c1(x)))
+            h = torch.relu(self.b2(self.c2(h)))
+            return self.fc(h.mean((2, 3)))
+else:
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.l2 = torch.nn.Linear(64, 32), torch.nn.Linear(32, 10)
+        def forward(self, x):
+            return self.l2(torch.relu(self.l1(x)))
+net = Net()
+net.load_state_dict({k: v for k, v in w.items()}, strict=False)
+net.train()
+xs = torch.from_numpy(x)
+opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0)
+steps = epochs * ((len(xs) + batch - 1) // batch)
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+T = 4.0
+g = torch.Generator().manual_seed(0)
+start = time.perf_counter()
+for _ in range(epochs):
+    perm = torch.randperm(len(xs), generator=g)
+    for i in range(0, len(xs), batch):
+        idx = perm[i:i + batch]
+        out = net(xs[idx])
+        loss = torch.nn.functional.kl_div(torch.log_softmax(out / T, -1), torch.softmax(soft[idx] / T, -1), reduction="batchmean") * T * T
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+print(json.dumps({"seconds": time.perf_counter() - start, "samples": epochs * len(xs)}))
+"""
+
+
+def distill_benchmark(args):
+    """Training throughput of the two student fixtures, compressor vs PyTorch, 1 thread each."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SystemExit("the distill benchmark needs torch: .venv/bin/pip install -r Fixtures/requirements.txt")
+    fixtures = HERE.parent / "Fixtures"
+    rows = {}
+    for student, teacher, data, epochs in (("student_mlp", "mlp", "train_x.npy", 30), ("student_cnn", "cnn_residual", "train_img.npy", 10)):
+        ours, peer = [], []
+        out = OUT / f"{student}.distilled.onnx"
+        for _ in range(args.runs):
+            clean(out)
+            cmd = [args.compressor, "distill", "--student", str(fixtures / f"{student}.onnx"), "--teacher", str(fixtures / f"{teacher}.onnx"),
+                   "--data", str(fixtures / "data" / data), "--epochs", str(epochs), "--batch-size", "32", "--threads", "1",
+                   "--quiet", "-o", str(out)]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            samples = epochs * len(np.load(fixtures / "data" / data, mmap_mode="r"))
+            ours.append(samples / (time.perf_counter() - start))
+            r = subprocess.run([sys.executable, "-c", TORCH_PEER, str(fixtures / f"{student}.onnx"), str(fixtures / f"{teacher}.onnx"),
+                                str(fixtures / "data" / data), str(epochs), "32"], check=True, capture_output=True, text=True)
+            p = json.loads(r.stdout.strip().splitlines()[-1])
+            peer.append(p["samples"] / p["seconds"])
+        clean(out)
+        rows[student] = {"compressorSamplesPerSecond": max(ours), "torchSamplesPerSecond": max(peer), "ratio": max(ours) / max(peer)}
+    return rows
+
+
+def print_distill(rows):
+    print()
+    print(f"{'distill (KD, batch 32, 1 thread)':<34}{'compressor samples/s':>22}{'PyTorch samples/s':>20}{'ratio':>8}")
+    for name, r in rows.items():
+        print(f"{name:<34}{r['compressorSamplesPerSecond']:>22.0f}{r['torchSamplesPerSecond']:>20.0f}{r['ratio']:>7.2f}x")
+    print("compressor: the whole command (read, teacher once, train, write); PyTorch: the training loop alone; best of runs (target >= 0.5x)")
+
+
 def print_factorize(r):
     print()
     print(f"factorize 4096x4096 (whole command) {r['compressorSeconds']:.2f}s vs NumPy gesdd alone {r['numpySvdSeconds']:.2f}s "
@@ -244,7 +337,7 @@ def main():
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runtime-runs", type=int, default=20)
-    ap.add_argument("--only", choices=["io", "runtime", "quantize", "prune", "factorize"], help="run one group of benchmarks")
+    ap.add_argument("--only", choices=["io", "runtime", "quantize", "prune", "factorize", "distill"], help="run one group of benchmarks")
     ap.add_argument("--calibration-samples", type=int, default=64)
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -265,6 +358,9 @@ def main():
         return
     if args.only == "factorize":
         print_factorize(factorize_benchmark(args))
+        return
+    if args.only == "distill":
+        print_distill(distill_benchmark(args))
         return
     model_path = OUT / "encoder.onnx"
     ext_path = OUT / "encoder_ext.onnx"
@@ -315,6 +411,7 @@ def main():
     results["runtime"] = runtime_benchmarks(args)
     results["prune"] = prune_benchmark(args)
     results["factorize"] = factorize_benchmark(args)
+    results["distill"] = distill_benchmark(args)
 
     (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     c, e = results["io-convert"], results["io-external"]
@@ -328,6 +425,7 @@ def main():
     print_runtime(results["runtime"])
     print_prune(results["prune"])
     print_factorize(results["factorize"])
+    print_distill(results["distill"])
 
 
 ORT_QUANTIZE = """

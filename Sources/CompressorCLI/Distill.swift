@@ -94,6 +94,9 @@ extension Compressor {
     @Flag(help: "Keep BatchNormalization's running statistics fixed instead of training with batch statistics.")
     var freezeBn = false
 
+    @Flag(help: "Quantization-aware training: learn the quantization scales too (LSQ), not only the weights.")
+    var learnScales = false
+
     @Option(help: "Mixup: blend pairs of samples with Beta(α, α) weights; the teacher labels every blended batch.")
     var mixup: Float?
 
@@ -163,6 +166,7 @@ extension Compressor {
       settings.featureWeight = featureWeight
       settings.freezeBatchNorm = freezeBn
       settings.mixup = mixup
+      settings.learnScales = learnScales
       settings.patience = patience
       settings.seed = seed
       settings.threads = threads

@@ -207,6 +207,29 @@ final class GradientTests: XCTestCase {
     XCTAssertEqual(Array(try XCTUnwrap(grads["x"]).elements(Float.self)), [0, 2, 2, 2, 0].map { Float($0) })
   }
 
+  /// LSQ: dL/ds = Σ dy·(round(x/s) − x/s) inside the range, dy·(qmax − z) where clamped; the
+  /// engine trains log s, so its gradient is s times that.
+  func testLearnedScalesFollowTheLSQGradientAndAreWrittenBack() throws {
+    let y = ValueInfo(name: "y", type: .tensor(.float, nil))
+    let g = Graph(name: "g", nodes: [
+      node("QuantizeLinear", ["x", "s", "z"], outputs: ["q"]), node("DequantizeLinear", ["q", "s", "z"]),
+    ], initializers: [NDArray([Float(0.123), 5], shape: [2]).irTensor(name: "x"), NDArray([Float(0.01)], shape: []).irTensor(name: "s"),
+                      NDArray([Int8(0)], shape: []).irTensor(name: "z")], inputs: [], outputs: [y])
+    var model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 13)], graph: g)
+    let graph = try TrainingGraph(model: model, lossTensors: ["y"], options: .init(learnScales: true), threads: 1)
+    XCTAssertEqual(graph.parameterNames, ["x", "s"])
+    var r = SplitMix64(seed: 0)
+    let trace = try graph.forward([:], training: true, rng: &r)
+    XCTAssertEqual(Array(try XCTUnwrap(trace.values["y"]).elements(Float.self)), [0.12, 1.27], accuracy: 1e-6)
+    let grads = try graph.backward(trace, seeds: ["y": NDArray([Float(1), 1], shape: [2])])
+    XCTAssertEqual(Array(try XCTUnwrap(grads["x"]).elements(Float.self)), [1, 0], accuracy: 1e-6)
+    XCTAssertEqual(try XCTUnwrap(grads["s"]).elements(Float.self)[0], 0.01 * (12 - 12.3 + 127), accuracy: 1e-4)
+    graph.parameters["s"] = NDArray([Float(log(0.02))], shape: [])
+    try graph.write(into: &model)
+    let written = try NDArray(XCTUnwrap(model.graph.initializers.first { $0.name == "s" }))
+    XCTAssertEqual(written.elements(Float.self)[0], 0.02, accuracy: 1e-7)
+  }
+
   func testQuantizedWeightsTrainAsMastersAndAreWrittenBackQuantized() throws {
     let w = NDArray([Int8(10), -20, 30, 127], shape: [2, 2])
     let y = ValueInfo(name: "y", type: .tensor(.float, nil))

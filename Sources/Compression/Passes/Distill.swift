@@ -33,6 +33,8 @@ public struct Distill: Pass {
     public var matches: [(teacher: String, student: String)] = []
     public var featureWeight: Float = 1
     public var freezeBatchNorm = false
+    /// Quantization scales train too (LSQ).
+    public var learnScales = false
     /// Blend samples (and what they are taught) with Beta(α, α) weights; the teacher then runs on every batch.
     public var mixup: Float?
     /// Stop after this many epochs without a better validation score.
@@ -79,7 +81,7 @@ public struct Distill: Pass {
     let alpha: Float = teacher == nil ? 0 : (labels == nil ? 1 : s.alpha)
     let outputNames = model.graph.outputs.map(\.name)
     let graph = try TrainingGraph(model: model, lossTensors: outputNames + s.matches.map(\.student),
-                                  options: .init(freezeBatchNorm: s.freezeBatchNorm), threads: s.threads)
+                                  options: .init(freezeBatchNorm: s.freezeBatchNorm, learnScales: s.learnScales), threads: s.threads)
     guard graph.parameterCount > 0 else {
       throw CompressorError.unsupported("the student has no trainable weights (float initializers reaching its outputs)")
     }

@@ -124,6 +124,11 @@ extension NDArray {
     other.withFloats { po in e.withPointer { p in if let p { for i in 0..<e.count { p[i] += po[i] } } } }
   }
 
+  /// f applied to every element of a float tensor.
+  func mapFloats(_ f: (Float) -> Float) -> NDArray {
+    NDArray.filled(shape) { out, n in withFloats { p in for i in 0..<n { out[i] = f(p[i]) } } }
+  }
+
   /// The same tensor as float32 (gradients are float whatever the forward type).
   func asFloat() throws -> NDArray { dataType == .float ? self : try converted(to: .float) }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import IR
 import Runtime
 import Support
@@ -12,6 +13,8 @@ final class TrainingGraph {
     var freezeBatchNorm = false
     /// Initializers that never train (besides scalars, running statistics and quantization parameters).
     var frozen: Set<String> = []
+    /// Quantization scales train too (LSQ), as logarithms so they stay positive and move by ratios.
+    var learnScales = false
   }
 
   /// Every value of one forward pass, and each node's outputs (with the extra ones training adds).
@@ -29,8 +32,11 @@ final class TrainingGraph {
   private(set) var parameterNames: [String] = []
   /// Every other initializer (running statistics change during training).
   private var constants: [String: NDArray] = [:]
-  /// Quantized weights that train as float masters: initializer → its quantization and stored type.
-  private var masters: [String: (params: QuantParameters, type: DataType)] = [:]
+  /// Quantized weights that train as float masters: initializer → its node (for axis, zero point
+  /// and scale names) and stored type.
+  private var masters: [String: (node: Node, type: DataType)] = [:]
+  /// Scales trained as log s (`learnScales`): `parameters` holds log s, the graph sees s.
+  private var logScales: Set<String> = []
   /// Values that depend on a trainable parameter through differentiable inputs.
   private var requiresGradient: Set<String> = []
   /// Nodes the backward pass visits.
@@ -69,7 +75,7 @@ final class TrainingGraph {
         constants[n.inputs[0]] = NDArray.filled(q.shape) { out, count in
           for k in 0..<count { out[k] = (levels[k] - params.zeroPoint(k)) * params.scale(k) }
         }
-        masters[n.inputs[0]] = (params, q.dataType)
+        masters[n.inputs[0]] = (n, q.dataType)
       }
       var fake = n
       fake.opType = FakeQuantize.opType
@@ -94,6 +100,14 @@ final class TrainingGraph {
       if n.opType == "BatchNormalization" { for k in [3, 4] where k < n.inputs.count { candidates.remove(n.inputs[k]) } }
       if ["QuantizeLinear", "DequantizeLinear", FakeQuantize.opType].contains(n.opType) {
         for k in [1, 2] where k < n.inputs.count { candidates.remove(n.inputs[k]) }
+      }
+    }
+    if options.learnScales {
+      for n in graph.nodes where ["QuantizeLinear", "DequantizeLinear", FakeQuantize.opType].contains(n.opType) && n.inputs.count > 1 {
+        if let scale = constants[n.inputs[1]], scale.dataType == .float, !options.frozen.contains(n.inputs[1]) {
+          candidates.insert(n.inputs[1])
+          logScales.insert(n.inputs[1])
+        }
       }
     }
     // Live: nodes the loss depends on.
@@ -127,9 +141,12 @@ final class TrainingGraph {
     }
     parameterNames = firstUse
     for name in firstUse {
-      parameters[name] = constants.removeValue(forKey: name)
+      var value = constants.removeValue(forKey: name)
+      if logScales.contains(name), let s = value { value = s.mapFloats { log(max($0, 1e-30)) } }
+      parameters[name] = value
       depends.insert(name)
     }
+    logScales.formIntersection(firstUse)
     requiresGradient = depends
   }
 
@@ -141,7 +158,7 @@ final class TrainingGraph {
   /// Runs the graph on `feeds`. Training uses batch statistics (unless frozen) and dropout.
   func forward(_ feeds: [String: NDArray], training: Bool, rng: inout SplitMix64) throws -> Trace {
     var values = constants
-    for (k, v) in parameters { values[k] = v }
+    for (k, v) in parameters { values[k] = logScales.contains(k) ? v.mapFloats { exp($0) } : v }
     for (k, v) in feeds { values[k] = v }
     var nodeOutputs = [Int: [NDArray]]()
     for i in order {
@@ -161,10 +178,14 @@ final class TrainingGraph {
   private func run(_ n: Node, _ inputs: [NDArray?], training: Bool, rng: inout SplitMix64) throws -> [NDArray] {
     switch n.opType {
     case FakeQuantize.opType:
-      guard let w = inputs.first ?? nil, let name = n.inputs.first, let master = masters[name] else {
+      guard let w = inputs.first ?? nil, let name = n.inputs.first, let master = masters[name],
+            inputs.count > 1, let scale = inputs[1] else {
         throw CompressorError.invalid("\(n.displayName): the quantized weight has no master")
       }
-      return [FakeQuantize.forward(w, master.params)]
+      let zero = inputs.count > 2 ? inputs[2] : nil
+      let params = try QuantParameters(scales: scale.floats(), zeroPoints: zero?.floats() ?? [],
+                                       axis: Int(n.attribute("axis")?.int ?? 1), type: master.type, shape: w.shape)
+      return [FakeQuantize.forward(w, params)]
     case "BatchNormalization" where training && !options.freezeBatchNorm && n.isDefaultDomain:
       guard inputs.count >= 5, let x = inputs[0], let scale = inputs[1], let bias = inputs[2],
             var mean = constants[n.inputs[3]], var variance = constants[n.inputs[4]] else {
@@ -224,7 +245,10 @@ final class TrainingGraph {
     }
     var result = [String: NDArray]()
     for name in parameterNames {
-      result[name] = grads[name] ?? NDArray(zeros: .float, parameters[name]?.shape ?? [])
+      var g = grads[name] ?? NDArray(zeros: .float, parameters[name]?.shape ?? [])
+      // d/d(log s) = s · d/ds.
+      if logScales.contains(name), let t = parameters[name] { g = NDArray.zipMap(g, t) { $0 * exp($1) } }
+      result[name] = g
     }
     return result
   }
@@ -234,16 +258,24 @@ final class TrainingGraph {
   /// Writes trained parameters and running statistics into `model`'s initializers; quantized
   /// weights are rounded back to their stored type with their scale and zero point.
   func write(into model: inout Model) throws {
+    func value(_ name: String) -> NDArray? {
+      guard let v = parameters[name] else { return constants[name] }
+      return logScales.contains(name) ? v.mapFloats { exp($0) } : v
+    }
     for (i, t) in model.graph.initializers.enumerated() {
-      if let master = masters[t.name], let w = parameters[t.name] ?? constants[t.name] {
-        let (p, type) = master
+      if let master = masters[t.name], let w = value(t.name) {
+        let node = master.node, type = master.type
+        guard let scale = value(node.inputs[1]) else { continue }
+        let zero = node.inputs.count > 2 && !node.inputs[2].isEmpty ? value(node.inputs[2]) : nil
+        let p = try QuantParameters(scales: scale.floats(), zeroPoints: zero?.floats() ?? [],
+                                    axis: Int(node.attribute("axis")?.int ?? 1), type: type, shape: w.shape)
         let levels = NDArray.filled(w.shape) { out, n in
           w.withFloats { ws in
             for k in 0..<n { out[k] = min(max((ws[k] / p.scale(k)).rounded(.toNearestOrEven) + p.zeroPoint(k), p.low), p.high) }
           }
         }
         model.graph.initializers[i] = try levels.converted(to: type).irTensor(name: t.name)
-      } else if let v = parameters[t.name] ?? constants[t.name], v.dataType == .float, t.dataType == .float {
+      } else if let v = value(t.name), v.dataType == .float, t.dataType == .float {
         model.graph.initializers[i] = v.irTensor(name: t.name)
       }
     }

@@ -8,36 +8,58 @@ import Support
 /// quantized weights train as float masters behind a FakeQuantize node the engine inserts.
 extension Gradients {
   static let quantization: [String: GradientRule] = [
-    // dQ/dx = 1/s inside the representable range, 0 where the value was clamped.
-    "QuantizeLinear": GradientRule([0]) { c in
+    // dQ/dx = 1/s inside the representable range, 0 where the value was clamped;
+    // dQ/ds = −x/s² inside (the rounding passes straight through), 0 where clamped.
+    "QuantizeLinear": GradientRule([0, 1]) { c in
       let x = try c.input(0).asFloat(), params = try QuantParameters(c, scale: 1, zeroPoint: 2, type: c.outputs[0].dataType, shape: x.shape)
       let dy = c.gradient()
-      return [NDArray.filled(x.shape) { out, n in
+      var dScale = [Float](repeating: 0, count: params.scales.count)
+      let dx = NDArray.filled(x.shape) { out, n in
         x.withFloats { xs in dy.withFloats { g in
           for i in 0..<n {
             let s = params.scale(i), q = (xs[i] / s).rounded(.toNearestOrEven) + params.zeroPoint(i)
-            out[i] = q >= params.low && q <= params.high ? g[i] / s : 0
+            let inside = q >= params.low && q <= params.high
+            out[i] = inside ? g[i] / s : 0
+            if inside { dScale[params.channel(i)] -= g[i] * xs[i] / (s * s) }
           }
         } }
-      }]
+      }
+      return [c.needs(0) ? dx : nil, c.needs(1) ? NDArray(dScale, shape: try c.input(1).shape) : nil]
     },
-    // dDQ/dq = s.
-    "DequantizeLinear": GradientRule([0]) { c in
+    // dDQ/dq = s, dDQ/ds = q − z.
+    "DequantizeLinear": GradientRule([0, 1]) { c in
       let q = try c.input(0), params = try QuantParameters(c, scale: 1, zeroPoint: 2, type: q.dataType, shape: q.shape)
-      let dy = c.gradient()
-      return [NDArray.filled(q.shape) { out, n in dy.withFloats { g in for i in 0..<n { out[i] = g[i] * params.scale(i) } } }]
+      let dy = c.gradient(), levels = try q.asFloat()
+      var dScale = [Float](repeating: 0, count: params.scales.count)
+      let dq = NDArray.filled(q.shape) { out, n in
+        dy.withFloats { g in levels.withFloats { l in
+          for i in 0..<n {
+            out[i] = g[i] * params.scale(i)
+            dScale[params.channel(i)] += g[i] * (l[i] - params.zeroPoint(i))
+          }
+        } }
+      }
+      return [c.needs(0) ? dq : nil, c.needs(1) ? NDArray(dScale, shape: try c.input(1).shape) : nil]
     },
-    FakeQuantize.opType: GradientRule([0]) { c in
+    // Both at once on a float master: d/dw = 1 inside the range; d/ds = (q − z) − w/s inside,
+    // (q − z) at the clamped ends (LSQ, Esser et al. 2020).
+    FakeQuantize.opType: GradientRule([0, 1]) { c in
       let w = try c.input(0), params = try QuantParameters(c, scale: 1, zeroPoint: 2, type: FakeQuantize.storedType(c.node), shape: w.shape)
       let dy = c.gradient()
-      return [NDArray.filled(w.shape) { out, n in
+      var dScale = [Float](repeating: 0, count: params.scales.count)
+      let dw = NDArray.filled(w.shape) { out, n in
         w.withFloats { ws in dy.withFloats { g in
           for i in 0..<n {
-            let q = (ws[i] / params.scale(i)).rounded(.toNearestOrEven) + params.zeroPoint(i)
-            out[i] = q >= params.low && q <= params.high ? g[i] : 0
+            let s = params.scale(i), z = params.zeroPoint(i)
+            let unclamped = (ws[i] / s).rounded(.toNearestOrEven) + z
+            let inside = unclamped >= params.low && unclamped <= params.high
+            out[i] = inside ? g[i] : 0
+            let q = min(max(unclamped, params.low), params.high)
+            dScale[params.channel(i)] += g[i] * ((q - z) - (inside ? ws[i] / s : 0))
           }
         } }
-      }]
+      }
+      return [c.needs(0) ? dw : nil, c.needs(1) ? NDArray(dScale, shape: try c.input(1).shape) : nil]
     },
   ]
 }
