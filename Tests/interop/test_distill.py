@@ -101,6 +101,15 @@ def test_quantization_aware_training_beats_post_training_quantization(compressor
     scales = lambda g: {i.name: numpy_helper.to_array(i).tolist() for i in g.initializer if "scale" in i.name}
     assert scales(after) == scales(before)
     assert sum(c["action"] == "trained" for c in pass_changes(r, "distill")) == 5
+    # LSQ: the scales train as well, and the model stays QDQ with the new ones.
+    out, r = distill(compressor_release, tmp_path, "lsq", ptq, "--teacher", FIXTURES / "transformer_block.onnx",
+                     "--data", DATA / "train_tokens.npz", "--epochs", "5", "--lr", "1e-3", "--seed", "1", "--learn-scales")
+    assert accuracy(out, "transformer_block") > accuracy(ptq, "transformer_block")
+    learned = onnx.load(str(out)).graph
+    assert types(learned) == types(before)
+    changed = [k for k, v in scales(learned).items() if not np.allclose(v, scales(before)[k], rtol=1e-6)]
+    assert len(changed) >= len(scales(before)) // 2
+    assert all(np.all(np.asarray(v) > 0) for v in scales(learned).values())
 
 
 def test_feature_distillation_through_an_adapter(compressor_release, tmp_path):
@@ -153,6 +162,8 @@ def test_refusals_name_what_is_wrong(compressor_release, tmp_path):
     assert r.returncode == 65 and "the teacher's inputs (image) differ from the student's (input)" in r.stderr
     r = run("--student", FIXTURES / "student_mlp.onnx", "--data", DATA / "train_x.npy")
     assert r.returncode == 64 and "give --teacher, --labels or both" in r.stderr
+    r = run("--student", FIXTURES / "student_mlp.onnx", "--labels", DATA / "train_y.npy", "--data", DATA / "train_x.npy", "--alpha", "2")
+    assert r.returncode == 64 and "--alpha must be in [0, 1], not 2.0" in r.stderr
     r = run("--student", FIXTURES / "transformer_block.onnx", "--teacher", FIXTURES / "transformer_block.onnx",
             "--data", DATA / "train_tokens.npz", "--mixup", "1")
     assert r.returncode == 64 and "--mixup blends float inputs only; input 'attention_mask' is int64" in r.stderr
