@@ -3,11 +3,13 @@
 
 Run with `make fixtures` (after generate.py). The students are small, freshly initialized torch
 modules (seeded), written with onnx.helper in the same shapes as the teachers in generate.py:
-- student_mlp: 64 -> 32 -> 10 (2,410 parameters; the mlp teacher has 17,226)
+- student_mlp: Flatten, 64 -> 32 -> 10 (2,410 parameters)
 - student_cnn: Conv(1->8)+BN+ReLU, Conv(8->16, stride 2)+BN+ReLU, global pool, Gemm
-  (1,514 parameters incl. BN statistics; the cnn_residual teacher has 10,090)
-and the digits training split (the same stratified split as generate.py) as train_x.npy,
-train_img.npy, train_tokens.npz and train_y.npy: unlabelled inputs for distillation, labels for the baseline.
+  (1,514 parameters incl. BN statistics)
+both reading the 1x8x8 image, so that cnn_residual (10,090 parameters, the strongest teacher)
+teaches either; and the digits training split (the same stratified split as generate.py) as
+train_img.npy, train_tokens.npz and train_y.npy: unlabelled inputs for distillation, labels for
+the supervised baseline, token inputs for quantization-aware training of the transformer.
 """
 import json
 import pathlib
@@ -28,7 +30,6 @@ X = (digits.data / 16.0).astype(np.float32)
 Y = digits.target.astype(np.int64)
 TOK = digits.data.astype(np.int64)
 x_train, x_test, y_train, y_test, t_train, t_test = train_test_split(X, Y, TOK, test_size=0.2, random_state=0, stratify=Y)
-np.save(DATA / "train_x.npy", x_train, allow_pickle=False)
 mask = np.ones_like(t_train)
 mask[::7, 56:] = 0
 np.savez(DATA / "train_tokens.npz", input_ids=t_train, attention_mask=mask)
@@ -56,15 +57,16 @@ def save(name, graph):
     return params
 
 
-# MLP student: torch's default initialization of two Linear layers.
+# MLP student: torch's default initialization of two Linear layers, behind a Flatten of the image.
 l1, l2 = torch.nn.Linear(64, 32), torch.nn.Linear(32, 10)
 nodes = [
+    helper.make_node("Flatten", ["image"], ["input"], name="flatten"),
     helper.make_node("Gemm", ["input", "l1.weight", "l1.bias"], ["h1_pre"], name="gemm_1", transB=1),
     helper.make_node("Relu", ["h1_pre"], ["h1"], name="relu_1"),
     helper.make_node("Gemm", ["h1", "l2.weight", "l2.bias"], ["logits"], name="gemm_2", transB=1),
 ]
 inits = [init(f"l{i}.{p}", getattr(layer, p).detach().numpy()) for i, layer in ((1, l1), (2, l2)) for p in ("weight", "bias")]
-mlp_params = save("student_mlp", helper.make_graph(nodes, "student_mlp", [vinfo("input", ["batch", 64])],
+mlp_params = save("student_mlp", helper.make_graph(nodes, "student_mlp", [vinfo("image", ["batch", 1, 8, 8])],
                                                    [vinfo("logits", ["batch", 10])], inits))
 
 # CNN student: BatchNormalization unfused, as exporters leave it for training.
@@ -89,7 +91,7 @@ cnn_params = save("student_cnn", helper.make_graph(nodes, "student_cnn", [vinfo(
                                                    [vinfo("logits", ["batch", 10])], inits))
 
 manifest = json.loads((HERE / "fixtures.json").read_text())
-for name, teacher, data, params in (("student_mlp", "mlp", "data/train_x.npy", mlp_params),
+for name, teacher, data, params in (("student_mlp", "cnn_residual", "data/train_img.npy", mlp_params),
                                     ("student_cnn", "cnn_residual", "data/train_img.npy", cnn_params)):
     manifest[name] = {"file": f"{name}.onnx", "teacher": f"{teacher}.onnx", "parameters": params,
                       "train": {"inputs": data, "labels": "data/train_y.npy"},

@@ -249,7 +249,7 @@ else:
             super().__init__()
             self.l1, self.l2 = torch.nn.Linear(64, 32), torch.nn.Linear(32, 10)
         def forward(self, x):
-            return self.l2(torch.relu(self.l1(x)))
+            return self.l2(torch.relu(self.l1(x.flatten(1))))
 net = Net()
 net.load_state_dict({k: v for k, v in w.items()}, strict=False)
 net.train()
@@ -282,7 +282,7 @@ def distill_benchmark(args):
         raise SystemExit("the distill benchmark needs torch: .venv/bin/pip install -r Fixtures/requirements.txt")
     fixtures = HERE.parent / "Fixtures"
     rows = {}
-    for student, teacher, data, epochs in (("student_mlp", "mlp", "train_x.npy", 30), ("student_cnn", "cnn_residual", "train_img.npy", 10)):
+    for student, teacher, data, epochs in (("student_mlp", "cnn_residual", "train_img.npy", 30), ("student_cnn", "cnn_residual", "train_img.npy", 10)):
         ours, peer = [], []
         out = OUT / f"{student}.distilled.onnx"
         for _ in range(args.runs):
