@@ -20,27 +20,39 @@ public enum Linalg {
     return String(cString: name)
   }
 
-  /// C = alpha·A·B + beta·C for row-major A (m×k), B (k×n), C (m×n) (`cblas_sgemm`).
+  /// C = alpha·A·B + beta·C for row-major A (m×k), B (k×n), C (m×n) (`cblas_sgemm`). C's rows
+  /// may be `ldc` elements apart (a column block of a wider matrix). With `threads` > 1 and
+  /// `parallel`, a large product is cut into column blocks — or row blocks when C is narrow —
+  /// each one single-threaded sgemm.
   public static func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>,
                           b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
-                          transposeA: Bool = false, transposeB: Bool = false) {
-    let lda = transposeA ? m : k, ldb = transposeB ? k : n
-    func block(_ j0: Int, _ j1: Int) {
-      // Columns j0..<j1 of C need columns j0..<j1 of B (rows j0..<j1 when B is transposed).
+                          transposeA: Bool = false, transposeB: Bool = false, ldc: Int? = nil, parallel: Bool = true) {
+    let lda = transposeA ? m : k, ldb = transposeB ? k : n, ldc = ldc ?? n
+    func block(rows i0: Int, _ i1: Int, columns j0: Int, _ j1: Int) {
+      // Columns j0..<j1 of C need columns j0..<j1 of B (rows j0..<j1 when B is transposed);
+      // rows i0..<i1 of C need rows i0..<i1 of A (columns when A is transposed).
       let bBlock = transposeB ? b + j0 * ldb : b + j0
+      let aBlock = transposeA ? a + i0 : a + i0 * lda
       cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                  blasint(m), blasint(j1 - j0), blasint(k), alpha, a, blasint(lda), bBlock, blasint(ldb),
-                  beta, c + j0, blasint(n))
+                  blasint(i1 - i0), blasint(j1 - j0), blasint(k), alpha, aBlock, blasint(lda), bBlock, blasint(ldb),
+                  beta, c + i0 * ldc + j0, blasint(ldc))
     }
-    let parts = min(threads, n / 64, max(1, m * n * k / (1 << 23)))
-    if parts <= 1 {
-      block(0, n)
-      return
-    }
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
-      // Block edges on multiples of 16 columns keep the kernels' vector loads aligned.
-      let j0 = (p * n / parts) / 16 * 16, j1 = p == parts - 1 ? n : ((p + 1) * n / parts) / 16 * 16
-      block(j0, j1)
+    let work = max(1, m * n * k / (1 << 23))
+    let columnParts = parallel ? min(threads, n / 64, work) : 1
+    let rowParts = parallel ? min(threads, m / 32, work) : 1
+    if columnParts > 1 {
+      DispatchQueue.concurrentPerform(iterations: columnParts) { p in
+        // Block edges on multiples of 16 columns keep the kernels' vector loads aligned.
+        let j0 = (p * n / columnParts) / 16 * 16, j1 = p == columnParts - 1 ? n : ((p + 1) * n / columnParts) / 16 * 16
+        block(rows: 0, m, columns: j0, j1)
+      }
+    } else if rowParts > 1 {
+      DispatchQueue.concurrentPerform(iterations: rowParts) { p in
+        let i0 = (p * m / rowParts) / 16 * 16, i1 = p == rowParts - 1 ? m : ((p + 1) * m / rowParts) / 16 * 16
+        block(rows: i0, i1, columns: 0, n)
+      }
+    } else {
+      block(rows: 0, m, columns: 0, n)
     }
   }
 

@@ -80,6 +80,7 @@ public final class Executor {
       mainInitializers[t.name] = a
     }
     try foldBatchNormIntoConv()
+    fuseActivationsIntoConv()
     mainPlan = try plan(mainGraph)
   }
 
@@ -123,6 +124,58 @@ public final class Executor {
       fused.outputs = [bn.outputs[0]]
       mainGraph.nodes[ci] = fused
       removed.insert(b)
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+  }
+
+  /// Conv → activation (Relu, Clip with constant bounds, HardSwish, HardSigmoid, LeakyRelu) where
+  /// the Conv's output feeds nothing else becomes one Conv that applies the activation to each
+  /// block of its output while it is in cache, as ONNX Runtime's FusedConv does.
+  private func fuseActivationsIntoConv() {
+    var consumers = [String: Int]()
+    for n in mainGraph.nodes { for i in n.inputs { consumers[i, default: 0] += 1 } }
+    for o in mainGraph.outputs { consumers[o.name, default: 0] += 1 }
+    var producer = [String: Int]()
+    for (i, n) in mainGraph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+    let opset = opsets[""] ?? 1
+    var removed = Set<Int>()
+    for (a, act) in mainGraph.nodes.enumerated() where act.isDefaultDomain && act.outputs.count == 1 && !act.inputs.isEmpty {
+      guard let ci = producer[act.inputs[0]], consumers[act.inputs[0]] == 1, !removed.contains(ci) else { continue }
+      let conv = mainGraph.nodes[ci]
+      guard conv.opType == "Conv", conv.isDefaultDomain, conv.outputs.count == 1, conv.attribute(FusedActivation.attribute) == nil,
+            let w = mainInitializers[conv.inputs.count > 1 ? conv.inputs[1] : ""], w.dataType == .float, w.rank == 3 || w.rank == 4
+      else { continue }
+      let fused: Attribute
+      switch act.opType {
+      case "Relu": fused = FusedActivation.attribute(.relu)
+      case "HardSwish": fused = FusedActivation.attribute(.hardSwish)
+      case "HardSigmoid": fused = FusedActivation.attribute(.hardSigmoid, act.attribute("alpha")?.float ?? 0.2, act.attribute("beta")?.float ?? 0.5)
+      case "LeakyRelu": fused = FusedActivation.attribute(.leakyRelu, act.attribute("alpha")?.float ?? 0.01)
+      case "Clip":
+        var low = -Float.infinity, high = Float.infinity
+        if opset < 11 {
+          low = act.attribute("min")?.float ?? low
+          high = act.attribute("max")?.float ?? high
+        } else {
+          func bound(_ i: Int) -> Float?? {
+            guard i < act.inputs.count, !act.inputs[i].isEmpty else { return .some(nil) }
+            guard let v = mainInitializers[act.inputs[i]], v.dataType == .float, v.count == 1 else { return nil }
+            return .some(v.elements(Float.self)[0])
+          }
+          guard let lo = bound(1), let hi = bound(2) else { continue }
+          low = lo ?? low
+          high = hi ?? high
+        }
+        fused = FusedActivation.attribute(.clip, low, high)
+      default: continue
+      }
+      var node = conv
+      node.attributes.append(fused)
+      node.outputs = act.outputs
+      mainGraph.nodes[ci] = node
+      removed.insert(a)
     }
     if !removed.isEmpty {
       mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)

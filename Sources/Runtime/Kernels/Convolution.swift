@@ -1,3 +1,4 @@
+import Dispatch
 import IR
 import Linalg
 import Support
@@ -110,10 +111,22 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let mg = m / group, kk = cg * win.kh * win.kw, spatialOut = oh * ow
   guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialOut > 0 else { return out }
   try withExtendedLifetime((src, wt, dst)) {
+  let bias = try c.optionalInput(2).map { try $0.floats() }
+  if let bias, bias.count != m { throw c.fail("bias has \(bias.count) values for \(m) output channels") }
+  let activation = try FusedActivation(c.node)
+  /// Bias and the fused activation on output channels `channels` of sample `b`, positions [p0, p1),
+  /// while those values are still in cache.
+  func finish(_ b: Int, _ channels: Range<Int>, _ p0: Int, _ p1: Int) {
+    for o in channels {
+      let row = dp + (b * m + o) * spatialOut
+      activation.apply(row + p0, count: p1 - p0, bias: bias?[o] ?? 0)
+    }
+  }
   let pointwise = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1
     && win.padTop == 0 && win.padLeft == 0 && win.padBottom == 0 && win.padRight == 0
   if cg == 1 && mg == 1 {
     depthwise(sp, wp, dp, n: n, c: ch, h: h, w: wd, oh: oh, ow: ow, win: win)
+    for b in 0..<n { finish(b, 0..<m, 0, spatialOut) }
   } else if pointwise {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
     for b in 0..<n {
@@ -121,51 +134,65 @@ func conv(_ c: KernelContext) throws -> NDArray {
         Linalg.gemm(m: mg, n: spatialOut, k: cg, a: wp + g * mg * cg, b: sp + (b * ch + g * cg) * h * wd,
                     c: dp + (b * m + g * mg) * spatialOut)
       }
+      finish(b, 0..<m, 0, spatialOut)
     }
   } else {
-    var cols = [Float](unsafeUninitializedCapacity: kk * spatialOut) { _, count in count = kk * spatialOut }
-    for b in 0..<n {
-      for g in 0..<group {
-        let input = sp + (b * ch + g * cg) * h * wd
-        cols.withUnsafeMutableBufferPointer { colp in
-          im2col(input, colp.baseAddress.unsafelyUnwrapped, c: cg, h: h, w: wd, oh: oh, ow: ow, win: win)
-          Linalg.gemm(m: mg, n: spatialOut, k: kk, a: wp + g * mg * kk, b: colp.baseAddress.unsafelyUnwrapped,
-                      c: dp + (b * m + g * mg) * spatialOut)
+    // im2col a band of output rows at a time, small enough to stay in cache while sgemm reads
+    // it. Bands are independent: with several threads each takes every T-th band with its own
+    // buffer (single-threaded sgemm), and one narrow band falls back to a parallel sgemm.
+    let bandRows = min(oh, max((512 + ow - 1) / ow, (1 << 18) / max(kk * ow, 1)))
+    let bands = (oh + bandRows - 1) / bandRows
+    let workers = min(Parallel.threads, n * bands)
+    func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>) {
+      for job in stride(from: worker, to: n * bands, by: workers) {
+        let b = job / bands, oy0 = (job % bands) * bandRows
+        let rows = oy0..<min(oh, oy0 + bandRows), p0 = oy0 * ow, width = rows.count * ow
+        for g in 0..<group {
+          im2col(sp + (b * ch + g * cg) * h * wd, colp, c: cg, h: h, w: wd, oh: oh, ow: ow, win: win, rows: rows, parallel: workers == 1)
+          Linalg.gemm(m: mg, n: width, k: kk, a: wp + g * mg * kk, b: colp, c: dp + (b * m + g * mg) * spatialOut + p0,
+                      ldc: spatialOut, parallel: workers == 1)
         }
+        finish(b, 0..<m, p0, p0 + width)
       }
     }
-  }
-  if let bias = c.optionalInput(2) {
-    let bv = try bias.floats()
-    guard bv.count == m else { throw c.fail("bias has \(bv.count) values for \(m) output channels") }
-    for b in 0..<n {
-      for o in 0..<m {
-        let row = dp + (b * m + o) * spatialOut
-        for i in 0..<spatialOut { row[i] += bv[o] }
+    let bandFloats = kk * bandRows * ow
+    if workers > 1 {
+      DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        let colp = UnsafeMutablePointer<Float>.allocate(capacity: bandFloats)
+        defer { colp.deallocate() }
+        run(worker, colp)
       }
+    } else {
+      let colp = UnsafeMutablePointer<Float>.allocate(capacity: bandFloats)
+      defer { colp.deallocate() }
+      run(0, colp)
     }
   }
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
 }
 
-/// Unfolds windows into columns: rows are (channel, ky, kx), columns are output positions.
+/// Unfolds windows into columns: rows are (channel, ky, kx), columns are output positions — of
+/// output rows `rows` only (all by default), so a band of the matrix can be built at a time.
 public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
-                    oh: Int, ow: Int, win: Window) {
-  Parallel.forEach(c, costPerItem: win.kh * win.kw * oh * ow) { channels in
+                   oh: Int, ow: Int, win: Window, rows: Range<Int>? = nil, parallel: Bool = true) {
+  let band = rows ?? 0..<oh
+  let width = band.count * ow
+  Parallel.forEach(parallel ? c : 1, costPerItem: win.kh * win.kw * width) { chunk in
+  let channels = parallel ? chunk : 0..<c
   for ch in channels {
     let plane = x + ch * h * w
     var row = ch * win.kh * win.kw
     for ky in 0..<win.kh {
       for kx in 0..<win.kw {
-        let dst = cols + row * oh * ow
+        let dst = cols + row * width
         // Output columns whose input column is inside the row: [lo, hi).
         let shift = kx * win.dw - win.padLeft
         let lo = min(ow, max(0, (-shift + win.sw - 1) / win.sw))
         let hi = max(lo, min(ow, (w - shift + win.sw - 1) / win.sw))
-        for oy in 0..<oh {
+        for oy in band {
           let iy = oy * win.sh - win.padTop + ky * win.dh
-          let line = dst + oy * ow
+          let line = dst + (oy - band.lowerBound) * ow
           if iy < 0 || iy >= h {
             line.update(repeating: 0, count: ow)
             continue
@@ -300,6 +327,41 @@ public func col2im(_ cols: UnsafePointer<Float>, _ x: UnsafeMutablePointer<Float
           }
         }
       }
+    }
+  }
+}
+
+/// An activation the executor fused into a Conv at load time (`Executor.fuseActivations`), applied
+/// with the bias to each block of output right after it is computed: one pass over the feature
+/// map instead of three. Never written to a model: the attributes live in the executor's copy.
+struct FusedActivation {
+  static let attribute = "__compressor_activation"
+  enum Kind: String { case none, relu, clip, hardSwish, hardSigmoid, leakyRelu }
+  var kind = Kind.none
+  var alpha: Float = 0, beta: Float = 0
+
+  init(_ node: Node) throws {
+    guard let a = node.attribute(Self.attribute), case .floats(let p) = a.value, let name = a.docString.isEmpty ? nil : a.docString,
+          let k = Kind(rawValue: name) else { return }
+    kind = k
+    alpha = p.first ?? 0
+    beta = p.count > 1 ? p[1] : 0
+  }
+
+  /// The attribute recording `kind` with its two parameters.
+  static func attribute(_ kind: Kind, _ alpha: Float = 0, _ beta: Float = 0) -> Attribute {
+    Attribute(name: attribute, value: .floats([alpha, beta]), docString: kind.rawValue)
+  }
+
+  @inline(__always)
+  func apply(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float) {
+    switch kind {
+    case .none: if bias != 0 { for i in 0..<count { p[i] += bias } }
+    case .relu: for i in 0..<count { p[i] = Swift.max(p[i] + bias, 0) }
+    case .clip: for i in 0..<count { p[i] = Swift.min(Swift.max(p[i] + bias, alpha), beta) }
+    case .hardSwish: for i in 0..<count { let v = p[i] + bias; p[i] = v * Swift.max(0, Swift.min(1, v / 6 + 0.5)) }
+    case .hardSigmoid: for i in 0..<count { p[i] = Swift.max(0, Swift.min(1, alpha * (p[i] + bias) + beta)) }
+    case .leakyRelu: for i in 0..<count { let v = p[i] + bias; p[i] = v < 0 ? alpha * v : v }
     }
   }
 }

@@ -32,26 +32,35 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
   if isMax && win.dh == 1 && win.dw == 1 {
     // Max pooling without dilation: padding never wins a max, so clamp each window to the input.
+    // Each output row is the column-wise max of its input rows (a vectorized pass over whole
+    // rows), then a max over each window's columns of that.
     withExtendedLifetime((src, dst)) {
       guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
       Parallel.forEach(n * ch, costPerItem: oh * ow * win.kh * win.kw) { planes in
+      var column = [Float](repeating: 0, count: w)
+      column.withUnsafeMutableBufferPointer { colBuffer in
+      let col = colBuffer.baseAddress.unsafelyUnwrapped
       for plane in planes {
         let p = sp + plane * h * w, q = dp + plane * oh * ow
         for oy in 0..<oh {
           let y0 = max(0, oy * win.sh - win.padTop), y1 = min(h, oy * win.sh - win.padTop + win.kh)
+          guard y0 < y1 else { (q + oy * ow).update(repeating: -.infinity, count: ow); continue }
+          col.update(from: p + y0 * w, count: w)
+          for iy in (y0 + 1)..<max(y0 + 1, y1) {
+            let row = p + iy * w
+            for ix in 0..<w { let v = row[ix]; col[ix] = v > col[ix] || v.isNaN ? v : col[ix] }
+          }
           for ox in 0..<ow {
             let x0 = max(0, ox * win.sw - win.padLeft), x1 = min(w, ox * win.sw - win.padLeft + win.kw)
             var acc = -Float.infinity
-            for iy in y0..<max(y0, y1) {
-              let row = p + iy * w
-              for ix in x0..<max(x0, x1) {
-                let v = row[ix]
-                if v > acc || v.isNaN { acc = v }
-              }
+            for ix in x0..<max(x0, x1) {
+              let v = col[ix]
+              if v > acc || v.isNaN { acc = v }
             }
             q[oy * ow + ox] = acc
           }
         }
+      }
       }
       }
     }
@@ -128,15 +137,26 @@ private func globalPool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
   let planes = x.shape[0] * x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
   var out = NDArray(zeros: .float, [x.shape[0], x.shape[1]] + Array(repeating: 1, count: x.rank - 2))
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
-  for p in 0..<planes {
-    if isMax {
-      var m = -Float.infinity
-      for i in 0..<size { m = Swift.max(m, src[p * size + i]) }
-      dst[p] = m
-    } else {
-      var s: Float = 0
-      for i in 0..<size { s += src[p * size + i] }
-      dst[p] = size > 0 ? s / Float(size) : 0
+  withExtendedLifetime(src) {
+    guard let sp = src.baseAddress else { return }
+    for p in 0..<planes {
+      let plane = sp + p * size
+      if isMax {
+        var m = -Float.infinity
+        for i in 0..<size { m = Swift.max(m, plane[i]) }
+        dst[p] = m
+      } else {
+        // Sixteen partial sums: a vectorized loop (one running sum cannot be reordered).
+        var acc = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= size {
+          acc += UnsafeRawPointer(plane + i).loadUnaligned(as: SIMD16<Float>.self)
+          i += 16
+        }
+        var s = acc.sum()
+        while i < size { s += plane[i]; i += 1 }
+        dst[p] = size > 0 ? s / Float(size) : 0
+      }
     }
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
