@@ -37,7 +37,7 @@ public enum Linalg {
                   blasint(i1 - i0), blasint(j1 - j0), blasint(k), alpha, aBlock, blasint(lda), bBlock, blasint(ldb),
                   beta, c + i0 * ldc + j0, blasint(ldc))
     }
-    let work = max(1, m * n * k / (1 << 23))
+    let work = max(1, m * n * k / (1 << 21))
     let columnParts = parallel ? min(threads, n / 64, work) : 1
     let rowParts = parallel ? min(threads, m / 32, work) : 1
     if columnParts > 1 {

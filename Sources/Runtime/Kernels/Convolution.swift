@@ -213,48 +213,69 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
   }
 }
 
-/// One filter per channel: a direct loop beats im2col, whose matrix would be a single row.
-/// Output columns whose whole window lies inside the input row skip the bounds checks.
+/// One filter per channel: a direct loop beats im2col, whose matrix would be a single row. Each
+/// plane is first copied into a zero-padded buffer split into `stride` column phases, so every
+/// tap of every output row reads contiguous, in-bounds memory; eight outputs accumulate all
+/// taps in registers before they are stored.
 private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window) {
-  // Output columns [lo, hi) read only columns inside [0, w) for every kx.
-  let lo = min(ow, max(0, (win.padLeft + win.sw - 1) / win.sw))
-  let reach = (win.kw - 1) * win.dw
-  let hi = max(lo, min(ow, (w - 1 - reach + win.padLeft) / win.sw + 1))
-  Parallel.forEach(n * c, costPerItem: oh * ow * win.kh * win.kw) { planes in
-  for p in planes {
-      let b = p / c, ch = p % c
-      let plane = x + (b * c + ch) * h * w
-      let filter = wt + ch * win.kh * win.kw
-      let out = y + (b * c + ch) * oh * ow
-      for oy in 0..<oh {
-        let line = out + oy * ow
-        line.update(repeating: 0, count: ow)
-        for ky in 0..<win.kh {
-          let iy = oy * win.sh - win.padTop + ky * win.dh
-          if iy < 0 || iy >= h { continue }
-          let row = plane + iy * w
-          for kx in 0..<win.kw {
-            let f = filter[ky * win.kw + kx]
-            let shift = kx * win.dw - win.padLeft
-            for ox in 0..<lo {
-              let ix = ox * win.sw + shift
-              if ix >= 0 && ix < w { line[ox] += row[ix] * f }
-            }
-            if win.sw == 1 {
-              let src = row + shift
-              for ox in lo..<hi { line[ox] += src[ox] * f }
-            } else {
-              for ox in lo..<hi { line[ox] += row[ox * win.sw + shift] * f }
-            }
-            for ox in hi..<ow {
-              let ix = ox * win.sw + shift
-              if ix >= 0 && ix < w { line[ox] += row[ix] * f }
+  let sw = win.sw, taps = win.kh * win.kw
+  let paddedH = max(h + win.padTop + win.padBottom, (oh - 1) * win.sh + (win.kh - 1) * win.dh + 1)
+  let paddedW = max(w + win.padLeft + win.padRight, (ow - 1) * sw + (win.kw - 1) * win.dw + 1)
+  let phaseW = (paddedW + sw - 1) / sw, phaseSize = paddedH * phaseW
+  // Where tap (ky, kx) of output (0, 0) reads, in the phase buffers.
+  var tapOffset = [Int](repeating: 0, count: taps)
+  for ky in 0..<win.kh {
+    for kx in 0..<win.kw {
+      let px = kx * win.dw
+      tapOffset[ky * win.kw + kx] = (px % sw) * phaseSize + ky * win.dh * phaseW + px / sw
+    }
+  }
+  Parallel.forEach(n * c, costPerItem: oh * ow * taps) { planes in
+    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: sw * phaseSize)
+    defer { buffer.deallocate() }
+    tapOffset.withUnsafeBufferPointer { offsets in
+    for p in planes {
+      let ch = p % c
+      let plane = x + p * h * w, filter = wt + ch * taps, out = y + p * oh * ow
+      buffer.update(repeating: 0, count: sw * phaseSize)
+      for iy in 0..<h {
+        let src = plane + iy * w, row = iy + win.padTop
+        if sw == 1 {
+          (buffer + row * phaseW + win.padLeft).update(from: src, count: w)
+        } else {
+          // Phase f holds padded columns f, f + sw, …: input columns ix0, ix0 + sw, ….
+          for f in 0..<sw {
+            let ix0 = ((f - win.padLeft) % sw + sw) % sw
+            guard ix0 < w else { continue }
+            var dst = buffer + f * phaseSize + row * phaseW + (ix0 + win.padLeft) / sw
+            for ix in stride(from: ix0, to: w, by: sw) {
+              dst.pointee = src[ix]
+              dst += 1
             }
           }
         }
       }
-  }
+      for oy in 0..<oh {
+        let base = buffer + oy * win.sh * phaseW, line = out + oy * ow
+        var ox = 0
+        while ox + 8 <= ow {
+          var acc = SIMD8<Float>(repeating: 0)
+          for t in 0..<taps {
+            acc += SIMD8<Float>(repeating: filter[t]) * UnsafeRawPointer(base + offsets[t] + ox).loadUnaligned(as: SIMD8<Float>.self)
+          }
+          UnsafeMutableRawPointer(line + ox).storeBytes(of: acc, as: SIMD8<Float>.self)
+          ox += 8
+        }
+        while ox < ow {
+          var acc: Float = 0
+          for t in 0..<taps { acc += filter[t] * base[offsets[t] + ox] }
+          line[ox] = acc
+          ox += 1
+        }
+      }
+    }
+    }
   }
 }
 
