@@ -95,7 +95,7 @@ extension Kernels {
     k["Reciprocal"] = { c in [try unaryFloat(c, { 1 / $0 }, { 1 / $0 })] }
     k["Exp"] = { c in [try unaryFloat(c, { Foundation.exp($0) }, { Foundation.exp($0) })] }
     k["Tanh"] = { c in [try unaryFloat(c, { Foundation.tanh($0) }, { Foundation.tanh($0) })] }
-    k["Erf"] = { c in [try unaryFloat(c, { Foundation.erf($0) }, { Foundation.erf($0) })] }
+    k["Erf"] = { c in [try unaryFloat(c, { FastMath.erf($0) }, { Foundation.erf($0) })] }
     k["Sigmoid"] = { c in [try unaryFloat(c, { 1 / (1 + Foundation.exp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) })] }
     k["HardSwish"] = { c in [try unaryFloat(c, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) },
                                             { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) })] }

@@ -36,12 +36,26 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
         var m = -Float.infinity
         for k in 0..<length { m = max(m, row[k]) }
         var sum: Float = 0
-        if log {
-          for k in 0..<length { sum += Foundation.exp(row[k] - m) }
+        if !log && length >= 8 {
+          // Eight lanes at a time: the exponentials and the sum in vector registers.
+          var acc = SIMD8<Float>(repeating: 0)
+          var k = 0
+          while k + 8 <= length {
+            let v = FastMath.expNonPositive(UnsafeRawPointer(row + k).loadUnaligned(as: SIMD8<Float>.self) - m)
+            UnsafeMutableRawPointer(row + k).storeBytes(of: v, as: SIMD8<Float>.self)
+            acc += v
+            k += 8
+          }
+          sum = acc.sum()
+          while k < length { let v = FastMath.expNonPositive(row[k] - m); row[k] = v; sum += v; k += 1 }
+          let r = 1 / sum
+          for k in 0..<length { row[k] *= r }
+        } else if log {
+          for k in 0..<length { sum += FastMath.expNonPositive(row[k] - m) }
           let shift = m + Foundation.log(sum)
           for k in 0..<length { row[k] -= shift }
         } else {
-          for k in 0..<length { let v = Foundation.exp(row[k] - m); row[k] = v; sum += v }
+          for k in 0..<length { let v = FastMath.expNonPositive(row[k] - m); row[k] = v; sum += v }
           let r = 1 / sum
           for k in 0..<length { row[k] *= r }
         }
