@@ -6,6 +6,16 @@
 #define COMPRESSOR_COPENBLAS_SHIM_H
 #include <cblas.h>
 
+// A spin-wait hint for the worker pool's busy loops (x86 `pause`, Arm `yield`): the waiting core
+// draws less power and leaves its execution units to a sibling hyperthread.
+static inline void compressor_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 // Singular value decomposition by divide and conquer.
 void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda,
              float *s, float *u, const int *ldu, float *vt, const int *ldvt,

@@ -12,6 +12,7 @@ public enum Linalg {
   public static func setThreads(_ n: Int) {
     threads = max(1, n)
     openblas_set_num_threads(1)
+    WorkerPool.shared.resize(threads)
   }
 
   /// The CPU kernels OpenBLAS chose (`openblas_get_corename`), e.g. "Haswell".
@@ -41,13 +42,13 @@ public enum Linalg {
     let columnParts = parallel ? min(threads, n / 64, work) : 1
     let rowParts = parallel ? min(threads, m / 32, work) : 1
     if columnParts > 1 {
-      DispatchQueue.concurrentPerform(iterations: columnParts) { p in
+      WorkerPool.shared.run(parts: columnParts) { p in
         // Block edges on multiples of 16 columns keep the kernels' vector loads aligned.
         let j0 = (p * n / columnParts) / 16 * 16, j1 = p == columnParts - 1 ? n : ((p + 1) * n / columnParts) / 16 * 16
         block(rows: 0, m, columns: j0, j1)
       }
     } else if rowParts > 1 {
-      DispatchQueue.concurrentPerform(iterations: rowParts) { p in
+      WorkerPool.shared.run(parts: rowParts) { p in
         let i0 = (p * m / rowParts) / 16 * 16, i1 = p == rowParts - 1 ? m : ((p + 1) * m / rowParts) / 16 * 16
         block(rows: i0, i1, columns: 0, n)
       }

@@ -5,21 +5,7 @@ enum FastMath {
   /// (where e^x is denormal), NaN for NaN.
   @inline(__always)
   static func expNonPositive(_ x: Float) -> Float {
-    let clamped = Swift.max(x, -87.3)
-    // x = n·ln 2 + r with |r| ≤ ln 2 / 2; e^r by its Taylor series to r⁷ (error < 5e-9).
-    let n = (clamped * 1.442695041).rounded(.toNearestOrEven)
-    let r = clamped - n * 0.693145752 - n * 1.42860677e-06
-    var p: Float = 1.0 / 5040
-    p = p * r + 1.0 / 720
-    p = p * r + 1.0 / 120
-    p = p * r + 1.0 / 24
-    p = p * r + 1.0 / 6
-    p = p * r + 0.5
-    p = p * r + 1
-    p = p * r + 1
-    let scale = Float(bitPattern: UInt32(truncatingIfNeeded: Int32(n) + 127) << 23)
-    let y = p * scale
-    return x < -87.3 ? 0 : (x.isNaN ? x : y)
+    expNonPositive(SIMD8<Float>(repeating: x))[0]
   }
 
   /// `expNonPositive` on eight lanes at once. Rounding x·log₂e to an integer by adding 1.5·2²³

@@ -1,4 +1,4 @@
-import Dispatch
+import Linalg
 
 /// The executor's own loops over independent items (channels, rows, element chunks). Every
 /// item is computed the same way whichever thread runs it, so results do not depend on the
@@ -15,7 +15,7 @@ enum Parallel {
       body(0..<count)
       return
     }
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
+    WorkerPool.shared.run(parts: parts) { p in
       body((p * count / parts)..<((p + 1) * count / parts))
     }
   }

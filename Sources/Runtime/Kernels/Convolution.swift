@@ -1,4 +1,3 @@
-import Dispatch
 import IR
 import Linalg
 import Support
@@ -157,7 +156,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
     let bandFloats = kk * bandRows * ow
     if workers > 1 {
-      DispatchQueue.concurrentPerform(iterations: workers) { worker in
+      WorkerPool.shared.run(parts: workers) { worker in
         let colp = UnsafeMutablePointer<Float>.allocate(capacity: bandFloats)
         defer { colp.deallocate() }
         run(worker, colp)

@@ -1,0 +1,106 @@
+import COpenBLAS
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Threads that stay awake between the many short parallel loops of one inference. A kernel
+/// takes tens of microseconds; waking a sleeping thread (futex, scheduler) takes about as long,
+/// so Dispatch's pool gains nothing on such loops. These workers spin on a generation counter
+/// for about a millisecond after each job and only then sleep on a condition variable.
+public final class WorkerPool: @unchecked Sendable {
+  /// The pool of the process; `resize` sets its width (the executor's `--threads`).
+  public static let shared = WorkerPool()
+
+  private let generation = Atomic<Int>(0)
+  /// Workers that have not yet acknowledged the current job (every worker acknowledges every
+  /// job, so none can lag into the next one).
+  private let remaining = Atomic<Int>(0)
+  private let sleepers = Atomic<Int>(0)
+  private let busy = Atomic<Bool>(false)
+  private var job: ((Int) -> Void)?
+  private var parts = 0
+  private var workers = 0
+  private var mutex = pthread_mutex_t()
+  private var wake = pthread_cond_t()
+
+  private init() {
+    pthread_mutex_init(&mutex, nil)
+    pthread_cond_init(&wake, nil)
+  }
+
+  /// Makes `threads` − 1 workers exist (they are never stopped: the pool lives with the process).
+  public func resize(_ threads: Int) {
+    while workers < threads - 1 {
+      let index = workers
+      let box = Unmanaged.passRetained(WorkerStart { [self] in self.workerLoop(index) })
+      var thread = pthread_t()
+      guard pthread_create(&thread, nil, { raw in
+        guard let raw else { return nil }
+        let start = Unmanaged<WorkerStart>.fromOpaque(raw).takeRetainedValue()
+        start.body()
+        return nil
+      }, box.toOpaque()) == 0 else {
+        box.release()
+        return
+      }
+      pthread_detach(thread)
+      workers += 1
+    }
+  }
+
+  /// Calls body(p) for p in 0..<parts: part 0 on the calling thread, the others on workers;
+  /// returns when all are done. From inside a running job, or with too few workers, the parts
+  /// run one after another on the calling thread.
+  public func run(parts: Int, _ body: (Int) -> Void) {
+    guard parts > 1, parts - 1 <= workers,
+          busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+      for p in 0..<parts { body(p) }
+      return
+    }
+    withoutActuallyEscaping(body) { escapable in
+      job = escapable
+      self.parts = parts
+      remaining.store(workers, ordering: .sequentiallyConsistent)
+      generation.add(1, ordering: .sequentiallyConsistent)
+      if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+        pthread_mutex_lock(&mutex)
+        pthread_cond_broadcast(&wake)
+        pthread_mutex_unlock(&mutex)
+      }
+      escapable(0)
+      while remaining.load(ordering: .acquiring) > 0 { compressor_cpu_relax() }
+      job = nil
+    }
+    busy.store(false, ordering: .releasing)
+  }
+
+  private func workerLoop(_ index: Int) {
+    var seen = generation.load(ordering: .acquiring)
+    while true {
+      var spins = 0
+      while generation.load(ordering: .acquiring) == seen {
+        spins += 1
+        if spins < 1 << 16 {
+          compressor_cpu_relax()
+          continue
+        }
+        pthread_mutex_lock(&mutex)
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        while generation.load(ordering: .sequentiallyConsistent) == seen { pthread_cond_wait(&wake, &mutex) }
+        sleepers.subtract(1, ordering: .sequentiallyConsistent)
+        pthread_mutex_unlock(&mutex)
+        spins = 0
+      }
+      seen += 1
+      if index + 1 < parts, let job { job(index + 1) }
+      remaining.subtract(1, ordering: .releasing)
+    }
+  }
+}
+
+private final class WorkerStart {
+  let body: () -> Void
+  init(_ body: @escaping () -> Void) { self.body = body }
+}
