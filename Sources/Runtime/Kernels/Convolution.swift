@@ -154,17 +154,16 @@ func conv(_ c: KernelContext) throws -> NDArray {
         finish(b, 0..<m, p0, p0 + width)
       }
     }
+    // Band buffers come from the buffer pool: fresh large allocations would page-fault on every call.
     let bandFloats = kk * bandRows * ow
+    func withBand(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+      var scratch = NDArray(uninitialized: .float, [bandFloats])
+      scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
+    }
     if workers > 1 {
-      WorkerPool.shared.run(parts: workers) { worker in
-        let colp = UnsafeMutablePointer<Float>.allocate(capacity: bandFloats)
-        defer { colp.deallocate() }
-        run(worker, colp)
-      }
+      WorkerPool.shared.run(parts: workers) { worker in withBand { run(worker, $0) } }
     } else {
-      let colp = UnsafeMutablePointer<Float>.allocate(capacity: bandFloats)
-      defer { colp.deallocate() }
-      run(0, colp)
+      withBand { run(0, $0) }
     }
   }
   }
@@ -231,8 +230,9 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
     }
   }
   Parallel.forEach(n * c, costPerItem: oh * ow * taps) { planes in
-    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: sw * phaseSize)
-    defer { buffer.deallocate() }
+    var scratch = NDArray(uninitialized: .float, [sw * phaseSize])
+    scratch.mutableElements(Float.self).withPointer { pointer in
+    guard let buffer = pointer else { return }
     tapOffset.withUnsafeBufferPointer { offsets in
     for p in planes {
       let ch = p % c
@@ -273,6 +273,7 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
           ox += 1
         }
       }
+    }
     }
     }
   }
