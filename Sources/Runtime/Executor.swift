@@ -61,8 +61,20 @@ public final class Executor {
   public private(set) var peakLiveBytes = 0
   /// When set, nanoseconds spent per op type accumulate here (`bench --profile`).
   public var profile: [String: UInt64]?
-  /// When set, called after every node of the main graph with its inputs and outputs.
-  public var observer: ((Node, [NDArray?], [NDArray]) -> Void)?
+  /// When set, called after every node of the main graph with its inputs and outputs. Observed
+  /// runs keep activations apart from the convolutions before them (calibration and analyses
+  /// read the convolution's own output), so setting an observer undoes those fusions.
+  public var observer: ((Node, [NDArray?], [NDArray]) -> Void)? {
+    didSet {
+      if observer != nil, let unfused = graphWithoutFusedActivations, let p = try? plan(unfused) {
+        mainGraph = unfused
+        mainPlan = p
+        graphWithoutFusedActivations = nil
+      }
+    }
+  }
+  /// The main graph before `fuseActivationsIntoConv`, while the fused one is in use.
+  private var graphWithoutFusedActivations: Graph?
   private var liveBytes = 0
 
   public init(model: Model, threads: Int = 1) throws {
@@ -80,6 +92,7 @@ public final class Executor {
       mainInitializers[t.name] = a
     }
     try foldBatchNormIntoConv()
+    graphWithoutFusedActivations = mainGraph
     fuseActivationsIntoConv()
     mainPlan = try plan(mainGraph)
   }
