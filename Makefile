@@ -44,7 +44,8 @@ conformance: debug
 	  --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator --suite simple=$(ONNX_DATA)/simple \
 	  --require node=0.97 --require pytorch-converted=1 --require pytorch-operator=1 --require simple=1
 
-## The main job on a bundled fixture: describe it, move its weights to external data and back.
+## The main job on bundled fixtures: describe a model, move its weights to external data and back,
+## quantize it; prune another and recover its accuracy by distillation from the original.
 demo: build
 	@mkdir -p .build/demo
 	$(RELEASE) inspect Fixtures/transformer_block.onnx
@@ -57,6 +58,9 @@ demo: build
 	  -o .build/demo/transformer_block.int8.onnx --report .build/demo/quantize.json
 	$(RELEASE) prune --force Fixtures/mobile_cnn.onnx --structured --ratio 0.3 --channel-multiple 1 \
 	  --data Fixtures/data/digits_img.npy --labels Fixtures/data/digits_y.npy -o .build/demo/mobile_cnn.pruned.onnx --report .build/demo/prune.json
+	$(RELEASE) distill --force --quiet --teacher Fixtures/mobile_cnn.onnx --student .build/demo/mobile_cnn.pruned.onnx \
+	  --data Fixtures/data/train_img.npy --val-data Fixtures/data/digits_img.npy --val-labels Fixtures/data/digits_y.npy \
+	  --epochs 20 --lr 3e-3 -o .build/demo/mobile_cnn.recovered.onnx --report .build/demo/distill.json
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
