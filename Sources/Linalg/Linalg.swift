@@ -41,16 +41,15 @@ public enum Linalg {
     let work = max(1, m * n * k / (1 << 21))
     let columnParts = parallel ? min(threads, n / 64, work) : 1
     let rowParts = parallel ? min(threads, m / 32, work) : 1
+    // Block edges on multiples of 16 keep the kernels' vector loads aligned.
+    func edge(_ p: Int, _ parts: Int, _ size: Int) -> Int { p == parts ? size : (p * size / parts) / 16 * 16 }
     if columnParts > 1 {
       WorkerPool.shared.run(parts: columnParts) { p in
-        // Block edges on multiples of 16 columns keep the kernels' vector loads aligned.
-        let j0 = (p * n / columnParts) / 16 * 16, j1 = p == columnParts - 1 ? n : ((p + 1) * n / columnParts) / 16 * 16
-        block(rows: 0, m, columns: j0, j1)
+        block(rows: 0, m, columns: edge(p, columnParts, n), edge(p + 1, columnParts, n))
       }
     } else if rowParts > 1 {
       WorkerPool.shared.run(parts: rowParts) { p in
-        let i0 = (p * m / rowParts) / 16 * 16, i1 = p == rowParts - 1 ? m : ((p + 1) * m / rowParts) / 16 * 16
-        block(rows: i0, i1, columns: 0, n)
+        block(rows: edge(p, rowParts, m), edge(p + 1, rowParts, m), columns: 0, n)
       }
     } else {
       block(rows: 0, m, columns: 0, n)

@@ -33,8 +33,10 @@ public final class WorkerPool: @unchecked Sendable {
   /// Makes `threads` − 1 workers exist (they are never stopped: the pool lives with the process).
   public func resize(_ threads: Int) {
     while workers < threads - 1 {
-      let index = workers
-      let box = Unmanaged.passRetained(WorkerStart { [self] in self.workerLoop(index) })
+      // The worker must start from the generation of now: a job posted before its thread runs
+      // is still its to acknowledge.
+      let index = workers, start = generation.load(ordering: .sequentiallyConsistent)
+      let box = Unmanaged.passRetained(WorkerStart { [self] in self.workerLoop(index, from: start) })
       var thread = pthread_t()
       guard pthread_create(&thread, nil, { raw in
         guard let raw else { return nil }
@@ -76,8 +78,8 @@ public final class WorkerPool: @unchecked Sendable {
     busy.store(false, ordering: .releasing)
   }
 
-  private func workerLoop(_ index: Int) {
-    var seen = generation.load(ordering: .acquiring)
+  private func workerLoop(_ index: Int, from start: Int) {
+    var seen = start
     while true {
       var spins = 0
       while generation.load(ordering: .acquiring) == seen {

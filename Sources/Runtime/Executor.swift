@@ -102,15 +102,22 @@ public final class Executor {
     return Plan(order: order, lastUse: lastUses(g, order: order))
   }
 
+  /// For the load-time fusions: how many readers each value of the main graph has (graph outputs
+  /// count), and which node produces it.
+  private func readersAndProducers() -> (readers: [String: Int], producer: [String: Int]) {
+    var readers = [String: Int]()
+    for n in mainGraph.nodes { for i in n.inputs { readers[i, default: 0] += 1 } }
+    for o in mainGraph.outputs { readers[o.name, default: 0] += 1 }
+    var producer = [String: Int]()
+    for (i, n) in mainGraph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+    return (readers, producer)
+  }
+
   /// Conv → BatchNormalization (inference) where the Conv's output feeds nothing else and every
   /// parameter is an initializer becomes one Conv with scaled weights and a shifted bias: one
   /// pass over the feature map instead of two, as other runtimes do when they load a model.
   private func foldBatchNormIntoConv() throws {
-    var consumers = [String: Int]()
-    for n in mainGraph.nodes { for i in n.inputs { consumers[i, default: 0] += 1 } }
-    for o in mainGraph.outputs { consumers[o.name, default: 0] += 1 }
-    var producer = [String: Int]()
-    for (i, n) in mainGraph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+    let (consumers, producer) = readersAndProducers()
     var removed = Set<Int>()
     for (b, bn) in mainGraph.nodes.enumerated() where bn.opType == "BatchNormalization" && bn.isDefaultDomain {
       guard bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy(\.isEmpty),
@@ -147,11 +154,7 @@ public final class Executor {
   /// the Conv's output feeds nothing else becomes one Conv that applies the activation to each
   /// block of its output while it is in cache, as ONNX Runtime's FusedConv does.
   private func fuseActivationsIntoConv() {
-    var consumers = [String: Int]()
-    for n in mainGraph.nodes { for i in n.inputs { consumers[i, default: 0] += 1 } }
-    for o in mainGraph.outputs { consumers[o.name, default: 0] += 1 }
-    var producer = [String: Int]()
-    for (i, n) in mainGraph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+    let (consumers, producer) = readersAndProducers()
     let opset = opsets[""] ?? 1
     var removed = Set<Int>()
     for (a, act) in mainGraph.nodes.enumerated() where act.isDefaultDomain && act.outputs.count == 1 && !act.inputs.isEmpty {

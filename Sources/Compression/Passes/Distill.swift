@@ -90,13 +90,13 @@ public struct Distill: Pass {
     // Without mixup the teacher sees every sample unchanged in every epoch: run it once.
     let cached = s.mixup == nil ? try runner?.run(train) : nil
     let validationTargets = try runner.flatMap { r in try validation.map { try r.run($0) } }
-    if let runner {
-      let first = try cached?.rows(0..<1) ?? runner.run(train.rows(0..<1))
-      try checkShapes(graph, first, train, rng: &rng)
-    }
-    var adapters = try Adapters(s.matches, graph: graph, targets: try runner?.run(train.rows(0..<1)), train: train, rng: &rng)
+    // One sample through both models: output shapes, matched tensors and classes are checked on it.
+    let probe = try graph.forward(train.rows(0..<1), training: false, rng: &rng).values
+    let taughtProbe = try runner.map { try cached?.rows(0..<1) ?? $0.run(train.rows(0..<1)) }
+    if let taughtProbe { try checkShapes(graph, probe, taughtProbe) }
+    var adapters = try Adapters(s.matches, executor: graph.executor, student: probe, teacher: taughtProbe, rng: &rng)
     let mixup = s.mixup.map(Mixup.init)
-    let classes = try outputClasses(graph, train, rng: &rng)
+    let classes = try outputClasses(graph, probe)
 
     let stepsPerEpoch = (train.count + s.batchSize - 1) / s.batchSize
     let schedule = Schedule(kind: Schedule.Kind(rawValue: s.schedule) ?? .cosine, base: s.learningRate,
@@ -202,9 +202,9 @@ public struct Distill: Pass {
   }
 
   /// Classes of the first output (its last axis), for labels; checks it is a [samples, classes] tensor.
-  private func outputClasses(_ graph: TrainingGraph, _ train: Samples, rng: inout SplitMix64) throws -> Int {
+  private func outputClasses(_ graph: TrainingGraph, _ probe: [String: NDArray]) throws -> Int {
     let name = graph.graph.outputs[0].name
-    let out = try graph.forward(train.rows(0..<1), training: false, rng: &rng).values[name]
+    let out = probe[name]
     guard let out, out.rank == 2 || labels == nil else {
       throw CompressorError.invalid("labels need the student's first output '\(name)' to be [samples, classes], not \(out?.shape ?? [])")
     }
@@ -212,14 +212,13 @@ public struct Distill: Pass {
   }
 
   /// Student and teacher outputs must pair up one to one with equal shapes.
-  private func checkShapes(_ graph: TrainingGraph, _ targets: TeacherTargets, _ train: Samples, rng: inout SplitMix64) throws {
-    let trace = try graph.forward(train.rows(0..<1), training: false, rng: &rng)
+  private func checkShapes(_ graph: TrainingGraph, _ probe: [String: NDArray], _ targets: TeacherTargets) throws {
     let names = graph.graph.outputs.map(\.name)
     guard names.count == targets.outputs.count else {
       throw CompressorError.invalid("the student has \(names.count) outputs, the teacher \(targets.outputs.count)")
     }
     for (k, name) in names.enumerated() {
-      let mine = Array((trace.values[name]?.shape ?? []).dropFirst()), theirs = Array(targets.outputs[k].shape.dropFirst())
+      let mine = Array((probe[name]?.shape ?? []).dropFirst()), theirs = Array(targets.outputs[k].shape.dropFirst())
       if mine != theirs {
         throw CompressorError.invalid("student output '\(name)' has shape \(mine) per sample but the teacher's output \(k) has \(theirs)")
       }

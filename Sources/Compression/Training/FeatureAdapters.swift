@@ -21,14 +21,14 @@ struct Adapters {
   private var matches: [Match] = []
   private let executor: Executor
 
-  init(_ pairs: [(teacher: String, student: String)], graph: TrainingGraph, targets: TeacherTargets?,
-       train: Samples, rng: inout SplitMix64) throws {
-    executor = graph.executor
+  /// `student` and `teacher`: both models' values on one sample, for the tensors' widths.
+  init(_ pairs: [(teacher: String, student: String)], executor: Executor, student: [String: NDArray],
+       teacher targets: TeacherTargets?, rng: inout SplitMix64) throws {
+    self.executor = executor
     guard !pairs.isEmpty else { return }
     guard let targets else { throw CompressorError.usage("--match needs a teacher") }
-    let trace = try graph.forward(train.rows(0..<1), training: false, rng: &rng)
     for (i, pair) in pairs.enumerated() {
-      guard let s = trace.values[pair.student] else {
+      guard let s = student[pair.student] else {
         throw CompressorError.invalid("the student has no tensor named '\(pair.student)' (--match)")
       }
       guard let t = targets.features[pair.teacher] else {
