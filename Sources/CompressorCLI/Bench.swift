@@ -82,9 +82,16 @@ extension Compressor {
       }
       times.sort()
       if let spent = executor.profile {
-        let total = Double(spent.values.reduce(0, +))
-        for (op, ns) in spent.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
-          FileHandle.standardError.write("\(op)  \(jsonNumber(Double(ns) / 1e6 / Double(runs))) ms/run  \(jsonNumber((Double(ns) / total * 1000).rounded() / 10))%\n")
+        var byOp = [String: UInt64]()
+        for (_, entry) in spent { byOp[entry.opType, default: 0] += entry.nanoseconds }
+        let total = Double(byOp.values.reduce(0, +))
+        func line(_ label: String, _ ns: UInt64) {
+          FileHandle.standardError.write("\(label)  \(jsonNumber(Double(ns) / 1e6 / Double(runs))) ms/run  \(jsonNumber((Double(ns) / total * 1000).rounded() / 10))%\n")
+        }
+        for (op, ns) in byOp.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { line(op, ns) }
+        FileHandle.standardError.write("slowest nodes:\n")
+        for (name, entry) in spent.sorted(by: { ($0.value.nanoseconds, $1.key) > ($1.value.nanoseconds, $0.key) }).prefix(10) {
+          line("  \(name)", entry.nanoseconds)
         }
       }
       func percentile(_ p: Double) -> Double { times[min(times.count - 1, Int((p * Double(times.count - 1)).rounded()))] }

@@ -59,8 +59,9 @@ public final class Executor {
   }
   /// Bytes of intermediate values alive at once, at most, in the last run.
   public private(set) var peakLiveBytes = 0
-  /// When set, nanoseconds spent per op type accumulate here (`bench --profile`).
-  public var profile: [String: UInt64]?
+  /// When set, nanoseconds spent per node accumulate here, keyed by node display name, with the
+  /// node's op type (`bench --profile`).
+  public var profile: [String: (opType: String, nanoseconds: UInt64)]?
   /// When set, called after every node of the main graph with its inputs and outputs. Observed
   /// runs keep activations apart from the convolutions before them (calibration and analyses
   /// read the convolution's own output), so setting an observer undoes those fusions.
@@ -300,7 +301,9 @@ public final class Executor {
                                   executor: self, scope: scope)
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       let results = try kernel(context)
-      if profile != nil { profile?[node.opType, default: 0] += DispatchTime.now().uptimeNanoseconds - started }
+      if profile != nil {
+        profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
+      }
       if let observer, outer == nil { observer(node, inputs, results) }
       for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
         scope.values[name] = results[i]

@@ -200,7 +200,16 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
           if win.sw == 1 {
             (line + lo).update(from: srcLine + lo, count: hi - lo)
           } else {
-            for ox in lo..<hi { line[ox] = srcLine[ox * win.sw] }
+            var ox = lo
+            if win.sw == 2 {
+              // Even lanes of 16 consecutive inputs are 8 outputs; the load stays inside the row.
+              while ox + 8 <= hi && shift + 2 * ox + 16 <= w {
+                let v = UnsafeRawPointer(srcLine + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(line + ox).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                ox += 8
+              }
+            }
+            while ox < hi { line[ox] = srcLine[ox * win.sw]; ox += 1 }
           }
           if hi < ow { (line + hi).update(repeating: 0, count: ow - hi) }
         }
@@ -213,13 +222,16 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
 
 /// One filter per channel: a direct loop beats im2col, whose matrix would be a single row. Each
 /// plane is first copied into a zero-padded buffer split into `stride` column phases, so every
-/// tap of every output row reads contiguous, in-bounds memory; eight outputs accumulate all
-/// taps in registers before they are stored.
+/// tap of every output row reads contiguous, in-bounds memory; sixteen outputs accumulate all
+/// taps in registers before they are stored. Rows are padded to a whole number of 16-wide
+/// chunks so the last chunk of a row is computed like the others and only partly stored (a
+/// scalar tail was most of the time on 14- and 7-wide layers).
 private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window) {
   let sw = win.sw, taps = win.kh * win.kw
+  let chunkedOW = (ow + 15) / 16 * 16
   let paddedH = max(h + win.padTop + win.padBottom, (oh - 1) * win.sh + (win.kh - 1) * win.dh + 1)
-  let paddedW = max(w + win.padLeft + win.padRight, (ow - 1) * sw + (win.kw - 1) * win.dw + 1)
+  let paddedW = max(w + win.padLeft + win.padRight, (chunkedOW - 1) * sw + (win.kw - 1) * win.dw + 1)
   let phaseW = (paddedW + sw - 1) / sw, phaseSize = paddedH * phaseW
   // Where tap (ky, kx) of output (0, 0) reads, in the phase buffers.
   var tapOffset = [Int](repeating: 0, count: taps)
@@ -233,48 +245,89 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
     var scratch = NDArray(uninitialized: .float, [sw * phaseSize])
     scratch.mutableElements(Float.self).withPointer { pointer in
     guard let buffer = pointer else { return }
+    // Every plane writes the same interior positions, so the padding stays zero from here on.
+    buffer.update(repeating: 0, count: sw * phaseSize)
     tapOffset.withUnsafeBufferPointer { offsets in
     for p in planes {
       let ch = p % c
       let plane = x + p * h * w, filter = wt + ch * taps, out = y + p * oh * ow
-      buffer.update(repeating: 0, count: sw * phaseSize)
       for iy in 0..<h {
-        let src = plane + iy * w, row = iy + win.padTop
-        if sw == 1 {
-          (buffer + row * phaseW + win.padLeft).update(from: src, count: w)
-        } else {
-          // Phase f holds padded columns f, f + sw, …: input columns ix0, ix0 + sw, ….
-          for f in 0..<sw {
-            let ix0 = ((f - win.padLeft) % sw + sw) % sw
-            guard ix0 < w else { continue }
-            var dst = buffer + f * phaseSize + row * phaseW + (ix0 + win.padLeft) / sw
-            for ix in stride(from: ix0, to: w, by: sw) {
-              dst.pointee = src[ix]
-              dst += 1
-            }
-          }
-        }
+        splitPhases(plane + iy * w, w: w, into: buffer + (iy + win.padTop) * phaseW, phaseSize: phaseSize,
+                    stride: sw, padLeft: win.padLeft)
       }
       for oy in 0..<oh {
         let base = buffer + oy * win.sh * phaseW, line = out + oy * ow
         var ox = 0
-        while ox + 8 <= ow {
-          var acc = SIMD8<Float>(repeating: 0)
-          for t in 0..<taps {
-            acc += SIMD8<Float>(repeating: filter[t]) * UnsafeRawPointer(base + offsets[t] + ox).loadUnaligned(as: SIMD8<Float>.self)
-          }
-          UnsafeMutableRawPointer(line + ox).storeBytes(of: acc, as: SIMD8<Float>.self)
-          ox += 8
-        }
         while ox < ow {
-          var acc: Float = 0
-          for t in 0..<taps { acc += filter[t] * base[offsets[t] + ox] }
-          line[ox] = acc
-          ox += 1
+          if ow - ox <= 8 {
+            var acc = SIMD8<Float>(repeating: 0)
+            for t in 0..<taps {
+              acc += SIMD8<Float>(repeating: filter[t]) * UnsafeRawPointer(base + offsets[t] + ox).loadUnaligned(as: SIMD8<Float>.self)
+            }
+            store(acc, line + ox, count: ow - ox, room: (oh - oy) * ow - ox)
+            break
+          }
+          var acc = SIMD16<Float>(repeating: 0)
+          for t in 0..<taps {
+            acc += SIMD16<Float>(repeating: filter[t]) * UnsafeRawPointer(base + offsets[t] + ox).loadUnaligned(as: SIMD16<Float>.self)
+          }
+          store(acc, line + ox, count: ow - ox, room: (oh - oy) * ow - ox)
+          ox += 16
         }
       }
     }
     }
+    }
+  }
+}
+
+/// Stores the first `count` lanes of `v`. When the plane has `room` for the whole vector, it is
+/// stored whole: the lanes past `count` land on later output rows, which are written after.
+@inline(__always)
+private func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>, count: Int, room: Int) where V.Scalar == Float {
+  if room >= V.scalarCount {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+  } else {
+    for i in 0..<min(count, V.scalarCount) { p[i] = v[i] }
+  }
+}
+
+/// Copies one input row into the phase buffers: phase f holds padded columns f, f + stride, …
+/// Stride 1 is a plain copy and stride 2 a vector deinterleave.
+private func splitPhases(_ src: UnsafePointer<Float>, w: Int, into row: UnsafeMutablePointer<Float>, phaseSize: Int,
+                         stride sw: Int, padLeft: Int) {
+  if sw == 1 {
+    (row + padLeft).update(from: src, count: w)
+    return
+  }
+  // Input column ix lands in phase (ix + padLeft) % sw at (ix + padLeft) / sw.
+  if sw == 2 {
+    // Even columns ix land in one phase at ix / 2 + padLeft / 2, odd ones in the other at
+    // (ix − 1) / 2 + (padLeft + 1) / 2.
+    let even = row + (padLeft % 2) * phaseSize + padLeft / 2, odd = row + (1 - padLeft % 2) * phaseSize + (padLeft + 1) / 2
+    var ix = 0
+    while ix + 16 <= w {
+      let v = UnsafeRawPointer(src + ix).loadUnaligned(as: SIMD16<Float>.self)
+      UnsafeMutableRawPointer(even + ix / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+      UnsafeMutableRawPointer(odd + ix / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
+      ix += 16
+    }
+    while ix + 1 < w {
+      even[ix / 2] = src[ix]
+      odd[ix / 2] = src[ix + 1]
+      ix += 2
+    }
+    if ix < w { even[ix / 2] = src[ix] }
+    return
+  }
+  for f in 0..<sw {
+    var i = ((f - padLeft % sw) % sw + sw) % sw
+    guard i < w else { continue }
+    var dst = row + f * phaseSize + (i + padLeft) / sw
+    while i < w {
+      dst.pointee = src[i]
+      dst += 1
+      i += sw
     }
   }
 }
