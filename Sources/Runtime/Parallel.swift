@@ -9,6 +9,7 @@ enum Parallel {
 
   /// Calls body(range) for contiguous parts of 0..<count, on up to `threads` threads when the
   /// work (count × cost per item) is large enough to pay for the hand-off.
+  @inline(__always)
   static func forEach(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
     let parts = min(threads, count, max(1, count * costPerItem / (1 << 18)))
     if parts <= 1 {

@@ -16,10 +16,10 @@ extension Kernels {
       // Constant exponents decomposed LayerNorm and GELU use: exact and fast.
       if x.dataType == .float, e.count == 1, let p = try e.floats().first {
         switch p {
-        case 2: return [try unaryFloat(c, { $0 * $0 }, { $0 * $0 })]
-        case 3: return [try unaryFloat(c, { $0 * $0 * $0 }, { $0 * $0 * $0 })]
+        case 2: return [try unaryFloat(c, FloatMaps.Square(), { $0 * $0 })]
+        case 3: return [try unaryFloat(c, FloatMaps.Cube(), { $0 * $0 * $0 })]
         case 1: return [x]
-        case 0.5: return [try unaryFloat(c, { $0.squareRoot() }, { $0.squareRoot() })]
+        case 0.5: return [try unaryFloat(c, FloatMaps.Sqrt(), { $0.squareRoot() })]
         default: break
         }
       }
@@ -88,17 +88,16 @@ extension Kernels {
     ]
     for (op, f) in unary { k[op] = { c in [try map(c, c.input(0), f)] } }
     // The hot activations again, as Float loops the compiler specializes and vectorizes.
-    k["Relu"] = { c in [try unaryFloat(c, { Swift.max($0, 0) }, { Swift.max($0, 0) })] }
-    k["Neg"] = { c in [try unaryFloat(c, { -$0 }, { -$0 })] }
-    k["Abs"] = { c in [try unaryFloat(c, { Swift.abs($0) }, { Swift.abs($0) })] }
-    k["Sqrt"] = { c in [try unaryFloat(c, { $0.squareRoot() }, { $0.squareRoot() })] }
-    k["Reciprocal"] = { c in [try unaryFloat(c, { 1 / $0 }, { 1 / $0 })] }
-    k["Exp"] = { c in [try unaryFloat(c, { Foundation.exp($0) }, { Foundation.exp($0) })] }
-    k["Tanh"] = { c in [try unaryFloat(c, { Foundation.tanh($0) }, { Foundation.tanh($0) })] }
-    k["Erf"] = { c in [try unaryFloat(c, { FastMath.erf($0) }, { Foundation.erf($0) })] }
-    k["Sigmoid"] = { c in [try unaryFloat(c, { 1 / (1 + Foundation.exp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) })] }
-    k["HardSwish"] = { c in [try unaryFloat(c, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) },
-                                            { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) })] }
+    k["Relu"] = { c in [try unaryFloat(c, FloatMaps.Relu(), { Swift.max($0, 0) })] }
+    k["Neg"] = { c in [try unaryFloat(c, FloatMaps.Neg(), { -$0 })] }
+    k["Abs"] = { c in [try unaryFloat(c, FloatMaps.Abs(), { Swift.abs($0) })] }
+    k["Sqrt"] = { c in [try unaryFloat(c, FloatMaps.Sqrt(), { $0.squareRoot() })] }
+    k["Reciprocal"] = { c in [try unaryFloat(c, FloatMaps.Reciprocal(), { 1 / $0 })] }
+    k["Exp"] = { c in [try unaryFloat(c, FloatMaps.Exp(), { Foundation.exp($0) })] }
+    k["Tanh"] = { c in [try unaryFloat(c, FloatMaps.Tanh(), { Foundation.tanh($0) })] }
+    k["Erf"] = { c in [try unaryFloat(c, FloatMaps.Erf(), { Foundation.erf($0) })] }
+    k["Sigmoid"] = { c in [try unaryFloat(c, FloatMaps.Sigmoid(), { 1 / (1 + Foundation.exp(-$0)) })] }
+    k["HardSwish"] = { c in [try unaryFloat(c, FloatMaps.HardSwish(), { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) })] }
     k["LeakyRelu"] = { c in
       let alpha = Double(c.float("alpha", 0.01))
       return [try map(c, c.input(0)) { $0 < 0 ? alpha * $0 : $0 }]
@@ -114,7 +113,7 @@ extension Kernels {
     k["HardSigmoid"] = { c in
       let alpha = c.float("alpha", 0.2), beta = c.float("beta", 0.5)
       let a = Double(alpha), b = Double(beta)
-      return [try unaryFloat(c, { Swift.max(0, Swift.min(1, alpha * $0 + beta)) }, { Swift.max(0, Swift.min(1, a * $0 + b)) })]
+      return [try unaryFloat(c, FloatMaps.HardSigmoid(alpha: alpha, beta: beta), { Swift.max(0, Swift.min(1, a * $0 + b)) })]
     }
     k["Gelu"] = { c in
       if c.string("approximate", "none") == "tanh" {
@@ -209,10 +208,35 @@ extension Int64 {
   }
 }
 
-/// f over every element of input 0: Float math for Float tensors (`fast`, inlined at each call
-/// site), Double otherwise.
+/// A Float function as a type: `unaryFloat` is specialized for each, so the function is inlined
+/// into the loop on every thread. (A closure argument was inlined only on the calling thread;
+/// the worker's part called it once per element, and two threads ran slower than one.)
+protocol FloatMap { func callAsFunction(_ x: Float) -> Float }
+
+enum FloatMaps {
+  struct Square: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { x * x } }
+  struct Cube: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { x * x * x } }
+  struct Sqrt: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { x.squareRoot() } }
+  struct Relu: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Swift.max(x, 0) } }
+  struct Neg: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { -x } }
+  struct Abs: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Swift.abs(x) } }
+  struct Reciprocal: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / x } }
+  struct Exp: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.exp(x) } }
+  struct Tanh: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.tanh(x) } }
+  struct Erf: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { FastMath.erf(x) } }
+  struct Sigmoid: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) } }
+  struct HardSwish: FloatMap {
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+  }
+  struct HardSigmoid: FloatMap {
+    var alpha: Float, beta: Float
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { Swift.max(0, Swift.min(1, alpha * x + beta)) }
+  }
+}
+
+/// f over every element of input 0: Float math for Float tensors (`fast`), Double otherwise.
 @inline(__always)
-func unaryFloat(_ c: KernelContext, _ fast: (Float) -> Float, _ slow: (Double) -> Double) throws -> NDArray {
+func unaryFloat<F: FloatMap>(_ c: KernelContext, _ fast: F, _ slow: (Double) -> Double) throws -> NDArray {
   let x = try c.input(0)
   guard x.dataType == .float else { return try map(c, x, slow) }
   var out = NDArray(uninitialized: .float, x.shape)
@@ -226,10 +250,25 @@ func unaryFloat(_ c: KernelContext, _ fast: (Float) -> Float, _ slow: (Double) -
   return out
 }
 
+/// A Float function of two arguments as a type, for the reason of `FloatMap`.
+protocol FloatBinaryMap { func callAsFunction(_ a: Float, _ b: Float) -> Float }
+
+enum FloatBinaryMaps {
+  struct Add: FloatBinaryMap { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b } }
+  struct Sub: FloatBinaryMap { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a - b } }
+  struct Mul: FloatBinaryMap { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b } }
+  struct Div: FloatBinaryMap { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b } }
+  /// Any other operator, computed in Double.
+  struct Function: FloatBinaryMap {
+    let f: (Double, Double) -> Double
+    func callAsFunction(_ a: Float, _ b: Float) -> Float { Float(f(Double(a), Double(b))) }
+  }
+}
+
 /// z = g(x, y) with broadcasting; contiguous and scalar-operand rows get straight loops.
 @inline(__always)
-func floatBinary(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements<Float>, _ y: Elements<Float>,
-                 _ z: Elements<Float>, _ g: (Float, Float) -> Float) {
+func floatBinary<G: FloatBinaryMap>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements<Float>,
+                                    _ y: Elements<Float>, _ z: Elements<Float>, _ g: G) {
   withExtendedLifetime((x, y, z)) {
     guard let xp = x.baseAddress, let yp = y.baseAddress, let zp = z.baseAddress else { return }
     let na = x.count, nb = y.count, nz = z.count
@@ -321,12 +360,12 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
     var out = NDArray(uninitialized: .float, shape)
     let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
     switch op {
-    // Literal closures, not operator references: those stay calls through a thunk per element.
-    case "Add", "Sum": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 + $1 }
-    case "Sub": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 - $1 }
-    case "Mul": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 * $1 }
-    case "Div": floatBinary(shape, a.shape, b.shape, x, y, z) { $0 / $1 }
-    default: floatBinary(shape, a.shape, b.shape, x, y, z) { Float(f(Double($0), Double($1))) }
+    case "Add", "Sum": floatBinary(shape, a.shape, b.shape, x, y, z, FloatBinaryMaps.Add())
+    case "Sub": floatBinary(shape, a.shape, b.shape, x, y, z, FloatBinaryMaps.Sub())
+    case "Mul": floatBinary(shape, a.shape, b.shape, x, y, z, FloatBinaryMaps.Mul())
+    case "Div": floatBinary(shape, a.shape, b.shape, x, y, z, FloatBinaryMaps.Div())
+    default:
+      withoutActuallyEscaping(f) { f in floatBinary(shape, a.shape, b.shape, x, y, z, FloatBinaryMaps.Function(f: f)) }
     }
     return out
   }
