@@ -57,8 +57,8 @@ extension Compressor {
     @Option(help: "Structured: keep this fraction of the parameters, choosing per-group ratios by sensitivity (needs --data).")
     var targetParams: Double?
 
-    @Option(help: "Structured: round the channels kept up to a multiple of this (1 to keep exact ratios).")
-    var channelMultiple = 8
+    @Option(help: "Structured: keep whole multiples of this many channels, the nearest to the ratio (1 to keep exact ratios; ONNX Runtime blocks channels by 16 with AVX-512, 8 with AVX2).")
+    var channelMultiple = 16
 
     @Option(help: "Per-layer ratios: PATTERN=RATIO[,…], PATTERN a node-name glob or an op type.")
     var overrides: String?

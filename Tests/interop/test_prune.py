@@ -86,6 +86,28 @@ def test_structured_pruning_shrinks_consistently(name, compressor, tmp_path):
     assert out_shape == ort_outputs(FIXTURES / MANIFEST[name]["file"], feeds_of(name))[0].shape
 
 
+@pytest.mark.parametrize("name,expected", [
+    ("cnn_residual", {"c4": (32, 16)}),
+    ("mobile_cnn", {"up": (8, 6), "se1": (4, 3)}),
+    ("transformer_block", {"ffn1_matmul": (64, 48)}),
+])
+def test_default_structured_pruning_keeps_whole_blocks(name, expected, compressor, tmp_path):
+    """`--ratio 0.3` with the defaults (16-channel blocks, + --heads): the groups that can lose a
+    block do, smaller groups lose floor(30%), the model runs alike in ONNX Runtime, and the report's
+    parameter count is the model's."""
+    out, report = tmp_path / "p.onnx", tmp_path / "p.json"
+    heads = ["--heads"] if name == "transformer_block" else []
+    compressor("prune", FIXTURES / MANIFEST[name]["file"], "--structured", "--ratio", "0.3", *heads, "-o", out, "--report", report)
+    check_runs_alike(compressor, out, name, tmp_path)
+    r = json.loads(report.read_text())
+    pruned = {c["target"]: (c["values"]["channelsBefore"], c["values"]["channelsAfter"])
+              for c in pass_changes(r, "prune-channels") if c["action"] == "pruned"}
+    assert pruned == expected
+    if heads:
+        assert [c["detail"] for c in pass_changes(r, "prune-heads") if c["action"] == "pruned"][0].startswith("1 of 2 heads removed")
+    assert sum(int(np.prod(t.shape)) for t in weights(out).values()) == r["output"]["parameters"] < r["input"]["parameters"]
+
+
 def test_structured_groups_found(compressor, tmp_path):
     """Residual sums, depthwise convs, squeeze-excitation, Concat and ConvTranspose are each one group."""
     report = tmp_path / "p.json"
@@ -114,14 +136,26 @@ def test_criteria(criterion, compressor, tmp_path):
     check_runs_alike(compressor, out, "cnn_residual", tmp_path)
 
 
-def test_kept_channels_round_to_a_multiple_of_8(compressor, tmp_path):
-    """By default a group keeps a multiple of 8 channels (SIMD blocks): 32 × 0.3 → keep 24, not 23;
-    16 × 0.3 would keep 12, rounds to 16: the group is left whole, and says why."""
+def test_kept_channels_are_whole_blocks_of_16(compressor, tmp_path):
+    """By default a group keeps whole blocks of 16 channels (ONNX Runtime's AVX-512 blocks), the
+    nearest to the ratio: 32 × 0.7 = 22.4 keeps 16; 16 × 0.7 = 11.2 is nearer 16 than nothing: the
+    group is left whole, and says why. With 8-channel blocks the 16-channel groups keep 8."""
     report = tmp_path / "p.json"
     compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.3", "-o", tmp_path / "p.onnx", "--report", report)
     rows = {c["target"]: c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] != "resized"}
+    assert rows["c4"]["values"] == {"channelsBefore": 32, "channelsAfter": 16}
+    assert rows["c2"]["action"] == "skipped" and rows["c2"]["detail"] == "group of 16 channels: 16 kept after rounding to the nearest multiple of 16"
+    compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.3", "--channel-multiple", "8",
+               "-o", tmp_path / "p8.onnx", "--report", report, "--force")
+    rows = {c["target"]: c for c in pass_changes(json.loads(report.read_text()), "prune-channels") if c["action"] != "resized"}
     assert rows["c4"]["values"] == {"channelsBefore": 32, "channelsAfter": 24}
-    assert rows["c2"]["action"] == "skipped" and rows["c2"]["detail"] == "group of 16 channels: 16 kept after rounding up to a multiple of 8"
+    assert rows["c2"]["values"] == {"channelsBefore": 16, "channelsAfter": 8}
+    # At 0.1 every group is nearer whole than one block less (32 × 0.9 = 28.8 keeps 32): nothing to do.
+    r = compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.1", "--channel-multiple", "8",
+                   "-o", tmp_path / "p9.onnx", check=False)
+    assert r.returncode == 69 and r.stderr.endswith(
+        "(c2: group of 16 channels: 16 kept after rounding to the nearest multiple of 8; c3+c1: group of 16 channels: "
+        "16 kept after rounding to the nearest multiple of 8; c4: group of 32 channels: 32 kept after rounding to the nearest multiple of 8)\n")
 
 
 def test_refusals(compressor, tmp_path):

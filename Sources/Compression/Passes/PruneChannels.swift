@@ -20,17 +20,33 @@ public struct PruneChannels: Pass {
   /// Samples for the activation criterion.
   public var data: String?
   public var threads: Int
-  /// Channels kept are rounded up to a multiple of this (when a group has at least that many):
-  /// runtimes block channels by 8 or 16 for SIMD, and 45 channels run no faster than 48.
+  /// Channels kept are whole multiples of this (when a group has at least that many; see
+  /// `blockedKept`): runtimes block channels for SIMD — ONNX Runtime by 16 with AVX-512 and 8
+  /// with AVX2 — and run 45 channels no faster than 48, 12 no faster than 16.
   public var multiple: Int
   /// Ratios for named groups (a group's name is its producers' labels joined by "+"), chosen by
   /// the budget search; other groups take `ratio`.
   public var groupRatios: [String: Double]
   public init(ratio: Double, criterion: Criterion = .l1, overrides: RatioOverrides = .init(), data: String? = nil,
-              threads: Int = 1, multiple: Int = 8, groupRatios: [String: Double] = [:]) {
+              threads: Int = 1, multiple: Int = 16, groupRatios: [String: Double] = [:]) {
     self.ratio = ratio; self.criterion = criterion; self.overrides = overrides; self.data = data; self.threads = threads
     self.multiple = max(1, multiple)
     self.groupRatios = groupRatios
+  }
+
+  /// Channels a group of `channels` keeps at `ratio` when kept counts are whole blocks of
+  /// `multiple`: of the multiples below `channels`, and `channels` itself, the nearest to the
+  /// exact (1 − ratio)·channels, ties keeping more. Rounding always up left 16-channel groups
+  /// whole at any ratio below one half; to the nearest, the pruned fraction is right on average.
+  static func blockedKept(channels: Int, ratio: Double, multiple: Int) -> Int {
+    let exact = Double(channels) * (1 - ratio)
+    var kept = channels, distance = Double(channels) - exact
+    var k = (channels - 1) / multiple * multiple
+    while k >= multiple {
+      if abs(Double(k) - exact) < distance { kept = k; distance = abs(Double(k) - exact) }
+      k -= multiple
+    }
+    return kept
   }
 
   /// The groups this pass could prune, by name, with their channel counts.
@@ -61,13 +77,12 @@ public struct PruneChannels: Pass {
       if g.consumers.isEmpty { skip("no layer reads its channels"); continue }
       let groupRatio = groupRatios[name] ?? g.producerNodes.compactMap { nodesByName[$0].flatMap(overrides.ratio) }.max() ?? ratio
       var count = min(Int((Double(g.channels) * groupRatio).rounded(.down)), g.channels - 1)
-      if g.channels >= multiple {
-        let kept = (g.channels - count + multiple - 1) / multiple * multiple
-        count = g.channels - min(kept, g.channels)
+      if multiple > 1 && g.channels >= multiple {
+        count = g.channels - Self.blockedKept(channels: g.channels, ratio: groupRatio, multiple: multiple)
       }
       if count <= 0 {
-        skip(groupRatio == 0 ? "ratio 0" : g.channels >= multiple && Double(g.channels) * groupRatio >= 1
-             ? "\(g.channels) kept after rounding up to a multiple of \(multiple)" : "\(g.channels) channels × \(groupRatio) rounds to none")
+        skip(groupRatio == 0 ? "ratio 0" : multiple > 1 && g.channels >= multiple && Double(g.channels) * groupRatio >= 1
+             ? "\(g.channels) kept after rounding to the nearest multiple of \(multiple)" : "\(g.channels) channels × \(groupRatio) rounds to none")
         continue
       }
       var importance = [Double](repeating: 0, count: g.channels)

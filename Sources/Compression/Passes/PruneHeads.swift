@@ -34,7 +34,9 @@ public struct PruneHeads: Pass {
     var replaced = [String: Tensor]()
     for b in blocks {
       let name = label(model.graph.nodes[b.merge])
-      let count = min(Int((Double(b.heads) * ratio).rounded(.down)), b.heads - 1)
+      // Heads are blocks of channels: the nearest whole number of them (ties remove fewer).
+      let exact = Double(b.heads) * ratio
+      let count = min(max(0, Int((exact - 0.5).rounded(.up))), b.heads - 1)
       guard count > 0 else {
         changes.append(.init(target: name, action: "skipped", detail: "\(b.heads) heads × \(ratio) rounds to none")); continue
       }

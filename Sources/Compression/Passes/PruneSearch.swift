@@ -22,7 +22,7 @@ public struct PruneSearch: Pass {
   public var samples: Int
   public static let steps: [Double] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
-  public init(budget: Budget?, data: String, criterion: PruneChannels.Criterion = .l1, multiple: Int = 8,
+  public init(budget: Budget?, data: String, criterion: PruneChannels.Criterion = .l1, multiple: Int = 16,
               threads: Int = 1, samples: Int = 256) {
     self.budget = budget; self.data = data; self.criterion = criterion; self.multiple = multiple
     self.threads = threads; self.samples = samples
