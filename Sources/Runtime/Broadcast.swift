@@ -16,18 +16,31 @@ func broadcastShape(_ shapes: [[Int]]) -> [Int]? {
 /// Walks a broadcast over `out` row by row (rows along the last dimension): `body` gets the
 /// output offset of the row, each input's offset of its first element, each input's stride
 /// along the row (0 when broadcast) and the row length. Inner loops stay in the kernel.
-func broadcastRows(_ out: [Int], _ shapes: [[Int]], _ body: (Int, [Int], [Int], Int) -> Void) {
-  let rank = out.count
-  let total = out.reduce(1, *)
+func broadcastRows(_ shape: [Int], _ shapes: [[Int]], _ body: (Int, [Int], [Int], Int) -> Void) {
+  let total = shape.reduce(1, *)
   if total == 0 { return }
   // Per input: strides aligned to the output's rank, 0 where the input is broadcast.
-  let aligned: [[Int]] = shapes.map { s in
+  let full: [[Int]] = shapes.map { s in
     let st = strides(s)
-    return (0..<rank).map { j in
-      let i = j - (rank - s.count)
+    return (0..<shape.count).map { j in
+      let i = j - (shape.count - s.count)
       return i < 0 || s[i] == 1 ? 0 : st[i]
     }
   }
+  // Rows as long as possible: dimensions of 1 go, and a dimension merges into the one inside it
+  // when every input steps through both alike (contiguously, or broadcast along both) — a
+  // [1, C, H, W] × [1, C, 1, 1] product is C rows of H·W, not C·H rows of W.
+  var out = [Int](), aligned: [[Int]] = shapes.map { _ in [] }
+  for j in shape.indices where shape[j] != 1 {
+    if !out.isEmpty && aligned.indices.allSatisfy({ aligned[$0][out.count - 1] == full[$0][j] * shape[j] }) {
+      out[out.count - 1] *= shape[j]
+      for k in aligned.indices { aligned[k][out.count - 1] = full[k][j] }
+    } else {
+      out.append(shape[j])
+      for k in aligned.indices { aligned[k].append(full[k][j]) }
+    }
+  }
+  let rank = out.count
   let inner = rank == 0 ? 1 : out[rank - 1]
   let innerStrides = aligned.map { rank == 0 ? 0 : $0[rank - 1] }
   let rows = total / max(inner, 1)
