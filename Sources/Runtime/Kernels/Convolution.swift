@@ -124,8 +124,9 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let pointwise = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1
     && win.padTop == 0 && win.padLeft == 0 && win.padBottom == 0 && win.padRight == 0
   if cg == 1 && mg == 1 {
-    depthwise(sp, wp, dp, n: n, c: ch, h: h, w: wd, oh: oh, ow: ow, win: win)
-    for b in 0..<n { finish(b, 0..<m, 0, spatialOut) }
+    depthwise(sp, wp, dp, n: n, c: ch, h: h, w: wd, oh: oh, ow: ow, win: win) { plane in
+      finish(plane / m, plane % m ..< plane % m + 1, 0, spatialOut)
+    }
   } else if pointwise {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
     for b in 0..<n {
@@ -133,7 +134,8 @@ func conv(_ c: KernelContext) throws -> NDArray {
         convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, columns: sp + (b * ch + g * cg) * h * wd,
                            output: dp + (b * m + g * mg) * spatialOut, ldc: spatialOut, parallel: true)
       }
-      finish(b, 0..<m, 0, spatialOut)
+      // Bias and activation over all channels, split among the threads like the product.
+      Parallel.forEach(m, costPerItem: spatialOut) { channels in finish(b, channels, 0, spatialOut) }
     }
   } else {
     // im2col a band of output rows at a time, small enough to stay in cache while sgemm reads
@@ -255,7 +257,7 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
 /// chunks so the last chunk of a row is computed like the others and only partly stored (a
 /// scalar tail was most of the time on 14- and 7-wide layers).
 private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                       n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window) {
+                       n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window, finished: (Int) -> Void) {
   let sw = win.sw, taps = win.kh * win.kw
   let chunkedOW = (ow + 15) / 16 * 16
   let paddedH = max(h + win.padTop + win.padBottom, (oh - 1) * win.sh + (win.kh - 1) * win.dh + 1)
@@ -316,6 +318,8 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
         }
         oy += pair ? 2 : 1
       }
+      // Bias and activation while the plane is in cache, on the thread that computed it.
+      finished(p)
     }
     }
     }
