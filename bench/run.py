@@ -135,13 +135,18 @@ def runtime_benchmarks(args):
             onnx.save(build(), str(path))
         out[name] = {}
         for threads in (1, 2):
-            _, ours_rss, text = measure([args.compressor, "bench", str(path), "--runs", str(args.runtime_runs), "--threads", str(threads), "--json"])
-            ours = json.loads(text)
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-            _, ort_rss, text = measure([sys.executable, "-c", ORT_PEER, str(path), str(threads), str(args.runtime_runs)])
-            peer = json.loads(text)
-            out[name][threads] = {"compressorP50Ms": ours["p50Ms"], "ortP50Ms": peer["p50Ms"],
-                                  "latencyRatio": ours["p50Ms"] / peer["p50Ms"],
+            # Three alternating rounds, each tool keeping its best p50: the machine is shared, and
+            # a burst of someone else's work during one tool's turn would decide a single round.
+            ours_p50, ort_p50, ours_rss, ort_rss = [], [], 0, 0
+            for _ in range(3):
+                _, rss, text = measure([args.compressor, "bench", str(path), "--runs", str(args.runtime_runs), "--threads", str(threads), "--json"])
+                ours_p50.append(json.loads(text)["p50Ms"])
+                ours_rss = max(ours_rss, rss)
+                _, rss, text = measure([sys.executable, "-c", ORT_PEER, str(path), str(threads), str(args.runtime_runs)])
+                ort_p50.append(json.loads(text)["p50Ms"])
+                ort_rss = max(ort_rss, rss)
+            out[name][threads] = {"compressorP50Ms": min(ours_p50), "ortP50Ms": min(ort_p50),
+                                  "latencyRatio": min(ours_p50) / min(ort_p50),
                                   "compressorPeakRSS": ours_rss, "ortPeakRSS": ort_rss, "rssRatio": ours_rss / ort_rss}
     return out
 
@@ -602,7 +607,7 @@ def print_runtime(runtime):
     for name, rows in runtime.items():
         for t, r in rows.items():
             print(f"{name:<22}{t:>8}{r['compressorP50Ms']:>19.2f}{r['ortP50Ms']:>12.2f}{r['latencyRatio']:>14.2f}x{r['rssRatio']:>10.2f}x")
-    print("targets: latency <= 1.5x ONNX Runtime with 1 thread, <= 2x with 2; peak RSS <= ONNX Runtime's")
+    print("best p50 of 3 alternating rounds each; targets: latency <= 1.5x ONNX Runtime with 1 thread, <= 2x with 2; peak RSS <= ONNX Runtime's")
 
 
 if __name__ == "__main__":
