@@ -1,0 +1,143 @@
+"""The executor's fast paths against ONNX Runtime (or numpy where ONNX Runtime's own semantics
+differ) on the shapes that select them: depthwise convolutions whose rows end mid-vector, tiny
+planes, strides and dilations; MaxPool windows in padding and with NaN; broadcasts whose
+dimensions merge; convolutions with few output positions (computed as the transposed product);
+element-wise maps on two threads. Each model runs at 1 and 2 threads, with identical bytes."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+RNG = np.random.default_rng(7)
+
+
+def model(nodes, inputs, inits=(), opset=13):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, a.shape) for n, a in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(a, n) for n, a in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def run_both(compressor, tmp_path, m, inputs):
+    """compressor's output at 1 and 2 threads (asserted byte-identical) and the model file."""
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    args = []
+    for name, a in inputs:
+        np.save(tmp_path / f"{name}.npy", a)
+        args += ["--input", f"{name}={tmp_path / f'{name}.npy'}"]
+    outs = []
+    for threads in (1, 2):
+        out = tmp_path / f"o{threads}.npz"
+        compressor("run", path, *args, "-o", out, "--threads", threads, "--force")
+        outs.append(np.load(out)["y"])
+    assert outs[0].tobytes() == outs[1].tobytes()
+    return outs[0], path
+
+
+def ort_run(path, inputs):
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, dict(inputs))[0]
+
+
+# channels, height, width, kernel, stride, pad, dilation, activation
+DEPTHWISE = [
+    (1, 5, 5, 3, 1, 0, 1, None),       # a 3×3 output: the tail store must not pass the plane's end
+    (3, 14, 14, 3, 2, 1, 1, "Relu"),   # 7-wide rows, stride 2
+    (5, 15, 17, 3, 2, 1, 1, None),     # odd sizes, stride 2 from an odd width
+    (4, 9, 30, 5, 1, 2, 1, "Clip"),    # 5×5, rows of 30 (16 + 14)
+    (4, 20, 37, 5, 2, 2, 1, "HardSwish"),
+    (3, 33, 33, 3, 2, 0, 2, None),     # dilation 2
+    (2, 7, 50, 3, 3, 1, 1, None),      # stride 3
+    (8, 112, 112, 3, 2, 1, 1, "Relu"),  # a MobileNet stage
+]
+
+
+@pytest.mark.parametrize("c,h,w,k,s,p,d,act", DEPTHWISE)
+def test_depthwise_convolutions(c, h, w, k, s, p, d, act, compressor, tmp_path):
+    x = RNG.standard_normal((2, c, h, w)).astype(np.float32)
+    weight = RNG.standard_normal((c, 1, k, k)).astype(np.float32)
+    bias = RNG.standard_normal(c).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y" if act is None else "z"], kernel_shape=[k, k], strides=[s, s],
+                              pads=[p, p + 1, p, p], dilations=[d, d], group=c)]
+    inits = [("w", weight), ("b", bias)]
+    if act == "Clip":
+        nodes.append(helper.make_node("Clip", ["z", "lo", "hi"], ["y"]))
+        inits += [("lo", np.array(0, np.float32)), ("hi", np.array(6, np.float32))]
+    elif act is not None:
+        nodes.append(helper.make_node(act, ["z"], ["y"]))
+    m = model(nodes, [("x", x)], inits, opset=14)
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    ref = ort_run(path, [("x", x)])
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def maxpool_reference(x, k, s, p, ceil):
+    """Max over each window's part inside the input; NaN when any value in it is NaN."""
+    n, c, h, w = x.shape
+    size = (lambda a: -(-a // s)) if ceil else (lambda a: a // s)
+    oh, ow = size(h + 2 * p - k) + 1, size(w + 2 * p - k) + 1
+    if ceil:
+        oh -= (oh - 1) * s >= h + p
+        ow -= (ow - 1) * s >= w + p
+    y = np.empty((n, c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            win = x[:, :, max(0, i * s - p):min(h, i * s - p + k), max(0, j * s - p):min(w, j * s - p + k)].reshape(n, c, -1)
+            y[:, :, i, j] = np.where(np.isnan(win).any(-1), np.nan, win.max(-1))
+    return y
+
+
+@pytest.mark.parametrize("h,w,k,s,p,ceil", [
+    (17, 23, 3, 2, 1, 0), (112, 112, 3, 2, 1, 0), (9, 40, 2, 2, 0, 0), (30, 37, 3, 1, 1, 0),
+    (31, 33, 3, 2, 0, 1), (20, 50, 5, 1, 2, 0), (20, 50, 4, 2, 1, 1), (13, 29, 3, 3, 1, 1), (5, 5, 5, 2, 2, 1),
+])
+def test_max_pool_windows_and_nan(h, w, k, s, p, ceil, compressor, tmp_path):
+    x = RNG.standard_normal((1, 3, h, w)).astype(np.float32)
+    x[0, 0, 3, 4] = np.nan
+    x[0, 2, -1, -2] = np.nan
+    m = model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, ceil_mode=ceil)],
+              [("x", x)])
+    got, _ = run_both(compressor, tmp_path, m, [("x", x)])
+    ref = maxpool_reference(x, k, s, p, ceil)
+    assert got.shape == ref.shape and np.array_equal(got, ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("op", ["Mul", "Add", "Sub", "Div"])
+@pytest.mark.parametrize("a,b", [
+    ((1, 5, 7, 9), (1, 5, 1, 1)), ((2, 3, 4, 5), (3, 1, 5)), ((2, 1, 4, 1), (1, 3, 1, 6)), ((4, 1), (1, 4)),
+    ((1, 1, 1), (1, 1, 1)), ((3, 4, 5), (5,)), ((2, 3, 1, 5), (2, 1, 4, 5)), ((1, 64, 56, 56), (1, 64, 1, 1)),
+])
+def test_broadcasts(op, a, b, compressor, tmp_path):
+    x = RNG.standard_normal(a).astype(np.float32)
+    y = RNG.standard_normal(b).astype(np.float32) + (3 if op == "Div" else 0)
+    m = model([helper.make_node(op, ["x", "v"], ["y"])], [("x", x), ("v", y)])
+    got, _ = run_both(compressor, tmp_path, m, [("x", x), ("v", y)])
+    ref = {"Mul": x * y, "Add": x + y, "Sub": x - y, "Div": x / y}[op]
+    assert got.shape == ref.shape and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("cin,cout,size,k", [(64, 128, 7, 3), (96, 64, 7, 1), (32, 80, 11, 3), (64, 64, 4, 3)])
+def test_convolutions_with_few_output_positions(cin, cout, size, k, compressor, tmp_path):
+    """Under 128 output positions and 64 channels or more: the transposed product."""
+    x = RNG.standard_normal((1, cin, size, size)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin, k, k)) * 0.1).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[k, k], pads=[k // 2] * 4)], [("x", x)], [("w", weight)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", ["Relu", "Erf", "Sigmoid", "Exp", "Tanh", "HardSwish", "HardSigmoid", "Neg", "Abs", "Sqrt"])
+def test_element_wise_maps(op, compressor, tmp_path):
+    """Large enough (196,608 values) to be split between two threads."""
+    x = RNG.standard_normal((1, 128, 1536)).astype(np.float32)
+    if op == "Sqrt":
+        x = np.abs(x)
+    m = model([helper.make_node(op, ["x"], ["y"])], [("x", x)], opset=14)
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-5, atol=2e-6)
