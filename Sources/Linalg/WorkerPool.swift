@@ -18,6 +18,9 @@ public final class WorkerPool: @unchecked Sendable {
   /// job, so none can lag into the next one).
   private let remaining = Atomic<Int>(0)
   private let sleepers = Atomic<Int>(0)
+  /// The next part of the current job to be taken: parts go to whichever thread is free first,
+  /// so a worker the machine has not scheduled yet delays nothing — the caller takes its parts.
+  private let next = Atomic<Int>(0)
   private let busy = Atomic<Bool>(false)
   private var job: ((Int) -> Void)?
   private var parts = 0
@@ -52,9 +55,9 @@ public final class WorkerPool: @unchecked Sendable {
     }
   }
 
-  /// Calls body(p) for p in 0..<parts: part 0 on the calling thread, the others on workers;
-  /// returns when all are done. From inside a running job, or with too few workers, the parts
-  /// run one after another on the calling thread.
+  /// Calls body(p) for p in 0..<parts, each part on whichever thread (the caller or a worker)
+  /// takes it first; returns when all are done and every worker has seen the job. From inside a
+  /// running job, or with too few workers, the parts run one after another on the calling thread.
   public func run(parts: Int, _ body: (Int) -> Void) {
     guard parts > 1, parts - 1 <= workers,
           busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
@@ -64,6 +67,7 @@ public final class WorkerPool: @unchecked Sendable {
     withoutActuallyEscaping(body) { escapable in
       job = escapable
       self.parts = parts
+      next.store(0, ordering: .sequentiallyConsistent)
       remaining.store(workers, ordering: .sequentiallyConsistent)
       generation.add(1, ordering: .sequentiallyConsistent)
       if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
@@ -71,11 +75,21 @@ public final class WorkerPool: @unchecked Sendable {
         pthread_cond_broadcast(&wake)
         pthread_mutex_unlock(&mutex)
       }
-      escapable(0)
+      takeParts(escapable, parts)
       while remaining.load(ordering: .acquiring) > 0 { compressor_cpu_relax() }
       job = nil
     }
     busy.store(false, ordering: .releasing)
+  }
+
+  /// Runs parts of the current job until none is left. Which thread runs a part never changes
+  /// what the part computes.
+  private func takeParts(_ job: (Int) -> Void, _ parts: Int) {
+    while true {
+      let p = next.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
+      guard p < parts else { return }
+      job(p)
+    }
   }
 
   private func workerLoop(_ index: Int, from start: Int) {
@@ -96,7 +110,7 @@ public final class WorkerPool: @unchecked Sendable {
         spins = 0
       }
       seen += 1
-      if index + 1 < parts, let job { job(index + 1) }
+      if let job { takeParts(job, parts) }
       remaining.subtract(1, ordering: .releasing)
     }
   }
