@@ -92,6 +92,15 @@ public final class WorkerPool: @unchecked Sendable {
     }
   }
 
+  /// A worker's share of the current job. Its own function so that every copy of the job the
+  /// worker made is released when it returns: the caller's `withoutActuallyEscaping` checks, once
+  /// all workers have acknowledged, that nothing kept one (unoptimized builds keep such copies to
+  /// the end of the enclosing scope, which was after the acknowledgement).
+  private func workOnCurrentJob() {
+    guard let job else { return }
+    takeParts(job, parts)
+  }
+
   private func workerLoop(_ index: Int, from start: Int) {
     var seen = start
     while true {
@@ -110,7 +119,7 @@ public final class WorkerPool: @unchecked Sendable {
         spins = 0
       }
       seen += 1
-      if let job { takeParts(job, parts) }
+      workOnCurrentJob()
       remaining.subtract(1, ordering: .releasing)
     }
   }
