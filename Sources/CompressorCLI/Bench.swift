@@ -62,8 +62,7 @@ extension Compressor {
           throw CompressorError.unsupported("input '\(input.name)' is not a tensor; give it with --input")
         }
         let dims = try shapes[input.name] ?? (shape?.dims ?? []).map { d -> Int in
-          if case .known(let v) = d.value { return Int(v) }
-          return 1
+          d.size.map { Int(clamping: $0) } ?? 1
         }
         if shapes[input.name] == nil && shape == nil {
           throw CompressorError.usage("input '\(input.name)' has no shape; give --input-shape \(input.name)=…")

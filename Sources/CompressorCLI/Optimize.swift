@@ -104,7 +104,7 @@ func singleSampleMACs(_ model: Model, data: String? = nil) -> Int? {
   } else {
     for input in model.graph.inputs where feeds.contains(input.name) {
       guard case .tensor(_, let shape)? = input.type?.kind, let shape else { return nil }
-      bindings[input.name] = shape.dims.map { d in if case .known(let v) = d.value { return Int(v) } else { return 1 } }
+      bindings[input.name] = shape.dims.map { d in d.size.map { Int(clamping: $0) } ?? 1 }
     }
   }
   return try? ShapeInference(model: model, bindings: bindings).totalMACs

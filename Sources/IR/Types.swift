@@ -31,9 +31,17 @@ public struct Dimension: Equatable, Sendable, CustomStringConvertible {
     self.value = value; self.denotation = denotation
   }
 
+  /// The size this dimension fixes, if it fixes one. ONNX Runtime reads a `dim_value` of 0 or
+  /// less as unknown (Paddle2ONNX writes -1 for "any"), so only positive values are sizes; the
+  /// value itself is kept as read so that the model is written back unchanged.
+  public var size: Int64? {
+    if case .known(let v) = value, v > 0 { return v }
+    return nil
+  }
+
   public var description: String {
     switch value {
-    case .known(let v): return String(v)
+    case .known(let v): return v > 0 ? String(v) : "?"
     case .symbolic(let s): return s
     case .unknown: return "?"
     }

@@ -255,7 +255,7 @@ public final class Executor {
     var ok = shape.dims.count == v.rank
     if ok {
       for (d, n) in zip(shape.dims, v.shape) {
-        if case .known(let k) = d.value, k != n { ok = false }
+        if let k = d.size, k != n { ok = false }
       }
     }
     if !ok {

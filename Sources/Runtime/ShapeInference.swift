@@ -36,6 +36,7 @@ public struct ShapeInference {
       }
       for d in shape.dims {
         if case .symbolic(let s) = d.value, !symbols.contains(s) { symbols.append(s) }
+        if d.size == nil, case .known = d.value { throw CompressorError.usage("input '\(input.name)' has an unnamed dimension; give --input-shape \(input.name)=…") }
         if case .unknown = d.value { throw CompressorError.usage("input '\(input.name)' has an unnamed dimension; give --input-shape \(input.name)=…") }
       }
     }
@@ -54,7 +55,7 @@ public struct ShapeInference {
         guard case .tensor(let type, let shape)? = input.type?.kind else { throw CompressorError.unsupported("input '\(input.name)' is not a tensor") }
         let dims = bindings[input.name] ?? (shape?.dims ?? []).map { d -> Int in
           switch d.value {
-          case .known(let v): return Int(v)
+          case .known(let v): return v > 0 ? Int(clamping: v) : 1
           case .symbolic(let s): return assignment[s] ?? 1
           case .unknown: return 1
           }
