@@ -49,6 +49,7 @@ public struct PassManager {
     var results = [PassResult]()
     for pass in passes {
       results.append(try pass.run(&model, context))
+      model.listInitializersAsInputsIfRequired()
       do {
         try validate(model, file: file)
       } catch let e as CompressorError {

@@ -114,7 +114,7 @@ extension Compressor {
 func parseInputShapes(_ specs: [String]) throws -> [String: [Int]] {
   var shapes = [String: [Int]]()
   for spec in specs {
-    guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else { throw ValidationError("--input-shape '\(spec)' is not NAME=D0xD1x…") }
+    guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else { throw ValidationError("--input-shape '\(spec)' is not NAME=D0xD1x…") }
     let dims = spec[spec.index(after: eq)...].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
     guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else { throw ValidationError("--input-shape '\(spec)' has an invalid dimension") }
     shapes[String(spec[..<eq])] = dims.map { $0 ?? 0 }

@@ -5,6 +5,10 @@ import ONNX
 import Runtime
 import Support
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Compressor {
   struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -87,12 +91,7 @@ extension Compressor {
       let expected = model.graph.inputs.map(\.name).filter { !initializers.contains($0) }
       var feeds = [String: NDArray]()
       for spec in specs {
-        var name: String?
-        var path = spec
-        if let eq = spec.firstIndex(of: "="), !spec[..<eq].contains("/") {
-          name = String(spec[..<eq])
-          path = String(spec[spec.index(after: eq)...])
-        }
+        let (name, path) = try split(spec, model: model)
         for (member, array) in try DataFile.load(path) {
           guard let key = member ?? name ?? (expected.count == 1 ? expected[0] : nil) else {
             throw CompressorError.usage("the model has \(expected.count) inputs; name them: --input NAME=\(path)")
@@ -101,6 +100,29 @@ extension Compressor {
         }
       }
       return feeds
+    }
+
+    /// NAME=FILE or FILE. Names may hold `/`, `:`, `=` and spaces (`gpu_0/data_0`, torch's
+    /// `/layer/Op_output_0`), so the split is at the `=` that leaves one of the model's input
+    /// names on the left — the last such, so that a name containing `=` wins over its prefix.
+    /// A spec with no such `=` is a file for the model's only input, or, when no file of that
+    /// name exists and the left of its first `=` names nothing, a usage error.
+    static func split(_ spec: String, model: Model) throws -> (name: String?, path: String) {
+      let inputNames = Set(model.graph.inputs.map(\.name))
+      var choice: (String, String)?
+      var i = spec.startIndex
+      while let eq = spec[i...].firstIndex(of: "=") {
+        let left = String(spec[..<eq])
+        if inputNames.contains(left) { choice = (left, String(spec[spec.index(after: eq)...])) }
+        i = spec.index(after: eq)
+      }
+      if let (name, path) = choice { return (name, path) }
+      if let eq = spec.firstIndex(of: "="), access(spec, F_OK) != 0 {
+        let left = spec[..<eq]
+        let known = model.graph.feedNames.map { "'\($0)'" }.joined(separator: ", ")
+        throw CompressorError.usage("--input \(spec): the model has no input named '\(left)' (its inputs: \(known))")
+      }
+      return (nil, spec)
     }
   }
 }

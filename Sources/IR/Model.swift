@@ -34,3 +34,19 @@ public struct Model: Equatable, Sendable {
   /// Versions of the standard operator set (domain "" / "ai.onnx") this build accepts.
   public static let supportedDefaultOpsets: ClosedRange<Int64> = 1...28
 }
+
+extension Model {
+  /// IR versions before 4 require every initializer to be listed among its graph's inputs
+  /// (caffe2-era models list every weight). Passes add and remove initializers without thinking
+  /// of that; this lists the ones a pass added, after the inputs the graph already had, so that
+  /// the model stays valid for its IR version. Nothing changes for IR 4 and later.
+  public mutating func listInitializersAsInputsIfRequired() {
+    // The main graph only: Loop and Scan bodies bind their inputs by position.
+    guard irVersion < 4 else { return }
+    let listed = Set(graph.inputs.map(\.name))
+    for t in graph.initializers where !listed.contains(t.name) {
+      let dims = t.dims.map { Dimension(.known($0)) }
+      graph.inputs.append(ValueInfo(name: t.name, type: .tensor(t.dataType, TensorShape(dims))))
+    }
+  }
+}

@@ -119,6 +119,7 @@ public final class Executor {
   /// pass over the feature map instead of two, as other runtimes do when they load a model.
   private func foldBatchNormIntoConv() throws {
     let (consumers, producer) = readersAndProducers()
+    var names = NameScope(model)
     var removed = Set<Int>()
     for (b, bn) in mainGraph.nodes.enumerated() where bn.opType == "BatchNormalization" && bn.isDefaultDomain {
       guard bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy(\.isEmpty),
@@ -137,7 +138,7 @@ public final class Executor {
       guard let (folded, newBias) = try foldBatchNorm(weight: w, bias: bias, scale: scale, shift: shift, mean: mean,
                                                       variance: variance, epsilon: bn.attribute("epsilon")?.float ?? 1e-5)
       else { continue }
-      let wName = "__folded_weight_\(ci)", bName = "__folded_bias_\(ci)"
+      let wName = names.fresh("\(conv.inputs[1]).folded"), bName = names.fresh("\(bn.outputs[0]).folded_bias")
       mainInitializers[wName] = folded
       mainInitializers[bName] = newBias
       var fused = conv
@@ -213,9 +214,13 @@ public final class Executor {
   public func run(_ feeds: [String: NDArray]) throws -> [(name: String, value: NDArray)] {
     let g = mainGraph
     let initializerNames = Set(g.initializers.map(\.name))
-    var ordered = [NDArray]()
-    for input in g.inputs where !initializerNames.contains(input.name) {
+    // Aligned with the graph's inputs. An input with an initializer of its name is a weight (IR 3
+    // lists every weight among the inputs): it keeps the initializer's value unless a feed
+    // overrides it, as in ONNX Runtime.
+    var ordered = [NDArray?]()
+    for input in g.inputs {
       guard let v = feeds[input.name] else {
+        if initializerNames.contains(input.name) { ordered.append(nil); continue }
         throw CompressorError.invalid("model input '\(input.name)' was not given\(expected(input))")
       }
       try checkFeed(v, against: input)
@@ -263,8 +268,8 @@ public final class Executor {
     }
   }
 
-  /// Runs `g` with `feeds` bound to its inputs in order; returns its outputs in order.
-  func runGraph(_ g: Graph, outer: Scope?, feeds: [NDArray], initializers: [String: NDArray]? = nil,
+  /// Runs `g` with `feeds` bound to its inputs in order (nil: not fed); returns its outputs in order.
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [NDArray?], initializers: [String: NDArray]? = nil,
                 plan cached: Plan? = nil) throws -> [NDArray] {
     let scope = Scope(parent: outer)
     if let initializers {
@@ -274,7 +279,7 @@ public final class Executor {
     }
     // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
     for (i, input) in g.inputs.enumerated() where i < feeds.count {
-      scope.values[input.name] = feeds[i]
+      if let v = feeds[i] { scope.values[input.name] = v }
     }
     let schedule = try cached ?? plan(g)
     let order = schedule.order, lastUse = schedule.lastUse

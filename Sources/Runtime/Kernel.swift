@@ -36,7 +36,7 @@ public struct KernelContext {
   }
 
   /// Runs a subgraph of this node with `feeds` bound to its inputs, seeing this scope's values.
-  public func runSubgraph(_ g: Graph, feeds: [NDArray]) throws -> [NDArray] {
+  public func runSubgraph(_ g: Graph, feeds: [NDArray?]) throws -> [NDArray] {
     try executor.runGraph(g, outer: scope, feeds: feeds)
   }
 

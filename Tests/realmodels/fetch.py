@@ -85,7 +85,7 @@ def write_samples(folder, model, path):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for i in range(SAMPLES):
-            arrays = {name: samples.make(kind, shape, types[name], offset + i, table)
+            arrays = {name: samples.make(kind, shape, types[name], offset + i, table, name)
                       for name, (shape, kind) in model["inputs"].items() if name in types}
             if len(arrays) == 1:
                 np.save(tmp / f"{i:03d}.npy", next(iter(arrays.values())))

@@ -46,8 +46,8 @@ CELLS = {
     "p-2:4": (["prune", "{model}", "-o", "{out}", "--pattern", "2:4"], True, "quality"),
     "p-struct": (["prune", "{model}", "-o", "{out}", "--structured", "--ratio", "0.3"], True, "quality"),
     "factorize": (["factorize", "{model}", "-o", "{out}", "--rank-ratio", "0.5"], True, "quality"),
-    "eval": (["eval", "{model}", "--data", "{check}", "--json"], False, None),
-    "bench": (["bench", "{model}", "--runs", "2", "--warmup", "1", "--json"], False, None),
+    "eval": (["eval", "{model}", "--data", "{check}", "--reference", "{model}", "--json"], False, None),
+    "bench": (["bench", "{model}", "--runs", "2", "--warmup", "1", "--json", "{inputs}"], False, None),
     "run": (["run", "{model}", "{inputs}", "-o", "{out_npz}"], False, "ort"),
 }
 # What the CI subset runs (make test): every cell but the slow analyses.
@@ -69,6 +69,7 @@ class Model:
         self.kind = entry["kind"]
         self.folder = self.path.parent
         self.input_names = list(entry["inputs"])
+        self.shapes = entry["inputs"]
         session = self.session(self.path)
         self.input_names = [i.name for i in session.get_inputs()]
         self.samples = [load_sample(p, self.input_names) for p in sorted((self.folder / "check").iterdir())]
@@ -141,6 +142,10 @@ def run_cell(binary, model, cell, workdir):
         if a == "{inputs}":
             argv += ([f"--input={n}={sample0}" for n in model.input_names] if sample0.suffix == ".npz"
                      else [f"--input={model.input_names[0]}={sample0}"])
+            continue
+        if a == "{shapes}":
+            argv += [f"--input-shape={n}={'x'.join(map(str, s)) or '1'}" for n, s in model.shapes.items()
+                     if n in model.input_names and s]
             continue
         argv.append(a.format(model=model.path, out=out, out_npz=out_npz, calib=model.folder / "calib",
                              check=model.folder / "check"))

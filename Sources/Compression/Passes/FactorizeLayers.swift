@@ -254,6 +254,7 @@ public struct FactorizeLayers: Pass {
     // Rewrite.
     var newNodes = [Int: [Node]]()
     var newInitializers = [Tensor]()
+    var names = NameScope(model)
     var removed = Set<String>()
     for (l, layer) in layers.enumerated() {
       let node = model.graph.nodes[layer.node]
@@ -292,20 +293,21 @@ public struct FactorizeLayers: Pass {
         detail += String(format: ", output error %.4f (data-aware) vs %.4f (plain SVD)", aware, plainOut)
       }
       detail += note
-      let aName = "\(layer.weight).low_rank_a", bName = "\(layer.weight).low_rank_b", mid = "\(node.outputs[0]).low_rank"
+      let aName = names.fresh("\(layer.weight).low_rank_a"), bName = names.fresh("\(layer.weight).low_rank_b")
+      let mid = names.fresh("\(node.outputs[0]).low_rank"), firstName = names.fresh("\(label(node)).low_rank")
       removed.insert(layer.weight)
       var second = node
       second.inputs[0] = mid
       second.inputs[1] = bName
       if let kernel = layer.kernel {
-        let (first, aTensor, bTensor, last) = convPair(node, kernel: kernel, a: a, b: b, r: r, names: (aName, bName, mid))
+        let (first, aTensor, bTensor, last) = convPair(node, kernel: kernel, a: a, b: b, r: r, names: (aName, bName, mid, firstName))
         newInitializers += [aTensor, bTensor]
         detail += " (\(convScheme.rawValue) scheme)"
         newNodes[layer.node] = [first, last]
       } else {
         newInitializers.append(NDArray(a, shape: [layer.k, r]).irTensor(name: aName))
         newInitializers.append(NDArray(b, shape: [r, layer.n]).irTensor(name: bName))
-        let first = Node(name: "\(label(node)).low_rank", opType: "MatMul", inputs: [node.inputs[0], aName], outputs: [mid])
+        let first = Node(name: firstName, opType: "MatMul", inputs: [node.inputs[0], aName], outputs: [mid])
         if node.opType == "Gemm" { second.attributes = node.attributes.filter { $0.name != "transB" } }
         newNodes[layer.node] = [first, second]
       }
@@ -316,17 +318,17 @@ public struct FactorizeLayers: Pass {
     model.graph.nodes = nodes
     model.graph.initializers.removeAll { removed.contains($0.name) }
     model.graph.initializers += newInitializers
-    if model.irVersion < 4 { model.graph.inputs.removeAll { removed.contains($0.name) } }
+    model.graph.inputs.removeAll { removed.contains($0.name) }
     return PassResult(pass: Self.name, changes: changes)
   }
 
   /// The two convolutions replacing `node`: A (K×r) becomes the first kernel, B (r×N) the second.
-  private func convPair(_ node: Node, kernel: [Int], a: [Float], b: [Float], r: Int, names: (a: String, b: String, mid: String))
+  private func convPair(_ node: Node, kernel: [Int], a: [Float], b: [Float], r: Int, names: (a: String, b: String, mid: String, node: String))
     -> (Node, Tensor, Tensor, Node) {
     let (o, c, kh, kw) = (kernel[0], kernel[1], kernel[2], kernel[3])
     let ints = { (name: String, fallback: [Int64]) -> [Int64] in node.attribute(name)?.ints ?? fallback }
     let strides = ints("strides", [1, 1]), dilations = ints("dilations", [1, 1]), pads = ints("pads", [0, 0, 0, 0])
-    var first = Node(name: "\(label(node)).low_rank", opType: "Conv", inputs: [node.inputs[0], names.a], outputs: [names.mid])
+    var first = Node(name: names.node, opType: "Conv", inputs: [node.inputs[0], names.a], outputs: [names.mid])
     var second = node
     second.inputs[0] = names.mid
     second.inputs[1] = names.b

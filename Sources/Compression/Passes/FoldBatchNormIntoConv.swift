@@ -11,6 +11,7 @@ public struct FoldBatchNormIntoConv: Pass {
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
+    var names = NameScope(model)
     let uses = model.graph.uses()
     try model.graph.transformGraphs { g in
       var initializers = [String: Int]()
@@ -49,7 +50,7 @@ public struct FoldBatchNormIntoConv: Pass {
           continue
         }
         let out = bn.outputs[0]
-        let wName = "\(out).weight", bName = "\(out).bias"
+        let wName = names.fresh("\(out).weight"), bName = names.fresh("\(out).bias")
         g.initializers.append(w.irTensor(name: wName))
         g.initializers.append(bb.irTensor(name: bName))
         g.nodes[ci].inputs = [conv.inputs[0], wName, bName]

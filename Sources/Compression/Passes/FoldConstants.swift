@@ -7,7 +7,8 @@ import Support
 /// in graph order so chains fold completely. Left alone, with the reason: random ops, quantize /
 /// dequantize nodes (folding would store the float tensor again), nodes with subgraphs, nodes
 /// feeding graph outputs directly, ops the executor lacks, and folds that would grow the model
-/// (outputs larger than their inputs and over 1 KB: Expand, ConstantOfShape, Tile, up-casts).
+/// (outputs larger than their inputs and over 64 bytes: Expand, ConstantOfShape, Tile, up-casts —
+/// a compressing command must never write a model larger than it read).
 public struct FoldConstants: Pass {
   public static let name = "fold-constants"
   public init() {}
@@ -19,15 +20,13 @@ public struct FoldConstants: Pass {
     var changes = [PassResult.Change]()
     var constants = [String: Tensor]()
     for t in model.graph.initializers { constants[t.name] = t }
-    // IR 3 lists initializers as inputs too; a caller may override those, so they are not constant.
-    let overridable = Set(model.graph.inputs.map(\.name))
     let graphOutputs = Set(model.graph.outputs.map(\.name))
     var kept = [Node]()
     var added = [Tensor]()
     for n in model.graph.nodes {
       let inputs = n.inputs.filter { !$0.isEmpty }
       guard n.isDefaultDomain, !Self.kept.contains(n.opType), !inputs.isEmpty,
-            inputs.allSatisfy({ constants[$0] != nil && !overridable.contains($0) }) else { kept.append(n); continue }
+            inputs.allSatisfy({ constants[$0] != nil }) else { kept.append(n); continue }
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)); kept.append(n) }
       if n.attributes.contains(where: { if case .graph = $0.value { return true }; if case .graphs = $0.value { return true }; return false }) {
         skip("has a subgraph"); continue
@@ -47,7 +46,7 @@ public struct FoldConstants: Pass {
       }
       let inBytes = unique.reduce(0) { $0 + $1.byteCount }
       let outBytes = values.reduce(0) { $0 + ($1.value.dataType.byteCount(elements: $1.value.count) ?? 0) }
-      if outBytes > max(inBytes, 1024) { skip("folding would store \(outBytes) bytes for \(inBytes) of inputs"); continue }
+      if outBytes > max(inBytes, 64) { skip("folding would store \(outBytes) bytes for \(inBytes) of inputs"); continue }
       for (name, value) in values {
         let t = value.irTensor(name: name)
         constants[name] = t

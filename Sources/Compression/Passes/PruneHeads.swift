@@ -32,6 +32,7 @@ public struct PruneHeads: Pass {
       return PassResult(pass: Self.name, changes: [.init(target: model.graph.name, action: "skipped", detail: "no attention block found")])
     }
     var replaced = [String: Tensor]()
+    var names = NameScope(model)
     for b in blocks {
       let name = label(model.graph.nodes[b.merge])
       // Heads are blocks of channels: the nearest whole number of them (ties remove fewer).
@@ -69,14 +70,14 @@ public struct PruneHeads: Pass {
         let shapeName = model.graph.nodes[node].inputs[1]
         guard var dims = initializers[shapeName].flatMap({ try? NDArray($0).integers() }) else { continue }
         dims[dims.count - 2] = heads
-        let newName = "\(label(model.graph.nodes[node])).heads\(heads)"
+        let newName = names.fresh("\(label(model.graph.nodes[node])).heads\(heads)")
         replaced[newName] = NDArray(dims.map { Int64($0) }, shape: [dims.count]).irTensor(name: newName)
         model.graph.nodes[node].inputs[1] = newName
       }
       let mergeShape = model.graph.nodes[b.merge].inputs[1]
       if var dims = initializers[mergeShape].flatMap({ try? NDArray($0).integers() }), (dims.last ?? -1) > 0 {
         dims[dims.count - 1] = heads * b.headSize
-        let newName = "\(name).width\(heads * b.headSize)"
+        let newName = names.fresh("\(name).width\(heads * b.headSize)")
         replaced[newName] = NDArray(dims.map { Int64($0) }, shape: [dims.count]).irTensor(name: newName)
         model.graph.nodes[b.merge].inputs[1] = newName
       }

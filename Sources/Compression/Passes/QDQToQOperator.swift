@@ -25,6 +25,8 @@ public struct QDQToQOperator: Pass {
     var replaced = [Int: Node]()
     var dropped = Set<Int>()
     var added = [Tensor]()
+    var names = NameScope(model)
+    var zeroPoints = [String: String]()  // weight → the zero point made for it
 
     func dequantizer(_ name: String) -> Node? {
       guard let p = producer[name], g.nodes[p].opType == "DequantizeLinear", g.nodes[p].isDefaultDomain else { return nil }
@@ -56,8 +58,11 @@ public struct QDQToQOperator: Pass {
       var wZero = dw.inputs.count > 2 ? dw.inputs[2] : ""
       if wZero.isEmpty {
         guard let w = initializers[dw.inputs[0]], let s = initializers[dw.inputs[1]] else { skip("its weight is computed"); continue }
-        wZero = "\(dw.inputs[0]).zero_point"
-        if initializers[wZero] == nil {
+        if let made = zeroPoints[dw.inputs[0]] {
+          wZero = made
+        } else {
+          wZero = names.fresh("\(dw.inputs[0]).zero_point")
+          zeroPoints[dw.inputs[0]] = wZero
           let zeros = Tensor(name: wZero, dataType: w.dataType, dims: s.dims, data: ByteBuffer(copying: [UInt8](repeating: 0, count: s.elementCount)))
           initializers[wZero] = zeros
           added.append(zeros)

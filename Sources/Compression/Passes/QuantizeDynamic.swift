@@ -24,7 +24,9 @@ public struct QuantizeDynamic: Pass {
     var nodes = [Node]()
     var added = [Tensor]()
     var removed = Set<String>()
-    var quantizedActivations = Set<String>()
+    var names = NameScope(model)
+    /// Per activation: its DynamicQuantizeLinear's outputs (uint8 values, scale, zero point).
+    var quantizedActivations = [String: (values: String, scale: String, zeroPoint: String)]()
     for g in model.graph.nestedGraphs {
       for n in g.nodes where n.isDefaultDomain && ["MatMul", "Gemm", "Conv"].contains(n.opType) {
         changes.append(.init(target: label(n), action: "skipped", detail: "inside a subgraph: its weight is left to the weight-only pass"))
@@ -67,34 +69,40 @@ public struct QuantizeDynamic: Pass {
       }
       let x = n.inputs[0], y = n.outputs[0]
       let q = try QuantizedWeight(w, axis: conv ? 0 : 1, symmetric: true,
-                                  names: ("\(w.name).int8", "\(w.name).scale", "\(w.name).zero_point"))
+                                  names: (names.fresh("\(w.name).int8"), names.fresh("\(w.name).scale"),
+                                          names.fresh("\(w.name).zero_point")))
       let channels = q.scales.count
       var scale = q.scale
       if conv { scale.dims = [1, Int64(channels)] + Array(repeating: 1, count: w.dims.count - 2) }
       added += [q.values, scale]
       removed.insert(w.name)
-      if !quantizedActivations.contains(x) {
-        quantizedActivations.insert(x)
-        nodes.append(Node(name: "\(x).dynamic_quantize", opType: "DynamicQuantizeLinear", inputs: [x],
-                          outputs: ["\(x).quantized", "\(x).scale", "\(x).zero_point"]))
+      let xq: (values: String, scale: String, zeroPoint: String)
+      if let known = quantizedActivations[x] {
+        xq = known
+      } else {
+        xq = (names.fresh("\(x).quantized"), names.fresh("\(x).scale"), names.fresh("\(x).zero_point"))
+        quantizedActivations[x] = xq
+        nodes.append(Node(name: names.fresh("\(x).dynamic_quantize"), opType: "DynamicQuantizeLinear", inputs: [x],
+                          outputs: [xq.values, xq.scale, xq.zeroPoint]))
       }
+      let yInt32 = names.fresh("\(y).int32"), yFloat = names.fresh("\(y).float"), yScale = names.fresh("\(y).scale")
       var integer = Node(name: label(n), opType: conv ? "ConvInteger" : "MatMulInteger",
-                         inputs: ["\(x).quantized", q.values.name, "\(x).zero_point"], outputs: ["\(y).int32"])
+                         inputs: [xq.values, q.values.name, xq.zeroPoint], outputs: [yInt32])
       if conv { integer.attributes = n.attributes.filter { ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"].contains($0.name) } }
-      let product = bias == nil ? y : "\(y).unbiased"
+      let product = bias == nil ? y : names.fresh("\(y).unbiased")
       nodes += [integer,
-                Node(name: "\(y).cast", opType: "Cast", inputs: ["\(y).int32"], outputs: ["\(y).float"],
+                Node(name: names.fresh("\(y).cast"), opType: "Cast", inputs: [yInt32], outputs: [yFloat],
                      attributes: [Attribute(name: "to", value: .int(Int64(DataType.float.rawValue)))]),
-                Node(name: "\(y).rescale", opType: "Mul", inputs: ["\(x).scale", scale.name], outputs: ["\(y).scale"]),
-                Node(name: "\(y).dequantize", opType: "Mul", inputs: ["\(y).float", "\(y).scale"], outputs: [product])]
+                Node(name: names.fresh("\(y).rescale"), opType: "Mul", inputs: [xq.scale, scale.name], outputs: [yScale]),
+                Node(name: names.fresh("\(y).dequantize"), opType: "Mul", inputs: [yFloat, yScale], outputs: [product])]
       if let b = bias {
         var shaped = b
         if conv {
-          shaped.name = "\(b.name).channels"
+          shaped.name = names.fresh("\(b.name).channels")
           shaped.dims = [1, b.dims.first ?? 1] + Array(repeating: 1, count: w.dims.count - 2)
           added.append(shaped)
         }
-        nodes.append(Node(name: "\(y).bias", opType: "Add", inputs: [product, shaped.name], outputs: [y]))
+        nodes.append(Node(name: names.fresh("\(y).bias"), opType: "Add", inputs: [product, shaped.name], outputs: [y]))
       }
       var detail = "\(conv ? "ConvInteger" : "MatMulInteger"): activation uint8 at run time, weight \(q.scheme) SQNR \(q.sqnrText) dB"
       if q.zeroChannels > 0 { detail += "; \(q.zeroChannels) all-zero channel(s) given scale 1" }
@@ -103,7 +111,7 @@ public struct QuantizeDynamic: Pass {
     model.graph.nodes = nodes
     model.graph.initializers.removeAll { removed.contains($0.name) }
     model.graph.initializers += added
-    if model.irVersion < 4 { model.graph.inputs.removeAll { removed.contains($0.name) } }
+    model.graph.inputs.removeAll { removed.contains($0.name) }
     return PassResult(pass: Self.name, changes: changes)
   }
 }

@@ -156,6 +156,7 @@ public struct QuantizeStatic: Pass {
     var rewired = [Int: [Int: String]]()  // node → input slot → new name
     var fullyQuantized = Set<String>()  // anchors: every reader takes the dequantized value
     var inputOnly = [String: Set<Int>]()  // activations: only the quantized readers do
+    var names = NameScope(model)
     for p in plans {
       let n = graph.nodes[p.node]
       if let bad = p.activations.first(where: { params[n.inputs[$0]] == nil }) {
@@ -173,13 +174,14 @@ public struct QuantizeStatic: Pass {
         } else {
           guard let t = initializers[name] else { continue }
           q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetricWeights,
-                                  names: ("\(name).int8", "\(name).scale", "\(name).zero_point"))
+                                  names: (names.fresh("\(name).int8"), names.fresh("\(name).scale"),
+                                          names.fresh("\(name).zero_point")))
           quantizedWeights[name] = q
           newInitializers.append(q.values)
           newInitializers.append(q.scale)
           if let zp = q.zeroPoint { newInitializers.append(zp) }
           removedInitializers.insert(name)
-          front.append(q.dequantize(output: name, nodeName: "\(name).dequantize"))
+          front.append(q.dequantize(output: name, nodeName: names.fresh("\(name).dequantize")))
         }
         weightScales = q.scales
         detail += ", weight \(q.scheme) SQNR \(q.sqnrText) dB"
@@ -192,14 +194,14 @@ public struct QuantizeStatic: Pass {
           let scales = (0..<channels).map { xs * ws[ws.count == 1 ? 0 : $0] }
           let q = zip(bias, scales).map { Double($0 / $1).rounded(.toNearestOrEven) }
           if q.allSatisfy({ abs($0) < 2_147_483_647 }) && scales.allSatisfy(\.isNormal) {
-            let qName = "\(b.name).int32", sName = "\(b.name).scale"
+            let qName = names.fresh("\(b.name).int32"), sName = names.fresh("\(b.name).scale")
             let ints = q.map { Int32($0) }
             newInitializers.append(Tensor(name: qName, dataType: .int32, dims: b.dims,
                                           data: ByteBuffer(copying: ints.withUnsafeBytes { Array($0) })))
             newInitializers.append(Tensor(name: sName, dataType: .float, dims: perChannel ? [Int64(channels)] : [],
                                           data: ByteBuffer(copying: (perChannel ? scales : [scales[0]]).withUnsafeBytes { Array($0) })))
-            let dqName = "\(b.name).dequantized"
-            front.append(Node(name: "\(b.name).dequantize", opType: "DequantizeLinear", inputs: [qName, sName], outputs: [dqName],
+            let dqName = names.fresh("\(b.name).dequantized")
+            front.append(Node(name: names.fresh("\(b.name).dequantize"), opType: "DequantizeLinear", inputs: [qName, sName], outputs: [dqName],
                               attributes: perChannel ? [Attribute(name: "axis", value: .int(0))] : []))
             rewired[p.node, default: [:]][bi] = dqName
             detail += ", bias int32"
@@ -212,32 +214,44 @@ public struct QuantizeStatic: Pass {
       if let o = p.outputAnchor, params[o] != nil { fullyQuantized.insert(o); detail += ", output quantized" }
       changes.append(.init(target: label(n), action: "quantized", detail: detail, values: values.isEmpty ? nil : values))
     }
+    let paired = fullyQuantized.union(inputOnly.keys).filter { params[$0] != nil }
+    // Each pair's names, allocated in name order so that the same model always gets the same ones.
+    var pairNames = [String: (scale: String, zeroPoint: String, quantized: String, dequantized: String)]()
+    for name in paired.sorted() {
+      pairNames[name] = (names.fresh("\(name).scale"), names.fresh("\(name).zero_point"),
+                         names.fresh("\(name).quantized"), names.fresh("\(name).dequantized"))
+    }
     for (name, readers) in inputOnly where !fullyQuantized.contains(name) {
+      guard let dequantized = pairNames[name]?.dequantized else { continue }
       for r in readers {
         for (slot, input) in graph.nodes[r].inputs.enumerated() where input == name && rewired[r]?[slot] == nil {
-          rewired[r, default: [:]][slot] = "\(name).dequantized"
+          rewired[r, default: [:]][slot] = dequantized
         }
       }
     }
-    let paired = fullyQuantized.union(inputOnly.keys).filter { params[$0] != nil }
     func pair(_ name: String) -> [Node] {
-      guard let p = params[name] else { return [] }
-      let sName = "\(name).scale", zName = "\(name).zero_point"
+      guard let p = params[name], let pn = pairNames[name] else { return [] }
+      let sName = pn.scale, zName = pn.zeroPoint
       newInitializers.append(Tensor(name: sName, dataType: .float, dims: [],
                                     data: ByteBuffer(copying: [p.scale].withUnsafeBytes { Array($0) })))
       newInitializers.append(symmetricActivations
         ? Tensor(name: zName, dataType: .int8, dims: [], data: ByteBuffer(copying: [UInt8(bitPattern: Int8(p.zeroPoint))]))
         : Tensor(name: zName, dataType: .uint8, dims: [], data: ByteBuffer(copying: [UInt8(p.zeroPoint)])))
-      return [Node(name: "\(name).quantize", opType: "QuantizeLinear", inputs: [name, sName, zName], outputs: ["\(name).quantized"]),
-              Node(name: "\(name).dequantize", opType: "DequantizeLinear", inputs: ["\(name).quantized", sName, zName],
-                   outputs: ["\(name).dequantized"])]
+      return [Node(name: names.fresh("\(name).quantize"), opType: "QuantizeLinear", inputs: [name, sName, zName],
+                   outputs: [pn.quantized]),
+              Node(name: names.fresh("\(name).dequantize"), opType: "DequantizeLinear", inputs: [pn.quantized, sName, zName],
+                   outputs: [pn.dequantized])]
     }
     var nodes = front
     let graphInputs = Set(graph.inputs.map(\.name))
     for name in paired.sorted() where graphInputs.contains(name) { nodes += pair(name) }
     for (i, var n) in graph.nodes.enumerated() {
       for (slot, input) in n.inputs.enumerated() {
-        if let new = rewired[i]?[slot] { n.inputs[slot] = new } else if fullyQuantized.contains(input) { n.inputs[slot] = "\(input).dequantized" }
+        if let new = rewired[i]?[slot] {
+          n.inputs[slot] = new
+        } else if fullyQuantized.contains(input), let dequantized = pairNames[input]?.dequantized {
+          n.inputs[slot] = dequantized
+        }
       }
       nodes.append(n)
       for o in n.outputs where paired.contains(o) { nodes += pair(o) }
@@ -245,7 +259,7 @@ public struct QuantizeStatic: Pass {
     model.graph.nodes = nodes
     model.graph.initializers.removeAll { removedInitializers.contains($0.name) }
     model.graph.initializers += newInitializers
-    if model.irVersion < 4 { model.graph.inputs.removeAll { removedInitializers.contains($0.name) } }
+    model.graph.inputs.removeAll { removedInitializers.contains($0.name) }
     return PassResult(pass: Self.name, changes: changes + rangeChanges)
   }
 }

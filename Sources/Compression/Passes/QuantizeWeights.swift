@@ -81,6 +81,7 @@ public struct QuantizeWeights: Pass {
       }
     }
     var newNodes = [Node]()
+    var names = NameScope(model)
     for (index, t) in model.graph.initializers.enumerated() {
       guard let (axis, reader) = weights[t.name] else { continue }
       func skip(_ why: String) { changes.append(.init(target: t.name, action: "skipped", detail: why)) }
@@ -91,21 +92,21 @@ public struct QuantizeWeights: Pass {
       if opset < 10 { skip("opset \(opset) has no DequantizeLinear (needs 10)"); continue }
       let perChannel = opset >= 13
       let q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetric,
-                                  names: ("\(t.name).int8", "\(t.name).scale", "\(t.name).zero_point"))
+                                  names: (names.fresh("\(t.name).int8"), names.fresh("\(t.name).scale"),
+                                          names.fresh("\(t.name).zero_point")))
       model.graph.initializers[index] = q.values
       model.graph.initializers.append(q.scale)
       if let zp = q.zeroPoint { model.graph.initializers.append(zp) }
-      newNodes.append(q.dequantize(output: t.name, nodeName: "\(t.name).dequantize"))
+      newNodes.append(q.dequantize(output: t.name, nodeName: names.fresh("\(t.name).dequantize")))
       var detail = "\(q.scheme)\(perChannel ? "" : " (opset \(opset))") for \(reader); SQNR \(q.sqnrText) dB"
       if q.zeroChannels > 0 { detail += "; \(q.zeroChannels) all-zero channel(s) given scale 1" }
       changes.append(.init(target: t.name, action: "quantized", detail: detail, values: q.metrics))
     }
     model.graph.nodes.insert(contentsOf: newNodes, at: 0)
-    if newNodes.isEmpty == false && model.irVersion < 4 {
-      // IR 3 lists initializers as graph inputs; the quantized names replace the float ones.
-      let replaced = Set(newNodes.map { $0.outputs[0] })
-      model.graph.inputs.removeAll { replaced.contains($0.name) }
-    }
+    // A weight listed among the graph inputs (IR 3 lists them all) is now computed: unlisted, it
+    // cannot become an input a caller must feed.
+    let replaced = Set(newNodes.map { $0.outputs[0] })
+    model.graph.inputs.removeAll { replaced.contains($0.name) }
     return PassResult(pass: Self.name, changes: changes)
   }
 }

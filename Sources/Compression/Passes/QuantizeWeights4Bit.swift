@@ -29,6 +29,7 @@ public struct QuantizeWeights4Bit: Pass {
     var nodes = [Node]()
     var added = [Tensor]()
     var replaced = Set<String>()
+    var names = NameScope(model)
     for n in model.graph.nodes {
       guard n.isDefaultDomain, ["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"].contains(n.opType) else { nodes.append(n); continue }
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)); nodes.append(n) }
@@ -65,14 +66,15 @@ public struct QuantizeWeights4Bit: Pass {
         }
       }
       let sqnr = noise == 0 ? "inf" : String(format: "%.1f", 10 * log10(signal / noise))
-      let scaleName = "\(w.name).scale"
+      let scaleName = names.fresh("\(w.name).scale")
       switch format {
       case .qdq:
         let packed = packNibbles(q.map { UInt8(bitPattern: $0) & 0x0F })
-        model.graph.initializers[wi] = Tensor(name: "\(w.name).int4", dataType: .int4, dims: w.dims, data: ByteBuffer(copying: packed))
+        let int4Name = names.fresh("\(w.name).int4")
+        model.graph.initializers[wi] = Tensor(name: int4Name, dataType: .int4, dims: w.dims, data: ByteBuffer(copying: packed))
         added.append(Tensor(name: scaleName, dataType: .float, dims: [Int64(blocks), Int64(cols)],
                             data: ByteBuffer(copying: scales.withUnsafeBytes { Array($0) })))
-        nodes.append(Node(name: "\(w.name).dequantize", opType: "DequantizeLinear", inputs: ["\(w.name).int4", scaleName],
+        nodes.append(Node(name: names.fresh("\(w.name).dequantize"), opType: "DequantizeLinear", inputs: [int4Name, scaleName],
                           outputs: [w.name], attributes: [Attribute(name: "axis", value: .int(0)),
                                                           Attribute(name: "block_size", value: .int(Int64(blockSize)))]))
         nodes.append(n)
@@ -86,12 +88,13 @@ public struct QuantizeWeights4Bit: Pass {
             b[at] |= r % 2 == 0 ? v : v << 4
           }
         }
-        model.graph.initializers[wi] = Tensor(name: "\(w.name).nbits", dataType: .uint8,
+        let nbitsName = names.fresh("\(w.name).nbits")
+        model.graph.initializers[wi] = Tensor(name: nbitsName, dataType: .uint8,
                                               dims: [Int64(cols), Int64(blocks), Int64(blockSize / 2)], data: ByteBuffer(copying: b))
         added.append(Tensor(name: scaleName, dataType: .float, dims: [Int64(cols * blocks)],
                             data: ByteBuffer(copying: scales.withUnsafeBytes { Array($0) })))
         nodes.append(Node(name: n.name, opType: "MatMulNBits", domain: "com.microsoft",
-                          inputs: [n.inputs[0], "\(w.name).nbits", scaleName], outputs: n.outputs,
+                          inputs: [n.inputs[0], nbitsName, scaleName], outputs: n.outputs,
                           attributes: [Attribute(name: "K", value: .int(Int64(k))), Attribute(name: "N", value: .int(Int64(cols))),
                                        Attribute(name: "bits", value: .int(4)), Attribute(name: "block_size", value: .int(Int64(blockSize)))]))
       }
