@@ -3,8 +3,9 @@ import IR
 import Runtime
 import Support
 
-/// Weight-only quantization: every float weight of MatMul, Gemm, Conv, ConvTranspose and Gather
-/// (embeddings) is stored as int8 with one scale per output channel (symmetric, zero point 0),
+/// Weight-only quantization: every float weight of MatMul, Gemm, Conv, ConvTranspose, Gather
+/// (embeddings) and the recurrent ops (LSTM, GRU, RNN: W and R), in the main graph and in every
+/// subgraph (If branches and Loop bodies often hold a whole model), is stored as int8 with one scale per output channel (symmetric, zero point 0),
 /// followed by a DequantizeLinear that gives back a float tensor under the weight's old name,
 /// so compute stays float and every consumer is unchanged. Per-channel needs opset 13; older
 /// models get one scale per tensor (opset 10–12) or are left alone (before 10), with the reason
@@ -25,8 +26,9 @@ public struct QuantizeWeights: Pass {
     self.filter = filter
   }
 
-  /// Which input of which op is a weight, and the axis of its output channels.
-  static let weightInput = ["Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "Gather": 0]
+  /// Which inputs of which op are weights, and the axis of their output channels.
+  static let weightInputs = ["Conv": [1], "ConvTranspose": [1], "Gemm": [1], "MatMul": [1], "Gather": [0],
+                             "LSTM": [1, 2], "GRU": [1, 2], "RNN": [1, 2]]
   static func channelAxis(_ n: Node, rank: Int) -> Int? {
     switch n.opType {
     case "Conv": return 0
@@ -34,6 +36,8 @@ public struct QuantizeWeights: Pass {
     case "Gemm": return (n.attribute("transB")?.int ?? 0) != 0 ? 0 : 1
     case "MatMul": return rank >= 2 ? rank - 1 : nil
     case "Gather": return (n.attribute("axis")?.int ?? 0) == 0 ? 0 : nil
+    // W [directions, gates × hidden, input] and R [directions, gates × hidden, hidden].
+    case "LSTM", "GRU", "RNN": return rank == 3 ? 1 : nil
     default: return nil
     }
   }
@@ -43,69 +47,76 @@ public struct QuantizeWeights: Pass {
     let opset = model.defaultOpsetVersion ?? 1
     var weights = [String: (axis: Int, reader: String)]()
     var conflicting = Set<String>()
-    let ranks = Dictionary(model.graph.initializers.map { ($0.name, $0.dims.count) }, uniquingKeysWith: { a, _ in a })
+    var ranks = [String: Int]()
+    model.graph.forEachGraph { g in for t in g.initializers where ranks[t.name] == nil { ranks[t.name] = t.dims.count } }
     var dequantized = Set<String>()
     model.graph.forEachGraph { g in for n in g.nodes where n.opType == "DequantizeLinear" { dequantized.formUnion(n.outputs) } }
     var refused = [String: String]()
     // Readers anywhere, subgraphs included: If/Loop bodies read the main graph's weights.
     try model.graph.forEachGraph { g in
       for n in g.nodes where n.isDefaultDomain {
-        guard let wi = Self.weightInput[n.opType], wi < n.inputs.count else { continue }
-        let name = n.inputs[wi]
-        guard let rank = ranks[name] else {
-          if n.opType != "Gather" {
-            let why = dequantized.contains(name) ? "its weight '\(name)' was quantized by an earlier pass"
-              : "its weight input '\(name)' is computed, not an initializer"
+        for wi in Self.weightInputs[n.opType] ?? [] where wi < n.inputs.count && !n.inputs[wi].isEmpty {
+          let name = n.inputs[wi]
+          guard let rank = ranks[name] else {
+            if n.opType != "Gather" {
+              let why = dequantized.contains(name) ? "its weight '\(name)' was quantized by an earlier pass"
+                : "its weight input '\(name)' is computed, not an initializer"
+              changes.append(.init(target: label(n), action: "skipped", detail: why))
+            }
+            continue
+          }
+          if let why = filter.refusal(n) {
+            refused[name] = why
             changes.append(.init(target: label(n), action: "skipped", detail: why))
+            continue
           }
-          continue
-        }
-        if let why = filter.refusal(n) {
-          refused[name] = why
-          changes.append(.init(target: label(n), action: "skipped", detail: why))
-          continue
-        }
-        var axis = Self.channelAxis(n, rank: rank)
-        if let forced = self.axis {
-          guard forced >= -rank && forced < rank else {
-            throw CompressorError.usage("--axis \(forced) is out of range for weight '\(name)' of rank \(rank) (\(label(n)))")
+          var axis = Self.channelAxis(n, rank: rank)
+          if let forced = self.axis {
+            guard forced >= -rank && forced < rank else {
+              throw CompressorError.usage("--axis \(forced) is out of range for weight '\(name)' of rank \(rank) (\(label(n)))")
+            }
+            axis = forced < 0 ? forced + rank : forced
           }
-          axis = forced < 0 ? forced + rank : forced
-        }
-        if let axis {
-          if let seen = weights[name], seen.axis != axis { conflicting.insert(name) }
-          weights[name] = (axis, label(n))
-        } else {
-          changes.append(.init(target: label(n), action: "skipped", detail: "\(n.opType) along this axis has no per-channel layout"))
+          if let axis {
+            if let seen = weights[name], seen.axis != axis { conflicting.insert(name) }
+            weights[name] = (axis, label(n))
+          } else {
+            changes.append(.init(target: label(n), action: "skipped", detail: "\(n.opType) along this axis has no per-channel layout"))
+          }
         }
       }
     }
-    var newNodes = [Node]()
     var names = NameScope(model)
-    for (index, t) in model.graph.initializers.enumerated() {
-      guard let (axis, reader) = weights[t.name] else { continue }
-      func skip(_ why: String) { changes.append(.init(target: t.name, action: "skipped", detail: why)) }
-      if let why = refused[t.name] { skip("also read by a node \(why)"); continue }
-      if t.dataType != .float { skip("\(t.dataType), not float"); continue }
-      if t.elementCount < minimumElements { skip("\(t.elementCount) elements, fewer than \(minimumElements)"); continue }
-      if conflicting.contains(t.name) { skip("read as a weight along different axes"); continue }
-      if opset < 10 { skip("opset \(opset) has no DequantizeLinear (needs 10)"); continue }
-      let perChannel = opset >= 13
-      let q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetric,
-                                  names: (names.fresh("\(t.name).int8"), names.fresh("\(t.name).scale"),
-                                          names.fresh("\(t.name).zero_point")))
-      model.graph.initializers[index] = q.values
-      model.graph.initializers.append(q.scale)
-      if let zp = q.zeroPoint { model.graph.initializers.append(zp) }
-      newNodes.append(q.dequantize(output: t.name, nodeName: names.fresh("\(t.name).dequantize")))
-      var detail = "\(q.scheme)\(perChannel ? "" : " (opset \(opset))") for \(reader); SQNR \(q.sqnrText) dB"
-      if q.zeroChannels > 0 { detail += "; \(q.zeroChannels) all-zero channel(s) given scale 1" }
-      changes.append(.init(target: t.name, action: "quantized", detail: detail, values: q.metrics))
+    var replaced = Set<String>()
+    // Each graph's own initializers, with their DequantizeLinear nodes in that graph (names are
+    // unique across scopes, so one table of weights serves every graph).
+    try model.graph.transformGraphs { g in
+      var newNodes = [Node]()
+      for (index, t) in g.initializers.enumerated() {
+        guard let (axis, reader) = weights[t.name] else { continue }
+        func skip(_ why: String) { changes.append(.init(target: t.name, action: "skipped", detail: why)) }
+        if let why = refused[t.name] { skip("also read by a node \(why)"); continue }
+        if t.dataType != .float { skip("\(t.dataType), not float"); continue }
+        if t.elementCount < minimumElements { skip("\(t.elementCount) elements, fewer than \(minimumElements)"); continue }
+        if conflicting.contains(t.name) { skip("read as a weight along different axes"); continue }
+        if opset < 10 { skip("opset \(opset) has no DequantizeLinear (needs 10)"); continue }
+        let perChannel = opset >= 13
+        let q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetric,
+                                    names: (names.fresh("\(t.name).int8"), names.fresh("\(t.name).scale"),
+                                            names.fresh("\(t.name).zero_point")))
+        g.initializers[index] = q.values
+        g.initializers.append(q.scale)
+        if let zp = q.zeroPoint { g.initializers.append(zp) }
+        newNodes.append(q.dequantize(output: t.name, nodeName: names.fresh("\(t.name).dequantize")))
+        var detail = "\(q.scheme)\(perChannel ? "" : " (opset \(opset))") for \(reader); SQNR \(q.sqnrText) dB"
+        if q.zeroChannels > 0 { detail += "; \(q.zeroChannels) all-zero channel(s) given scale 1" }
+        changes.append(.init(target: t.name, action: "quantized", detail: detail, values: q.metrics))
+      }
+      g.nodes.insert(contentsOf: newNodes, at: 0)
+      replaced.formUnion(newNodes.map { $0.outputs[0] })
     }
-    model.graph.nodes.insert(contentsOf: newNodes, at: 0)
-    // A weight listed among the graph inputs (IR 3 lists them all) is now computed: unlisted, it
-    // cannot become an input a caller must feed.
-    let replaced = Set(newNodes.map { $0.outputs[0] })
+    // A weight listed among the main graph's inputs (IR 3 lists them all) is now computed:
+    // unlisted, it cannot become an input a caller must feed. (Subgraph inputs are positional.)
     model.graph.inputs.removeAll { replaced.contains($0.name) }
     return PassResult(pass: Self.name, changes: changes)
   }
