@@ -67,6 +67,7 @@ extension Compressor {
         if shapes[input.name] == nil && shape == nil {
           throw CompressorError.usage("input '\(input.name)' has no shape; give --input-shape \(input.name)=…")
         }
+        try NDArray.checkAllocation(dims, type, what: "input '\(input.name)'")
         let count = dims.reduce(1, *)
         let values = (0..<count).map { _ in type.isFloatingPoint ? Double(rng.nextFloat()) : Double(rng.next() % 2) }
         feeds[input.name] = try NDArray(doubles: values, as: type, shape: dims)

@@ -47,12 +47,23 @@ private func validateGraph(_ g: Graph, outerScope: Set<String>, file: String, pa
     }
   }
   var inputNames = Set<String>()
+  var initializerByName = [String: Tensor]()
+  for t in g.initializers { initializerByName[t.name] = t }
   for (i, v) in g.inputs.enumerated() {
     if v.name.isEmpty { throw CompressorError.invalid("\(file): input #\(i) of \(path) has no name") }
     if !inputNames.insert(v.name).inserted {
       throw CompressorError.invalid("\(file): input '\(v.name)' appears twice in \(path)")
     }
-    // Before IR 4 every initializer was also listed as an input, so that overlap is allowed.
+    // Before IR 4 every initializer was also listed as an input, so that overlap is allowed —
+    // but the two must describe one tensor: the initializer is the value every pass uses.
+    if let t = initializerByName[v.name], case .tensor(let type, let shape)? = v.type?.kind {
+      let clash = (type != .undefined && type != t.dataType)
+        || shape.map { s in s.dims.count != t.dims.count || zip(s.dims, t.dims).contains { d, n in d.size.map { $0 != n } ?? false } } ?? false
+      if clash {
+        throw CompressorError.invalid(
+          "\(file): initializer '\(t.name)' (\(t.dataType) \(t.dims)) shadows input '\(v.name)' of \(path) declared \(v.type?.description ?? "?")")
+      }
+    }
     defined.insert(v.name)
   }
 

@@ -164,15 +164,25 @@ extension NDArray {
   /// Checks a shape computed from tensor values or attributes before anything is allocated for
   /// it: non-negative, element count within 64 bits, bytes within `maxTensorBytes`.
   public static func checkAllocation(_ shape: [Int], _ type: DataType, _ c: KernelContext) throws {
+    try checkAllocation(shape, type) { c.fail("the result\($0)") }
+  }
+
+  /// The same check for a tensor the caller is about to make from a model's declared shape
+  /// (generated inputs, shape probes): `what` names it in the error (exit 65).
+  public static func checkAllocation(_ shape: [Int], _ type: DataType, what: String) throws {
+    try checkAllocation(shape, type) { CompressorError.invalid("\(what)\($0)") }
+  }
+
+  private static func checkAllocation(_ shape: [Int], _ type: DataType, _ error: (String) -> CompressorError) throws {
     var count = 1
     for d in shape {
-      guard d >= 0 else { throw c.fail("a dimension of the result would be \(d)") }
+      guard d >= 0 else { throw error(": a dimension would be \(d)") }
       let (r, o) = count.multipliedReportingOverflow(by: d)
-      guard !o else { throw c.fail("the result's shape \(shape) has more elements than fit in 64 bits") }
+      guard !o else { throw error("'s shape \(shape) has more elements than fit in 64 bits") }
       count = r
     }
     guard let bytes = type.byteCount(elements: count), bytes <= maxTensorBytes else {
-      throw c.fail("the result of shape \(shape) would need more than the memory limit of \(maxTensorBytes >> 20) MiB")
+      throw error(" of shape \(shape) would need more than the memory limit of \(maxTensorBytes >> 20) MiB")
     }
   }
 }

@@ -60,6 +60,7 @@ public struct ShapeInference {
           case .unknown: return 1
           }
         }
+        try NDArray.checkAllocation(dims, type, what: "input '\(input.name)'")
         feeds[input.name] = NDArray(zeros: type, dims)
       }
       let executor = try Executor(model: model)

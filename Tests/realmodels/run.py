@@ -110,9 +110,14 @@ def quality(model, outputs):
     ref = [np.asarray(r[0], dtype=np.float64) for r in model.reference]
     if any(f.shape != r.shape for f, r in zip(first, ref)):
         return "shape"
+    cos = []
+    for f, r in zip(first, ref):
+        f, r = f.ravel(), r.ravel()
+        n = np.linalg.norm(f) * np.linalg.norm(r)
+        cos.append(float(f @ r / n) if n else float(np.array_equal(f, r)))
     if model.kind == "classifier":
         agree = np.mean([np.array_equal(np.argmax(f, -1), np.argmax(r, -1)) for f, r in zip(first, ref)])
-        return f"top1 {agree:.2f}"
+        return f"top1 {agree:.2f} cos {np.mean(cos):.4f}"
     if model.kind == "segmenter" and ref[0].ndim == 4 and ref[0].shape[1] == 1:
         ious = []
         for f, r in zip(first, ref):
@@ -120,11 +125,6 @@ def quality(model, outputs):
             union = np.logical_or(a, b).sum()
             ious.append(np.logical_and(a, b).sum() / union if union else 1.0)
         return f"iou {np.mean(ious):.3f}"
-    cos = []
-    for f, r in zip(first, ref):
-        f, r = f.ravel(), r.ravel()
-        n = np.linalg.norm(f) * np.linalg.norm(r)
-        cos.append(float(f @ r / n) if n else float(np.array_equal(f, r)))
     return f"cos {np.mean(cos):.4f}"
 
 
@@ -218,7 +218,7 @@ def render(results, models, cells, elapsed):
         for c in cells:
             r = results[m][c]
             fig = r["detail"] if r["status"] == "ok" and r["detail"] else ""
-            fig = fig.replace("max diff ", "").replace("top1 ", "").replace("cos ", "").replace("iou ", "")
+            fig = fig.replace("max diff ", "")
             row.append(r["status"] + (f" {fig}" if fig else ""))
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     lines += ["", "## Refusals and failures", ""]

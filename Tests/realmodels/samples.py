@@ -54,14 +54,16 @@ def image(shape, norm, index):
     return out
 
 
-def page(shape, norm, index):
-    """A crop of scanned text placed over a photograph: what a text detector or layout model sees."""
+def page(shape, norm, index, turns=0):
+    """A crop of scanned text placed over a photograph: what a text detector or layout model sees;
+    turned by `turns` quarter turns (an orientation classifier's input)."""
     n, c, h, w = shape
     rng = np.random.default_rng(2000 + index)
     out = np.empty(shape, np.float32)
     for b in range(n):
         text = _text_pages()[(index + b) % 2].astype(np.float32)
-        rgb = _resize(np.stack([_crop(text, rng, w / h)] * 3, -1), h, w)
+        aspect = w / h if turns % 2 == 0 else h / w
+        rgb = _resize(np.stack([np.rot90(_crop(text, rng, aspect), turns)] * 3, -1), h, w)
         if index % 2:
             photo = _resize(_crop(_photos()[index % len(_photos())], rng, w / h), h, w)
             rgb = 0.6 * rgb + 0.4 * photo
@@ -69,8 +71,8 @@ def page(shape, norm, index):
     return out
 
 
-def textline(shape, norm, index):
-    """One line of scanned text, resized to the recognizer's height."""
+def textline(shape, norm, index, turns=0):
+    """One line of scanned text, resized to the recognizer's height (upside down for turns=2)."""
     n, c, h, w = shape
     rng = np.random.default_rng(3000 + index)
     out = np.empty(shape, np.float32)
@@ -81,7 +83,7 @@ def textline(shape, norm, index):
         y = int(rng.integers(0, H - lh))
         lw = min(W, int(lh * w / h))
         x = int(rng.integers(0, W - lw + 1))
-        line = _resize(text[y:y + lh, x:x + lw], h, w)
+        line = _resize(np.rot90(text[y:y + lh, x:x + lw], turns), h, w)
         out[b] = _normalize(np.stack([line] * 3, -1), norm, c)
     return out
 
@@ -138,7 +140,12 @@ def tokens(shape, index, table=None):
 def make(kind, shape, dtype, index, tokens_table=None, name=""):
     if ":" in kind:
         family, norm = kind.split(":")
-        value = {"image": image, "page": page, "textline": textline}[family](shape, norm, index)
+        if family == "page-turned":  # every quarter turn in turn
+            value = page(shape, norm, index, turns=index % 4)
+        elif family == "textline-flipped":  # every other line upside down
+            value = textline(shape, norm, index, turns=2 * (index % 2))
+        else:
+            value = {"image": image, "page": page, "textline": textline}[family](shape, norm, index)
     elif kind == "audio":
         value = audio(shape, index)
     elif kind == "mel":
