@@ -6,7 +6,7 @@ PYTHON  ?= .venv/bin/python
 RELEASE := .build/release/compressor
 DEBUG   := .build/debug/compressor
 
-.PHONY: build debug test test-swift test-interop test-sanitizers conformance demo install proto fixtures bench clean
+.PHONY: build debug test test-swift test-interop test-sanitizers test-realmodels conformance realmodels demo install proto fixtures bench clean
 
 # The release binary is compiled for this machine's CPU: the executor's own loops (depthwise
 # convolutions, pooling, element-wise maps) then use its widest vectors — MobileNet-style models
@@ -21,7 +21,7 @@ debug:
 	$(SWIFT) build --build-tests
 
 ## Every test: Swift unit and end-to-end tests, then the interop tests judged by ONNX Runtime.
-test: test-swift test-interop test-sanitizers conformance
+test: test-swift test-interop test-sanitizers conformance test-realmodels
 
 test-swift: debug
 	$(SWIFT) test --skip-build --disable-swift-testing
@@ -49,6 +49,24 @@ conformance: debug
 	  --suite node=.build/conformance/node --suite pytorch-converted=$(ONNX_DATA)/pytorch-converted \
 	  --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator --suite simple=$(ONNX_DATA)/simple \
 	  --require node=0.97 --require pytorch-converted=1 --require pytorch-operator=1 --require simple=1
+
+## The real-model suite (Tests/realmodels): public pretrained models from pip wheels and the onnx
+## wheel, and library architectures exported with torch (in .venv-export, a large download the
+## first time), through every command; ONNX Runtime judges every output. Writes docs/realmodels.md.
+## The cache lives outside the repository: REALMODELS_CACHE, default ~/.cache/compressor-realmodels.
+EXPORT_PYTHON = .venv-export/bin/python
+realmodels: build
+	@cmp -s Tests/realmodels/requirements-export.txt .venv-export/installed-requirements.txt || \
+	  { python3 -m venv .venv-export && .venv-export/bin/pip install -q --disable-pip-version-check \
+	    -r Tests/realmodels/requirements-export.txt && cp Tests/realmodels/requirements-export.txt .venv-export/; \
+	    mv .venv-export/requirements-export.txt .venv-export/installed-requirements.txt; }
+	$(PYTHON) Tests/realmodels/fetch.py --export-python $(EXPORT_PYTHON)
+	$(PYTHON) Tests/realmodels/run.py --compressor $(RELEASE) --report docs/realmodels.md
+
+## The suite's CI subset: the models that need no torch, every cell; fails on any failing cell.
+test-realmodels: build
+	$(PYTHON) Tests/realmodels/fetch.py --ci
+	$(PYTHON) Tests/realmodels/run.py --ci --compressor $(RELEASE)
 
 ## The main job on bundled fixtures: describe a model, move its weights to external data and back,
 ## quantize it; prune another and recover its accuracy by distillation from the original.

@@ -94,7 +94,10 @@ extension Compressor {
       if let s = outcome.sizes, let a = s.macsBefore, let b = s.macsAfter { line += ", MACs \(a) → \(b)" }
       line += outcome.quality?.headline ?? ""
       FileHandle.standardError.write(line + ")\n")
-      if factorized == 0 { FileHandle.standardError.write("compressor: warning: no layer was factorized; see --report for the reasons\n") }
+      if factorized == 0 {
+        let why = whyNothingPrunes(outcome.result, changes: rows, mainGraphOnly: true)
+        FileHandle.standardError.write("compressor: warning: no layer was factorized: \(why)\n")
+      }
     }
   }
 }

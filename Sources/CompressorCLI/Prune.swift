@@ -144,7 +144,7 @@ extension Compressor {
       let pruneNames = Set(pruning.map { type(of: $0).name })
       let pruneName = pruning.last.map { type(of: $0).name } ?? ""
       let outcome = try TransformRun(command: "prune", model: model, output: out, report: report, force: force,
-                                     quality: quality, measureSizes: true, writesModel: !analyze).run(passes, check: { _ in }, afterPasses: { results in
+                                     quality: quality, measureSizes: true, writesModel: !analyze).run(passes, check: { _ in }, afterPasses: { results, prepared in
         guard let r = results.first(where: { $0.pass == pruneName }) else { return }
         let all = results.filter { pruneNames.contains($0.pass) }.flatMap(\.changes)
         if analyze {
@@ -152,8 +152,8 @@ extension Compressor {
             throw CompressorError.unsupported("no channel group of \(model) can be pruned (\(r.changes.first?.detail ?? "none found"))")
           }
         } else if !all.contains(where: { $0.action == "pruned" }) {
-          let reasons = r.changes.prefix(3).map { "\($0.target): \($0.detail)" }.joined(separator: "; ")
-          throw CompressorError.unsupported("nothing in \(model) can be pruned this way (\(reasons.isEmpty ? "no Conv, Gemm or MatMul weights" : reasons))")
+          let why = whyNothingPrunes(prepared, changes: all, mainGraphOnly: structured)
+          throw CompressorError.unsupported("nothing in \(model) can be pruned this way: \(why)")
         }
       })
       if analyze {

@@ -44,9 +44,10 @@ struct TransformRun {
     var deflatedAfter: Int?
   }
 
-  /// `check` sees the model as read; `afterPasses` the pass results, before anything is written.
+  /// `check` sees the model as read; `afterPasses` the pass results and the model they made,
+  /// before anything is written.
   func run(_ passes: [Pass], check: (LoadedModel) throws -> Void = { _ in },
-           afterPasses: ([PassResult]) throws -> Void = { _ in }) throws -> Outcome {
+           afterPasses: ([PassResult], Model) throws -> Void = { _, _ in }) throws -> Outcome {
     let inputs = FileIdentity(path: model).map { [$0] } ?? []
     if writesModel { try ModelWriter.checkOutput(output, options: WriteOptions(force: force), inputs: inputs) }
     if let report { try checkOutputPath(report, force: force, inputs: inputs) }
@@ -54,7 +55,7 @@ struct TransformRun {
     try check(loaded)
     var result = loaded.model
     let passResults = try PassManager(passes).run(&result, file: model)
-    try afterPasses(passResults)
+    try afterPasses(passResults, result)
     let options = WriteOptions(force: force, notLargerThanInput: notLargerThanInput ? loaded.totalBytes : nil)
     let measured = try quality?.run(original: qualityReference ?? loaded.model, compressed: result)
     let written = writesModel ? try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles) : nil

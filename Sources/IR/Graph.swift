@@ -106,6 +106,21 @@ public struct Graph: Equatable, Sendable {
     return count
   }
 
+  /// Every initializer of this graph and its subgraphs by name (names are unique across scopes;
+  /// the outermost wins if a malformed model repeats one).
+  public var initializersEverywhere: [String: Tensor] {
+    var all = [String: Tensor]()
+    forEachGraph { g in for t in g.initializers where all[t.name] == nil { all[t.name] = t } }
+    return all
+  }
+
+  /// Replaces the initializer named `t.name` wherever it lives (this graph or a subgraph).
+  public mutating func replaceInitializer(_ t: Tensor) {
+    transformGraphs { g in
+      if let i = g.initializers.firstIndex(where: { $0.name == t.name }) { g.initializers[i] = t }
+    }
+  }
+
   /// Replaces every read of `old` by `new`, here and in subgraphs.
   public mutating func renameUses(_ old: String, to new: String) {
     transformGraphs { g in

@@ -16,16 +16,14 @@ public struct PruneNM: Pass {
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var (layers, changes) = prunableLayers(model)
-    var index = [String: Int]()
-    for (i, t) in model.graph.initializers.enumerated() { index[t.name] = i }
+    let weights = model.graph.initializersEverywhere
     for (i, layer) in layers.enumerated() {
       if !pruneFirstLast && (i == 0 || i == layers.count - 1) {
         changes.append(.init(target: layer.label, action: "skipped",
                              detail: "\(i == 0 ? "first" : "last") layer, kept dense (--prune-first-last to include it)"))
         continue
       }
-      guard let wi = index[layer.weight] else { continue }
-      let t = model.graph.initializers[wi]
+      guard let t = weights[layer.weight] else { continue }
       let dims = t.dims.map { Int($0) }
       let k = dims[layer.inputAxis]
       guard k % m == 0 else {
@@ -47,7 +45,7 @@ public struct PruneNM: Pass {
           }
         }
       }
-      model.graph.initializers[wi] = tensor(t, replacingWith: values)
+      model.graph.replaceInitializer(tensor(t, replacingWith: values))
       let zeros = values.filter { $0 == 0 }.count
       let s = Double(zeros) / Double(max(values.count, 1))
       changes.append(.init(target: layer.label, action: "pruned",

@@ -21,8 +21,7 @@ public struct PruneUnstructured: Pass {
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var (layers, changes) = prunableLayers(model)
-    var index = [String: Int]()
-    for (i, t) in model.graph.initializers.enumerated() { index[t.name] = i }
+    let weights = model.graph.initializersEverywhere
     var chosen = [(layer: PrunableLayer, ratio: Double, values: [Float])]()
     for (i, layer) in layers.enumerated() {
       let override = overrides.ratio(for: layer.node)
@@ -31,10 +30,10 @@ public struct PruneUnstructured: Pass {
                              detail: "\(i == 0 ? "first" : "last") layer, kept dense (--prune-first-last to include it)"))
         continue
       }
-      guard let wi = index[layer.weight] else { continue }
+      guard let w = weights[layer.weight] else { continue }
       let ratio = override ?? sparsity
       if ratio == 0 { changes.append(.init(target: layer.label, action: "skipped", detail: "ratio 0")); continue }
-      chosen.append((layer, ratio, try NDArray(model.graph.initializers[wi]).floats()))
+      chosen.append((layer, ratio, try NDArray(w).floats()))
     }
     layers = []
     // How many of each layer's weights become zero.
@@ -49,12 +48,12 @@ public struct PruneUnstructured: Pass {
       for entry in all.prefix(k) { zeroCount[entry.1] += 1 }
     }
     for (l, c) in chosen.enumerated() {
-      guard let wi = index[c.layer.weight] else { continue }
+      guard let w = weights[c.layer.weight] else { continue }
       var values = c.values
       let order = magnitudeOrder(values)
       let zeros = zeroCount[l]
       for p in order.prefix(zeros) { values[p] = 0 }
-      model.graph.initializers[wi] = tensor(model.graph.initializers[wi], replacingWith: values)
+      model.graph.replaceInitializer(tensor(w, replacingWith: values))
       let total = values.filter { $0 == 0 }.count
       let s = Double(total) / Double(max(values.count, 1))
       changes.append(.init(target: c.layer.label, action: "pruned",

@@ -3,7 +3,8 @@ import Runtime
 import Support
 
 /// A weight that pruning may thin out: the float initializer a Conv, ConvTranspose, Gemm or
-/// MatMul of the main graph multiplies by, and the axis along which its inputs run.
+/// MatMul multiplies by — in the main graph or in a subgraph (If branches, Loop bodies) — and
+/// the axis along which its inputs run.
 struct PrunableLayer {
   var node: Node
   var weight: String
@@ -12,33 +13,38 @@ struct PrunableLayer {
   var label: String { Compression.label(node) }
 }
 
-/// Layers in graph order, one per weight (a weight two nodes share is one layer, under its first
-/// reader), with the reason for every node that has no prunable weight.
+/// Layers in graph order (the main graph, then each subgraph), one per weight (a weight two
+/// nodes share is one layer, under its first reader), with the reason for every node that has no
+/// prunable weight — naming the node that computes a weight that is not an initializer.
 func prunableLayers(_ model: Model) -> (layers: [PrunableLayer], skipped: [PassResult.Change]) {
-  var initializers = [String: Tensor]()
-  for t in model.graph.initializers { initializers[t.name] = t }
+  let initializers = model.graph.initializersEverywhere
+  var producer = [String: Node]()
+  model.graph.forEachGraph { g in for n in g.nodes { for o in n.outputs where !o.isEmpty { producer[o] = n } } }
   var layers = [PrunableLayer](), skipped = [PassResult.Change](), seen = Set<String>()
-  for n in model.graph.nodes where n.isDefaultDomain {
-    let axis: Int
-    switch n.opType {
-    case "Conv", "ConvTranspose": axis = n.opType == "Conv" ? 1 : 0
-    case "Gemm": axis = (n.attribute("transB")?.int ?? 0) != 0 ? 1 : 0
-    case "MatMul": axis = 0
-    default: continue
+  model.graph.forEachGraph { g in
+    for n in g.nodes where n.isDefaultDomain {
+      let axis: Int
+      switch n.opType {
+      case "Conv", "ConvTranspose": axis = n.opType == "Conv" ? 1 : 0
+      case "Gemm": axis = (n.attribute("transB")?.int ?? 0) != 0 ? 1 : 0
+      case "MatMul": axis = 0
+      default: continue
+      }
+      guard n.inputs.count > 1, let w = initializers[n.inputs[1]] else {
+        let source = n.inputs.count > 1 ? producer[n.inputs[1]].map { " by \($0.displayName)" } ?? "" : ""
+        skipped.append(.init(target: label(n), action: "skipped", detail: "its weight is computed\(source), not an initializer"))
+        continue
+      }
+      guard w.dataType == .float else {
+        skipped.append(.init(target: label(n), action: "skipped", detail: "weight '\(w.name)' is \(w.dataType), not float"))
+        continue
+      }
+      guard w.dims.count >= 2 else {
+        skipped.append(.init(target: label(n), action: "skipped", detail: "weight '\(w.name)' is not a matrix or kernel"))
+        continue
+      }
+      if seen.insert(w.name).inserted { layers.append(PrunableLayer(node: n, weight: w.name, inputAxis: axis)) }
     }
-    guard n.inputs.count > 1, let w = initializers[n.inputs[1]] else {
-      skipped.append(.init(target: label(n), action: "skipped", detail: "its weight is computed, not an initializer"))
-      continue
-    }
-    guard w.dataType == .float else {
-      skipped.append(.init(target: label(n), action: "skipped", detail: "weight '\(w.name)' is \(w.dataType), not float"))
-      continue
-    }
-    guard w.dims.count >= 2 else {
-      skipped.append(.init(target: label(n), action: "skipped", detail: "weight '\(w.name)' is not a matrix or kernel"))
-      continue
-    }
-    if seen.insert(w.name).inserted { layers.append(PrunableLayer(node: n, weight: w.name, inputAxis: axis)) }
   }
   return (layers, skipped)
 }
@@ -80,4 +86,26 @@ func magnitudeOrder(_ values: [Float]) -> [Int] {
 
 func tensor(_ t: Tensor, replacingWith values: [Float]) -> Tensor {
   Tensor(name: t.name, dataType: .float, dims: t.dims, data: ByteBuffer(copying: values.withUnsafeBytes { Array($0) }))
+}
+
+/// Why no layer of `model` could be pruned, naming the first nodes concerned: the reasons the
+/// pass gave (`changes`), else what `prunableLayers` finds, else the layers subgraphs hold (which
+/// structured pruning and factorization leave alone).
+public func whyNothingPrunes(_ model: Model, changes: [PassResult.Change], mainGraphOnly: Bool) -> String {
+  var nodes = [String: Node]()
+  model.graph.forEachGraph { g in for n in g.nodes where nodes[label(n)] == nil { nodes[label(n)] = n } }
+  func line(_ c: PassResult.Change) -> String { "\(nodes[c.target]?.displayName ?? c.target): \(c.detail)" }
+  var reasons = changes.filter { $0.action == "skipped" }.map(line)
+  if reasons.isEmpty {
+    reasons = prunableLayers(model).skipped.map(line)
+  }
+  if reasons.isEmpty && mainGraphOnly {
+    for n in model.graph.nodes where n.attributes.contains(where: { !$0.subgraphs.isEmpty }) {
+      var inside = 0
+      for a in n.attributes { for g in a.subgraphs { g.forEachGraph { inside += $0.nodes.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.count } } }
+      if inside > 0 { reasons.append("\(n.displayName) holds \(inside) Conv, Gemm or MatMul nodes in its subgraphs, which this mode leaves alone") }
+    }
+  }
+  if reasons.isEmpty { return "it has no Conv, ConvTranspose, Gemm or MatMul with a weight" }
+  return reasons.prefix(2).joined(separator: "; ") + (reasons.count > 2 ? " (and \(reasons.count - 2) more)" : "")
 }
