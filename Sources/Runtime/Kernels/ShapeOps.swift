@@ -9,7 +9,13 @@ extension Kernels {
   static let shapeOps: [String: Kernel] = [
     "Identity": { c in [try c.input(0)] },
     "Dropout": { c in
+      // Inference: the identity. The mask (all kept) only when asked for: bool from opset 10,
+      // the input's type before.
       let x = try c.input(0)
+      guard c.node.outputs.count > 1, !c.node.outputs[1].isEmpty else { return [x] }
+      if c.opset < 10 {
+        return [x, try NDArray(doubles: Array(repeating: 1, count: x.count), as: x.dataType, shape: x.shape)]
+      }
       return [x, NDArray(bools: Array(repeating: true, count: x.count), shape: x.shape)]
     },
     "Shape": { c in
