@@ -91,6 +91,9 @@ def main():
     ap.add_argument("--suite", action="append", required=True, help="NAME=DIR (repeatable)")
     ap.add_argument("--report", help="write the table and every failure to this Markdown file")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--filter", action="append", default=[], metavar="SUBSTRING",
+                    help="run only the cases whose name contains SUBSTRING (repeatable: any of them)")
+    ap.add_argument("--verbose", action="store_true", help="print every case's result")
     ap.add_argument("--require", action="append", default=[], metavar="SUITE=RATE",
                     help="fail (exit 1) when SUITE's pass rate over runnable cases is below RATE")
     args = ap.parse_args()
@@ -100,11 +103,15 @@ def main():
     for spec in args.suite:
         name, directory = spec.split("=", 1)
         cases = sorted(p.parent for p in pathlib.Path(directory).rglob("model.onnx"))
+        if args.filter:
+            cases = [c for c in cases if any(f in c.name for f in args.filter)]
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda c: run_case(args.compressor, c, supported, {"rtol": 1e-3, "atol": 1e-7}), cases))
         counts = {"pass": 0, "fail": 0, "unsupported": 0}
         for c, (status, why) in zip(cases, results):
             counts[status] += 1
+            if args.verbose:
+                print(f"{status:11} {c.name} {why}")
             if status == "fail":
                 failures.setdefault(name, []).append((c.name, why))
         runnable = counts["pass"] + counts["fail"]
