@@ -89,7 +89,8 @@ extension Compressor {
       for spec in specs {
         var name: String?
         var path = spec
-        if let eq = spec.firstIndex(of: "="), !spec[..<eq].contains("/") {
+        // NAME=FILE; a name may contain "/" (gpu_0/data_0) when the model has an input of that name.
+        if let eq = spec.firstIndex(of: "="), !spec[..<eq].contains("/") || expected.contains(String(spec[..<eq])) {
           name = String(spec[..<eq])
           path = String(spec[spec.index(after: eq)...])
         }

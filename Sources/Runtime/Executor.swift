@@ -213,8 +213,14 @@ public final class Executor {
   public func run(_ feeds: [String: NDArray]) throws -> [(name: String, value: NDArray)] {
     let g = mainGraph
     let initializerNames = Set(g.initializers.map(\.name))
+    // One value per graph input, in order (runGraph binds them by position): models before IR
+    // version 4 list their initializers among the inputs, in any order, and those keep their values.
     var ordered = [NDArray]()
-    for input in g.inputs where !initializerNames.contains(input.name) {
+    for input in g.inputs {
+      if initializerNames.contains(input.name), let v = mainInitializers[input.name] {
+        ordered.append(v)
+        continue
+      }
       guard let v = feeds[input.name] else {
         throw CompressorError.invalid("model input '\(input.name)' was not given\(expected(input))")
       }
