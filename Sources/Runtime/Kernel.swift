@@ -64,7 +64,7 @@ public enum Kernels {
   static let standard: [String: Kernel] = {
     var all = [String: Kernel]()
     for family in [elementwise, matrix, convolution, normalization, pooling, reduction, shapeOps, controlFlow,
-                   quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum, trigonometric, bitwise, selection, signal, random, detection, sampling, patches, loss] {
+                   quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum, trigonometric, bitwise, selection, signal, random, detection, sampling, patches, loss, attention] {
       all.merge(family) { a, _ in a }
     }
     return all

@@ -1,0 +1,245 @@
+import Foundation
+import IR
+import Linalg
+import Support
+
+/// The transformer operators of opsets 23–25: Attention (multi-head, grouped-query and
+/// multi-query; boolean or additive masks, causal and sliding-window masks, an internal KV cache
+/// through past/present key and value, an external one through nonpad_kv_seqlen, soft-capping and
+/// the QK debug output) and RotaryEmbedding. Computed in Float, one GEMM pair per batch and head.
+extension Kernels {
+  static let attention: [String: Kernel] = [
+    "Attention": { c in try scaledDotProductAttention(c) },
+    "RotaryEmbedding": { c in [try rotaryEmbedding(c)] },
+  ]
+}
+
+/// A [B, H, S, D] float tensor, from a 4-D input or a 3-D [B, S, H·D] one split into `heads`.
+private func heads(_ c: KernelContext, _ x: NDArray, _ heads: Int?, _ name: String) throws -> NDArray {
+  let f = x.dataType == .float ? x : try x.converted(to: .float)
+  if x.rank == 4 { return f }
+  guard x.rank == 3 else { throw c.fail("\(name) must be 3-D or 4-D, not \(x.shape)") }
+  guard let h = heads, h > 0, x.shape[2] % h == 0 else {
+    throw c.fail("\(name) \(x.shape) is 3-D: q_num_heads and kv_num_heads must be given and divide its hidden size")
+  }
+  return f.reshaped([x.shape[0], x.shape[1], h, x.shape[2] / h]).transposed([0, 2, 1, 3])
+}
+
+private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
+  let q0 = try c.input(0), k0 = try c.input(1), v0 = try c.input(2)
+  guard q0.rank == k0.rank, k0.rank == v0.rank else { throw c.fail("Q, K and V must have one rank (3 or 4)") }
+  let qHeadsAttr = c.node.attribute("q_num_heads") != nil ? c.int("q_num_heads", 0) : nil
+  let kvHeadsAttr = c.node.attribute("kv_num_heads") != nil ? c.int("kv_num_heads", 0) : nil
+  let q = try heads(c, q0, qHeadsAttr, "Q")
+  var k = try heads(c, k0, kvHeadsAttr, "K"), v = try heads(c, v0, kvHeadsAttr, "V")
+  let batch = q.shape[0], qHeads = q.shape[1], qLength = q.shape[2], headSize = q.shape[3]
+  guard k.shape[0] == batch, v.shape[0] == batch, k.shape[1] == v.shape[1], k.shape[3] == headSize, k.shape[2] == v.shape[2] else {
+    throw c.fail("K \(k.shape) and V \(v.shape) do not fit Q \(q.shape)")
+  }
+  let kvHeads = k.shape[1], valueSize = v.shape[3]
+  guard kvHeads > 0, qHeads % kvHeads == 0 else { throw c.fail("\(qHeads) query heads are not a multiple of \(kvHeads) key/value heads") }
+  // The internal cache: present = past ++ new along the sequence.
+  let pastKey = c.optionalInput(4), pastValue = c.optionalInput(5)
+  guard (pastKey == nil) == (pastValue == nil) else { throw c.fail("past_key and past_value must be given together") }
+  var pastLength = 0
+  if let pastKey, let pastValue {
+    let pk = try pastKey.converted(to: .float), pv = try pastValue.converted(to: .float)
+    guard pk.rank == 4, pv.rank == 4, pk.shape[0] == batch, pk.shape[1] == kvHeads, pk.shape[3] == headSize,
+          pv.shape[0] == batch, pv.shape[1] == kvHeads, pv.shape[3] == valueSize, pk.shape[2] == pv.shape[2] else {
+      throw c.fail("past_key \(pastKey.shape) and past_value \(pastValue.shape) do not fit K \(k.shape) and V \(v.shape)")
+    }
+    pastLength = pk.shape[2]
+    k = concatenate(pk, k, axis: 2)
+    v = concatenate(pv, v, axis: 2)
+  }
+  let kvLength = k.shape[2]
+  let nonpad = try c.optionalInput(6)?.integers()
+  if let nonpad {
+    guard nonpad.count == batch else { throw c.fail("nonpad_kv_seqlen has \(nonpad.count) values for a batch of \(batch)") }
+    guard pastKey == nil else { throw c.fail("nonpad_kv_seqlen cannot be combined with past_key and past_value") }
+  }
+  let scale = c.node.attribute("scale") != nil ? c.float("scale", 1) : 1 / Float(headSize).squareRoot()
+  let softcap = c.float("softcap", 0), causal = c.int("is_causal", 0) != 0
+  let left = c.int("left_window_size", -1), right = c.int("right_window_size", -1)
+  let mode = c.int("qk_matmul_output_mode", 0)
+  guard left >= -1, right >= -1, (0...3).contains(mode) else {
+    throw c.fail("left_window_size and right_window_size must be -1 or more, qk_matmul_output_mode 0 to 3")
+  }
+  // The mask, as additive values broadcast over [B, H, Sq, Skv]: booleans become 0 or −∞; a mask
+  // shorter than the keys counts the missing keys as masked.
+  var maskValues: Elements<Float>?
+  var maskShape = [Int](), maskStrides = [Int]()
+  if let m = c.optionalInput(3) {
+    guard m.rank >= 1, m.rank <= 4, let last = m.shape.last, last <= kvLength else {
+      throw c.fail("attn_mask \(m.shape) does not broadcast to [\(batch), \(qHeads), \(qLength), \(kvLength)]")
+    }
+    var additive = try m.converted(to: .float)
+    if m.dataType == .bool {
+      let e = additive.mutableElements(Float.self)
+      for i in 0..<e.count { e[i] = e[i] != 0 ? 0 : -.infinity }
+    }
+    maskShape = Array(repeating: 1, count: 4 - m.rank) + m.shape
+    let full = [batch, qHeads, qLength, maskShape[3]]
+    for d in 0..<3 where maskShape[d] != 1 && maskShape[d] != full[d] {
+      throw c.fail("attn_mask \(m.shape) does not broadcast to [\(batch), \(qHeads), \(qLength), \(kvLength)]")
+    }
+    maskStrides = strides(maskShape).enumerated().map { maskShape[$0.offset] == 1 ? 0 : $0.element }
+    maskValues = additive.elements(Float.self)
+  }
+  try NDArray.checkAllocation([batch, qHeads, qLength, kvLength], .float, c)
+  try NDArray.checkAllocation([batch, qHeads, qLength, valueSize], .float, c)
+  var y = NDArray(zeros: .float, [batch, qHeads, qLength, valueSize])
+  var qk = NDArray(zeros: .float, [batch, qHeads, qLength, kvLength])
+  let qe = q.elements(Float.self), ke = k.elements(Float.self), ve = v.elements(Float.self)
+  let ye = y.mutableElements(Float.self), qke = qk.mutableElements(Float.self)
+  var scores = [Float](repeating: 0, count: qLength * kvLength), bias = scores
+  let group = qHeads / kvHeads
+  withExtendedLifetime((qe, ke, ve, ye, qke)) {
+    guard let qp = qe.baseAddress, let kp = ke.baseAddress, let vp = ve.baseAddress, let yp = ye.baseAddress,
+          let qkp = qke.baseAddress else { return }
+    for b in 0..<batch {
+      // Keys before the query block: the causal frontier and the window are offset by it.
+      let offset = pastKey != nil ? pastLength : (nonpad.map { $0[b] - qLength } ?? 0)
+      for h in 0..<qHeads {
+        let kvh = h / group
+        for i in 0..<qLength {
+          for j in 0..<kvLength {
+            var value: Float = 0
+            if let maskValues {
+              if j < maskShape[3] {
+                value = maskValues[b * maskStrides[0] + h * maskStrides[1] + i * maskStrides[2] + j * maskStrides[3]]
+              } else {
+                value = -.infinity
+              }
+            }
+            let position = i + offset
+            if causal && j > position { value = -.infinity }
+            if left >= 0 && position - j > left { value = -.infinity }
+            if right >= 0 && j - position > right { value = -.infinity }
+            if let nonpad, j >= nonpad[b] { value = -.infinity }
+            bias[i * kvLength + j] = value
+          }
+        }
+        scores.withUnsafeMutableBufferPointer { sp in
+          guard let s = sp.baseAddress, qLength > 0, kvLength > 0 else { return }
+          Linalg.gemm(m: qLength, n: kvLength, k: headSize, alpha: scale, a: qp + (b * qHeads + h) * qLength * headSize,
+                      b: kp + (b * kvHeads + kvh) * kvLength * headSize, c: s, transposeB: true, parallel: false)
+        }
+        let slab = qkp + (b * qHeads + h) * qLength * kvLength
+        for i in 0..<qLength {
+          let row = i * kvLength
+          var allMasked = true
+          for j in 0..<kvLength {
+            if softcap > 0 { scores[row + j] = softcap * Foundation.tanh(scores[row + j] / softcap) }
+            if mode <= 1 { slab[row + j] = scores[row + j] }
+            scores[row + j] += bias[row + j]
+            if mode == 2 { slab[row + j] = scores[row + j] }
+            if bias[row + j] != -.infinity { allMasked = false }
+          }
+          // A fully masked row attends nothing: zeros, never NaN.
+          var top = -Float.infinity
+          for j in 0..<kvLength { top = max(top, scores[row + j]) }
+          if allMasked || kvLength == 0 {
+            for j in 0..<kvLength { scores[row + j] = 0 }
+          } else {
+            let shift = top == -.infinity ? 0 : top
+            var sum: Float = 0
+            for j in 0..<kvLength { let e = Foundation.exp(scores[row + j] - shift); scores[row + j] = e; sum += e }
+            let r = sum == 0 ? 1 : 1 / sum
+            for j in 0..<kvLength { scores[row + j] *= r }
+          }
+          if mode == 3 { for j in 0..<kvLength { slab[row + j] = scores[row + j] } }
+        }
+        scores.withUnsafeBufferPointer { sp in
+          guard let s = sp.baseAddress, qLength > 0, kvLength > 0, valueSize > 0 else { return }
+          Linalg.gemm(m: qLength, n: valueSize, k: kvLength, a: s, b: vp + (b * kvHeads + kvh) * kvLength * valueSize,
+                      c: yp + (b * qHeads + h) * qLength * valueSize, parallel: false)
+        }
+      }
+    }
+  }
+  let type = q0.dataType
+  func back(_ a: NDArray) throws -> NDArray { type == .float ? a : try a.converted(to: type) }
+  let output = q0.rank == 3 ? y.transposed([0, 2, 1, 3]).reshaped([batch, qLength, qHeads * valueSize]) : y
+  return [try back(output), try back(k), try back(v), try back(qk)]
+}
+
+/// a ++ b along `axis` (same type, same other dimensions).
+private func concatenate(_ a: NDArray, _ b: NDArray, axis: Int) -> NDArray {
+  var shape = a.shape
+  shape[axis] += b.shape[axis]
+  var out = NDArray(uninitialized: a.dataType, shape)
+  let outer = a.shape[..<axis].reduce(1, *), width = a.elementWidth
+  let rowA = a.shape[axis...].reduce(1, *) * width, rowB = b.shape[axis...].reduce(1, *) * width
+  let dst = out.mutableBytes()
+  a.withUnsafeBytes { pa in
+    b.withUnsafeBytes { pb in
+      for o in 0..<outer {
+        if rowA > 0, let s = pa.baseAddress { (dst + o * (rowA + rowB)).copyMemory(from: s + o * rowA, byteCount: rowA) }
+        if rowB > 0, let s = pb.baseAddress { (dst + o * (rowA + rowB) + rowA).copyMemory(from: s + o * rowB, byteCount: rowB) }
+      }
+    }
+  }
+  return out
+}
+
+/// Rotates pairs of each head's first rotary_embedding_dim values (the two halves, or even and
+/// odd elements when interleaved) by the cached angle of the token's position.
+private func rotaryEmbedding(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0), cos0 = try c.input(1), sin0 = try c.input(2)
+  var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  // Work on [B, S, H, D].
+  let fourD = x.rank == 4
+  if fourD {
+    x = x.transposed([0, 2, 1, 3])
+  } else {
+    guard x.rank == 3 else { throw c.fail("input must be 3-D or 4-D, not \(x.shape)") }
+    let h = c.int("num_heads", 0)
+    guard h > 0, x.shape[2] % h == 0 else { throw c.fail("num_heads \(h) must divide the hidden size \(x.shape[2]) of a 3-D input") }
+    x = x.reshaped([x.shape[0], x.shape[1], h, x.shape[2] / h])
+  }
+  let batch = x.shape[0], length = x.shape[1], headCount = x.shape[2], headSize = x.shape[3]
+  var dim = c.int("rotary_embedding_dim", 0)
+  if dim == 0 { dim = headSize }
+  guard dim > 0, dim <= headSize, dim % 2 == 0 else { throw c.fail("rotary_embedding_dim \(dim) must be even and at most \(headSize)") }
+  let half = dim / 2, interleaved = c.int("interleaved", 0) != 0
+  let cosines = try cos0.floats(), sines = try sin0.floats()
+  guard cos0.shape == sin0.shape, cos0.shape.last == half else {
+    throw c.fail("cos_cache \(cos0.shape) and sin_cache \(sin0.shape) must end in rotary_embedding_dim/2 = \(half)")
+  }
+  // Row of the caches for (batch b, position s).
+  let row: (Int, Int) throws -> Int
+  if let ids = try c.optionalInput(3)?.integers() {
+    guard ids.count == batch * length, cos0.rank == 2 else {
+      throw c.fail("position_ids must be [\(batch), \(length)] and the caches [positions, \(half)]")
+    }
+    let positions = cos0.shape[0]
+    row = { b, s in
+      let p = ids[b * length + s]
+      guard p >= 0 && p < positions else { throw c.fail("position \(p) is outside the caches' \(positions) rows") }
+      return p
+    }
+  } else {
+    guard cos0.rank == 3, cos0.shape[0] == batch, cos0.shape[1] == length else {
+      throw c.fail("without position_ids the caches must be [\(batch), \(length), \(half)], not \(cos0.shape)")
+    }
+    row = { b, s in b * length + s }
+  }
+  let e = x.mutableElements(Float.self)
+  for b in 0..<batch {
+    for s in 0..<length {
+      let r = try row(b, s) * half
+      for h in 0..<headCount {
+        let base = ((b * length + s) * headCount + h) * headSize
+        for i in 0..<half {
+          let first = interleaved ? base + 2 * i : base + i, second = interleaved ? first + 1 : first + half
+          let a = e[first], z = e[second], co = cosines[r + i], si = sines[r + i]
+          e[first] = co * a - si * z
+          e[second] = si * a + co * z
+        }
+      }
+    }
+  }
+  let out = fourD ? x.transposed([0, 2, 1, 3]) : x.reshaped(x0.shape)
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
