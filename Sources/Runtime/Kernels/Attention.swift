@@ -6,11 +6,13 @@ import Support
 /// The transformer operators of opsets 23–25: Attention (multi-head, grouped-query and
 /// multi-query; boolean or additive masks, causal and sliding-window masks, an internal KV cache
 /// through past/present key and value, an external one through nonpad_kv_seqlen, soft-capping and
-/// the QK debug output) and RotaryEmbedding. Computed in Float, one GEMM pair per batch and head.
+/// the QK debug output), RotaryEmbedding, and LinearAttention (opset 27: the linear, gated, delta
+/// and gated-delta recurrences). Computed in Float; Attention is one GEMM pair per batch and head.
 extension Kernels {
   static let attention: [String: Kernel] = [
     "Attention": { c in try scaledDotProductAttention(c) },
     "RotaryEmbedding": { c in [try rotaryEmbedding(c)] },
+    "LinearAttention": { c in try linearAttention(c) },
   ]
 }
 
@@ -242,4 +244,79 @@ private func rotaryEmbedding(_ c: KernelContext) throws -> NDArray {
   }
   let out = fourD ? x.transposed([0, 2, 1, 3]) : x.reshaped(x0.shape)
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// The recurrence over tokens of a [d_k, d_v] state per batch and key/value head:
+///   gated rules decay it by exp(g), delta rules write β·(v − Sᵀk) instead of v, then S += k ⊗ v;
+///   each query head reads o = scale · qᵀS from its group's state.
+private func linearAttention(_ c: KernelContext) throws -> [NDArray] {
+  let q0 = try c.input(0), k0 = try c.input(1), v0 = try c.input(2)
+  let qHeads = c.int("q_num_heads", 0), kvHeads = c.int("kv_num_heads", 0)
+  guard qHeads > 0, kvHeads > 0, qHeads % kvHeads == 0 else {
+    throw c.fail("q_num_heads (\(qHeads)) must be a positive multiple of kv_num_heads (\(kvHeads))")
+  }
+  guard q0.rank == 3, k0.rank == 3, v0.rank == 3, k0.shape[0] == q0.shape[0], v0.shape[0] == q0.shape[0],
+        k0.shape[1] == q0.shape[1], v0.shape[1] == q0.shape[1], q0.shape[2] % qHeads == 0, v0.shape[2] % kvHeads == 0,
+        k0.shape[2] == kvHeads * (q0.shape[2] / qHeads) else {
+    throw c.fail("query \(q0.shape), key \(k0.shape) and value \(v0.shape) must be [B, T, heads·d] of one B and T")
+  }
+  let rule = c.string("update_rule", "gated_delta")
+  guard ["linear", "gated", "delta", "gated_delta"].contains(rule) else { throw c.fail("update_rule '\(rule)' is unknown") }
+  let gated = rule.hasPrefix("gated"), delta = rule.hasSuffix("delta")
+  let batch = q0.shape[0], steps = q0.shape[1], dk = q0.shape[2] / qHeads, dv = v0.shape[2] / kvHeads
+  let group = qHeads / kvHeads
+  let decay = c.optionalInput(4), beta = c.optionalInput(5)
+  guard gated == (decay != nil), delta == (beta != nil) else {
+    throw c.fail("update_rule '\(rule)' \(gated ? "needs" : "takes no") decay and \(delta ? "needs" : "takes no") beta")
+  }
+  if let decay, decay.rank != 3 || decay.shape[0] != batch || decay.shape[1] != steps || (decay.shape[2] != kvHeads && decay.shape[2] != kvHeads * dk) {
+    throw c.fail("decay \(decay.shape) must be [\(batch), \(steps), \(kvHeads) or \(kvHeads * dk)]")
+  }
+  if let beta, beta.rank != 3 || beta.shape[0] != batch || beta.shape[1] != steps || (beta.shape[2] != kvHeads && beta.shape[2] != 1) {
+    throw c.fail("beta \(beta.shape) must be [\(batch), \(steps), \(kvHeads) or 1]")
+  }
+  let past = c.optionalInput(3)
+  if let past, past.shape != [batch, kvHeads, dk, dv] { throw c.fail("past_state \(past.shape) must be [\(batch), \(kvHeads), \(dk), \(dv)]") }
+  let scaleAttr = c.float("scale", 0)
+  let scale = scaleAttr == 0 ? 1 / Float(dk).squareRoot() : scaleAttr
+  let q = try q0.floats(), k = try k0.floats(), v = try v0.floats()
+  let g = try decay?.floats(), bt = try beta?.floats()
+  let decayWidth = decay?.shape[2] ?? 0, betaWidth = beta?.shape[2] ?? 0
+  var state = try past?.floats() ?? [Float](repeating: 0, count: batch * kvHeads * dk * dv)
+  var out = [Float](repeating: 0, count: batch * steps * qHeads * dv)
+  var written = [Float](repeating: 0, count: dv)
+  for b in 0..<batch {
+    for t in 0..<steps {
+      for h in 0..<kvHeads {
+        let s = (b * kvHeads + h) * dk * dv
+        let key = (b * steps + t) * kvHeads * dk + h * dk, value = (b * steps + t) * kvHeads * dv + h * dv
+        if let g {
+          for i in 0..<dk {
+            let factor = Foundation.exp(decayWidth == kvHeads ? g[(b * steps + t) * kvHeads + h] : g[key + i])
+            for j in 0..<dv { state[s + i * dv + j] *= factor }
+          }
+        }
+        for j in 0..<dv { written[j] = v[value + j] }
+        if let bt {
+          let rate = bt[(b * steps + t) * betaWidth + (betaWidth == 1 ? 0 : h)]
+          for j in 0..<dv {
+            var retrieved: Float = 0
+            for i in 0..<dk { retrieved += state[s + i * dv + j] * k[key + i] }
+            written[j] = rate * (written[j] - retrieved)
+          }
+        }
+        for i in 0..<dk { for j in 0..<dv { state[s + i * dv + j] += k[key + i] * written[j] } }
+        for qh in (h * group)..<((h + 1) * group) {
+          let query = (b * steps + t) * qHeads * dk + qh * dk, o = (b * steps + t) * qHeads * dv + qh * dv
+          for j in 0..<dv {
+            var acc: Float = 0
+            for i in 0..<dk { acc += q[query + i] * state[s + i * dv + j] }
+            out[o + j] = scale * acc
+          }
+        }
+      }
+    }
+  }
+  return [try NDArray(doubles: out.map(Double.init), as: q0.dataType, shape: [batch, steps, qHeads * dv]),
+          try NDArray(doubles: state.map(Double.init), as: past?.dataType ?? q0.dataType, shape: [batch, kvHeads, dk, dv])]
 }

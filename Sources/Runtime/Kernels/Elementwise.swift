@@ -129,6 +129,14 @@ extension Kernels {
       let alpha = c.float("alpha", 1), a = Double(alpha)
       return [try unaryFloat(c, FloatMaps.Swish(alpha: alpha), { $0 / (1 + Foundation.exp(-a * $0)) })]
     }
+    k["SwiGLU"] = { c in
+      // Swish(A) · B on identical shapes (no broadcasting), as Swish computes it.
+      let a = try c.input(0), b = try c.input(1)
+      guard a.shape == b.shape, a.dataType == b.dataType else { throw c.fail("A \(a.shape) and B \(b.shape) must have one shape and type") }
+      let alpha = Double(c.float("alpha", 1))
+      let gate = try map(c, a) { $0 / (1 + Foundation.exp(-alpha * $0)) }
+      return [try arithmetic(c, gate, b, op: "Mul", *)]
+    }
     k["Celu"] = { c in
       let alpha = c.float("alpha", 1), a = Double(alpha)
       guard alpha != 0 else { throw c.fail("alpha must not be 0") }
