@@ -32,7 +32,7 @@ private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
   guard q0.rank == k0.rank, k0.rank == v0.rank else { throw c.fail("Q, K and V must have one rank (3 or 4)") }
   let qHeadsAttr = c.node.attribute("q_num_heads") != nil ? c.int("q_num_heads", 0) : nil
   let kvHeadsAttr = c.node.attribute("kv_num_heads") != nil ? c.int("kv_num_heads", 0) : nil
-  let q = try heads(c, q0, qHeadsAttr, "Q")
+  var q = try heads(c, q0, qHeadsAttr, "Q")
   var k = try heads(c, k0, kvHeadsAttr, "K"), v = try heads(c, v0, kvHeadsAttr, "V")
   let batch = q.shape[0], qHeads = q.shape[1], qLength = q.shape[2], headSize = q.shape[3]
   guard k.shape[0] == batch, v.shape[0] == batch, k.shape[1] == v.shape[1], k.shape[3] == headSize, k.shape[2] == v.shape[2] else {
@@ -92,6 +92,22 @@ private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
   try NDArray.checkAllocation([batch, qHeads, qLength, valueSize], .float, c)
   var y = NDArray(zeros: .float, [batch, qHeads, qLength, valueSize])
   var qk = NDArray(zeros: .float, [batch, qHeads, qLength, kvLength])
+  // bfloat16 inputs round every intermediate to bfloat16, as the operator's definition computes
+  // in T: the scaled Q and K, the products, each step of the softmax (its sum in order).
+  // Computing in Float and rounding once differs by an ulp of bfloat16 (0.4%), more than the
+  // cases' tolerance. (float16 needs no such care: Float and one rounding agree within it.)
+  let round: ((Float) -> Float)? = q0.dataType == .bfloat16 ? { Float(bitPattern: UInt32(bfloat16Bits($0)) << 16) } : nil
+  var alpha = scale
+  if let round {
+    let root = round(scale.squareRoot())
+    for t in [0, 1] {
+      var a = t == 0 ? q : k
+      let e = a.mutableElements(Float.self)
+      for i in 0..<e.count { e[i] = round(e[i] * root) }
+      if t == 0 { q = a } else { k = a }
+    }
+    alpha = 1
+  }
   let qe = q.elements(Float.self), ke = k.elements(Float.self), ve = v.elements(Float.self)
   let ye = y.mutableElements(Float.self), qke = qk.mutableElements(Float.self)
   var scores = [Float](repeating: 0, count: qLength * kvLength), bias = scores
@@ -124,7 +140,7 @@ private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
         }
         scores.withUnsafeMutableBufferPointer { sp in
           guard let s = sp.baseAddress, qLength > 0, kvLength > 0 else { return }
-          Linalg.gemm(m: qLength, n: kvLength, k: headSize, alpha: scale, a: qp + (b * qHeads + h) * qLength * headSize,
+          Linalg.gemm(m: qLength, n: kvLength, k: headSize, alpha: alpha, a: qp + (b * qHeads + h) * qLength * headSize,
                       b: kp + (b * kvHeads + kvh) * kvLength * headSize, c: s, transposeB: true, parallel: false)
         }
         let slab = qkp + (b * qHeads + h) * qLength * kvLength
@@ -132,9 +148,15 @@ private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
           let row = i * kvLength
           var allMasked = true
           for j in 0..<kvLength {
-            if softcap > 0 { scores[row + j] = softcap * Foundation.tanh(scores[row + j] / softcap) }
+            if let round {
+              scores[row + j] = round(scores[row + j])
+              if softcap > 0 { scores[row + j] = round(softcap * round(Foundation.tanh(round(scores[row + j] / softcap)))) }
+            } else if softcap > 0 {
+              scores[row + j] = softcap * Foundation.tanh(scores[row + j] / softcap)
+            }
             if mode <= 1 { slab[row + j] = scores[row + j] }
             scores[row + j] += bias[row + j]
+            if let round { scores[row + j] = round(scores[row + j]) }
             if mode == 2 { slab[row + j] = scores[row + j] }
             if bias[row + j] != -.infinity { allMasked = false }
           }
@@ -143,6 +165,16 @@ private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
           for j in 0..<kvLength { top = max(top, scores[row + j]) }
           if allMasked || kvLength == 0 {
             for j in 0..<kvLength { scores[row + j] = 0 }
+          } else if let round {
+            let shift = top == -.infinity ? 0 : top
+            var sum: Float = 0
+            for j in 0..<kvLength {
+              let e = round(Foundation.exp(round(scores[row + j] - shift)))
+              scores[row + j] = e
+              sum = j == 0 ? e : round(sum + e)
+            }
+            let d = sum == 0 ? 1 : sum
+            for j in 0..<kvLength { scores[row + j] = round(scores[row + j] / d) }
           } else {
             let shift = top == -.infinity ? 0 : top
             var sum: Float = 0
