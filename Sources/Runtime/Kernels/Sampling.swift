@@ -83,7 +83,9 @@ private func gridSample(_ c: KernelContext) throws -> NDArray {
         let g = grid[(b * pointCount + p) * r + (r - 1 - d)], size = Double(dims[d])
         var v = alignCorners ? (g + 1) / 2 * (size - 1) : ((g + 1) * size - 1) / 2
         if mode == .nearest { v = v.rounded(.toNearestOrEven) }
-        if v < low[d] || v > high[d] {
+        // Cubic sampling pads each tap instead (as PyTorch and ONNX Runtime do; the ONNX reference
+        // also moves the point, which changes the taps near a border — no node case covers it).
+        if mode != .cubic && (v < low[d] || v > high[d]) {
           if padding == .border { v = min(max(v, 0), size - 1) } else if padding == .reflection { v = reflect(v, d) }
         }
         coordinate[d] = v
