@@ -415,3 +415,15 @@ def test_bad_attributes_name_the_node(op, attrs, inputs, message, compressor, tm
     r = compressor("run", path, *args, check=False)
     assert r.returncode == 65, r.stderr
     assert r.stderr.startswith(f"compressor: error: {op} node producing 'y': ") and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mode,weights", [("TF", None), ("IDF", [0.5, 2.0, 1.5, 3.0, 0.25, 1.0, 4.0]),
+                                          ("TFIDF", [0.5, 2.0, 1.5, 3.0, 0.25, 1.0, 4.0]), ("IDF", None)])
+@pytest.mark.parametrize("grams,skip", [((1, 1), 0), ((1, 2), 2), ((2, 2), 3)])
+def test_tfidf_vectorizer(mode, weights, grams, skip, compressor, tmp_path):
+    attrs = dict(mode=mode, min_gram_length=grams[0], max_gram_length=grams[1], max_skip_count=skip,
+                 ngram_counts=[0, 4], ngram_indexes=[0, 1, 2, 3, 4, 5, 6], pool_int64s=[2, 3, 5, 4, 5, 6, 7, 8, 6, 7])
+    if weights:
+        attrs["weights"] = weights
+    x = RNG.integers(2, 9, (3, 12)).astype(np.int64)
+    check(compressor, tmp_path, "TfIdfVectorizer", [("x", x)], [("y", F)], 9, attrs)
