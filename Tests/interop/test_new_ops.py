@@ -427,3 +427,33 @@ def test_tfidf_vectorizer(mode, weights, grams, skip, compressor, tmp_path):
         attrs["weights"] = weights
     x = RNG.integers(2, 9, (3, 12)).astype(np.int64)
     check(compressor, tmp_path, "TfIdfVectorizer", [("x", x)], [("y", F)], 9, attrs)
+
+
+@pytest.mark.parametrize("op,attrs,inputs,outputs", [
+    ("StringConcat", {}, [("a", np.array([["ab", ""], ["ü", "x y"]])), ("b", np.array(["-1", "é"]))], [("y", TensorProto.STRING)]),
+    # ONNX Runtime splits "" into no pieces and whitespace at spaces only; compressor follows the ONNX
+    # reference (Python's str.split): one piece, and every whitespace character. Neither case is here.
+    ("StringSplit", dict(delimiter="::", maxsplit=2), [("x", np.array(["a::b::c::d", "::", "none", "x::"]))],
+     [("y", TensorProto.STRING), ("n", I64)]),
+    ("StringSplit", {}, [("x", np.array([["  two words ", "one"], ["", "a b  c"]]))], [("y", TensorProto.STRING), ("n", I64)]),
+    ("StringNormalizer", dict(case_change_action="UPPER", stopwords=["the", "A"], locale="C"),
+     [("x", np.array(["The", "cat", "a", "Ärger"]))], [("y", TensorProto.STRING)]),
+    ("RegexFullMatch", dict(pattern=r"[a-z]+\d{2}\b"), [("x", np.array(["abc12", "abc123", "x99", "Ab12"]))],
+     [("y", TensorProto.BOOL)]),
+])
+def test_strings(op, attrs, inputs, outputs, compressor, tmp_path):
+    m = model(op, inputs, outputs, 20, attrs)
+    if op == "StringNormalizer":
+        m.opset_import[0].version = 10
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    args = []
+    for name, a in inputs:
+        np.save(tmp_path / f"{name}.npy", a)
+        args.append(f"--input={name}={tmp_path / f'{name}.npy'}")
+    compressor("run", path, *args, "-o", tmp_path / "out.npz")
+    ours = np.load(tmp_path / "out.npz")
+    theirs = ort_outputs(path, {n: a.astype(object) for n, a in inputs})
+    for (name, _), ref in zip(outputs, theirs):
+        assert ours[name].shape == ref.shape, name
+        assert ours[name].tolist() == ref.tolist(), name

@@ -1,11 +1,120 @@
+import Foundation
 import IR
 import Support
 
-/// Text features: TfIdfVectorizer, the n-gram counts of integer or string token sequences.
+/// String tensors and text features: StringConcat, StringSplit, StringNormalizer, RegexFullMatch
+/// and TfIdfVectorizer (the n-gram counts of integer or string token sequences). Strings are
+/// UTF-8 bytes; case changes and regular expressions work on Unicode characters.
 extension Kernels {
   static let text: [String: Kernel] = [
     "TfIdfVectorizer": { c in [try tfIdfVectorizer(c)] },
+    "StringConcat": { c in
+      let a = try stringInput(c, 0), b = try stringInput(c, 1)
+      guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+      try NDArray.checkAllocation(shape, .uint8, c)
+      var out = NDArray(zeros: .string, shape)
+      forEachPair(shape, a.shape, b.shape) { o, i, j in out.strings[o] = a.strings[i] + b.strings[j] }
+      return [out]
+    },
+    "StringSplit": { c in try stringSplit(c) },
+    "StringNormalizer": { c in [try stringNormalizer(c)] },
+    "RegexFullMatch": { c in
+      let x = try stringInput(c, 0)
+      let pattern = c.string("pattern", "")
+      let regex: Regex<AnyRegexOutput>
+      // RE2's classes and word boundaries are ASCII (Swift's default to Unicode's, where "a.b" is one word).
+      do {
+        regex = try Regex(pattern).wordBoundaryKind(.simple).asciiOnlyWordCharacters().asciiOnlyDigits().asciiOnlyWhitespace()
+      } catch { throw c.fail("pattern '\(pattern)' is not a valid regular expression: \(error)") }
+      var out = NDArray(zeros: .bool, x.shape)
+      let e = out.mutableElements(UInt8.self)
+      for (i, bytes) in x.strings.enumerated() {
+        e[i] = (try? regex.wholeMatch(in: String(decoding: bytes, as: UTF8.self))) != nil ? 1 : 0
+      }
+      return [out]
+    },
   ]
+}
+
+private func stringInput(_ c: KernelContext, _ i: Int) throws -> NDArray {
+  let x = try c.input(i)
+  guard x.dataType == .string else { throw c.fail("input \(i) is \(x.dataType), not string") }
+  return x
+}
+
+/// Each string split at the delimiter (Python's str.split: runs of whitespace without one), at
+/// most maxsplit times; the pieces padded with "" to the longest split, and the piece counts.
+private func stringSplit(_ c: KernelContext) throws -> [NDArray] {
+  let x = try stringInput(c, 0)
+  let delimiter = Array(c.string("delimiter", "").utf8)
+  let maxSplit = c.node.attribute("maxsplit") != nil ? c.int("maxsplit", 0) : nil
+  if let maxSplit, maxSplit < 0 { throw c.fail("maxsplit \(maxSplit) is negative") }
+  let whitespace: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D]
+  var pieces = [[[UInt8]]]()
+  for s in x.strings {
+    var parts = [[UInt8]]()
+    if delimiter.isEmpty {
+      var i = 0
+      while i < s.count {
+        while i < s.count && whitespace.contains(s[i]) { i += 1 }
+        if i >= s.count { break }
+        if let maxSplit, parts.count == maxSplit {
+          // The rest, leading whitespace dropped, trailing kept out (as Python).
+          var end = s.count
+          while end > i && whitespace.contains(s[end - 1]) { end -= 1 }
+          parts.append(Array(s[i..<end]))
+          break
+        }
+        let start = i
+        while i < s.count && !whitespace.contains(s[i]) { i += 1 }
+        parts.append(Array(s[start..<i]))
+      }
+    } else {
+      var start = 0, i = 0
+      while i + delimiter.count <= s.count {
+        if maxSplit.map({ parts.count >= $0 }) ?? false { break }
+        if Array(s[i..<(i + delimiter.count)]) == delimiter {
+          parts.append(Array(s[start..<i]))
+          i += delimiter.count
+          start = i
+        } else {
+          i += 1
+        }
+      }
+      parts.append(Array(s[start...]))
+    }
+    pieces.append(parts)
+  }
+  let width = pieces.map(\.count).max() ?? 0
+  try NDArray.checkAllocation(x.shape + [width], .uint8, c)
+  var y = NDArray(zeros: .string, x.shape + [width])
+  for (i, parts) in pieces.enumerated() { for (k, p) in parts.enumerated() { y.strings[i * width + k] = p } }
+  return [y, NDArray(pieces.map { Int64($0.count) }, shape: x.shape)]
+}
+
+/// Drops the elements that are stop words (ignoring case unless is_case_sensitive), then changes
+/// case; [C] or [1, C] in, the same rank out ([""] when nothing is left).
+private func stringNormalizer(_ c: KernelContext) throws -> NDArray {
+  let x = try stringInput(c, 0)
+  guard x.rank == 1 || (x.rank == 2 && x.shape[0] == 1) else { throw c.fail("input must be [C] or [1, C], not \(x.shape)") }
+  let action = c.string("case_change_action", "NONE")
+  guard ["NONE", "LOWER", "UPPER"].contains(action) else { throw c.fail("case_change_action '\(action)' is not NONE, LOWER or UPPER") }
+  let caseSensitive = c.int("is_case_sensitive", 0) != 0
+  let stops = Set((c.strings("stopwords") ?? []).map { caseSensitive ? $0 : $0.lowercased() })
+  var kept = [[UInt8]]()
+  for bytes in x.strings {
+    let word = String(decoding: bytes, as: UTF8.self)
+    if stops.contains(caseSensitive ? word : word.lowercased()) { continue }
+    switch action {
+    case "LOWER": kept.append(Array(word.lowercased().utf8))
+    case "UPPER": kept.append(Array(word.uppercased().utf8))
+    default: kept.append(bytes)
+    }
+  }
+  if kept.isEmpty { kept = [[]] }
+  var out = NDArray(zeros: .string, x.rank == 1 ? [kept.count] : [1, kept.count])
+  out.strings = kept
+  return out
 }
 
 /// For each row of [C] or [N, C] tokens, how often each pooled n-gram (min_gram_length…
