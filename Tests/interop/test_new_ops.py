@@ -457,3 +457,49 @@ def test_strings(op, attrs, inputs, outputs, compressor, tmp_path):
     for (name, _), ref in zip(outputs, theirs):
         assert ours[name].shape == ref.shape, name
         assert ours[name].tolist() == ref.tolist(), name
+
+
+@pytest.mark.parametrize("op,opset,attrs,inputs,code", [
+    ("RoiAlign", 16, {}, [("x", np.zeros((1, 1, 4, 4), np.float32)), ("r", np.array([[np.nan, 0, np.inf, 2]], np.float32)),
+                          ("b", np.array([0], np.int64))], 65),
+    ("RoiAlign", 16, {}, [("x", np.zeros((1, 1, 4, 4), np.float32)), ("r", np.array([[3, 3, 1, 1]], np.float32)),
+                          ("b", np.array([0], np.int64))], 0),
+    ("GridSample", 16, {}, [("x", np.ones((1, 1, 3, 3), np.float32)),
+                            ("g", np.array([[[[1e30, -1e30], [np.nan, 0]]]], np.float32))], 0),
+    ("GridSample", 16, dict(padding_mode="reflection", mode="bicubic"),
+     [("x", np.ones((1, 1, 3, 3), np.float32)), ("g", np.array([[[[3e9, -7.5], [np.inf, 0]]]], np.float32))], 0),
+    ("OneHot", 11, {}, [("i", np.array([1e300, -np.inf, 2], np.float64)), ("d", np.array(3, np.int64)),
+                        ("v", np.array([0, 1], np.float32))], 0),
+    ("EyeLike", 9, dict(k=2**62), [("x", np.zeros((3, 4), np.float32))], 0),
+    ("TensorScatter", 24, {}, [("p", np.zeros((2, 4, 3), np.float32)), ("u", np.ones((2, 1, 3), np.float32)),
+                               ("w", np.array([2**62, 0], np.int64))], 65),
+    ("NonMaxSuppression", 11, {}, [("b", np.zeros((1, 2, 4), np.float32)), ("s", np.ones((1, 1, 2), np.float32)),
+                                   ("m", np.array([-5], np.int64))], 0),
+    ("LRN", 13, dict(size=2**62), [("x", np.ones((1, 2, 2, 2), np.float32))], 65),
+    ("MelWeightMatrix", 17, {}, [("n", np.array(4, np.int64)), ("d", np.array(16, np.int64)), ("r", np.array(8000, np.int64)),
+                                 ("lo", np.array(0, np.float32)), ("hi", np.array(1e30, np.float32))], 65),
+    ("Attention", 24, {}, [("q", np.zeros((1, 1, 2, 4), np.float32)), ("k", np.zeros((1, 1, 3, 4), np.float32)),
+                           ("v", np.zeros((1, 1, 3, 4), np.float32)), ("", None), ("", None), ("", None),
+                           ("n", np.array([-2**62], np.int64))], 65),
+    ("DFT", 20, {}, [("x", np.zeros((1, 4, 1), np.float32)), ("l", np.array(-3, np.int64))], 65),
+    ("MaxUnpool", 11, dict(kernel_shape=[2, 2]), [("x", np.ones((1, 1, 2, 2), np.float32)),
+                                                  ("i", np.array([[[[0, 1], [99, 2]]]], np.int64))], 65),
+])
+def test_hostile_values_do_not_trap(op, opset, attrs, inputs, code, compressor, tmp_path):
+    """Values no exporter writes: the operator's defined result or exit 65 naming the node, never a trap."""
+    fed = [(n, a) for n, a in inputs if n]
+    node = helper.make_node(op, [n for n, _ in inputs], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                                           for n, a in fed], [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    args = []
+    for n, a in fed:
+        np.save(tmp_path / f"{n}.npy", a)
+        args.append(f"--input={n}={tmp_path / f'{n}.npy'}")
+    r = compressor("run", path, *args, check=False)
+    assert r.returncode == code, r.stderr
+    if code == 65:
+        assert f"{op} node producing 'y'" in r.stderr, r.stderr

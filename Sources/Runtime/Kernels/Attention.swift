@@ -58,6 +58,7 @@ private func scaledDotProductAttention(_ c: KernelContext) throws -> [NDArray] {
   let nonpad = try c.optionalInput(6)?.integers()
   if let nonpad {
     guard nonpad.count == batch else { throw c.fail("nonpad_kv_seqlen has \(nonpad.count) values for a batch of \(batch)") }
+    guard nonpad.allSatisfy({ $0 >= 0 && $0 <= kvLength }) else { throw c.fail("nonpad_kv_seqlen \(nonpad) must lie in 0...\(kvLength)") }
     guard pastKey == nil else { throw c.fail("nonpad_kv_seqlen cannot be combined with past_key and past_value") }
   }
   let scale = c.node.attribute("scale") != nil ? c.float("scale", 1) : 1 / Float(headSize).squareRoot()

@@ -43,6 +43,9 @@ private func roiAlign(_ c: KernelContext) throws -> NDArray {
   var out = NDArray(zeros: .float, [r, ch, outH, outW])
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
   let boxes = try rois.floats()
+  guard scale.isFinite, boxes.allSatisfy({ $0.isFinite && Swift.abs($0 * scale) < 1e9 }) else {
+    throw c.fail("rois and spatial_scale must be finite and within the feature map's coordinate range")
+  }
   for k in 0..<r {
     let b = batchIndices[k]
     guard b >= 0 && b < n else { throw c.fail("batch index \(b) is out of range for a batch of \(n)") }
@@ -54,9 +57,10 @@ private func roiAlign(_ c: KernelContext) throws -> NDArray {
       roiH = max(roiH, 1)
     }
     let binH = roiH / Float(outH), binW = roiW / Float(outW)
-    let gridH = ratio > 0 ? ratio : Int((roiH / Float(outH)).rounded(.up))
-    let gridW = ratio > 0 ? ratio : Int((roiW / Float(outW)).rounded(.up))
-    guard gridH >= 0, gridW >= 0, gridH < 1 << 16, gridW < 1 << 16 else { throw c.fail("roi \(k) is too large to sample") }
+    // An inverted region (possible with half_pixel) has no samples: its bins are 0, as in the reference.
+    let gridH = ratio > 0 ? ratio : max(0, Int((roiH / Float(outH)).rounded(.up)))
+    let gridW = ratio > 0 ? ratio : max(0, Int((roiW / Float(outW)).rounded(.up)))
+    guard gridH < 1 << 16, gridW < 1 << 16 else { throw c.fail("roi \(k) is too large to sample") }
     let count = Float(max(gridH * gridW, 1))
     // Corner offsets and weights of every sample, shared by all channels.
     var samples = [(Int, Int, Int, Int, Float, Float, Float, Float)]()

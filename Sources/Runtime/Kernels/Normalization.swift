@@ -203,7 +203,7 @@ private func localResponseNormalization(_ c: KernelContext) throws -> NDArray {
   let x0 = try c.input(0)
   let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
   let size = c.int("size", 0)
-  guard size > 0 else { throw c.fail("size must be positive, not \(size)") }
+  guard size > 0, size < 1 << 20 else { throw c.fail("size must be positive, not \(size)") }
   let alpha = c.float("alpha", 1e-4), beta = c.float("beta", 0.75), bias = c.float("bias", 1)
   guard x.rank >= 2 else { throw c.fail("input \(x.shape) has no channel dimension") }
   let n = x.shape[0], ch = x.shape[1], plane = x.shape.dropFirst(2).reduce(1, *)

@@ -19,6 +19,7 @@ private func gridSample(_ c: KernelContext) throws -> NDArray {
   guard x0.rank >= 3 else { throw c.fail("X must be [N, C, D1, ...], not \(x0.shape)") }
   let r = x0.rank - 2
   if c.opset < 20 && r != 2 { throw c.fail("X must be 4-D before opset 20, not \(x0.shape)") }
+  guard r <= 8 else { throw c.unsupported("GridSample over \(r) spatial dimensions (at most 8 are supported)") }
   guard grid0.rank == r + 2, grid0.shape[0] == x0.shape[0], grid0.shape[r + 1] == r else {
     throw c.fail("grid \(grid0.shape) does not fit X \(x0.shape): it must be [N, ..., \(r)]")
   }
@@ -88,7 +89,8 @@ private func gridSample(_ c: KernelContext) throws -> NDArray {
         if mode != .cubic && (v < low[d] || v > high[d]) {
           if padding == .border { v = min(max(v, 0), size - 1) } else if padding == .reflection { v = reflect(v, d) }
         }
-        coordinate[d] = v
+        // Far outside the image every mode reads padding or the reflected point: keep Int conversion safe.
+        coordinate[d] = v.isNaN ? v : min(max(v, -1e12), 1e12)
       }
       for d in 0..<r {
         let v = coordinate[d]

@@ -62,7 +62,7 @@ private func oneHot(_ c: KernelContext) throws -> NDArray {
     for o in 0..<outer {
       for i in 0..<inner {
         let raw = indices[o * inner + i]
-        guard raw.isFinite else { continue }
+        guard raw.isFinite, Swift.abs(raw) < 1e15 else { continue }
         var k = Int(raw)
         if k < 0 { k += depth }
         guard k >= 0 && k < depth else { continue }
@@ -78,7 +78,9 @@ private func eyeLike(_ c: KernelContext) throws -> NDArray {
   let x = try c.input(0)
   guard x.rank == 2 else { throw c.fail("input must be 2-D, not \(x.shape)") }
   let type = c.node.attribute("dtype") != nil ? DataType(rawValue: Int32(clamping: c.int("dtype", 1))) : x.dataType
-  let k = c.int("k", 0), rows = x.shape[0], cols = x.shape[1]
+  let rows = x.shape[0], cols = x.shape[1]
+  // Past the matrix either way the diagonal is empty; clamped so that r + k cannot overflow.
+  let k = min(max(c.int("k", 0), -rows), cols)
   var values = [Double](repeating: 0, count: rows * cols)
   for r in 0..<rows where r + k >= 0 && r + k < cols { values[r * cols + r + k] = 1 }
   do { return try NDArray(doubles: values, as: type, shape: x.shape) } catch { throw c.unsupported("dtype \(type) is not supported") }
@@ -172,6 +174,7 @@ private func tensorScatter(_ c: KernelContext) throws -> NDArray {
   guard length <= maxLength else { throw c.fail("update is longer (\(length)) than the cache (\(maxLength))") }
   let writes = try c.optionalInput(2)?.integers() ?? [Int](repeating: 0, count: batch)
   guard writes.count == batch else { throw c.fail("write_indices has \(writes.count) values for a batch of \(batch)") }
+  guard writes.allSatisfy({ Swift.abs($0) < 1 << 40 }) else { throw c.fail("write_indices \(writes) are out of range") }
   let circular: Bool
   switch c.string("mode", "linear") {
   case "linear": circular = false

@@ -227,7 +227,8 @@ private func melWeightMatrix(_ c: KernelContext) throws -> NDArray {
     return v
   }
   let mels = try scalar(0), dftLength = try scalar(1), rate = try scalar(2), low = try scalar(3), high = try scalar(4)
-  guard mels >= 1, mels < 1e6, dftLength >= 1, dftLength < Double(maxTransformLength), rate > 0, low >= 0, high >= low else {
+  guard mels >= 1, mels < 1e6, dftLength >= 1, dftLength < Double(maxTransformLength), rate > 0, rate.isFinite, low >= 0,
+        high >= low, high.isFinite else {
     throw c.fail("num_mel_bins, dft_length and sample_rate must be positive and 0 ≤ lower_edge_hertz ≤ upper_edge_hertz")
   }
   let count = Int(mels), spectrum = Int(dftLength) / 2 + 1
@@ -235,7 +236,8 @@ private func melWeightMatrix(_ c: KernelContext) throws -> NDArray {
   let lowMel = mel(low), step = (mel(high) - lowMel) / Double(count + 2)
   let edges: [Int] = (0..<(count + 2)).map { k in
     let hz = 700 * expm1((Double(k) * step + lowMel) / 2595 * log(10))
-    return Int(((dftLength + 1) * hz / rate).rounded(.down))
+    // Past the spectrum either way is an error below; clamped first so the conversion is safe.
+    return Int(min(max(((dftLength + 1) * hz / rate).rounded(.down), -1), Double(spectrum + 1)))
   }
   try NDArray.checkAllocation([spectrum, count], .double, c)
   var values = [Double](repeating: 0, count: spectrum * count)
