@@ -503,3 +503,17 @@ def test_hostile_values_do_not_trap(op, opset, attrs, inputs, code, compressor, 
     assert r.returncode == code, r.stderr
     if code == 65:
         assert f"{op} node producing 'y'" in r.stderr, r.stderr
+
+
+def test_non_max_suppression_batched_offsets(compressor, tmp_path):
+    """torchvision's batched NMS: thousands of boxes of many classes, each class moved far along
+    both axes, one NMS call; boxes of very different widths."""
+    n = 3000
+    cls = RNG.integers(0, 40, n)
+    corner = RNG.uniform(0, 300, (n, 2))
+    size = RNG.uniform(1, 120, (n, 2))
+    boxes = np.concatenate([corner, corner + size], 1) + (cls * 500.0)[:, None]
+    scores = RNG.uniform(0, 1, (1, 1, n)).astype(np.float32)
+    inits = [("max_out", np.array([2**40], np.int64)), ("iou", np.array([0.45], np.float32))]
+    check(compressor, tmp_path, "NonMaxSuppression", [("boxes", boxes[None].astype(np.float32)), ("scores", scores)],
+          [("selected", I64)], 11, initializers=inits)

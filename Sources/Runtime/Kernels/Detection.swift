@@ -193,15 +193,36 @@ private func nonMaxSuppression(_ c: KernelContext) throws -> NDArray {
   var selected = [Int64]()
   guard limit > 0 else { return NDArray(selected, shape: [0, 3]) }
   for b in 0..<batch {
+    // Kept boxes are bucketed by where they start along x, in buckets as wide as the widest box:
+    // a box can only overlap kept boxes that start at most one width before it, so each candidate
+    // checks a few buckets instead of every kept box. (Exporters' batched NMS offsets each class
+    // far apart, thousands of candidates at once; the pairwise check was quadratic in them.)
+    var widest: Float = 0
+    for i in 0..<count where corners[b * count + i].3.isFinite && corners[b * count + i].1.isFinite {
+      widest = max(widest, corners[b * count + i].3 - corners[b * count + i].1)
+    }
+    let cell = widest > 0 && widest.isFinite ? widest : 1
+    func bucket(_ x: Float) -> Int { Int(min(max((x / cell).rounded(.down), -1e15), 1e15)) }
     for k in 0..<classes {
       let base = (b * classes + k) * count
       var order = (0..<count).filter { i in scoreThreshold.map { scores[base + i] > $0 } ?? true }
       order.sort { scores[base + $0] > scores[base + $1] || (scores[base + $0] == scores[base + $1] && $0 < $1) }
-      var kept = [Int]()
+      var buckets = [Int: [Int]]()
+      var keptCount = 0
       for i in order {
-        if kept.count >= limit { break }
-        if kept.contains(where: { suppresses(b * count + $0, b * count + i) }) { continue }
-        kept.append(i)
+        if keptCount >= limit { break }
+        let box = corners[b * count + i]
+        // A box with a non-finite corner overlaps nothing (every comparison with NaN is false).
+        let finite = box.1.isFinite && box.3.isFinite
+        if finite {
+          var suppressed = false
+          for key in bucket(box.1 - cell)...max(bucket(box.1 - cell), bucket(box.3)) where !suppressed {
+            if let members = buckets[key], members.contains(where: { suppresses(b * count + $0, b * count + i) }) { suppressed = true }
+          }
+          if suppressed { continue }
+          buckets[bucket(box.1), default: []].append(i)
+        }
+        keptCount += 1
         selected += [Int64(b), Int64(k), Int64(i)]
       }
     }
