@@ -179,7 +179,10 @@ extension Kernels {
       let b = c.int("blocksize", 0)
       guard x.rank == 4, b > 0, x.shape[2] % b == 0, x.shape[3] % b == 0 else { throw c.fail("blocksize \(b) does not fit \(x.shape)") }
       let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-      let t = x.reshaped([n, ch, h / b, b, w / b, b]).transposed([0, 3, 5, 1, 2, 4])
+      // Opset 25 added CRD mode (channel, then block row and column), beside the default DCR.
+      let mode = c.string("mode", "DCR")
+      guard mode == "DCR" || mode == "CRD" else { throw c.fail("mode must be DCR or CRD, not '\(mode)'") }
+      let t = x.reshaped([n, ch, h / b, b, w / b, b]).transposed(mode == "CRD" ? [0, 1, 3, 5, 2, 4] : [0, 3, 5, 1, 2, 4])
       return [t.reshaped([n, ch * b * b, h / b, w / b])]
     },
   ]
