@@ -30,6 +30,16 @@ public struct KernelContext {
 
   public func string(_ name: String, _ fallback: String) -> String { node.attribute(name)?.string ?? fallback }
 
+  public func floats(_ name: String) -> [Float]? {
+    if case .floats(let v)? = node.attribute(name)?.value { return v }
+    return nil
+  }
+
+  public func strings(_ name: String) -> [String]? {
+    if case .strings(let v)? = node.attribute(name)?.value { return v.map { String(decoding: $0, as: UTF8.self) } }
+    return nil
+  }
+
   public func graph(_ name: String) throws -> Graph {
     guard case .graph(let g)? = node.attribute(name)?.value else { throw fail("attribute '\(name)' (a graph) is missing") }
     return g
@@ -64,7 +74,7 @@ public enum Kernels {
   static let standard: [String: Kernel] = {
     var all = [String: Kernel]()
     for family in [elementwise, matrix, convolution, normalization, pooling, reduction, shapeOps, controlFlow,
-                   quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum] {
+                   quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum, trigonometric, bitwise, selection, signal, random, detection, sampling, patches, loss, attention, text] {
       all.merge(family) { a, _ in a }
     }
     return all

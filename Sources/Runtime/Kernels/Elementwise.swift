@@ -82,7 +82,7 @@ extension Kernels {
       ("Log", { Foundation.log($0) }), ("Sqrt", { $0.squareRoot() }), ("Reciprocal", { 1 / $0 }),
       ("Sigmoid", { 1 / (1 + Foundation.exp(-$0)) }), ("Tanh", { Foundation.tanh($0) }), ("Erf", { Foundation.erf($0) }),
       ("Floor", { Foundation.floor($0) }), ("Ceil", { Foundation.ceil($0) }), ("Round", { $0.rounded(.toNearestOrEven) }),
-      ("Sin", { Foundation.sin($0) }), ("Cos", { Foundation.cos($0) }), ("Sign", { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
+      ("Sign", { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
       ("Softplus", { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }),
       ("HardSwish", { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }),
     ]
@@ -120,6 +120,42 @@ extension Kernels {
         return [try map(c, c.input(0)) { x in 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) }]
       }
       return [try map(c, c.input(0)) { x in 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot())) }]
+    }
+    k["Softsign"] = { c in [try unaryFloat(c, FloatMaps.Softsign(), { $0 / (1 + Swift.abs($0)) })] }
+    k["Mish"] = { c in
+      [try unaryFloat(c, FloatMaps.Mish(), { $0 * Foundation.tanh($0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0))) })]
+    }
+    k["Swish"] = { c in
+      let alpha = c.float("alpha", 1), a = Double(alpha)
+      return [try unaryFloat(c, FloatMaps.Swish(alpha: alpha), { $0 / (1 + Foundation.exp(-a * $0)) })]
+    }
+    k["SwiGLU"] = { c in
+      // Swish(A) · B on identical shapes (no broadcasting), as Swish computes it.
+      let a = try c.input(0), b = try c.input(1)
+      guard a.shape == b.shape, a.dataType == b.dataType else { throw c.fail("A \(a.shape) and B \(b.shape) must have one shape and type") }
+      let alpha = Double(c.float("alpha", 1))
+      let gate = try map(c, a) { $0 / (1 + Foundation.exp(-alpha * $0)) }
+      return [try arithmetic(c, gate, b, op: "Mul", *)]
+    }
+    k["Celu"] = { c in
+      let alpha = c.float("alpha", 1), a = Double(alpha)
+      guard alpha != 0 else { throw c.fail("alpha must not be 0") }
+      return [try unaryFloat(c, FloatMaps.Celu(alpha: alpha), { Swift.max(0, $0) + Swift.min(0, a * Foundation.expm1($0 / a)) })]
+    }
+    k["ThresholdedRelu"] = { c in
+      let alpha = c.float("alpha", 1), a = Double(alpha)
+      return [try unaryFloat(c, FloatMaps.ThresholdedRelu(alpha: alpha), { $0 > a ? $0 : 0 })]
+    }
+    k["Shrink"] = { c in
+      // Defined for every numeric type: integer tensors go through Double and back, exactly.
+      let lambd = c.float("lambd", 0.5), bias = c.float("bias", 0)
+      let l = Double(lambd), b = Double(bias)
+      return [try unaryFloat(c, FloatMaps.Shrink(lambd: lambd, bias: bias), { $0 < -l ? $0 + b : ($0 > l ? $0 - b : 0) })]
+    }
+    k["IsNaN"] = { c in [try classify(c, c.input(0)) { $0.isNaN }] }
+    k["IsInf"] = { c in
+      let negative = c.int("detect_negative", 1) != 0, positive = c.int("detect_positive", 1) != 0
+      return [try classify(c, c.input(0)) { $0.isInfinite && ($0 > 0 ? positive : negative) }]
     }
     k["Clip"] = { c in
       var lo = -Double.infinity, hi = Double.infinity
@@ -227,6 +263,27 @@ enum FloatMaps {
   struct Sigmoid: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) } }
   struct HardSwish: FloatMap {
     @inline(__always) func callAsFunction(_ x: Float) -> Float { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+  }
+  struct Softsign: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { x / (1 + Swift.abs(x)) } }
+  struct Mish: FloatMap {
+    // softplus(x) is x itself above 20 in Float, and exp(x) would overflow above 88.
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { x * Foundation.tanh(x > 20 ? x : Foundation.log1p(Foundation.exp(x))) }
+  }
+  struct Swish: FloatMap {
+    var alpha: Float
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { x / (1 + Foundation.exp(-alpha * x)) }
+  }
+  struct Celu: FloatMap {
+    var alpha: Float
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { Swift.max(0, x) + Swift.min(0, alpha * Foundation.expm1(x / alpha)) }
+  }
+  struct ThresholdedRelu: FloatMap {
+    var alpha: Float
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { x > alpha ? x : 0 }
+  }
+  struct Shrink: FloatMap {
+    var lambd: Float, bias: Float
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { x < -lambd ? x + bias : (x > lambd ? x - bias : 0) }
   }
   struct HardSigmoid: FloatMap {
     var alpha: Float, beta: Float
@@ -399,6 +456,27 @@ private func int64Arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, sha
     case "Min": r[o] = Swift.min(u, v)
     default: r[o] = v == 0 ? 0 : (fmod ? u % v : ((u % v) + v) % v)
     }
+  }
+  return out
+}
+
+/// A bool tensor of `test` on every element of a floating-point tensor (IsNaN, IsInf).
+func classify(_ c: KernelContext, _ x: NDArray, _ test: (Double) -> Bool) throws -> NDArray {
+  guard x.dataType.isFloatingPoint else { throw c.fail("input is \(x.dataType), not a floating-point type") }
+  var out = NDArray(uninitialized: .bool, x.shape)
+  let z = out.mutableElements(UInt8.self)
+  switch x.dataType {
+  case .float:
+    let e = x.elements(Float.self)
+    for i in 0..<e.count { z[i] = test(Double(e[i])) ? 1 : 0 }
+  case .double:
+    let e = x.elements(Double.self)
+    for i in 0..<e.count { z[i] = test(e[i]) ? 1 : 0 }
+  case .float16, .bfloat16:
+    let e = try x.converted(to: .double).elements(Double.self)
+    for i in 0..<e.count { z[i] = test(e[i]) ? 1 : 0 }
+  default:
+    throw c.unsupported("\(x.dataType) inputs are not supported")
   }
   return out
 }

@@ -2,7 +2,7 @@ import IR
 import Support
 
 /// Operators that address elements by computed indices: GatherElements, GatherND,
-/// ScatterElements, ScatterND, NonZero, TopK, Trilu, CumSum, Pad, DepthToSpace, SpaceToDepth.
+/// ScatterElements, ScatterND, NonZero, TopK, Trilu, CumSum, CumProd, Pad, DepthToSpace, SpaceToDepth.
 /// Element copies move raw bytes, so every fixed-width type is handled.
 extension Kernels {
   static let indexing: [String: Kernel] = [
@@ -161,26 +161,8 @@ extension Kernels {
       }
       return [x]
     },
-    "CumSum": { c in
-      let x = try c.input(0)
-      let axis = try c.axis(try c.input(1).integers().first ?? 0, rank: x.rank)
-      let exclusive = c.int("exclusive", 0) != 0, reverse = c.int("reverse", 0) != 0
-      var v = try x.converted(to: .double)
-      let e = v.mutableElements(Double.self)
-      let src = Array(e)
-      let outer = x.shape[..<axis].reduce(1, *), n = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
-      for o in 0..<outer {
-        for i in 0..<inner {
-          var acc = 0.0
-          for step in 0..<n {
-            let j = reverse ? n - 1 - step : step
-            let at = (o * n + j) * inner + i
-            if exclusive { e[at] = acc; acc += src[at] } else { acc += src[at]; e[at] = acc }
-          }
-        }
-      }
-      return [try v.converted(to: x.dataType)]
-    },
+    "CumSum": { c in [try cumulative(c, product: false)] },
+    "CumProd": { c in [try cumulative(c, product: true)] },
     "Pad": { c in [try pad(c)] },
     "DepthToSpace": { c in
       let x = try c.input(0)
@@ -197,7 +179,10 @@ extension Kernels {
       let b = c.int("blocksize", 0)
       guard x.rank == 4, b > 0, x.shape[2] % b == 0, x.shape[3] % b == 0 else { throw c.fail("blocksize \(b) does not fit \(x.shape)") }
       let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-      let t = x.reshaped([n, ch, h / b, b, w / b, b]).transposed([0, 3, 5, 1, 2, 4])
+      // Opset 25 added CRD mode (channel, then block row and column), beside the default DCR.
+      let mode = c.string("mode", "DCR")
+      guard mode == "DCR" || mode == "CRD" else { throw c.fail("mode must be DCR or CRD, not '\(mode)'") }
+      let t = x.reshaped([n, ch, h / b, b, w / b, b]).transposed(mode == "CRD" ? [0, 1, 3, 5, 2, 4] : [0, 3, 5, 1, 2, 4])
       return [t.reshaped([n, ch * b * b, h / b, w / b])]
     },
   ]
@@ -321,4 +306,35 @@ private func pad(_ c: KernelContext) throws -> NDArray {
     if inside { values[o] = v[offset] }
   }
   return try NDArray(doubles: values, as: x.dataType, shape: outShape)
+}
+
+/// CumSum and CumProd along the axis given by input 1, optionally exclusive (the first output is
+/// 0 or 1) and reversed. Computed in Double, exactly for integers below 2^53.
+private func cumulative(_ c: KernelContext, product: Bool) throws -> NDArray {
+  let x = try c.input(0)
+  guard let axisValue = try c.input(1).integers().first else { throw c.fail("axis is empty") }
+  let axis = try c.axis(axisValue, rank: x.rank)
+  let exclusive = c.int("exclusive", 0) != 0, reverse = c.int("reverse", 0) != 0
+  var v = try x.converted(to: .double)
+  let e = v.mutableElements(Double.self)
+  let src = Array(e)
+  let outer = x.shape[..<axis].reduce(1, *), n = x.rank == 0 ? 1 : x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+  let identity: Double = product ? 1 : 0
+  for o in 0..<outer {
+    for i in 0..<inner {
+      var acc = identity
+      for step in 0..<n {
+        let j = reverse ? n - 1 - step : step
+        let at = (o * n + j) * inner + i
+        if exclusive {
+          e[at] = acc
+          acc = product ? acc * src[at] : acc + src[at]
+        } else {
+          acc = product ? acc * src[at] : acc + src[at]
+          e[at] = acc
+        }
+      }
+    }
+  }
+  return try v.converted(to: x.dataType)
 }

@@ -3,11 +3,12 @@ import Linalg
 import Support
 
 /// MatMul and Gemm through OpenBLAS sgemm. Non-float inputs are computed in Float and
-/// converted back (float16 models, as other CPU runtimes do).
+/// converted back (float16 models, as other CPU runtimes do). Det by LU decomposition in Double.
 extension Kernels {
   static let matrix: [String: Kernel] = [
     "MatMul": { c in [try matMul(c, c.input(0), c.input(1))] },
     "Gemm": { c in [try gemm(c)] },
+    "Det": { c in [try determinant(c)] },
   ]
 }
 
@@ -86,4 +87,39 @@ func gemm(_ c: KernelContext) throws -> NDArray {
     }
   }
   return a0.dataType == .float ? out : try out.converted(to: a0.dataType)
+}
+
+/// Determinants of the [..., M, M] matrices of the input: Gaussian elimination with partial
+/// pivoting, in Double (a product of M pivots loses too much in Float).
+private func determinant(_ c: KernelContext) throws -> NDArray {
+  let x = try c.input(0)
+  guard x.dataType.isFloatingPoint else { throw c.fail("input is \(x.dataType), not a floating-point type") }
+  guard x.rank >= 2, x.shape[x.rank - 1] == x.shape[x.rank - 2] else { throw c.fail("input \(x.shape) is not [..., M, M]") }
+  let m = x.shape[x.rank - 1], batch = Array(x.shape.dropLast(2))
+  let count = batch.reduce(1, *)
+  let src = try x.converted(to: .double).elements(Double.self)
+  var dets = [Double](repeating: 1, count: count)
+  var a = [Double](repeating: 0, count: m * m)
+  for b in 0..<count {
+    for i in 0..<(m * m) { a[i] = src[b * m * m + i] }
+    var det = 1.0
+    for col in 0..<m {
+      var pivot = col
+      for r in (col + 1)..<max(col + 1, m) where Swift.abs(a[r * m + col]) > Swift.abs(a[pivot * m + col]) { pivot = r }
+      if a[pivot * m + col] == 0 { det = 0; break }
+      if pivot != col {
+        for k in 0..<m { a.swapAt(pivot * m + k, col * m + k) }
+        det = -det
+      }
+      let p = a[col * m + col]
+      det *= p
+      for r in (col + 1)..<max(col + 1, m) {
+        let f = a[r * m + col] / p
+        if f == 0 { continue }
+        for k in col..<m { a[r * m + k] -= f * a[col * m + k] }
+      }
+    }
+    dets[b] = det
+  }
+  return try NDArray(doubles: dets, as: x.dataType, shape: batch)
 }

@@ -2,7 +2,9 @@ import Foundation
 import IR
 import Support
 
-/// BatchNormalization (inference), LayerNormalization and InstanceNormalization.
+/// BatchNormalization (inference), LayerNormalization, InstanceNormalization, GroupNormalization,
+/// RMSNormalization, MeanVarianceNormalization, LpNormalization and LRN (local response
+/// normalization across channels), computed in Float.
 extension Kernels {
   static let normalization: [String: Kernel] = [
     "BatchNormalization": { c in
@@ -74,6 +76,156 @@ extension Kernels {
       }
       return [x0.dataType == .float ? x : try x.converted(to: x0.dataType)]
     },
+    "GroupNormalization": { c in [try groupNormalization(c)] },
+    "RMSNormalization": { c in [try rmsNormalization(c)] },
+    "MeanVarianceNormalization": { c in [try meanVarianceNormalization(c)] },
+    "LpNormalization": { c in [try lpNormalization(c)] },
+    "LRN": { c in [try localResponseNormalization(c)] },
   ]
 }
 
+/// Normalizes each of `num_groups` groups of channels by its mean and variance, then applies a
+/// per-channel scale and bias (per group before opset 21, which the file's opset selects).
+private func groupNormalization(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let groups = c.int("num_groups", 0), eps = c.float("epsilon", 1e-5)
+  guard x.rank >= 2 else { throw c.fail("input \(x.shape) has no channel dimension") }
+  let n = x.shape[0], ch = x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
+  guard groups > 0, ch % groups == 0 else { throw c.fail("num_groups \(groups) does not divide the \(ch) channels") }
+  let scale = try c.input(1).floats(), bias = try c.input(2).floats()
+  let perChannel = c.opset >= 21
+  let expected = perChannel ? ch : groups
+  guard scale.count == expected, bias.count == expected else {
+    throw c.fail("scale and bias must have \(expected) values (they have \(scale.count) and \(bias.count))")
+  }
+  let perGroup = ch / groups, groupSize = perGroup * size
+  let e = x.mutableElements(Float.self)
+  for b in 0..<n {
+    for g in 0..<groups {
+      let base = (b * ch + g * perGroup) * size
+      // Double sums: a group can hold many elements, and the mean's error would enter every output.
+      var sum = 0.0
+      for i in 0..<groupSize { sum += Double(e[base + i]) }
+      let mean = sum / Double(max(groupSize, 1))
+      var sq = 0.0
+      for i in 0..<groupSize { let d = Double(e[base + i]) - mean; sq += d * d }
+      let r = Float(1 / (sq / Double(max(groupSize, 1)) + Double(eps)).squareRoot()), m = Float(mean)
+      for k in 0..<perGroup {
+        let channel = g * perGroup + k
+        let a = perChannel ? scale[channel] : scale[g], s = perChannel ? bias[channel] : bias[g]
+        let start = base + k * size
+        for i in 0..<size { e[start + i] = (e[start + i] - m) * r * a + s }
+      }
+    }
+  }
+  return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+}
+
+/// x / √(mean(x²) + ε) over the axes from `axis` on, times a scale that broadcasts to x.
+private func rmsNormalization(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let axis = try c.axis(c.int("axis", -1), rank: x.rank)
+  let eps = c.float("epsilon", 1e-5)
+  let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
+  var normalized = NDArray(uninitialized: .float, x.shape)
+  let src = x.elements(Float.self), dst = normalized.mutableElements(Float.self)
+  for o in 0..<outer {
+    var sq: Float = 0
+    for i in 0..<inner { let v = src[o * inner + i]; sq += v * v }
+    let r = 1 / (sq / Float(max(inner, 1)) + eps).squareRoot()
+    for i in 0..<inner { dst[o * inner + i] = src[o * inner + i] * r }
+  }
+  let scale = try c.input(1)
+  guard broadcastShape([x.shape, scale.shape]) == x.shape else {
+    throw c.fail("scale \(scale.shape) does not broadcast to the input \(x.shape)")
+  }
+  let y = try arithmetic(c, normalized, try scale.converted(to: .float), op: "Mul", *)
+  return x0.dataType == .float ? y : try y.converted(to: x0.dataType)
+}
+
+/// (x − mean) / (σ + 1e-9) with mean and σ over `axes` (default N, H, W: per channel), as the
+/// operator's function body defines it.
+private func meanVarianceNormalization(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let axes = try Set((c.ints("axes") ?? [0, 2, 3]).map { try c.axis($0, rank: x.rank) })
+  // Elements sharing every kept coordinate form one group; `key` maps an element to its group.
+  let kept = (0..<x.rank).filter { !axes.contains($0) }
+  let keptShape = kept.map { x.shape[$0] }, keptStrides = strides(keptShape), xs = strides(x.shape)
+  let groups = keptShape.reduce(1, *)
+  let groupSize = groups == 0 ? 0 : x.count / groups
+  var key = [Int](repeating: 0, count: x.count)
+  for i in 0..<x.count {
+    var rest = i, k = 0
+    for d in 0..<x.rank {
+      let idx = rest / xs[d]
+      rest %= xs[d]
+      if let j = kept.firstIndex(of: d) { k += idx * keptStrides[j] }
+    }
+    key[i] = k
+  }
+  let e = x.mutableElements(Float.self)
+  var sum = [Double](repeating: 0, count: groups), sq = [Double](repeating: 0, count: groups)
+  for i in 0..<x.count { sum[key[i]] += Double(e[i]) }
+  let mean = sum.map { $0 / Double(max(groupSize, 1)) }
+  for i in 0..<x.count { let d = Double(e[i]) - mean[key[i]]; sq[key[i]] += d * d }
+  let std = sq.map { ($0 / Double(max(groupSize, 1))).squareRoot() + 1e-9 }
+  for i in 0..<x.count { e[i] = Float((Double(e[i]) - mean[key[i]]) / std[key[i]]) }
+  return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+}
+
+/// x divided by its L1 or L2 norm along `axis`; a zero norm gives zeros (as ONNX Runtime), not NaN.
+private func lpNormalization(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let axis = try c.axis(c.int("axis", -1), rank: x.rank)
+  let p = c.int("p", 2)
+  guard p == 1 || p == 2 else { throw c.fail("p must be 1 or 2, not \(p)") }
+  let outer = x.shape[..<axis].reduce(1, *), n = x.rank == 0 ? 1 : x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+  let e = x.mutableElements(Float.self)
+  for o in 0..<outer {
+    for i in 0..<inner {
+      let base = o * n * inner + i
+      var norm: Float = 0
+      for k in 0..<n { let v = e[base + k * inner]; norm += p == 1 ? Swift.abs(v) : v * v }
+      if p == 2 { norm = norm.squareRoot() }
+      for k in 0..<n { e[base + k * inner] = norm == 0 ? 0 : e[base + k * inner] / norm }
+    }
+  }
+  return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+}
+
+/// y = x / (bias + α/size · Σ x²)^β, the sum over the `size` channels around each one
+/// (⌊(size−1)/2⌋ before, ⌈(size−1)/2⌉ after, clipped to the tensor).
+private func localResponseNormalization(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let size = c.int("size", 0)
+  guard size > 0, size < 1 << 20 else { throw c.fail("size must be positive, not \(size)") }
+  let alpha = c.float("alpha", 1e-4), beta = c.float("beta", 0.75), bias = c.float("bias", 1)
+  guard x.rank >= 2 else { throw c.fail("input \(x.shape) has no channel dimension") }
+  let n = x.shape[0], ch = x.shape[1], plane = x.shape.dropFirst(2).reduce(1, *)
+  let before = (size - 1) / 2, after = size - 1 - before
+  var out = NDArray(uninitialized: .float, x.shape)
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  let coefficient = alpha / Float(size)
+  withExtendedLifetime((src, dst)) {
+    guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
+    Parallel.forEach(n * ch, costPerItem: plane * size * 4) { items in
+      var sum = [Float](repeating: 0, count: plane)
+      for item in items {
+        let b = item / ch, k = item % ch
+        for i in 0..<plane { sum[i] = 0 }
+        for j in Swift.max(0, k - before)...Swift.min(ch - 1, k + after) {
+          let p = sp + (b * ch + j) * plane
+          for i in 0..<plane { sum[i] += p[i] * p[i] }
+        }
+        let p = sp + item * plane, q = dp + item * plane
+        for i in 0..<plane { q[i] = p[i] / Foundation.pow(bias + coefficient * sum[i], beta) }
+      }
+    }
+  }
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}

@@ -1,7 +1,9 @@
+import Foundation
 import IR
 import Support
 
-/// MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool and GlobalMaxPool on float tensors.
+/// MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool and GlobalMaxPool on float tensors;
+/// LpPool and GlobalLpPool (any spatial rank), and MaxUnpool, which scatters MaxPool's maxima back.
 extension Kernels {
   static let pooling: [String: Kernel] = [
     "MaxPool": { c in
@@ -11,6 +13,32 @@ extension Kernels {
     "AveragePool": { c in [try pool(c, max: false)] },
     "GlobalAveragePool": { c in [try globalPool(c, max: false)] },
     "GlobalMaxPool": { c in [try globalPool(c, max: true)] },
+    "LpPool": { c in
+      let x0 = try c.input(0)
+      let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+      guard x.rank >= 3 else { throw c.fail("input \(x.shape) has no spatial dimensions") }
+      let p = c.int("p", 2)
+      guard p > 0 else { throw c.fail("p must be positive, not \(p)") }
+      let out = try lpPoolND(c, x: x, p: Float(p))
+      return [x0.dataType == .float ? out : try out.converted(to: x0.dataType)]
+    },
+    "GlobalLpPool": { c in
+      let x0 = try c.input(0)
+      let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+      guard x.rank >= 3 else { throw c.fail("input \(x.shape) has no spatial dimensions") }
+      let p = c.int("p", 2)
+      guard p > 0 else { throw c.fail("p must be positive, not \(p)") }
+      let planes = x.shape[0] * x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
+      var out = NDArray(uninitialized: .float, [x.shape[0], x.shape[1]] + Array(repeating: 1, count: x.rank - 2))
+      let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+      for q in 0..<planes {
+        var acc: Float = 0
+        for i in 0..<size { acc += lpTerm(src[q * size + i], p) }
+        dst[q] = lpRoot(acc, p)
+      }
+      return [x0.dataType == .float ? out : try out.converted(to: x0.dataType)]
+    },
+    "MaxUnpool": { c in [try maxUnpool(c)] },
   ]
 }
 
@@ -206,4 +234,63 @@ private func globalPool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
     }
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// |v|^p, with the common powers as products (exact, and what other runtimes compute).
+@inline(__always)
+func lpTerm(_ v: Float, _ p: Int) -> Float {
+  switch p {
+  case 1: return Swift.abs(v)
+  case 2: return v * v
+  default: return Foundation.pow(Swift.abs(v), Float(p))
+  }
+}
+
+@inline(__always)
+func lpRoot(_ s: Float, _ p: Int) -> Float {
+  switch p {
+  case 1: return s
+  case 2: return s.squareRoot()
+  default: return Foundation.pow(s, 1 / Float(p))
+  }
+}
+
+/// MaxUnpool(X, I[, output_shape]): zeros of the unpooled shape with each X value at the flat
+/// index I gives for it (MaxPool's second output: an index over the whole tensor). With an
+/// output_shape the indices address that shape, as in ONNX Runtime and PyTorch — they come from
+/// a MaxPool over an input of that shape. (The ONNX reference addresses the inferred shape and
+/// pads it, so test_maxunpool_export_with_output_shape expects otherwise.)
+private func maxUnpool(_ c: KernelContext) throws -> NDArray {
+  let x = try c.input(0), indices = try c.input(1).integers()
+  guard x.rank >= 3 else { throw c.fail("input \(x.shape) has no spatial dimensions") }
+  guard indices.count == x.count else { throw c.fail("indices have \(indices.count) values for \(x.count) inputs") }
+  guard let kernel = c.ints("kernel_shape") else { throw c.fail("kernel_shape is required") }
+  let r = x.rank - 2
+  let strides = c.ints("strides") ?? Array(repeating: 1, count: r)
+  let pads = c.ints("pads") ?? Array(repeating: 0, count: 2 * r)
+  guard kernel.count == r, strides.count == r, pads.count == 2 * r,
+        (kernel + strides).allSatisfy({ $0 > 0 && $0 < 1 << 20 }), pads.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }) else {
+    throw c.fail("kernel_shape, strides or pads do not fit a \(r)-D input")
+  }
+  var shape = Array(x.shape.prefix(2)) + (0..<r).map { i in
+    (x.shape[i + 2] - 1) * strides[i] - pads[i] - pads[i + r] + kernel[i]
+  }
+  if let given = c.optionalInput(2) {
+    let s = try given.integers()
+    guard s.count == x.rank, s[0] == x.shape[0], s[1] == x.shape[1] else {
+      throw c.fail("output_shape \(s) does not fit the input \(x.shape)")
+    }
+    shape = s
+  }
+  try NDArray.checkAllocation(shape, x.dataType, c)
+  var out = NDArray(zeros: x.dataType, shape)
+  let total = out.count, width = x.elementWidth
+  let dst = out.mutableBytes()
+  try x.withUnsafeBytes { src in
+    for (k, i) in indices.enumerated() {
+      guard i >= 0 && i < total else { throw c.fail("index \(i) is outside the output of \(total) elements") }
+      (dst + i * width).copyMemory(from: src.baseAddress.unsafelyUnwrapped + k * width, byteCount: width)
+    }
+  }
+  return out
 }

@@ -5,12 +5,14 @@ import Support
 
 /// RNN, GRU and LSTM: forward, reverse or bidirectional, with sequence_lens, initial states,
 /// peepholes, clip, the activations attributes and both layouts. Gate projections of the whole
-/// sequence are one sgemm per direction; the recurrence is one small sgemm per step.
+/// sequence are one sgemm per direction; the recurrence is one small sgemm per step. Also
+/// CausalConvWithState, the depthwise causal convolution that carries its last inputs as state.
 extension Kernels {
   static let recurrent: [String: Kernel] = [
     "RNN": { c in try recurrence(c, kind: .rnn) },
     "GRU": { c in try recurrence(c, kind: .gru) },
     "LSTM": { c in try recurrence(c, kind: .lstm) },
+    "CausalConvWithState": { c in try causalConvolution(c) },
   ]
 }
 
@@ -170,4 +172,46 @@ private func recurrence(_ c: KernelContext, kind: Cell) throws -> [NDArray] {
   let type = try c.input(0).dataType
   let outs = [yOut, yhOut] + (kind == .lstm ? [ycOut] : [])
   return try outs.map { type == .float ? $0 : try $0.converted(to: type) }
+}
+
+/// y[b, ch, t] = Σ_k w[ch, 0, k] · padded[b, ch, t + k] (+ bias, then SiLU when asked), where
+/// padded is the carried state (zeros without one) followed by the input; the new state is the
+/// last k − 1 columns of padded.
+private func causalConvolution(_ c: KernelContext) throws -> [NDArray] {
+  let x0 = try c.input(0), w0 = try c.input(1)
+  guard x0.rank == 3, w0.rank == 3, w0.shape[0] == x0.shape[1], w0.shape[1] == 1, w0.shape[2] > 0 else {
+    throw c.fail("input \(x0.shape) must be [batch, channels, length] and weight \(w0.shape) [channels, 1, k]")
+  }
+  let batch = x0.shape[0], channels = x0.shape[1], length = x0.shape[2], k = w0.shape[2]
+  let silu: Bool
+  switch c.string("activation", "none") {
+  case "none": silu = false
+  case "silu", "swish": silu = true
+  case let a: throw c.fail("activation must be none, silu or swish, not '\(a)'")
+  }
+  let bias = try c.optionalInput(2)?.floats()
+  if let bias, bias.count != channels { throw c.fail("bias has \(bias.count) values for \(channels) channels") }
+  let state = try c.optionalInput(3)?.floats()
+  if let past = c.optionalInput(3), past.shape != [batch, channels, k - 1] {
+    throw c.fail("past_state \(past.shape) must be [\(batch), \(channels), \(k - 1)]")
+  }
+  let x = try x0.floats(), w = try w0.floats()
+  let span = length + k - 1
+  var y = [Float](repeating: 0, count: batch * channels * length)
+  var present = [Float](repeating: 0, count: batch * channels * (k - 1))
+  var padded = [Float](repeating: 0, count: span)
+  for plane in 0..<(batch * channels) {
+    let ch = plane % channels
+    for i in 0..<(k - 1) { padded[i] = state?[plane * (k - 1) + i] ?? 0 }
+    for t in 0..<length { padded[k - 1 + t] = x[plane * length + t] }
+    for t in 0..<length {
+      var acc = bias?[ch] ?? 0
+      for j in 0..<k { acc += w[ch * k + j] * padded[t + j] }
+      y[plane * length + t] = silu ? acc / (1 + Foundation.exp(-acc)) : acc
+    }
+    for i in 0..<(k - 1) { present[plane * (k - 1) + i] = padded[span - (k - 1) + i] }
+  }
+  let type = x0.dataType
+  return [try NDArray(doubles: y.map(Double.init), as: type, shape: x0.shape),
+          try NDArray(doubles: present.map(Double.init), as: c.optionalInput(3)?.dataType ?? type, shape: [batch, channels, k - 1])]
 }

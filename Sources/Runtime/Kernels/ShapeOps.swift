@@ -2,7 +2,7 @@ import IR
 import Support
 
 /// Operators that move or reinterpret elements without arithmetic: Shape, Reshape, Flatten,
-/// Transpose, Squeeze/Unsqueeze, Concat, Split, Slice, Gather, Expand, Tile, Cast, Constant,
+/// Transpose, Squeeze/Unsqueeze, Concat, Split, Slice, Gather, Expand, Tile, Cast, CastLike, Constant,
 /// ConstantOfShape, Range and Identity/Dropout. Copies work
 /// on raw bytes, so every element type is handled.
 extension Kernels {
@@ -185,6 +185,12 @@ extension Kernels {
     "Cast": { c in
       let x = try c.input(0)
       let to = DataType(rawValue: Int32(c.int("to", 0)))
+      if to == x.dataType { return [x] }
+      if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
+      return [try x.converted(to: to)]
+    },
+    "CastLike": { c in
+      let x = try c.input(0), to = try c.input(1).dataType
       if to == x.dataType { return [x] }
       if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
       return [try x.converted(to: to)]

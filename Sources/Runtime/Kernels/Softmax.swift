@@ -2,12 +2,13 @@ import Foundation
 import IR
 import Support
 
-/// Softmax and LogSoftmax. Before opset 13 the input is viewed as 2-D at `axis` (default 1);
+/// Softmax, LogSoftmax and Hardmax. Before opset 13 the input is viewed as 2-D at `axis` (default 1);
 /// from 13 on the operation runs along `axis` (default -1). A row of -inf gives NaN, as in ONNX.
 extension Kernels {
   static let softmax: [String: Kernel] = [
     "Softmax": { c in [try softmaxOp(c, log: false)] },
     "LogSoftmax": { c in [try softmaxOp(c, log: true)] },
+    "Hardmax": { c in [try hardmax(c)] },
   ]
 }
 
@@ -82,4 +83,28 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
     }
   }
   return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+}
+
+/// 1 at the first maximum of each row along the axis (the axes after it, before opset 13), 0
+/// elsewhere, in the input's type.
+private func hardmax(_ c: KernelContext) throws -> NDArray {
+  let x0 = try c.input(0)
+  let x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
+  let legacy = c.opset < 13
+  let axis = try c.axis(c.int("axis", legacy ? 1 : -1), rank: x.rank)
+  let outer = x.shape[..<axis].reduce(1, *)
+  let length = legacy ? x.shape[axis...].reduce(1, *) : (x.rank == 0 ? 1 : x.shape[axis])
+  let inner = legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *)
+  var out = NDArray(zeros: .float, x.shape)
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  for o in 0..<outer {
+    for i in 0..<inner {
+      let base = o * length * inner + i
+      guard length > 0 else { continue }
+      var best = 0
+      for k in 1..<max(length, 1) where src[base + k * inner] > src[base + best * inner] { best = k }
+      dst[base + best * inner] = 1
+    }
+  }
+  return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
 }

@@ -160,3 +160,27 @@ func poolND(_ c: KernelContext, x: NDArray, max isMax: Bool) throws -> NDArray {
   }
   return out
 }
+
+/// LpPool over any number of spatial dimensions: (Σ |x|^p)^(1/p) over each window's taps inside
+/// the input (padding contributes zeros).
+func lpPoolND(_ c: KernelContext, x: NDArray, p: Float) throws -> NDArray {
+  guard let kernel = c.ints("kernel_shape") else { throw c.fail("kernel_shape is required") }
+  let spatial = Array(x.shape.dropFirst(2))
+  let win = try WindowND(c, kernel: kernel, input: spatial)
+  let outSpatial = win.output(ceilMode: c.int("ceil_mode", 0) != 0)
+  try NDArray.checkAllocation(Array(x.shape.prefix(2)) + outSpatial, .float, c)
+  let planes = x.shape[0] * x.shape[1], planeIn = spatial.reduce(1, *), planeOut = outSpatial.reduce(1, *)
+  let planeStrides = strides(spatial), power = Int(p)
+  var out = NDArray(zeros: .float, Array(x.shape.prefix(2)) + outSpatial)
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  for q in 0..<planes {
+    forEachIndex(outSpatial) { o, pos in
+      var acc: Float = 0
+      forEachIndex(win.kernel) { _, tap in
+        if let off = tapOffset(win, out: pos, tap: tap, planeStrides: planeStrides) { acc += lpTerm(src[q * planeIn + off], power) }
+      }
+      dst[q * planeOut + o] = lpRoot(acc, power)
+    }
+  }
+  return out
+}
