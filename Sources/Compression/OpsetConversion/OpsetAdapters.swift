@@ -6,8 +6,10 @@ import Support
 /// schema becomes one of the changed schema. A change missing here stops the conversion with
 /// exit 69 naming the node; a test checks that none is missing.
 enum OpsetAdapters {
-  /// The lowest opset the converter reads: every change after it is in the table.
-  static let oldestSource: Int64 = 7
+  /// Every change after this opset is in the table. Older models are read too, as long as none
+  /// of their operators changed at or before it (consumed_inputs, the broadcast attributes of
+  /// opset 7 …): those nodes are refused like any change without an adapter.
+  static let coveredFrom: Int64 = 7
 
   static func adapter(_ op: String, _ version: Int64) -> OpsetAdapter? { table[op]?[version] }
 

@@ -17,9 +17,10 @@ public struct ConvertOpset: Pass {
   public static let name = "convert-opset"
   public var target: Int64
 
-  /// Opsets the converter reads and writes: from the oldest whose successors all have adapters
-  /// up to the newest the operator tables describe.
-  public static let supportedOpsets: ClosedRange<Int64> = OpsetAdapters.oldestSource...OperatorVersions.latestOpset
+  /// Opsets the converter reads and writes: up to the newest the operator tables describe. Every
+  /// operator change from opset 8 on has an adapter; a node of an older model whose operator
+  /// changed at 7 or before is refused (exit 69) like any change without one.
+  public static let supportedOpsets: ClosedRange<Int64> = 1...OperatorVersions.latestOpset
 
   public init(target: Int64) { self.target = target }
 
