@@ -34,10 +34,17 @@ REAL_MODELS = pathlib.Path(os.environ.get("COMPRESSOR_REALMODELS", "/tmp/rmc"))
 LATEST = onnx.defs.onnx_opset_version()
 WORKERS = int(os.environ.get("COMPRESSOR_TEST_WORKERS", "3"))
 
-# Refusals (exit 69) that stand even where onnx.version_converter produces a model that runs: each
-# has no exact counterpart at the newer opset, and the reference tool's output is wrong for it.
+# Refusals (exit 69) that stand even where onnx.version_converter produces a model whose outputs
+# ORT agrees with: by case-name prefix, why the compressor refuses.
 EXPLAINED_REFUSALS = {
+    "resize11_tf_half_pixel_for_nn_ceil": "opset 13 removed coordinate_transformation_mode tf_half_pixel_for_nn; with "
+    "nearest_mode ceil no remaining mode computes its indices. onnx.version_converter leaves the removed value in the "
+    "node (an opset-13 model outside the standard, which onnx.checker does not catch and ONNX Runtime still runs).",
 }
+
+
+def explained(case):
+    return any(case.startswith(prefix) for prefix in EXPLAINED_REFUSALS)
 
 
 def ort_version_limit():
@@ -208,9 +215,7 @@ def check_node_case(binary, case_dir, limit, late_ops, tmp):
             result["outcome"] = "within 1e-6"
         else:
             result["outcome"] = "different"
-        if result["outcome"] != "identical":
-            # (c) needs the reference only where the conversion is not already exact.
-            result["reference"] = reference_conversion(model, limit, sets, want)
+        result["reference"] = reference_conversion(model, limit, sets, want)
         out.unlink(missing_ok=True)
     else:
         result["outcome"] = "above ORT's opset"
@@ -244,6 +249,9 @@ def node_results():
         if "latest" in r:
             key = "latest: " + r["latest"].split(":")[0]
             counts[key] = counts.get(key, 0) + 1
+        if "reference" in r:
+            key = "onnx.version_converter: " + r["reference"].split(":")[0]
+            counts[key] = counts.get(key, 0) + 1
     summary = {"ort_opset": limit, "latest": LATEST, "counts": dict(sorted(counts.items())),
                "refusals": {r["case"]: {"detail": r.get("detail", ""), "reference": r.get("reference", "")}
                             for r in results if r["outcome"] == "69"}}
@@ -261,8 +269,7 @@ def test_node_cases_compute_the_same(node_results):
 
 
 def test_refusals_are_justified(node_results):
-    unjustified = [r for r in node_results if r["outcome"] == "69" and r["reference"] == "ok"
-                   and r["case"] not in EXPLAINED_REFUSALS]
+    unjustified = [r for r in node_results if r["outcome"] == "69" and r["reference"] == "ok" and not explained(r["case"])]
     assert not unjustified, "\n".join(f"{r['case']}: {r['detail']} (onnx.version_converter converts it)" for r in unjustified)
     for r in node_results:
         if r["outcome"] == "69":
@@ -277,6 +284,64 @@ def test_latest_opset_is_valid(node_results):
 def test_never_behind_the_reference_converter(node_results):
     behind = [r for r in node_results if r.get("reference") == "ok" and r["outcome"] not in ("identical", "within 1e-6")]
     assert not behind, "\n".join(f"{r['case']}: {r['outcome']} {r.get('detail', '')}" for r in behind)
+
+
+def check_old_case(binary, name, model, feeds, refused, limit, tmp, tally):
+    """Failures of one old-opset case, converted to the next opset and to ORT's newest; `tally`
+    counts what onnx.version_converter makes of the same conversions."""
+    source = default_opset(model)
+    src = pathlib.Path(tmp) / f"{name}.onnx"
+    src.write_bytes(model.SerializeToString())
+    try:
+        want = session(src).run(None, feeds)
+    except Exception as e:
+        return [f"{name}: the original does not run in ORT: {str(e).strip().splitlines()[0][:160]}"]
+    failures = []
+    for target in sorted({t for t in (source + 1, limit) if source < t <= limit}):
+        out = pathlib.Path(tmp) / f"{name}.{target}.onnx"
+        r = convert(binary, src, out, target)
+        reference = reference_conversion(model, target, [feeds], [want]).split(":")[0]
+        ours = "refused" if r.returncode == 69 else "ok" if r.returncode == 0 else "exit"
+        tally.append((reference, ours))
+        if reference == "ok" and r.returncode != 0 and not (r.returncode == 69 and explained(name)):
+            failures.append(f"{name} → {target}: onnx.version_converter converts it exactly, compressor exits {r.returncode}: {r.stderr.strip()}")
+        if refused(target):
+            if r.returncode != 69 or "node" not in r.stderr:
+                failures.append(f"{name} → {target}: expected exit 69 naming the node, got {r.returncode}: {r.stderr.strip()}")
+            continue
+        if r.returncode != 0:
+            failures.append(f"{name} → {target}: exit {r.returncode}: {r.stderr.strip()}")
+            continue
+        try:
+            got = session(out).run(None, feeds)
+        except Exception as e:
+            message = str(e).strip().splitlines()[0][:200]
+            # ORT has no kernel for some newer schemas of an operator (RoiAlign 22): its gap, not a conversion error.
+            if "NOT_IMPLEMENTED" not in message:
+                failures.append(f"{name} → {target}: does not run: {message}")
+            continue
+        if not same(want, got):
+            failures.append(f"{name} → {target}: outputs differ")
+    return failures
+
+
+def test_old_opset_adapters():
+    """Every rewriting adapter on models written for the opset before its change (opset_cases.py)."""
+    from opset_cases import cases
+    binary = find_binary()
+    limit = ort_version_limit()
+    all_cases = cases()
+    tally = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+            failures = sum(pool.map(lambda c: check_old_case(binary, *c, limit, tmp, tally), all_cases), [])
+    counts = {}
+    for reference, ours in tally:
+        key = f"compressor {ours}, onnx.version_converter {reference}"
+        counts[key] = counts.get(key, 0) + 1
+    print(f"\n{len(all_cases)} old-opset adapter cases, {len(tally)} conversions: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {len(failures)} failures")
+    assert not failures, "\n".join(failures)
 
 
 def real_models():

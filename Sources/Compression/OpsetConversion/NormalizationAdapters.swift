@@ -92,8 +92,20 @@ enum NormalizationAdapters {
     node.outputs = [node.outputs[0]]
   }
 
-  /// Dropout 12: `ratio` → input 1 (float). Without training_mode the node is the identity in both forms.
-  static let ratioToInput = OpsetAdapter.rewrite("ratio attribute → input") { node, ctx in
+  /// Dropout 12: `ratio` → input 1 (float). Without training_mode the output is the input in both
+  /// forms; the inference mask is all true from 12 and unspecified before (ONNX Runtime writes
+  /// false), so a mask that is read has no counterpart and one that is not is dropped.
+  static let ratioToInput = OpsetAdapter.rewrite("ratio attribute → input; unread mask output dropped") { node, ctx in
+    if node.outputs.count > 1 {
+      let mask = node.outputs[1]
+      if !mask.isEmpty {
+        guard ctx.isUnused(mask) else {
+          throw ctx.refuse(node, "its mask output '\(mask)' is unspecified at inference before opset 12 (ONNX Runtime writes false) and all true from 12")
+        }
+        ctx.dropValueInfo(mask)
+      }
+      node.outputs = [node.outputs[0]]
+    }
     guard let ratio = try ctx.attributeValue(node, "ratio")?.float else { return }
     node.removeAttribute("ratio")
     node.setInput(1, ctx.constant(NDArray([ratio], shape: []), ctx.base(node, "ratio")))

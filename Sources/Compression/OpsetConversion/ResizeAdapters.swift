@@ -34,8 +34,10 @@ enum ResizeAdapters {
   /// Resize 10 → 11: inputs (X, scales) become (X, roi, scales), and the conventions opset 10
   /// left implicit are spelled out as ONNX Runtime implements them: asymmetric coordinates
   /// (x_original = x_resized / scale) and, in nearest mode, the input index rounded down when the
-  /// axis grows and up when it shrinks. A node whose axes do both, or whose scales are only known
-  /// at run time (unless it was an Upsample, which only grows), has no single nearest_mode.
+  /// axis grows and up when it shrinks. An axis shrunk by 1/2^k lands on whole indices (x · 2^k,
+  /// exact in floating point), where both roundings agree. A node whose other axes both grow and
+  /// shrink, or whose scales are only known at run time (unless it was an Upsample, which only
+  /// grows), has no single nearest_mode.
   static let explicitConventions = OpsetAdapter.rewrite(
     "(X, scales) → (X, roi, scales); coordinate_transformation_mode asymmetric; nearest_mode floor (growing) or ceil (shrinking)"
   ) { node, ctx in
@@ -49,7 +51,12 @@ enum ResizeAdapters {
         guard let scales = ctx.facts.constantFloats(node.inputs[1]) else {
           throw ctx.refuse(node, "nearest mode rounds down when an axis grows and up when it shrinks, and the scales are computed at run time")
         }
-        let grows = scales.contains { $0 > 1 }, shrinks = scales.contains { $0 < 1 }
+        func landsOnWholeIndices(_ s: Float) -> Bool {
+          guard s > 0 && s <= 1 else { return false }
+          let inverse = 1 / s
+          return inverse == inverse.rounded() && inverse.significandBitPattern == 0  // 1/s is a power of two
+        }
+        let grows = scales.contains { $0 > 1 }, shrinks = scales.contains { $0 < 1 && !landsOnWholeIndices($0) }
         if grows && shrinks {
           throw ctx.refuse(node, "nearest mode rounds down on growing axes and up on shrinking ones, and scales \(scales) do both")
         }
@@ -63,12 +70,22 @@ enum ResizeAdapters {
     node.inputs = [node.inputs[0], roi, node.inputs[1]]
   }
 
-  /// Resize 13 dropped the coordinate mode tf_half_pixel_for_nn (x_original = (x + 0.5) / scale),
-  /// which no remaining mode reproduces; every other node is unchanged.
-  static let withoutTFHalfPixel = OpsetAdapter.rewrite("unchanged unless coordinate_transformation_mode is tf_half_pixel_for_nn") { node, ctx in
-    if try ctx.attributeValue(node, "coordinate_transformation_mode")?.string == "tf_half_pixel_for_nn" {
-      throw ctx.refuse(node, "coordinate_transformation_mode tf_half_pixel_for_nn was removed and no other mode computes the same coordinates")
+  /// Resize 13 dropped the coordinate mode tf_half_pixel_for_nn, x_original = (x + 0.5) / scale,
+  /// which is half_pixel's coordinate plus 0.5. For nearest mode the half is moved into the
+  /// rounding: round_prefer_floor(c + 0.5) = ceil(c) and floor(c + 0.5) = round_prefer_ceil(c),
+  /// so those two become half_pixel with ceil or round_prefer_ceil. The other roundings and the
+  /// interpolating modes have no counterpart; every other node is unchanged.
+  static let withoutTFHalfPixel = OpsetAdapter.rewrite(
+    "tf_half_pixel_for_nn → half_pixel with the rounding shifted by a half (nearest mode); other nodes unchanged"
+  ) { node, ctx in
+    guard try ctx.attributeValue(node, "coordinate_transformation_mode")?.string == "tf_half_pixel_for_nn" else { return }
+    let mode = try ctx.attributeValue(node, "mode")?.string ?? "nearest"
+    let rounding = try ctx.attributeValue(node, "nearest_mode")?.string ?? "round_prefer_floor"
+    guard mode == "nearest", let shifted = ["round_prefer_floor": "ceil", "floor": "round_prefer_ceil"][rounding] else {
+      throw ctx.refuse(node, "coordinate_transformation_mode tf_half_pixel_for_nn was removed and no other mode computes the same coordinates with mode \(mode), nearest_mode \(rounding)")
     }
+    node.setAttribute("coordinate_transformation_mode", .string(Array("half_pixel".utf8)))
+    node.setAttribute("nearest_mode", .string(Array(shifted.utf8)))
   }
 
   /// GridSample 20 renamed its modes (bilinear → linear, bicubic → cubic); the default is the same mode.
