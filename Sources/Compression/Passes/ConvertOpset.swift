@@ -13,18 +13,68 @@ import Support
 /// when no node's operator changed between the two opsets; otherwise the first node whose
 /// operator did is named (exit 69). The IR version rises to the lowest that may import the target.
 /// Other domains (com.microsoft, ai.onnx.ml, model-local function domains) are left as they are.
+///
+/// Commands that need a newer opset for what they write (per-channel DequantizeLinear needs 13)
+/// use `atLeast`: older models are raised to the target, newer ones left alone; a model that
+/// cannot be converted exactly is left as it was, with the reason as a skipped row, unless the
+/// conversion is `required`. `keep` only reports that the opset stays (quantize --keep-opset).
 public struct ConvertOpset: Pass {
   public static let name = "convert-opset"
+  public enum Policy: Sendable, Equatable {
+    /// To `target` exactly, up or down; a node without an exact conversion is an error.
+    case exactly
+    /// Up to `target` if the model is older; on a refusal, an error only when `required`.
+    case atLeast(required: Bool)
+    /// Leave the opset; report it when it is older than `target`.
+    case keep
+  }
   public var target: Int64
+  public var policy: Policy
+  /// What the target opset is for, in the report and errors ("per-channel weights").
+  public var purpose: String?
+  /// `atLeast`: whether this model needs the target at all (quantize: does any weight become
+  /// per-channel?); a model that does not is left at its opset, and a row says so.
+  public var isNeeded: (@Sendable (Model) -> Bool)?
 
   /// Opsets the converter reads and writes: up to the newest the operator tables describe. Every
   /// operator change from opset 8 on has an adapter; a node of an older model whose operator
   /// changed at 7 or before is refused (exit 69) like any change without one.
   public static let supportedOpsets: ClosedRange<Int64> = 1...OperatorVersions.latestOpset
 
-  public init(target: Int64) { self.target = target }
+  public init(target: Int64, policy: Policy = .exactly, purpose: String? = nil, isNeeded: (@Sendable (Model) -> Bool)? = nil) {
+    self.target = target; self.policy = policy; self.purpose = purpose; self.isNeeded = isNeeded
+  }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+    let current = model.defaultOpsetVersion ?? 0
+    let why = purpose.map { " for \($0)" } ?? ""
+    if policy == .exactly { return try convert(&model) }
+    guard current < target else { return PassResult(pass: Self.name, changes: []) }
+    if let isNeeded, !isNeeded(model) {
+      return PassResult(pass: Self.name, changes: [.init(target: "model", action: "skipped",
+                                                         detail: "opset \(current) kept: nothing here needs \(target)\(why)",
+                                                         values: ["from": Double(current), "to": Double(current), "needed": 0])])
+    }
+    guard case .atLeast(let required) = policy else {
+      return PassResult(pass: Self.name, changes: [.init(target: "model", action: "skipped",
+                                                         detail: "opset \(current) kept (--keep-opset); \(target) is needed\(why)",
+                                                         values: ["from": Double(current), "to": Double(current)])])
+    }
+    // Converted on a copy: a refusal part-way leaves the model as it was.
+    var converted = model
+    do {
+      let result = try convert(&converted)
+      model = converted
+      return result
+    } catch let e as CompressorError where e.kind == .unsupported {
+      if required { throw CompressorError.unsupported("opset \(target) is needed\(why): \(e.message)") }
+      return PassResult(pass: Self.name, changes: [.init(target: "model", action: "skipped",
+                                                         detail: "opset \(current) kept (\(target) is needed\(why)): \(e.message)",
+                                                         values: ["from": Double(current), "to": Double(current)])])
+    }
+  }
+
+  private func convert(_ model: inout Model) throws -> PassResult {
     guard Self.supportedOpsets.contains(target) else {
       throw CompressorError.usage("--opset \(target) is outside the supported range \(Self.supportedOpsets.lowerBound)...\(Self.supportedOpsets.upperBound)")
     }
@@ -75,7 +125,7 @@ public struct ConvertOpset: Pass {
     }
     model.opsetImports[importIndex].version = target
     try raiseIRVersion(&model)
-    var detail = "default domain opset \(source) → \(target)"
+    var detail = "default domain opset \(source) → \(target)" + (purpose.map { " for \($0)" } ?? "")
     if model.irVersion != irBefore { detail += ", IR version \(irBefore) → \(model.irVersion)" }
     detail += "; \(counts.rewritten) node(s) rewritten, \(counts.unchanged) unchanged"
     changes.insert(.init(target: "model", action: "opset", detail: detail,
