@@ -25,7 +25,7 @@ import run  # noqa: E402  (the suite runner: its Model, sessions and quality mea
 
 
 def weight_sqnr(report):
-    values = [c["values"]["sqnrDb"] for p in report["passes"] if p["pass"] == "quantize-weights"
+    values = [c["values"]["sqnrDb"] for p in report["passes"] if p["pass"] in ("quantize-weights", "quantize-static")
               for c in p["changes"] if c["action"] == "quantized" and "sqnrDb" in c.get("values", {})]
     return np.array(values)
 
@@ -74,6 +74,8 @@ def main():
                 def cells(m):
                     if "error" in m:
                         return f"error: {m['error'][:80]}", ""
+                    if not m["weights"]:
+                        return m["quality"], "none quantized"
                     return m["quality"], f"{m['sqnr_mean']:.1f} / {m['sqnr_min']:.1f} ({m['weights']})"
                 print(f"| {e['name']} | {e['opset']} | {mode} | {' | '.join(cells(up))} | {' | '.join(cells(keep))} |", flush=True)
 
