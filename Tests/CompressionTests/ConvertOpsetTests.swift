@@ -44,6 +44,7 @@ final class ConvertOpsetTests: XCTestCase {
       for v in versions.keys where !(OperatorVersions.changes[op] ?? []).contains(v) { stray.append("\(op)@\(v)") }
     }
     XCTAssertEqual(stray.sorted(), [])
+    XCTAssertEqual(OpsetAdapters.duplicates, [])
   }
 
   func testSoftmaxOnTheLastAxisOnlyMakesTheAxisExplicit() throws {
