@@ -85,6 +85,7 @@ def ops_of(graph, acc):
 
 def session(model):
     import onnxruntime as ort
+    ort.set_default_logger_severity(3)  # the reference converter's models draw deprecation warnings
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.intra_op_num_threads = 1
