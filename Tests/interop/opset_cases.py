@@ -144,6 +144,11 @@ def cases():
     add("batchnorm7_per_activation", model([node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], spatial=0)], 7, feeds,
                                            ["y"], [(n, np.resize(a, (3, 4, 4)).astype(np.float32)) for n, a in bn]),
         feeds, refused=9)
+    # Training mode (five outputs): running statistics kept, the batch statistics dropped when unread.
+    add("batchnorm9_training", model([node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv", "sm", "sv"],
+                                           momentum=0.8)], 9, feeds, ["y", "rm", "rv"], bn), feeds)
+    add("batchnorm9_training_saved_read", model([node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv", "sm", "sv"])],
+                                                9, feeds, ["y", "rm", "rv", "sm"], bn), feeds, refused=14)
     add("dropout7_ratio", model([node("Dropout", ["x"], ["y", "mask"], ratio=0.3)], 7, feeds, ["y"]), feeds)
     add("dropout7_mask_read", model([node("Dropout", ["x"], ["y", "mask"], ratio=0.3)], 7, feeds, ["y", "mask"]), feeds,
         refused=10)
