@@ -173,6 +173,19 @@ def test_opset_upgrade_for_per_channel_weights(compressor, tmp_path):
             assert opset == [("", 13)] and "per-channel (axis 0, 16 scales)" in weight[0]["detail"]
         results[keep] = (cosine(reference, ort_outputs(out, x)[0]), weight[0]["values"]["sqnrDb"])
     assert results[False][1] > results[True][1]  # per-channel weights are closer to the float ones
+    # A model the converter cannot convert exactly keeps its opset and per-tensor weights, with a warning naming the node.
+    g = h.make_graph([h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+                      h.make_node("Resize", ["c", "s"], ["y"], mode="nearest", name="rs")], "g",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 6, 6]),
+                      h.make_tensor_value_info("s", onnx.TensorProto.FLOAT, [4])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [onnx.numpy_helper.from_array(w, "w")])
+    src10 = tmp_path / "resize10.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 10)], ir_version=5), str(src10))
+    r = compressor("quantize", src10, "-o", tmp_path / "r10.onnx")
+    assert ", opset 10 kept: int8 weights per tensor" in r.stderr
+    assert r.stderr.splitlines()[1] == (
+        "compressor: warning: opset 10 kept (13 is needed for per-channel weights): node 'rs' (Resize): no exact conversion "
+        "from opset 10 to 11: nearest mode rounds down when an axis grows and up when it shrinks, and the scales are computed at run time")
     # A model with no weight large enough for per-channel stays at its opset.
     r = compressor("quantize", FIXTURES / "opset9.onnx", "-o", tmp_path / "small.onnx", "--report", tmp_path / "small.json")
     assert "opset 9" not in r.stderr.splitlines()[0]
