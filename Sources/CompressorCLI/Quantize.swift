@@ -20,7 +20,10 @@ extension Compressor {
         weights and int32 biases, as QDQ pairs or QLinearConv/QLinearMatMul (--format qoperator). \
         Weights of nodes not quantized otherwise are stored int8 (weight-only). --report lists \
         every node quantized or skipped with the reason, every calibrated range, and with data \
-        the quality against the float model. Models that are already quantized are refused (exit 69).
+        the quality against the float model. Models that are already quantized are refused (exit 69). \
+        A model below opset 13 is converted to 13 first (DequantizeLinear has no per-channel axis \
+        before), and below 21 with --bits 4 --format qdq to 21; --keep-opset keeps its opset \
+        (per-tensor int8 weights below 13). --bits 4 below opset 21 writes MatMulNBits by default.
         """)
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case weightOnly = "weight-only", dynamic, `static` }
@@ -42,8 +45,11 @@ extension Compressor {
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case qdq, qoperator, matmulnbits }
 
-    @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits).")
-    var format: Format = .qdq
+    @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs, the default); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits, the default below opset 21).")
+    var format: Format?
+
+    @Flag(help: "Keep the model's opset: below 13 int8 weights are per tensor (no per-channel DequantizeLinear), below 21 --bits 4 --format qdq is refused.")
+    var keepOpset = false
 
     @Option(help: "Calibration data: a directory of .npy/.npz/.pb samples or one such file (needed by --mode static); also the quality data unless --eval-data is given.")
     var data: String?
@@ -107,10 +113,24 @@ extension Compressor {
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: bits == 4 ? "int4" : "int8")
       let filter = NodeFilter(include: include, exclude: exclude)
-      var passes = preparationPasses()
+      // Per-channel int8 (DequantizeLinear's axis) needs opset 13, 4-bit QDQ opset 21: older models
+      // are converted after the preparation passes (which bring Constant-node weights into
+      // initializers), exactly or not at all; the report and the summary line say which.
+      let fourBitQDQ = bits == 4 && format == .qdq
+      let weightOnly = QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter)
+      let policy: ConvertOpset.Policy = keepOpset ? .keep : .atLeast(required: fourBitQDQ)
+      var upgrade = ConvertOpset(target: fourBitQDQ ? 21 : 13, policy: policy,
+                                 purpose: fourBitQDQ ? "4-bit DequantizeLinear" : "per-channel weights")
+      if !fourBitQDQ {
+        upgrade.isNeeded = { (model: Model) -> Bool in weightOnly.hasPerChannelCandidates(model) }
+      }
+      var passes: [Pass] = preparationPasses() + [upgrade]
       switch mode {
       case .weightOnly:
-        if bits == 4 { passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: format == .matmulnbits ? .matmulnbits : .qdq, filter: filter)) }
+        if bits == 4 {
+          let chosen: QuantizeWeights4Bit.Format? = format == .matmulnbits ? .matmulnbits : format == .qdq ? .qdq : nil
+          passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter))
+        }
       case .dynamic:
         passes.append(QuantizeDynamic(filter: filter))
       case .static:
@@ -120,7 +140,7 @@ extension Compressor {
                                      symmetricWeights: symmetricWeights, filter: filter))
         if format == .qoperator { passes.append(QDQToQOperator()) }
       }
-      passes.append(QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter))
+      passes.append(weightOnly)
       // Float biases replaced by int32 ones, and dequantizers the integer operators no longer read.
       passes.append(RemoveDeadCode())
       let quality = evalSamples == 0 ? nil : (evalData ?? data).map {
@@ -140,8 +160,19 @@ extension Compressor {
         .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
       let ratio = Double(outcome.writtenBytes) / Double(max(outcome.loaded.totalBytes, 1))
       var line = "wrote \(out) (\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.writtenBytes) bytes, \(String(format: "%.2f", ratio))× the input"
+      var warning: String?
+      if let opset = outcome.passes.first(where: { $0.pass == ConvertOpset.name })?.changes.first {
+        let from = Int(opset.values?["from"] ?? 0), to = Int(opset.values?["to"] ?? 0)
+        if opset.action == "opset" {
+          line += ", opset \(from) → \(to) for \(fourBitQDQ ? "4-bit QDQ" : "per-channel weights")"
+        } else if opset.values?["needed"] != 0 {
+          line += ", opset \(from) kept\(keepOpset ? " (--keep-opset)" : ""): int8 weights per tensor"
+          if !keepOpset { warning = opset.detail }
+        }
+      }
       line += outcome.quality?.headline ?? ""
       FileHandle.standardError.write(line + ")\n")
+      if let warning { FileHandle.standardError.write("compressor: warning: \(warning)\n") }
       if quantized == 0 { FileHandle.standardError.write("compressor: warning: nothing was quantized; see --report for the reasons\n") }
     }
 

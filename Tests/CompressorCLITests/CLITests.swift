@@ -93,6 +93,27 @@ final class CLITests: XCTestCase {
     XCTAssertEqual(bytes(back), bytes(mlp))
   }
 
+  /// --opset: the summary in JSON, the same bytes run after run, 69 naming the node that blocks a
+  /// downgrade, 64 outside the supported opsets.
+  func testConvertOpset() throws {
+    let opset9 = fixtures.appendingPathComponent("opset9.onnx").path
+    let opset21 = fixtures.appendingPathComponent("opset21.onnx").path
+    let a = dir + "/a13.onnx", b = dir + "/b13.onnx"
+    let r = try compressor(["convert", opset9, a, "--opset", "13", "--json"])
+    XCTAssertEqual(r.code, 0, r.stderr)
+    XCTAssertEqual(r.stdout, "{\"dataBytes\": 0, \"externalTensors\": 0, \"modelBytes\": 1909, \"opset\": {\"from\": 9, \"rewrittenNodes\": 4, \"to\": 13}, \"output\": \"\(a)\"}\n")
+    let text = try compressor(["convert", opset9, b, "--opset", "13"])
+    XCTAssertEqual(text.stderr, "wrote \(b) (1909 bytes; default domain opset 9 → 13, IR version 4 → 7; 4 node(s) rewritten, 7 unchanged)\n")
+    XCTAssertEqual(bytes(a), bytes(b))
+    let down = try compressor(["convert", opset21, dir + "/o20.onnx", "--opset", "20"])
+    XCTAssertEqual(down.code, 69)
+    XCTAssertEqual(down.stderr, "compressor: error: node 'dequant' (DequantizeLinear): no exact conversion from opset 21 down to 20 (DequantizeLinear changed at opset 21)\n")
+    let range = try compressor(["convert", opset9, dir + "/o.onnx", "--opset", "29"])
+    XCTAssertEqual(range.code, 64)
+    XCTAssertTrue(range.stderr.hasPrefix("compressor: error: --opset must be in 1...28, not 29\n"), range.stderr)
+    XCTAssertEqual(leftovers(), [])
+  }
+
   // MARK: - bad inputs 33–35 and 39
 
   func test33ExistingOutputNeedsForce() throws {

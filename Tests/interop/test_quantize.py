@@ -144,7 +144,20 @@ def test_int4_qdq_needs_opset_21(compressor, tmp_path):
     assert len(dq) == 1 and {a.name: a.i for a in dq[0].attribute} == {"axis": 0, "block_size": 32}
     x = np.random.default_rng(2).standard_normal((1, 64)).astype(np.float32)
     assert cosine(ort_outputs(src, {"x": x})[0], ort_outputs(out, {"x": x})[0]) >= 0.99
-    r = compressor("quantize", FIXTURES / "mlp.onnx", "--bits", "4", "-o", tmp_path / "no.onnx", check=False)
+    # Below opset 21: MatMulNBits by default; --format qdq converts the model to 21 first, unless --keep-opset.
+    src13, nbits, q21 = tmp_path / "m13.onnx", tmp_path / "nbits.onnx", tmp_path / "q21.onnx"
+    onnx.save(_linear_model(w), str(src13))
+    compressor("quantize", src13, "--bits", "4", "-o", nbits)
+    assert [n.op_type for n in onnx.load(str(nbits)).graph.node] == ["MatMulNBits"]
+    r = compressor("quantize", src13, "--bits", "4", "--format", "qdq", "-o", q21, "--report", tmp_path / "q21.json")
+    assert ", opset 13 → 21 for 4-bit QDQ" in r.stderr
+    converted = onnx.load(str(q21))
+    assert [(o.domain, o.version) for o in converted.opset_import] == [("", 21)] and converted.ir_version == 10
+    assert [n.op_type for n in converted.graph.node] == ["DequantizeLinear", "MatMul"]
+    rows = [p for p in json.loads((tmp_path / "q21.json").read_text())["passes"] if p["pass"] == "convert-opset"][0]["changes"]
+    assert rows[0]["detail"] == "default domain opset 13 → 21 for 4-bit DequantizeLinear, IR version 8 → 10; 0 node(s) rewritten, 1 unchanged"
+    assert cosine(ort_outputs(src13, {"x": x})[0], ort_outputs(q21, {"x": x})[0]) >= 0.99
+    r = compressor("quantize", src13, "--bits", "4", "--format", "qdq", "--keep-opset", "-o", tmp_path / "no.onnx", check=False)
     assert r.returncode == 69
     assert r.stderr == ("compressor: error: 4-bit DequantizeLinear needs opset 21 and the model imports opset 13; "
                         "use --format matmulnbits\n")

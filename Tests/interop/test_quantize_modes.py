@@ -137,6 +137,62 @@ def test_static_works_on_every_fixture(name, compressor, tmp_path):
         assert sum(c["action"] == "quantized" for c in rows) == 3
 
 
+def test_opset_upgrade_for_per_channel_weights(compressor, tmp_path):
+    """Below opset 13 a model is converted to 13 when some weight becomes per-channel, and
+    --keep-opset keeps it per tensor; both say so in the summary line and the report."""
+    rng = np.random.default_rng(5)
+    h = onnx.helper
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    g = h.make_graph([h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c"], ["r"]),
+                      h.make_node("Squeeze", ["r"], ["y"], axes=[0])], "g",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 6, 6])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [onnx.numpy_helper.from_array(w, "w")])
+    src = tmp_path / "conv11.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 11)], ir_version=6), str(src))
+    x = {"x": rng.standard_normal((1, 8, 6, 6)).astype(np.float32)}
+    reference = ort_outputs(src, x)[0]
+    results = {}
+    for keep in (False, True):
+        out, report = tmp_path / f"q{keep}.onnx", tmp_path / f"q{keep}.json"
+        r = compressor("quantize", src, "-o", out, "--report", report, *(["--keep-opset"] if keep else []))
+        rep = json.loads(report.read_text())
+        jsonschema.validate(rep, SCHEMA)
+        conversion = pass_changes(rep, "convert-opset")
+        weight = [c for c in pass_changes(rep, "quantize-weights") if c["action"] == "quantized"]
+        opset = [(o.domain, o.version) for o in onnx.load(str(out)).opset_import]
+        if keep:
+            assert ", opset 11 kept (--keep-opset): int8 weights per tensor" in r.stderr
+            assert conversion == [{"action": "skipped", "detail": "opset 11 kept (--keep-opset); 13 is needed for per-channel weights",
+                                   "target": "model", "values": {"from": 11, "to": 11}}]
+            assert opset == [("", 11)] and "per-tensor" in weight[0]["detail"]
+        else:
+            assert ", opset 11 → 13 for per-channel weights" in r.stderr
+            assert conversion[0]["detail"] == ("default domain opset 11 → 13 for per-channel weights, IR version 6 → 7; "
+                                               "1 node(s) rewritten, 2 unchanged")
+            assert conversion[1]["target"] == "Squeeze:y" and conversion[1]["action"] == "converted"
+            assert opset == [("", 13)] and "per-channel (axis 0, 16 scales)" in weight[0]["detail"]
+        results[keep] = (cosine(reference, ort_outputs(out, x)[0]), weight[0]["values"]["sqnrDb"])
+    assert results[False][1] > results[True][1]  # per-channel weights are closer to the float ones
+    # A model the converter cannot convert exactly keeps its opset and per-tensor weights, with a warning naming the node.
+    g = h.make_graph([h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+                      h.make_node("Resize", ["c", "s"], ["y"], mode="nearest", name="rs")], "g",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 6, 6]),
+                      h.make_tensor_value_info("s", onnx.TensorProto.FLOAT, [4])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [onnx.numpy_helper.from_array(w, "w")])
+    src10 = tmp_path / "resize10.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 10)], ir_version=5), str(src10))
+    r = compressor("quantize", src10, "-o", tmp_path / "r10.onnx")
+    assert ", opset 10 kept: int8 weights per tensor" in r.stderr
+    assert r.stderr.splitlines()[1] == (
+        "compressor: warning: opset 10 kept (13 is needed for per-channel weights): node 'rs' (Resize): no exact conversion "
+        "from opset 10 to 11: nearest mode rounds down when an axis grows and up when it shrinks, and the scales are computed at run time")
+    # A model with no weight large enough for per-channel stays at its opset.
+    r = compressor("quantize", FIXTURES / "opset9.onnx", "-o", tmp_path / "small.onnx", "--report", tmp_path / "small.json")
+    assert "opset 9" not in r.stderr.splitlines()[0]
+    assert pass_changes(json.loads((tmp_path / "small.json").read_text()), "convert-opset")[0]["detail"] == \
+        "opset 9 kept: nothing here needs 13 for per-channel weights"
+
+
 @pytest.mark.parametrize("method", ["percentile", "percentile:99.9", "entropy", "mse"])
 def test_histogram_calibration_methods(method, compressor, tmp_path):
     out, report = tmp_path / "s.onnx", tmp_path / "s.json"

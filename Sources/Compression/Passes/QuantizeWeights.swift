@@ -42,6 +42,23 @@ public struct QuantizeWeights: Pass {
     }
   }
 
+  /// Whether some weight of `model` would be quantized per channel (at opset 13): a float
+  /// initializer of `minimumElements` or more read as a weight along a channel axis by a node the
+  /// filter lets through. Quantize converts older models to 13 only then.
+  public func hasPerChannelCandidates(_ model: Model) -> Bool {
+    var sizes = [String: (DataType, Int, Int)]()
+    for t in model.graph.initializers { sizes[t.name] = (t.dataType, t.elementCount, t.dims.count) }
+    var found = false
+    model.graph.forEachGraph { g in
+      for n in g.nodes where !found && n.isDefaultDomain {
+        guard let wi = Self.weightInput[n.opType], wi < n.inputs.count, let (type, count, rank) = sizes[n.inputs[wi]],
+              type == .float, count >= minimumElements, filter.refusal(n) == nil else { continue }
+        found = axis != nil || Self.channelAxis(n, rank: rank) != nil
+      }
+    }
+    return found
+  }
+
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
     let opset = model.defaultOpsetVersion ?? 1

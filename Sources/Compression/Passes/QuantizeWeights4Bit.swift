@@ -6,20 +6,22 @@ import Support
 /// 4-bit weights for MatMul: each column of W [K, N] is cut into blocks of `blockSize` rows with
 /// one symmetric scale per block (values −7…7). Written either as ONNX Runtime's com.microsoft
 /// MatMulNBits (any opset; B packed [N, blocks, blockSize/2], zero point 8) or as a standard
-/// blocked int4 DequantizeLinear (opset 21 and later) in front of the unchanged MatMul.
+/// blocked int4 DequantizeLinear (opset 21 and later) in front of the unchanged MatMul. Without a
+/// chosen format, QDQ where the model's opset has it (21), else MatMulNBits.
 public struct QuantizeWeights4Bit: Pass {
   public static let name = "quantize-weights-4bit"
   public enum Format: String, Sendable { case qdq, matmulnbits }
   public var blockSize: Int
-  public var format: Format
+  public var format: Format?
   public var filter: NodeFilter
-  public init(blockSize: Int, format: Format, filter: NodeFilter = .init()) {
+  public init(blockSize: Int, format: Format?, filter: NodeFilter = .init()) {
     self.blockSize = blockSize; self.format = format; self.filter = filter
   }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
     let opset = model.defaultOpsetVersion ?? 1
+    let format = self.format ?? (opset >= 21 ? .qdq : .matmulnbits)
     if format == .qdq && opset < 21 {
       throw CompressorError.unsupported("4-bit DequantizeLinear needs opset 21 and the model imports opset \(opset); use --format matmulnbits")
     }
