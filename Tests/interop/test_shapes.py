@@ -1,0 +1,169 @@
+"""Static shape inference (`inspect --shapes`) against what ONNX Runtime computes.
+
+For every fixture and every model of the real-model suite (the cache Tests/realmodels/fetch.py
+builds; skipped when it is missing): without bindings every node output has a shape, symbolic
+where the inputs are, with no unknown ("?") dimension; bound to the model's natural input shapes,
+every node output's inferred shape equals the one ONNX Runtime produces (every node output made a
+graph output, graph optimizations off), and the MAC total equals the count from ORT's shapes —
+the count the executor-based inference used to make by running the model.
+"""
+import json
+import os
+import pathlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import FIXTURES
+
+CACHE = pathlib.Path(os.environ.get("COMPRESSOR_REALMODELS", "/tmp/rmc"))
+FIXTURE_INFO = json.loads((FIXTURES / "fixtures.json").read_text())
+
+# Models whose inferred shapes keep unknown ("?") dimensions until the inputs are bound, and why.
+UNKNOWN_WHEN_UNBOUND = {
+    # torch exported `x.squeeze(-1)` of the encoder's length-dependent last dimension as an If
+    # (squeeze when it is 1, else keep it): the rank of what follows depends on the input length.
+    "silero-vad": "an If whose branches differ in rank on the input length",
+}
+# Models whose sizes stay fresh symbols when bound (sizes only the data decides), and why.
+# Any other symbol left after binding every input is a failure.
+DATA_DEPENDENT = {
+    # Boxes over the score threshold (NonZero) and those NonMaxSuppression keeps.
+    "ssdlite320": "NonZero and NonMaxSuppression",
+}
+
+
+def real_models():
+    manifest = CACHE / "manifest.json"
+    if not manifest.exists():
+        return []
+    return json.loads(manifest.read_text())["models"]
+
+
+def fixture_cases():
+    cases = []
+    for name, info in sorted(FIXTURE_INFO.items()):
+        feeds = {}
+        for input_name, data in info["inputs"].items():
+            arrays = np.load(FIXTURES / data)
+            feeds[input_name] = arrays[:3]
+        cases.append(pytest.param(FIXTURES / info["file"], feeds if info.get("ortRuns", True) else None, id=f"fixture-{name}"))
+    return cases
+
+
+def real_cases():
+    cases = []
+    for entry in real_models():
+        path = pathlib.Path(entry["path"])
+        check = sorted((path.parent / "check").iterdir()) if (path.parent / "check").exists() else []
+        feeds = None
+        if check and check[0].suffix == ".npz":
+            feeds = dict(np.load(check[0]))
+        elif check:
+            feeds = {next(iter(entry["inputs"])): np.load(check[0])}
+        cases.append(pytest.param(path, feeds, id=entry["name"]))
+    return cases
+
+
+def ort_shapes(path, feeds):
+    """Every main-graph value's shape as ONNX Runtime computes it for `feeds`."""
+    model = onnx.load(str(path))
+    declared = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for o in node.output:
+            if o and o not in declared:
+                model.graph.output.append(onnx.ValueInfoProto(name=o))
+                declared.add(o)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    types = {i.name: i.type for i in session.get_inputs()}
+    dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+              "tensor(int32)": np.int32, "tensor(double)": np.float64, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8}
+    inputs = {k: np.asarray(v).astype(dtypes.get(types[k], None)) for k, v in feeds.items() if k in types}
+    outputs = session.run(None, inputs)
+    shapes = {o.name: list(np.asarray(v).shape) for o, v in zip(session.get_outputs(), outputs)}
+    for t in model.graph.initializer:
+        shapes.setdefault(t.name, list(t.dims))
+    for k, v in inputs.items():
+        shapes.setdefault(k, list(v.shape))
+    return model, shapes
+
+
+def macs_from_shapes(model, shapes):
+    """MACs of Conv, ConvTranspose, Gemm, MatMul, their quantized forms and the recurrent ops."""
+    total = 0
+    for node in model.graph.node:
+        def shape(i):
+            return shapes.get(node.input[i]) if i < len(node.input) and node.input[i] else None
+        y = shapes.get(node.output[0]) if node.output else None
+        op = node.op_type
+        if op in ("Conv", "ConvInteger", "QLinearConv"):
+            w = shape(3 if op == "QLinearConv" else 1)
+            total += int(np.prod(y)) * int(np.prod(w[1:]))
+        elif op == "ConvTranspose":
+            total += int(np.prod(shape(0))) * int(np.prod(shape(1)[1:]))
+        elif op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "DynamicQuantizeMatMul"):
+            x = shape(0)
+            trans_a = any(a.name == "transA" and a.i for a in node.attribute)
+            total += int(np.prod(y)) * (x[0] if op == "Gemm" and trans_a else x[-1])
+        elif op in ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"):
+            x = shape(0)
+            total += x[0] * x[1] * (int(np.prod(shape(1))) + int(np.prod(shape(2))))
+    return total
+
+
+def input_shape_flags(path, feeds):
+    model = onnx.load(str(path), load_external_data=False)
+    initialized = {t.name for t in model.graph.initializer}
+    flags = []
+    for i in model.graph.input:
+        if i.name in initialized or i.name not in feeds or np.asarray(feeds[i.name]).ndim == 0:
+            continue
+        flags += ["--input-shape", f"{i.name}=" + "x".join(map(str, np.asarray(feeds[i.name]).shape))]
+    return flags
+
+
+def outputs_of(summary):
+    return [(n, o) for n in summary["shapes"]["nodes"] for o in n["outputs"] if o["name"]]
+
+
+@pytest.mark.parametrize("path,feeds", fixture_cases() + real_cases())
+def test_static_shapes_match_onnx_runtime(path, feeds, compressor):
+    name = path.stem if path.parent == FIXTURES else path.parent.name
+    symbolic = json.loads(compressor("inspect", "--shapes", "--json", path).stdout)["shapes"]
+    unknown = [(n["name"] or n["opType"], o["name"], o.get("shape")) for n, o in outputs_of({"shapes": symbolic})
+               if o.get("shape") is None or "?" in o["shape"]]
+    if name in UNKNOWN_WHEN_UNBOUND:
+        assert unknown, f"{name} is listed in UNKNOWN_WHEN_UNBOUND but has no unknown dimension"
+    else:
+        assert unknown == [], f"{name}: {len(unknown)} outputs with unknown dimensions, first {unknown[:5]}"
+    if feeds is None:
+        return
+
+    bound = json.loads(compressor("inspect", "--shapes", "--json", *input_shape_flags(path, feeds), path).stdout)["shapes"]
+    assert bound["unboundSymbols"] == []
+    if bound["dataDependentSymbols"]:
+        assert name in DATA_DEPENDENT, f"{name}: data-dependent sizes {bound['dataDependentSymbols']}"
+    model, actual = ort_shapes(path, feeds)
+    mismatched, data_dependent = [], 0
+    for node, output in outputs_of({"shapes": bound}):
+        expected = actual.get(output["name"])
+        if expected is None:
+            continue
+        inferred = output["shape"]
+        if len(inferred) == len(expected) and any(not d.lstrip("-").isdigit() for d in inferred):
+            data_dependent += 1
+            if all(d == str(e) for d, e in zip(inferred, expected) if d.lstrip("-").isdigit()):
+                continue
+        if inferred != [str(d) for d in expected]:
+            mismatched.append((node["name"] or node["opType"], node["opType"], output["name"], inferred, expected))
+    assert mismatched == [], f"{name}: {len(mismatched)} shapes differ from ORT's, first {mismatched[:5]}"
+    assert data_dependent == 0 or name in DATA_DEPENDENT
+    if "macs" in bound:
+        assert bound["macs"] == macs_from_shapes(model, actual)
+    else:
+        assert name in DATA_DEPENDENT, f"{name}: MACs {bound.get('macsExpression')} are not a number"
