@@ -125,7 +125,7 @@ enum InspectTable {
       // A symbolic peak is the largest of many live sets: shown whole only when it is short.
       let free = (shapes.unboundSymbols + shapes.dataDependentSymbols).joined(separator: ", ")
       let peak = shapes.peakActivationBytes.map(bytes) ?? shapes.peakActivationBytesExpression.map {
-        $0.count <= 160 ? "\($0) bytes" : "depending on \(free) (bind them with --input-shape; the expression is in --json)"
+        $0.count <= 240 ? "\($0) bytes" : "depending on \(free) (bind them with --input-shape; the expression is in --json)"
       } ?? "?"
       line("  total: \(atLeast)\(macs) MACs (\(flops) FLOPs), peak activation memory \(atLeast)\(peak)")
     }

@@ -11,15 +11,17 @@ import json
 import os
 import pathlib
 
+import jsonschema
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 
 CACHE = pathlib.Path(os.environ.get("COMPRESSOR_REALMODELS", "/tmp/rmc"))
 FIXTURE_INFO = json.loads((FIXTURES / "fixtures.json").read_text())
+SCHEMA = json.loads((ROOT / "docs" / "inspect.schema.json").read_text())
 
 # Models whose inferred shapes keep unknown ("?") dimensions until the inputs are bound, and why.
 UNKNOWN_WHEN_UNBOUND = {
@@ -134,7 +136,9 @@ def outputs_of(summary):
 @pytest.mark.parametrize("path,feeds", fixture_cases() + real_cases())
 def test_static_shapes_match_onnx_runtime(path, feeds, compressor):
     name = path.stem if path.parent == FIXTURES else path.parent.name
-    symbolic = json.loads(compressor("inspect", "--shapes", "--json", path).stdout)["shapes"]
+    summary = json.loads(compressor("inspect", "--shapes", "--json", path).stdout)
+    jsonschema.validate(summary, SCHEMA)
+    symbolic = summary["shapes"]
     unknown = [(n["name"] or n["opType"], o["name"], o.get("shape")) for n, o in outputs_of({"shapes": symbolic})
                if o.get("shape") is None or "?" in o["shape"]]
     if name in UNKNOWN_WHEN_UNBOUND:
@@ -167,3 +171,64 @@ def test_static_shapes_match_onnx_runtime(path, feeds, compressor):
         assert bound["macs"] == macs_from_shapes(model, actual)
     else:
         assert name in DATA_DEPENDENT, f"{name}: MACs {bound.get('macsExpression')} are not a number"
+
+
+def test_symbolic_shapes_read_as_expressions(compressor):
+    """A stride-2 convolution's output is ceil(h/2); costs and memory follow as expressions."""
+    shapes = json.loads(compressor("inspect", "--shapes", "--json", FIXTURES / "cnn_residual.onnx").stdout)["shapes"]
+    jsonschema.validate({"shapes": shapes}, {"type": "object", "properties": {"shapes": SCHEMA["properties"]["shapes"]},
+                                             "$defs": SCHEMA["$defs"]})
+    by_output = {o["name"]: o["shape"] for _, o in outputs_of({"shapes": shapes})}
+    assert by_output["h3"] == ["batch", "16", "height", "width"]
+    assert by_output["c4_conv"] == ["batch", "32", "ceil(height/2)", "ceil(width/2)"]
+    assert by_output["logits"] == ["batch", "10"]
+    assert shapes["unboundSymbols"] == ["batch", "height", "width"]
+    assert shapes["macsExpression"] == "4752*batch*height*width+4608*batch*ceil(height/2)*ceil(width/2)+320*batch"
+    assert shapes["flopsExpression"] == "9504*batch*height*width+9216*batch*ceil(height/2)*ceil(width/2)+640*batch"
+    assert shapes["peakActivationBytesExpression"] == "max(192*batch*height*width, 256*batch*ceil(height/2)*ceil(width/2))"
+    assert "macs" not in shapes and not shapes["incomplete"]
+    text = compressor("inspect", "--shapes", FIXTURES / "cnn_residual.onnx").stdout
+    assert "  c4 (Conv)  c4_conv float[batch, 32, ceil(height/2), ceil(width/2)]  4608*batch*ceil(height/2)*ceil(width/2) MACs\n" in text
+    # Bound, the same model has numbers, and 8×8 digits halve to 4×4.
+    bound = json.loads(compressor("inspect", "--shapes", "--json", "--input-shape", "image=2x1x8x8",
+                                  FIXTURES / "cnn_residual.onnx").stdout)["shapes"]
+    assert {o["name"]: o["shape"] for _, o in outputs_of({"shapes": bound})}["c4_conv"] == ["2", "32", "4", "4"]
+    assert bound["macs"] == 2 * (4752 * 64 + 4608 * 16 + 320)
+    assert "macsExpression" not in bound
+
+
+EXPECTED_REAL = {
+    # YOLOv8: five stride-2 stages; the three heads' anchors concatenate to 21 cells per 32×32 block
+    # (400 + 1600 + 6400 at 640×640 = 21·20·20: the sizes agree whenever the model can run).
+    "yolov8n-nudenet": {
+        "output0": ["batch", "22", "21*ceil(height/32)*ceil(width/32)"],
+        "/model.0/conv/Conv_output_0": ["batch", "16", "ceil(height/2)", "ceil(width/2)"],
+        "macs": "432*batch*ceil(height/2)*ceil(width/2)+11776*batch*ceil(height/4)*ceil(width/4)"
+                "+67584*batch*ceil(height/8)*ceil(width/8)+270336*batch*ceil(height/16)*ceil(width/16)"
+                "+7099328*batch*ceil(height/32)*ceil(width/32)",
+    },
+    # PaddleOCR's detector: the /32 feature map upsampled back by 32.
+    "pp-ocrv4-det": {
+        "sigmoid_0.tmp_0": ["p2o.DynamicDimension.0", "1", "32*ceil(p2o.DynamicDimension.1/32)", "32*ceil(p2o.DynamicDimension.2/32)"],
+    },
+    # GPT-2 with a KV cache: keys grow by the new tokens.
+    "gpt2-kv": {
+        "present.0.key": ["batch", "4", "past_sequence+sequence", "16"],
+        "macs": "256*batch*past_sequence*sequence+256*batch*sequence*sequence+418304*batch*sequence",
+    },
+    # DeepLabV3: the logits resized to the input's own height and width (Shape → Slice → Concat → Resize).
+    "deeplabv3-mobilenet": {"out": ["batch", "21", "height", "width"]},
+    # SSDlite: boxes over the score threshold, then at most 300 of those NMS keeps.
+    "ssdlite320": {"scores": ["min(nms_1, 300)"]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_REAL))
+def test_real_model_symbolic_shapes(name, compressor):
+    entry = next((m for m in real_models() if m["name"] == name), None)
+    if entry is None:
+        pytest.skip(f"{name} is not in the real-model cache")
+    shapes = json.loads(compressor("inspect", "--shapes", "--json", entry["path"]).stdout)["shapes"]
+    by_output = {o["name"]: o.get("shape") for _, o in outputs_of({"shapes": shapes})}
+    for key, expected in EXPECTED_REAL[name].items():
+        assert (shapes["macsExpression"] if key == "macs" else by_output[key]) == expected, key

@@ -252,15 +252,38 @@ public struct DimExpr: Hashable, Comparable, Sendable, CustomStringConvertible, 
     while i < kept.count {
       var dominated = false
       for j in kept.indices where j != i {
-        // A difference too large to compute proves nothing.
-        guard let diff = try? (isMin ? kept[i] - kept[j] : kept[j] - kept[i]) else { continue }
-        if diff.bounds.lowerBound >= 0 { dominated = true; break }
+        if isMin ? atLeast(kept[i], kept[j]) : atLeast(kept[j], kept[i]) { dominated = true; break }
       }
       if dominated && kept.count > 1 { kept.remove(at: i) } else { i += 1 }
     }
     guard kept.count > 1 else { return kept.first ?? 0 }
-    kept.sort()
+    // Expressions first, the number last: min(h, 300).
+    kept.sort { ($0.isConstant ? 1 : 0, $0) < ($1.isConstant ? 1 : 0, $1) }
     return DimExpr(atom: isMin ? .min(kept) : .max(kept))
+  }
+
+  /// Whether a ≥ b for every binding of the symbols in `symbolRange`: the bounds of a − b say so,
+  /// or every negative term of a − b is covered by positive terms whose products are at least as
+  /// large factor by factor (h ≥ ceil(h/2) ≥ ceil(h/4), and extra factors are at least 1).
+  /// False means "not proven".
+  public static func atLeast(_ a: DimExpr, _ b: DimExpr) -> Bool {
+    if a == b { return true }
+    // A difference too large to compute proves nothing.
+    guard let diff = try? a - b else { return false }
+    if diff.bounds.lowerBound >= 0 { return true }
+    var capacity = diff.terms.filter { $0.coefficient > 0 }
+    // What is left over must not be negative: every positive term a product of non-negative factors.
+    guard capacity.allSatisfy({ $0.atoms.allSatisfy { $0.bounds.lowerBound >= 0 } }) else { return false }
+    for need in diff.terms where need.coefficient < 0 {
+      var missing = need.coefficient.magnitude
+      for k in capacity.indices where missing > 0 && capacity[k].coefficient > 0 && Atom.covers(capacity[k].atoms, need.atoms) {
+        let used = Swift.min(missing, capacity[k].coefficient.magnitude)
+        capacity[k].coefficient -= Int(used)
+        missing -= used
+      }
+      if missing > 0 { return false }
+    }
+    return true
   }
 
   // MARK: Bounds and evaluation
@@ -412,6 +435,34 @@ extension DimExpr.Atom: CustomStringConvertible {
       if c != 0 { return c }
     }
     return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+  }
+
+  /// floor((x + c)/d) as (x, c, d); any other atom is (itself, 0, 1).
+  private var ratio: (x: DimExpr, c: Int, d: Int) {
+    if case .floor(let n, let den) = self, let d = den.constant, d > 0 { return (n.withoutConstant, n.constantTerm, d) }
+    return (DimExpr(atom: self), 0, 1)
+  }
+
+  /// Whether a ≥ b always: (x + c₁)/d₁ ≥ (x + c₂)/d₂ for every x ≥ 1 when d₁ ≤ d₂ and
+  /// (1 + c₁)·d₂ ≥ (1 + c₂)·d₁, and floor keeps the order.
+  static func atLeast(_ a: Self, _ b: Self) -> Bool {
+    if a == b { return true }
+    let p = a.ratio, q = b.ratio
+    guard p.x == q.x, p.x.bounds.lowerBound >= 1, p.c >= 0, q.c >= 0, p.d <= q.d else { return false }
+    let (l, o1) = (1 + p.c).multipliedReportingOverflow(by: q.d), (r, o2) = (1 + q.c).multipliedReportingOverflow(by: p.d)
+    return !o1 && !o2 && l >= r
+  }
+
+  /// Whether the product of `big` is at least the product of `small` for every binding: each
+  /// factor of `small` (all non-negative) is matched by a larger or equal factor of `big`, and the
+  /// factors of `big` left over are at least 1.
+  static func covers(_ big: [Self], _ small: [Self]) -> Bool {
+    var unused = big
+    for b in small {
+      guard b.bounds.lowerBound >= 0, let k = unused.firstIndex(where: { atLeast($0, b) }) else { return false }
+      unused.remove(at: k)
+    }
+    return unused.allSatisfy { $0.bounds.lowerBound >= 1 }
   }
 
   /// The sorted multiset a ∖ b when b ⊆ a, else nil.

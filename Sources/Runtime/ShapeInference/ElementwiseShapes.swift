@@ -9,7 +9,7 @@ extension ShapeRules {
     "Relu", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Sigmoid", "Tanh", "Erf", "Floor", "Ceil", "Round",
     "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Sign", "Softplus",
     "Softsign", "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "Gelu", "Clip", "ThresholdedRelu",
-    "Mish", "Shrink", "Not", "BitwiseNot", "FastGelu",
+    "Mish", "Shrink", "Not", "BitwiseNot", "Swish",
   ]
 
   static let elementwise: [String: ShapeRule] = {
@@ -19,6 +19,18 @@ extension ShapeRules {
     }
     for op in ["IsNaN", "IsInf"] {
       r[op] = { c in [InferredTensor(type: .bool, shape: c.shape(0))] }
+    }
+    // Random values of a given shape; the type is `dtype`, else the input's (…Like), else float.
+    for op in ["RandomUniformLike", "RandomNormalLike", "Bernoulli"] {
+      r[op] = { c in
+        let dtype = c.int("dtype", 0)
+        return [InferredTensor(type: dtype != 0 ? DataType(rawValue: Int32(clamping: dtype)) : c.type(0), shape: c.shape(0))]
+      }
+    }
+    for op in ["RandomUniform", "RandomNormal"] {
+      r[op] = { c in
+        [InferredTensor(type: DataType(rawValue: Int32(clamping: c.int("dtype", 1))), shape: c.ints("shape")?.map { DimExpr($0) })]
+      }
     }
     let arithmetic: [(String, (ShapeContext, DimExpr, DimExpr) throws -> DimExpr?)] = [
       ("Add", { _, a, b in try a + b }), ("Sub", { _, a, b in try a - b }), ("Mul", { _, a, b in try a * b }),

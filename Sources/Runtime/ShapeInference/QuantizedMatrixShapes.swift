@@ -34,6 +34,18 @@ extension ShapeRules {
     for op in ["QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"] {
       r[op] = { c in [InferredTensor(type: c.type(0), shape: c.shape(0))] }
     }
+    for op in ["Gelu", "FastGelu", "QuickGelu"] {
+      r[op] = { c in [InferredTensor(type: c.type(0), shape: c.shape(0))] }
+    }
+    r["BiasGelu"] = { c in [InferredTensor(type: c.type(0), shape: try c.broadcast([c.shape(0), c.shape(1)]))] }
+    // Y, then mean and inverse standard deviation over the last axis, then input + skip + bias.
+    r["SkipLayerNormalization"] = { c in
+      let x = c.input(0)
+      let stats = x.shape.map { Array($0.dropLast()) + [DimExpr(1)] }
+      return [x, InferredTensor(type: .float, shape: stats), InferredTensor(type: .float, shape: stats), x].map {
+        InferredTensor(type: $0.type, shape: $0.shape)
+      }
+    }
     r["DynamicQuantizeMatMul"] = { c in [InferredTensor(type: c.type(0), shape: try matMulShape(c, 0, 1))] }
     r.merge(recurrentContrib) { a, _ in a }
     return r

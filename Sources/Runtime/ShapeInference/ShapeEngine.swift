@@ -30,6 +30,18 @@ public struct InferredTensor: Sendable {
 
   public static let unknown = InferredTensor(type: nil, shape: nil)
 
+  /// Gives a value whose every element is a known number its `constant`, so that the kernels of
+  /// the nodes after it can fold it (`ConstantOfShape(Sub(Size(Shape(x)), 1))`).
+  mutating func materialize() {
+    guard constant == nil, let type, type != .string, let dims = constantShape, let e = elements, e.count == dims.reduce(1, *) else { return }
+    var values = [Double]()
+    for x in e {
+      guard let k = x?.constant else { return }
+      values.append(Double(k))
+    }
+    constant = try? NDArray(doubles: values, as: type, shape: dims)
+  }
+
   public var rank: Int? { shape?.count }
 
   /// The number of elements, when every dimension is known.
@@ -348,6 +360,7 @@ final class ShapeEngine {
       var outs = try apply(node, ins, scope: scope, declared: declared)
       let inner = subgraphPeak
       subgraphPeak = saved
+      for i in outs.indices { outs[i].materialize() }
       fold(node, ins, &outs)
       while outs.count < node.outputs.count { outs.append(.unknown) }
       if let visit, outer == nil { visit(node, ins, outs) }
@@ -389,11 +402,10 @@ final class ShapeEngine {
   static func peak(_ candidates: [DimExpr]) -> DimExpr? {
     var kept = [DimExpr]()
     var largestConstant = 0
-    func atLeast(_ a: DimExpr, _ b: DimExpr) -> Bool { (try? a - b).map { $0.bounds.lowerBound >= 0 } ?? false }
     for c in candidates {
       if let k = c.constant { largestConstant = max(largestConstant, k); continue }
-      if kept.contains(c) || kept.contains(where: { atLeast($0, c) }) { continue }
-      kept = kept.filter { !atLeast(c, $0) }
+      if kept.contains(c) || kept.contains(where: { DimExpr.atLeast($0, c) }) { continue }
+      kept = kept.filter { !DimExpr.atLeast(c, $0) }
       kept.append(c)
     }
     if kept.isEmpty { return DimExpr(largestConstant) }

@@ -48,7 +48,11 @@ extension ShapeRules {
     r["Unsqueeze"] = { c in
       let x = c.input(0)
       let axes = c.opset >= 13 ? c.inputInts(1) : c.ints("axes")
-      guard let shape = x.shape, let axes else { return [InferredTensor(type: x.type, shape: nil, elements: x.elements)] }
+      guard let shape = x.shape, let axes else {
+        // Axes not known: only the rank is.
+        let count = c.opset >= 13 ? c.shape(1)?.first??.constant : nil
+        return [InferredTensor(type: x.type, shape: zip(x.rank, count).map { Array(repeating: nil, count: $0 + $1) }, elements: x.elements)]
+      }
       let rank = shape.count + axes.count
       let inserted = Set(try axes.map { try c.axis($0, rank: rank) })
       guard inserted.count == axes.count else { throw c.fail("axes \(axes) repeat") }
@@ -115,7 +119,12 @@ extension ShapeRules {
         return [InferredTensor(type: type, shape: c.shape(0)?.first??.constant.map { Array(repeating: nil, count: $0) })]
       }
       for d in dims { if let k = d?.constant, k < 0 { throw c.fail("shape \(dims.map { $0?.description ?? "?" }) has a negative dimension") } }
-      return [InferredTensor(type: type, shape: dims)]
+      var out = InferredTensor(type: type, shape: dims)
+      if let fill = (try? value.map { try NDArray($0) } ?? NDArray([Float(0)], shape: [1])).flatMap({ InferredTensor.elements(of: $0)?.first ?? nil }),
+         let n = out.elementCount?.constant, n <= ShapeEngine.elementLimit {
+        out.elements = Array(repeating: fill, count: n)
+      }
+      return [out]
     }
     r["Range"] = { c in
       let type = c.type(0)
@@ -136,6 +145,12 @@ extension ShapeRules {
     }
     return r
   }()
+}
+
+/// Both values, when both are known.
+private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
+  guard let a, let b else { return nil }
+  return (a, b)
 }
 
 /// The product of dimensions, nil when one is unknown.
@@ -202,7 +217,10 @@ private func squeeze(_ c: ShapeContext) throws -> InferredTensor {
   let axes: [Int]?
   if c.opset >= 13 {
     if c.has(1) {
-      guard let a = c.inputInts(1) else { return InferredTensor(type: x.type, shape: nil, elements: x.elements) }
+      guard let a = c.inputInts(1) else {
+        let count = c.shape(1)?.first??.constant
+        return InferredTensor(type: x.type, shape: zip(x.rank, count).map { Array(repeating: nil, count: $0 - $1) }, elements: x.elements)
+      }
       axes = a
     } else {
       axes = nil
