@@ -101,6 +101,9 @@ final class ShapeInferenceTests: XCTestCase {
       }
       let bound = try ShapeInference(model: m, bindings: ["x": [n, 3, h, w]])
       XCTAssertEqual(try bound.totalMACs, try inferred.macs.evaluate(env) ?? -1)
+      // The same schedule and last uses as the executor's (observed, so unfused) run.
+      XCTAssertEqual(bound.peakActivationBytes, executor.peakLiveBytes)
+      XCTAssertEqual(inferred.peakActivation.evaluate(env), executor.peakLiveBytes)
     }
   }
 
