@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, ort_outputs
 
 CACHE = pathlib.Path(os.environ.get("COMPRESSOR_REALMODELS", "/tmp/rmc"))
 FIXTURE_INFO = json.loads((FIXTURES / "fixtures.json").read_text())
@@ -276,3 +276,17 @@ def test_onnx_node_cases_infer_the_expected_shapes(node_cases, compressor):
             checked += 1
     assert checked > 1500
     assert problems == [], f"{len(problems)} problems, first {problems[:10]}"
+
+
+def test_recorded_expressions_load_in_onnx_runtime(compressor, tmp_path):
+    """optimize records inferred shapes as value_info; expressions become dim_param strings,
+    which ONNX Runtime accepts as it accepts any symbol."""
+    out = tmp_path / "opt.onnx"
+    compressor("optimize", FIXTURES / "cnn_residual.onnx", "-o", out)
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    assert ["batch", 32, "ceil(height/2)", "ceil(width/2)"] in dims.values()
+    x = np.random.default_rng(3).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(ort_outputs(out, {"image": x})[0], ort_outputs(FIXTURES / "cnn_residual.onnx", {"image": x})[0],
+                               rtol=1e-4, atol=1e-5)

@@ -245,7 +245,8 @@ private func concat(_ c: ShapeContext) throws -> InferredTensor {
   let parts = (0..<c.inputCount).map { c.input($0) }
   let type = parts.lazy.compactMap(\.type).first
   guard let rank = parts.lazy.compactMap(\.rank).first else { return InferredTensor(type: type, shape: nil) }
-  let axis = try c.axis(c.int("axis", 0), rank: rank)
+  // Concat-1 concatenated along axis 1 by default; from opset 4 the axis is required.
+  let axis = try c.axis(c.int("axis", c.opset < 4 ? 1 : 0), rank: rank)
   var shape = [DimExpr?](repeating: nil, count: rank)
   var sum: DimExpr? = 0
   var first = true
@@ -277,7 +278,7 @@ private func split(_ c: ShapeContext) throws -> [InferredTensor] {
   let axis = try c.axis(c.int("axis", 0), rank: shape.count)
   let dim = shape[axis]
   var sizes: [DimExpr?]
-  if c.opset >= 13, c.has(1) {
+  if c.opset >= 13 || c.opset < 2, c.has(1) {
     sizes = c.elements(1) ?? Array(repeating: nil, count: outputs)
   } else if let s = c.ints("split") {
     sizes = s.map { DimExpr($0) }
