@@ -88,16 +88,10 @@ extension ShapeRules {
       })]
     }
     r["Cast"] = { c in
-      let x = c.input(0)
       let to = DataType(rawValue: Int32(clamping: c.int("to", 0)))
-      let values = to == .bool ? x.elements?.map { $0.flatMap(truth).map { DimExpr($0 ? 1 : 0) } } : x.elements
-      return [InferredTensor(type: to, shape: x.shape, elements: to == .string ? nil : values)]
+      return [InferredTensor(type: to, shape: c.shape(0), elements: cast(c.elements(0), to: to))]
     }
-    r["CastLike"] = { c in
-      let x = c.input(0), to = c.type(1)
-      let values = to == .bool ? x.elements?.map { $0.flatMap(truth).map { DimExpr($0 ? 1 : 0) } } : x.elements
-      return [InferredTensor(type: to, shape: x.shape, elements: values)]
-    }
+    r["CastLike"] = { c in [InferredTensor(type: c.type(1), shape: c.shape(0), elements: c.type(1).flatMap { cast(c.elements(0), to: $0) })] }
     r["Constant"] = { c in
       guard let a = c.node.attributes.first else { throw c.fail("no value attribute") }
       switch a.value {
@@ -145,6 +139,33 @@ extension ShapeRules {
     }
     return r
   }()
+}
+
+/// Integer values converted to `type`: nonzero is 1 in bool; an element stays known where the type
+/// holds it exactly (a symbolic size fits 32-bit integers and float, not float16 or int8).
+private func cast(_ values: [DimExpr?]?, to type: DataType) -> [DimExpr?]? {
+  guard let values, type != .string else { return nil }
+  if type == .bool { return values.map { $0.flatMap(truth).map { DimExpr($0 ? 1 : 0) } } }
+  let exact: ClosedRange<Int>
+  switch type {
+  case .int64, .uint64, .double: exact = Int.min...Int.max
+  case .int32: exact = Int(Int32.min)...Int(Int32.max)
+  case .uint32: exact = 0...Int(UInt32.max)
+  case .float: exact = -(1 << 24)...(1 << 24)
+  case .float16: exact = -2048...2048
+  case .bfloat16: exact = -256...256
+  case .int16: exact = -32768...32767
+  case .uint16: exact = 0...65535
+  case .int8: exact = -128...127
+  case .uint8: exact = 0...255
+  default: return nil
+  }
+  return values.map { v in
+    guard let v else { return nil }
+    if let k = v.constant { return exact.contains(k) ? v : nil }
+    // Sizes (symbols are below 2³¹) survive 32-bit integers, and float as shape arithmetic uses it.
+    return exact.upperBound >= 1 << 24 ? v : nil
+  }
 }
 
 /// Both values, when both are known.
