@@ -34,12 +34,14 @@ public struct InferredTensor: Sendable {
   /// the nodes after it can fold it (`ConstantOfShape(Sub(Size(Shape(x)), 1))`).
   mutating func materialize() {
     guard constant == nil, let type, type != .string, let dims = constantShape, let e = elements, e.count == dims.reduce(1, *) else { return }
-    var values = [Double]()
+    var values = [Int]()
     for x in e {
       guard let k = x?.constant else { return }
-      values.append(Double(k))
+      values.append(k)
     }
-    constant = try? NDArray(doubles: values, as: type, shape: dims)
+    // int64 directly: through Double, values past 2⁵³ (INT64_MAX sentinels) would change.
+    constant = type == .int64 ? NDArray(values.map { Int64($0) }, shape: dims)
+                              : try? NDArray(doubles: values.map(Double.init), as: type, shape: dims)
   }
 
   public var rank: Int? { shape?.count }
@@ -69,7 +71,8 @@ public struct InferredTensor: Sendable {
   static func elements(of value: NDArray) -> [DimExpr?]? {
     guard value.count <= ShapeEngine.elementLimit else { return nil }
     if value.dataType.isFloatingPoint {
-      guard let f = try? value.floats(), f.allSatisfy({ $0.rounded() == $0 && abs($0) < 1e15 }) else { return nil }
+      let f = value.dataType == .double ? Array(value.elements(Double.self)) : ((try? value.floats()) ?? []).map(Double.init)
+      guard f.count == value.count, f.allSatisfy({ $0.rounded() == $0 && abs($0) < 1e15 }) else { return nil }
       return f.map { DimExpr(Int($0)) }
     }
     guard let ints = try? value.integers() else { return nil }
