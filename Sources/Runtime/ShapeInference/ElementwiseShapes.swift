@@ -7,10 +7,12 @@ extension ShapeRules {
   /// Operators whose output has the input's type and shape; a new one needs only its name here.
   static let unary = [
     "Relu", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Sigmoid", "Tanh", "Erf", "Floor", "Ceil", "Round",
-    "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Sign", "Softplus",
-    "Softsign", "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "Gelu", "Clip", "ThresholdedRelu",
-    "Mish", "Shrink", "Not", "BitwiseNot", "Swish",
+    "Sign", "Softplus", "Softsign", "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "Gelu", "Clip",
+    "ThresholdedRelu", "Mish", "Shrink", "Not", "Swish",
   ]
+
+  /// An operator whose output has its first input's type and shape.
+  static func sameAsInput(_ c: ShapeContext) -> [InferredTensor] { [InferredTensor(type: c.type(0), shape: c.shape(0))] }
 
   static let elementwise: [String: ShapeRule] = {
     var r = [String: ShapeRule]()
@@ -20,18 +22,8 @@ extension ShapeRules {
     for op in ["IsNaN", "IsInf"] {
       r[op] = { c in [InferredTensor(type: .bool, shape: c.shape(0))] }
     }
-    // Random values of a given shape; the type is `dtype`, else the input's (…Like), else float.
-    for op in ["RandomUniformLike", "RandomNormalLike", "Bernoulli"] {
-      r[op] = { c in
-        let dtype = c.int("dtype", 0)
-        return [InferredTensor(type: dtype != 0 ? DataType(rawValue: Int32(clamping: dtype)) : c.type(0), shape: c.shape(0))]
-      }
-    }
-    for op in ["RandomUniform", "RandomNormal"] {
-      r[op] = { c in
-        [InferredTensor(type: DataType(rawValue: Int32(clamping: c.int("dtype", 1))), shape: c.ints("shape")?.map { DimExpr($0) })]
-      }
-    }
+    // Swish(A) · B of one shape.
+    r["SwiGLU"] = sameAsInput
     let arithmetic: [(String, (ShapeContext, DimExpr, DimExpr) throws -> DimExpr?)] = [
       ("Add", { _, a, b in try a + b }), ("Sub", { _, a, b in try a - b }), ("Mul", { _, a, b in try a * b }),
       ("Div", { c, a, b in try divide(c, a, b) }), ("Mod", { c, a, b in try modulo(c, a, b) }),
@@ -41,8 +33,6 @@ extension ShapeRules {
         for _ in 0..<e { p = try p * a }
         return p
       }),
-      ("BitShift", { _, _, _ in nil }), ("BitwiseAnd", { _, _, _ in nil }), ("BitwiseOr", { _, _, _ in nil }),
-      ("BitwiseXor", { _, _, _ in nil }),
     ]
     for (op, f) in arithmetic {
       r[op] = { c in

@@ -1,13 +1,12 @@
 import IR
 
-/// Gathers, scatters, padding, rearrangements, and the operators whose output size only the
-/// data decides (NonZero, Compress, Unique, NonMaxSuppression, TopK with a computed k): those
-/// get a fresh symbol named after the operator.
+/// Gathers, scatters, padding, rearrangements, NonZero and TopK. A size only the data decides
+/// (NonZero's count, TopK's computed k) is a fresh symbol named after the operator.
 extension ShapeRules {
   static let indexing: [String: ShapeRule] = {
     var r = [String: ShapeRule]()
     r["GatherElements"] = { c in [InferredTensor(type: c.type(0), shape: c.shape(1))] }
-    for op in ["ScatterElements", "Scatter", "ScatterND", "Trilu", "CumSum"] {
+    for op in ["ScatterElements", "Scatter", "ScatterND", "Trilu", "CumSum", "CumProd"] {
       r[op] = { c in [InferredTensor(type: c.type(0), shape: c.shape(0))] }
     }
     r["GatherND"] = { c in
@@ -76,45 +75,6 @@ extension ShapeRules {
       let bb = DimExpr(b)
       return [InferredTensor(type: c.type(0), shape: [s[0], try s[1].map { try $0 * DimExpr(b * b) },
                                                       try s[2].map { try DimExpr.floorDiv($0, bb) }, try s[3].map { try DimExpr.floorDiv($0, bb) }])]
-    }
-    r["OneHot"] = { c in
-      let type = c.type(2)
-      guard var shape = c.shape(0) else { return [InferredTensor(type: type, shape: nil)] }
-      let axis = try c.axis(c.int("axis", -1), rank: shape.count + 1)
-      shape.insert(c.elements(1)?.first ?? nil, at: axis)
-      return [InferredTensor(type: type, shape: shape)]
-    }
-    r["Compress"] = { c in
-      guard let a = c.node.attribute("axis")?.int else { return [InferredTensor(type: c.type(0), shape: [c.fresh("compress")])] }
-      guard var shape = c.shape(0) else { return [InferredTensor(type: c.type(0), shape: nil)] }
-      shape[try c.axis(Int(clamping: a), rank: shape.count)] = c.fresh("compress")
-      return [InferredTensor(type: c.type(0), shape: shape)]
-    }
-    r["Unique"] = { c in
-      let n = c.fresh("unique")
-      var y: [DimExpr?]? = [n]
-      var inverse: [DimExpr?]? = [c.input(0).elementCount]
-      if let a = c.node.attribute("axis")?.int {
-        y = try c.shape(0).map { s in
-          var s = s
-          let axis = try c.axis(Int(clamping: a), rank: s.count)
-          inverse = [s[axis]]
-          s[axis] = n
-          return s
-        }
-      }
-      return [InferredTensor(type: c.type(0), shape: y), InferredTensor(type: .int64, shape: [n]),
-              InferredTensor(type: .int64, shape: inverse), InferredTensor(type: .int64, shape: [n])]
-    }
-    r["NonMaxSuppression"] = { c in [InferredTensor(type: .int64, shape: [c.fresh("nms"), 3])] }
-    r["RoiAlign"] = { c in
-      let x = c.shape(0), rois = c.shape(1)
-      return [InferredTensor(type: c.type(0), shape: [rois?.first ?? nil, x.flatMap { $0.count > 1 ? $0[1] : nil },
-                                                      DimExpr(c.int("output_height", 1)), DimExpr(c.int("output_width", 1))])]
-    }
-    r["GridSample"] = { c in
-      guard let x = c.shape(0), let grid = c.shape(1), x.count >= 3, grid.count == x.count else { return [InferredTensor(type: c.type(0), shape: nil)] }
-      return [InferredTensor(type: c.type(0), shape: [x[0], x[1]] + Array(grid.dropFirst().dropLast()))]
     }
     return r
   }()

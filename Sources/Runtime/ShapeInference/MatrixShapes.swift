@@ -1,7 +1,7 @@
 import IR
 
 /// MatMul (numpy semantics: batch dimensions broadcast, 1-D operands gain and lose a unit
-/// dimension) and Gemm ([M, K] × [K, N] with optional transposes).
+/// dimension), Gemm ([M, K] × [K, N] with optional transposes) and Det.
 extension ShapeRules {
   static let matrix: [String: ShapeRule] = [
     "MatMul": { c in [InferredTensor(type: c.type(0), shape: try matMulShape(c, 0, 1))] },
@@ -14,6 +14,13 @@ extension ShapeRules {
       let k2 = b.flatMap { transB ? $0[1] : $0[0] }, n = b.flatMap { transB ? $0[0] : $0[1] }
       _ = try c.same(k1, k2, "the inner dimensions of A and B")
       return [InferredTensor(type: c.type(0), shape: [m, n])]
+    },
+    // The determinants of [..., M, M] matrices.
+    "Det": { c in
+      guard let x = c.shape(0) else { return [InferredTensor(type: c.type(0), shape: nil)] }
+      guard x.count >= 2 else { throw c.fail("input of rank \(x.count) holds no matrices") }
+      _ = try c.same(x[x.count - 1], x[x.count - 2], "the matrices' rows and columns")
+      return [InferredTensor(type: c.type(0), shape: Array(x.dropLast(2)))]
     },
   ]
 }

@@ -6,7 +6,7 @@ extension ShapeRules {
   static let normalization: [String: ShapeRule] = {
     var r = [String: ShapeRule]()
     for op in ["InstanceNormalization", "LRN", "GroupNormalization", "MeanVarianceNormalization", "LpNormalization",
-               "RMSNormalization", "RotaryEmbedding"] {
+               "RMSNormalization"] {
       r[op] = { c in [InferredTensor(type: c.type(0), shape: c.shape(0))] }
     }
     r["BatchNormalization"] = { c in

@@ -1,7 +1,7 @@
 import IR
 
 /// Pooling: the window arithmetic of ConvolutionShapes over [N, C, spatial…]; global pooling
-/// keeps N and C and makes every spatial dimension 1.
+/// keeps N and C and makes every spatial dimension 1; MaxUnpool undoes a MaxPool's size.
 extension ShapeRules {
   static let pooling: [String: ShapeRule] = {
     var r = [String: ShapeRule]()
@@ -24,6 +24,19 @@ extension ShapeRules {
         guard shape.count >= 2 else { throw c.fail("input of rank \(shape.count) has no channel dimension") }
         return [InferredTensor(type: x.type, shape: Array(shape.prefix(2)) + Array(repeating: DimExpr(1), count: shape.count - 2))]
       }
+    }
+    // The inverse of MaxPool: output_shape when given, else (in − 1)·stride + kernel − pads.
+    r["MaxUnpool"] = { c in
+      if c.has(2) {
+        return [InferredTensor(type: c.type(0), shape: c.elements(2) ?? c.shape(2)?.first??.constant.map { Array(repeating: nil, count: $0) })]
+      }
+      guard let x = c.shape(0), x.count >= 3 else { return [InferredTensor(type: c.type(0), shape: nil)] }
+      guard let kernel = c.ints("kernel_shape") else { throw c.fail("kernel_shape is required") }
+      let window = try WindowAttributes(c, spatial: x.count - 2, kernel: kernel)
+      let spatial = try x.dropFirst(2).enumerated().map { i, d in
+        try d.map { try ($0 - 1) * DimExpr(window.strides[i]) + DimExpr(kernel[i] - window.pads[i] - window.pads[i + x.count - 2]) }
+      }
+      return [InferredTensor(type: c.type(0), shape: Array(x.prefix(2)) + spatial)]
     }
     return r
   }()

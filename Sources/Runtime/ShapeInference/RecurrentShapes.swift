@@ -11,6 +11,13 @@ extension ShapeRules {
         try recurrence(c, hidden: c.shape(2).flatMap { $0.count == 3 ? $0[2] : nil }, outputs: op == "LSTM" ? 3 : 2)
       }
     }
+    // A depthwise causal convolution over [batch, channels, length] with a [channels, 1, k]
+    // weight: Y keeps X's shape, the carried state is the last k − 1 inputs.
+    r["CausalConvWithState"] = { c in
+      let x = c.shape(0), k = c.shape(1).flatMap { $0.count == 3 ? $0[2] : nil }
+      let state: [DimExpr?]? = x.map { [$0.first ?? nil, channels($0), try? k.map { try $0 - 1 }] }
+      return [InferredTensor(type: c.type(0), shape: x), InferredTensor(type: c.type(3) ?? c.type(0), shape: state)]
+    }
     return r
   }()
 

@@ -245,7 +245,8 @@ enum ShapeRules {
   static let standard: [String: ShapeRule] = {
     var all = [String: ShapeRule]()
     for family in [elementwise, matrix, convolution, normalization, pooling, reduction, shapeOps, controlFlow,
-                   quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum] {
+                   quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum, trigonometric, bitwise,
+                   selection, signal, random, detection, sampling, patches, loss, attention, text] {
       all.merge(family) { a, _ in a }
     }
     return all

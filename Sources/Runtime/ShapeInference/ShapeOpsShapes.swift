@@ -51,7 +51,7 @@ extension ShapeRules {
       guard let shape = x.shape, let axes else {
         // Axes not known: only the rank is.
         let count = c.opset >= 13 ? c.shape(1)?.first??.constant : nil
-        return [InferredTensor(type: x.type, shape: zip(x.rank, count).map { Array(repeating: nil, count: $0 + $1) }, elements: x.elements)]
+        return [InferredTensor(type: x.type, shape: zip2(x.rank, count).map { Array(repeating: nil, count: $0 + $1) }, elements: x.elements)]
       }
       let rank = shape.count + axes.count
       let inserted = Set(try axes.map { try c.axis($0, rank: rank) })
@@ -133,10 +133,6 @@ extension ShapeRules {
       }
       return [InferredTensor(type: type, shape: [n], elements: values)]
     }
-    r["EyeLike"] = { c in
-      let dtype = c.int("dtype", 0)
-      return [InferredTensor(type: dtype == 0 ? c.type(0) : DataType(rawValue: Int32(clamping: dtype)), shape: c.shape(0))]
-    }
     return r
   }()
 }
@@ -166,12 +162,6 @@ private func cast(_ values: [DimExpr?]?, to type: DataType) -> [DimExpr?]? {
     // Sizes (symbols are below 2³¹) survive 32-bit integers, and float as shape arithmetic uses it.
     return exact.upperBound >= 1 << 24 ? v : nil
   }
-}
-
-/// Both values, when both are known.
-private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
-  guard let a, let b else { return nil }
-  return (a, b)
 }
 
 /// The product of dimensions, nil when one is unknown.
@@ -240,7 +230,7 @@ private func squeeze(_ c: ShapeContext) throws -> InferredTensor {
     if c.has(1) {
       guard let a = c.inputInts(1) else {
         let count = c.shape(1)?.first??.constant
-        return InferredTensor(type: x.type, shape: zip(x.rank, count).map { Array(repeating: nil, count: $0 - $1) }, elements: x.elements)
+        return InferredTensor(type: x.type, shape: zip2(x.rank, count).map { Array(repeating: nil, count: $0 - $1) }, elements: x.elements)
       }
       axes = a
     } else {
