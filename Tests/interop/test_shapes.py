@@ -8,10 +8,13 @@ graph output, graph optimizations off), and the MAC total equals the count from 
 the count the executor-based inference used to make by running the model.
 """
 import json
+import math
+import re
 import os
 import pathlib
 import subprocess
 import sys
+from fractions import Fraction
 
 import jsonschema
 import numpy as np
@@ -120,6 +123,33 @@ def macs_from_shapes(model, shapes):
     return total
 
 
+def symbol_values(summary, feeds):
+    """What each input symbol stands for in `feeds`: a named dimension is its name, an unnamed one
+    <input>_dim<axis> (the name kept to letters, digits and underscores)."""
+    values = {}
+    for i in summary["inputs"]:
+        if i["name"] not in feeds or i.get("shape") is None:
+            continue
+        for axis, (d, n) in enumerate(zip(i["shape"], np.asarray(feeds[i["name"]]).shape)):
+            if d.isdigit():
+                continue
+            if d.strip("? ") == "":
+                base = "".join(ch if ch.isalnum() else "_" for ch in i["name"])
+                d = f"{base if base[0].isalpha() or base[0] == '_' else 'input_' + base}_dim{axis}"
+            values[d] = n
+    return values
+
+
+def evaluate(expression, values):
+    """An inferred dimension's value: the printed grammar is Python's with exact division."""
+    names = sorted(values, key=len, reverse=True)
+    for k, name in enumerate(names):
+        expression = re.sub(r"(?<![\w.:])" + re.escape(name) + r"(?![\w.:])", f"__s{k}", expression)
+    scope = {f"__s{k}": Fraction(values[name]) for k, name in enumerate(names)}
+    scope.update(floor=math.floor, ceil=math.ceil, min=min, max=max)
+    return int(eval(expression, {"__builtins__": {}}, scope))
+
+
 def input_shape_flags(path, feeds):
     model = onnx.load(str(path), load_external_data=False)
     initialized = {t.name for t in model.graph.initializer}
@@ -169,6 +199,20 @@ def test_static_shapes_match_onnx_runtime(path, feeds, compressor):
             mismatched.append((node["name"] or node["opType"], node["opType"], output["name"], inferred, expected))
     assert mismatched == [], f"{name}: {len(mismatched)} shapes differ from ORT's, first {mismatched[:5]}"
     assert data_dependent == 0 or name in DATA_DEPENDENT
+    # The symbolic shapes themselves, evaluated at the inputs' sizes.
+    values = symbol_values(summary, feeds)
+    wrong = []
+    for node, output in outputs_of({"shapes": symbolic}):
+        expected, inferred = actual.get(output["name"]), output.get("shape")
+        if expected is None or inferred is None or len(inferred) != len(expected):
+            continue
+        for d, e in zip(inferred, expected):
+            if d != "?" and not set(symbolic["dataDependentSymbols"]) & set(re.findall(r"[A-Za-z_][\w.:]*", d)) and evaluate(d, values) != e:
+                wrong.append((node["name"] or node["opType"], output["name"], inferred, expected))
+                break
+    assert wrong == [], f"{name}: {len(wrong)} symbolic shapes evaluate wrongly at {values}, first {wrong[:5]}"
+    if "macsExpression" in symbolic and not symbolic["dataDependentSymbols"] and not symbolic["incomplete"]:
+        assert evaluate(symbolic["macsExpression"], values) == bound["macs"]
     if "macs" in bound:
         assert bound["macs"] == macs_from_shapes(model, actual)
     else:
