@@ -4,13 +4,15 @@ For every fixture and every model of the real-model suite (the cache Tests/realm
 builds; skipped when it is missing): without bindings every node output has a shape, symbolic
 where the inputs are, with no unknown ("?") dimension; bound to the model's natural input shapes,
 every node output's inferred shape equals the one ONNX Runtime produces (every node output made a
-graph output, graph optimizations off), and the MAC total equals the count from ORT's shapes —
-the count the executor-based inference used to make by running the model.
+graph output, graph optimizations off), the unbound symbolic shapes evaluated at those sizes equal
+it too, and the MAC total equals the count from ORT's shapes — the count the executor-based
+inference used to make by running the model (main graph only, as that did). The executor-based
+inference itself survives only as the cross-check in Tests/RuntimeTests/ShapeInferenceTests.swift.
 """
 import json
 import math
-import re
 import os
+import re
 import pathlib
 import subprocess
 import sys
