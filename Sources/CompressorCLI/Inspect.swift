@@ -36,9 +36,9 @@ extension Compressor {
                                  unknownFields: loaded.unknownFieldCount, largest: top)
       if shapes || !inputShapes.isEmpty {
         let inferred = try ShapeInference(model: loaded.model, bindings: try parseInputShapes(inputShapes))
-        let flops = try DimExpr(2) * inferred.macs
-        func split(_ e: DimExpr) -> (Int?, String?) { (e.constant, e.isConstant ? nil : e.description) }
-        let (macs, macsExpression) = split(inferred.macs), (flopCount, flopsExpression) = split(flops)
+        func split(_ e: DimExpr?) -> (Int?, String?) { (e?.constant, e.flatMap { $0.isConstant ? nil : $0.description }) }
+        // FLOPs past 64 bits are left out rather than wrapped.
+        let (macs, macsExpression) = split(inferred.macs), (flopCount, flopsExpression) = split(try? DimExpr(2) * inferred.macs)
         let (peak, peakExpression) = split(inferred.peakActivation)
         summary.shapes = ModelSummary.Shapes(
           unboundSymbols: inferred.unboundSymbols, dataDependentSymbols: inferred.dataDependentSymbols,

@@ -9,7 +9,7 @@ extension ShapeRules {
       r[op] = { c in [InferredTensor(type: c.type(0) ?? c.type(1), shape: try c.broadcast([c.shape(0), c.shape(1)]))] }
     }
     r["BitwiseNot"] = sameAsInput
-    r["BitCast"] = { c in [InferredTensor(type: DataType(rawValue: Int32(clamping: c.int("to", 0))), shape: c.shape(0))] }
+    r["BitCast"] = { c in [InferredTensor(type: try c.dataType("to", .undefined), shape: c.shape(0))] }
     return r
   }()
 }

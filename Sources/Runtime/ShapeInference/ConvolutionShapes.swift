@@ -56,7 +56,7 @@ func convolutionShape(_ c: ShapeContext, x: Int, w: Int, type: DataType?) throws
   if let r = ws?.count, r != rank { throw c.fail("input of rank \(rank) and weight of rank \(r) do not fit") }
   let group = c.int("group", 1)
   guard group > 0 else { throw c.fail("group \(group) is not positive") }
-  if let ch = xs?[1]?.constant, let per = ws?[1]?.constant, ch != per * group {
+  if let ch = xs?[1]?.constant, let per = ws?[1]?.constant, per.multipliedReportingOverflow(by: group) != (ch, false) {
     throw c.fail("weight with \(per) input channels per group does not fit \(ch) input channels with group \(group)")
   }
   let kernel = ws.flatMap { w -> [Int]? in
@@ -82,7 +82,9 @@ private func convTranspose(_ c: ShapeContext) throws -> InferredTensor {
   }
   let window = try WindowAttributes(c, spatial: rank - 2, kernel: kernel)
   let outPad = c.ints("output_padding") ?? Array(repeating: 0, count: rank - 2)
-  guard outPad.count == rank - 2 else { throw c.fail("output_padding does not fit a \(rank - 2)-D input") }
+  guard outPad.count == rank - 2, outPad.allSatisfy({ abs($0) < 1 << 30 }) else {
+    throw c.fail("output_padding does not fit a \(rank - 2)-D input")
+  }
   var spatial = [DimExpr?]()
   if let shape = c.ints("output_shape"), shape.count >= rank - 2 {
     spatial = shape.suffix(rank - 2).map { DimExpr($0) }

@@ -58,7 +58,7 @@ extension ShapeRules {
     }
     r["DepthToSpace"] = { c in
       let b = c.int("blocksize", 0)
-      guard b > 0 else { throw c.fail("blocksize \(b) is not positive") }
+      guard b > 0 && b < 1 << 20 else { throw c.fail("blocksize \(b) is out of range") }
       guard let s = c.shape(0) else { return [InferredTensor(type: c.type(0), shape: nil)] }
       guard s.count == 4 else { throw c.fail("input of rank \(s.count) is not 4-D") }
       if let ch = s[1]?.constant, ch % (b * b) != 0 { throw c.fail("blocksize \(b) does not divide \(ch) channels") }
@@ -68,7 +68,7 @@ extension ShapeRules {
     }
     r["SpaceToDepth"] = { c in
       let b = c.int("blocksize", 0)
-      guard b > 0 else { throw c.fail("blocksize \(b) is not positive") }
+      guard b > 0 && b < 1 << 20 else { throw c.fail("blocksize \(b) is out of range") }
       guard let s = c.shape(0) else { return [InferredTensor(type: c.type(0), shape: nil)] }
       guard s.count == 4 else { throw c.fail("input of rank \(s.count) is not 4-D") }
       for d in [s[2], s[3]] { if let k = d?.constant, k % b != 0 { throw c.fail("blocksize \(b) does not divide \(k)") } }

@@ -18,7 +18,7 @@ extension ShapeRules {
     }
     r["LayerNormalization"] = { c in
       let x = c.input(0)
-      let stash = DataType(rawValue: Int32(clamping: c.int("stash_type", 1)))
+      let stash = try c.dataType("stash_type", .float)
       guard let shape = x.shape else { return [InferredTensor(type: x.type, shape: nil), InferredTensor(type: stash, shape: nil), InferredTensor(type: stash, shape: nil)] }
       let axis = try c.axis(c.int("axis", -1), rank: shape.count)
       let reduced = Array(shape[..<axis]) + Array(repeating: DimExpr(1), count: shape.count - axis)

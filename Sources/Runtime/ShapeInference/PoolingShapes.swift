@@ -28,7 +28,7 @@ extension ShapeRules {
     // The inverse of MaxPool: output_shape when given, else (in − 1)·stride + kernel − pads.
     r["MaxUnpool"] = { c in
       if c.has(2) {
-        return [InferredTensor(type: c.type(0), shape: c.elements(2) ?? c.shape(2)?.first??.constant.map { Array(repeating: nil, count: $0) })]
+        return [InferredTensor(type: c.type(0), shape: c.elements(2) ?? c.unknownDims(c.length(2)))]
       }
       guard let x = c.shape(0), x.count >= 3 else { return [InferredTensor(type: c.type(0), shape: nil)] }
       guard let kernel = c.ints("kernel_shape") else { throw c.fail("kernel_shape is required") }

@@ -6,13 +6,13 @@ import IR
 extension ShapeRules {
   static let quantization: [String: ShapeRule] = [
     "QuantizeLinear": { c in
-      let dtype = c.opset >= 21 ? c.int("output_dtype", 0) : 0
-      let type = c.has(2) ? c.type(2) : (dtype != 0 ? DataType(rawValue: Int32(clamping: dtype)) : .uint8)
+      let dtype = c.opset >= 21 ? try c.dataType("output_dtype", .undefined) : .undefined
+      let type = c.has(2) ? c.type(2) : (dtype != .undefined ? dtype : .uint8)
       return [InferredTensor(type: type, shape: c.shape(0))]
     },
     "DequantizeLinear": { c in
-      let dtype = c.opset >= 21 ? c.int("output_dtype", 0) : 0
-      let type = dtype != 0 ? DataType(rawValue: Int32(clamping: dtype)) : (c.opset >= 19 ? c.type(1) ?? .float : .float)
+      let dtype = c.opset >= 21 ? try c.dataType("output_dtype", .undefined) : .undefined
+      let type = dtype != .undefined ? dtype : (c.opset >= 19 ? c.type(1) ?? .float : .float)
       return [InferredTensor(type: type, shape: c.shape(0))]
     },
   ]

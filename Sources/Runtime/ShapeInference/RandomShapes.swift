@@ -8,17 +8,17 @@ extension ShapeRules {
     var r = [String: ShapeRule]()
     for op in ["RandomUniformLike", "RandomNormalLike", "Bernoulli"] {
       r[op] = { c in
-        let dtype = c.int("dtype", 0)
-        return [InferredTensor(type: dtype != 0 ? DataType(rawValue: Int32(clamping: dtype)) : c.type(0), shape: c.shape(0))]
+        let dtype = try c.dataType("dtype", .undefined)
+        return [InferredTensor(type: dtype != .undefined ? dtype : c.type(0), shape: c.shape(0))]
       }
     }
     for op in ["RandomUniform", "RandomNormal"] {
       r[op] = { c in
-        [InferredTensor(type: DataType(rawValue: Int32(clamping: c.int("dtype", 1))), shape: c.ints("shape")?.map { DimExpr($0) })]
+        [InferredTensor(type: try c.dataType("dtype", .float), shape: c.ints("shape")?.map { DimExpr($0) })]
       }
     }
     r["Multinomial"] = { c in
-      [InferredTensor(type: DataType(rawValue: Int32(clamping: c.int("dtype", 6))),
+      [InferredTensor(type: try c.dataType("dtype", .int32),
                       shape: [c.shape(0)?.first ?? nil, DimExpr(c.int("sample_size", 1))])]
     }
     return r

@@ -38,7 +38,7 @@ private func reduce(_ c: ShapeContext, axesFromInput: Bool, combine: (([DimExpr]
       guard let a = c.inputInts(1) else {
         let count = c.shape(1)?.first??.constant
         let rank = keep ? x.rank : count.flatMap { k in x.rank.map { $0 - k } }
-        return InferredTensor(type: x.type, shape: rank.map { Array(repeating: nil, count: $0) })
+        return InferredTensor(type: x.type, shape: c.unknownDims(rank))
       }
       axes = a
     }
@@ -53,7 +53,7 @@ private func reduce(_ c: ShapeContext, axesFromInput: Bool, combine: (([DimExpr]
     if reduced.contains(i) { if keep { out.append(1) } } else { out.append(d) }
   }
   var values: [DimExpr?]?
-  if let combine, let e = x.elements, let dims = x.constantShape, e.count == dims.reduce(1, *), !e.isEmpty {
+  if let combine, let e = x.elements, let dims = x.constantShape, e.count == numberOfElements(dims), !e.isEmpty {
     let kept = dims.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
     var groups = [[DimExpr?]](repeating: [], count: kept.reduce(1, *))
     let inStrides = strides(dims), outStrides = strides(kept)

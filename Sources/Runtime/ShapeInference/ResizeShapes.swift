@@ -28,7 +28,11 @@ extension ShapeRules {
 func scaled(_ n: DimExpr?, _ scale: Double, _ c: ShapeContext) throws -> DimExpr? {
   guard let n else { return nil }
   guard scale > 0, scale < 1e9, scale.isFinite else { throw c.fail("scale \(scale) is out of range") }
-  if let k = n.constant { return DimExpr(Int((Double(k) * scale).rounded(.down))) }
+  if let k = n.constant {
+    let size = (Double(k) * scale).rounded(.down)
+    guard size < 9.0e15 else { throw c.fail("scaling \(k) by \(scale) gives more than 2⁵³") }
+    return DimExpr(Int(size))
+  }
   var p = scale, q = 1
   while p.rounded() != p && q < 1 << 40 { p *= 2; q *= 2 }
   guard p.rounded() == p, p < 9.0e15 else { return nil }
@@ -71,6 +75,10 @@ private func resizeShape(_ c: ShapeContext) throws -> InferredTensor {
   }
   let ratios = zip(target, dims).map { Double($0) / Double($1) }
   let s = (policy == "not_larger" ? ratios.min() : ratios.max()) ?? 1
-  for (k, a) in axes.enumerated() { out[a] = DimExpr(Int((s * Double(dims[k])).rounded(.toNearestOrEven))) }
+  for (k, a) in axes.enumerated() {
+    let size = (s * Double(dims[k])).rounded(.toNearestOrEven)
+    guard size.isFinite, size < 9.0e15 else { throw c.fail("sizes \(target) give a dimension past 2⁵³") }
+    out[a] = DimExpr(Int(size))
+  }
   return InferredTensor(type: x.type, shape: out)
 }

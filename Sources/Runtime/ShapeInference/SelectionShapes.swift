@@ -14,8 +14,8 @@ extension ShapeRules {
       return [InferredTensor(type: type, shape: shape)]
     }
     r["EyeLike"] = { c in
-      let dtype = c.int("dtype", 0)
-      return [InferredTensor(type: dtype == 0 ? c.type(0) : DataType(rawValue: Int32(clamping: dtype)), shape: c.shape(0))]
+      let dtype = try c.dataType("dtype", .undefined)
+      return [InferredTensor(type: dtype == .undefined ? c.type(0) : dtype, shape: c.shape(0))]
     }
     r["ReverseSequence"] = sameAsInput
     r["TensorScatter"] = sameAsInput

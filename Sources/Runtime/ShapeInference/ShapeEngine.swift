@@ -33,7 +33,7 @@ public struct InferredTensor: Sendable {
   /// Gives a value whose every element is a known number its `constant`, so that the kernels of
   /// the nodes after it can fold it (`ConstantOfShape(Sub(Size(Shape(x)), 1))`).
   mutating func materialize() {
-    guard constant == nil, let type, type != .string, let dims = constantShape, let e = elements, e.count == dims.reduce(1, *) else { return }
+    guard constant == nil, let type, type != .string, let dims = constantShape, let e = elements, e.count == numberOfElements(dims) else { return }
     var values = [Int]()
     for x in e {
       guard let k = x?.constant else { return }
@@ -92,6 +92,19 @@ struct ShapeContext {
   let scope: ShapeScope
 
   var inputCount: Int { inputs.count }
+
+  /// The most dimensions a shape made from a value's length may have: a declared length past it
+  /// is not trusted with an allocation.
+  static let rankLimit = 256
+
+  /// `count` unknown dimensions, when count is a plausible rank.
+  func unknownDims(_ count: Int?) -> [DimExpr?]? {
+    guard let count, count >= 0, count <= Self.rankLimit else { return nil }
+    return Array(repeating: nil, count: count)
+  }
+
+  /// The length of a 1-D input, when known.
+  func length(_ i: Int) -> Int? { shape(i).flatMap { $0.count == 1 ? $0[0]?.constant : nil } }
   func has(_ i: Int) -> Bool { i < inputs.count && inputs[i] != nil }
   func input(_ i: Int) -> InferredTensor { (i < inputs.count ? inputs[i] : nil) ?? .unknown }
   func shape(_ i: Int) -> [DimExpr?]? { input(i).shape }
@@ -120,6 +133,14 @@ struct ShapeContext {
   func ints(_ name: String) -> [Int]? { node.attribute(name)?.ints.map { $0.map { Int(clamping: $0) } } }
   func float(_ name: String, _ fallback: Float) -> Float { node.attribute(name)?.float ?? fallback }
   func string(_ name: String, _ fallback: String) -> String { node.attribute(name)?.string ?? fallback }
+
+  /// An element type attribute (`to`, `dtype`, `output_dtype`, …): a code without a layout is
+  /// an error naming the node, before any kernel sees it.
+  func dataType(_ name: String, _ fallback: DataType) throws -> DataType {
+    guard let code = node.attribute(name)?.int else { return fallback }
+    guard let raw = Int32(exactly: code), DataType(rawValue: raw).isKnown else { throw fail("\(name) = \(code) is not an element type") }
+    return DataType(rawValue: raw)
+  }
 
   func graph(_ name: String) throws -> Graph {
     guard case .graph(let g)? = node.attribute(name)?.value else { throw fail("attribute '\(name)' (a graph) is missing") }
@@ -194,11 +215,11 @@ struct ShapeContext {
   func mapElements(_ indices: [Int], _ f: ([DimExpr]) throws -> DimExpr?) rethrows -> (shape: [Int], elements: [DimExpr?])? {
     var shapes = [[Int]](), values = [[DimExpr?]]()
     for i in indices {
-      guard let s = input(i).constantShape, let e = elements(i), e.count == s.reduce(1, *) else { return nil }
+      guard let s = input(i).constantShape, let e = elements(i), e.count == numberOfElements(s) else { return nil }
       shapes.append(s)
       values.append(e)
     }
-    guard let out = broadcastShape(shapes), out.reduce(1, *) <= ShapeEngine.elementLimit else { return nil }
+    guard let out = broadcastShape(shapes), let total = numberOfElements(out), total <= ShapeEngine.elementLimit else { return nil }
     let outStrides = strides(out)
     let inStrides = shapes.map { s -> [Int] in
       let st = strides(s)
@@ -208,7 +229,7 @@ struct ShapeContext {
       }
     }
     var result = [DimExpr?]()
-    for o in 0..<out.reduce(1, *) {
+    for o in 0..<total {
       var args = [DimExpr]()
       for (k, v) in values.enumerated() {
         var rest = o, at = 0
@@ -226,6 +247,18 @@ struct ShapeContext {
 }
 
 typealias ShapeRule = (ShapeContext) throws -> [InferredTensor]
+
+/// The number of elements of a shape of numbers; nil when it overflows or a size is negative.
+func numberOfElements(_ dims: [Int]) -> Int? {
+  var n = 1
+  for d in dims {
+    guard d >= 0 else { return nil }
+    let (p, o) = n.multipliedReportingOverflow(by: d)
+    if o { return nil }
+    n = p
+  }
+  return n
+}
 
 /// Op type → shape rule, per domain; each file in ShapeInference/ contributes one op family,
 /// named after the kernel file of the same family (ElementwiseShapes.swift for Elementwise.swift).
@@ -448,7 +481,7 @@ final class ShapeEngine {
       arrays.append(c)
     }
     for (i, name) in node.outputs.enumerated() where !name.isEmpty {
-      guard i < outs.count, let dims = outs[i].constantShape, dims.reduce(1, { $0 * max($1, 0) }) <= Self.foldLimit else { return }
+      guard i < outs.count, let dims = outs[i].constantShape, let n = numberOfElements(dims), n <= Self.foldLimit else { return }
     }
     // A kernel that refuses the values leaves the rule's answer standing.
     guard let results = try? folder.evaluate(node, arrays) else { return }

@@ -66,7 +66,7 @@ public struct ShapeInference {
     let graph = model.graph
     let feeds = Set(graph.feedNames)
     for name in bindings.keys.sorted() where !feeds.contains(name) {
-      throw CompressorError.usage("the model has no input named '\(name)'\(graph.feedNames.isEmpty ? "" : " (its inputs: \(graph.feedNames.joined(separator: ", ")))")")
+      throw CompressorError.usage("the model has no input named '\(name)'\(graph.feedNames.isEmpty ? "" : " (its inputs: \(graph.feedNames.map { "'\($0)'" }.joined(separator: ", ")))")")
     }
     // Bound inputs fix their symbols first, so that other inputs sharing them see the numbers.
     var symbolValues = [String: Int]()

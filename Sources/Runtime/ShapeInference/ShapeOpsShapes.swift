@@ -50,8 +50,8 @@ extension ShapeRules {
       let axes = c.opset >= 13 ? c.inputInts(1) : c.ints("axes")
       guard let shape = x.shape, let axes else {
         // Axes not known: only the rank is.
-        let count = c.opset >= 13 ? c.shape(1)?.first??.constant : nil
-        return [InferredTensor(type: x.type, shape: zip2(x.rank, count).map { Array(repeating: nil, count: $0 + $1) }, elements: x.elements)]
+        let count = c.opset >= 13 ? c.length(1) : nil
+        return [InferredTensor(type: x.type, shape: c.unknownDims(zip2(x.rank, count).map { $0 + $1 }), elements: x.elements)]
       }
       let rank = shape.count + axes.count
       let inserted = Set(try axes.map { try c.axis($0, rank: rank) })
@@ -69,8 +69,8 @@ extension ShapeRules {
       let target: [DimExpr?]
       if let e = c.elements(1) {
         target = e
-      } else if let k = c.shape(1)?.first??.constant {
-        target = Array(repeating: nil, count: k)
+      } else if let k = c.unknownDims(c.length(1)) {
+        target = k
       } else {
         return [InferredTensor(type: x.type, shape: nil)]
       }
@@ -88,7 +88,7 @@ extension ShapeRules {
       })]
     }
     r["Cast"] = { c in
-      let to = DataType(rawValue: Int32(clamping: c.int("to", 0)))
+      let to = try c.dataType("to", .undefined)
       return [InferredTensor(type: to, shape: c.shape(0), elements: cast(c.elements(0), to: to))]
     }
     r["CastLike"] = { c in [InferredTensor(type: c.type(1), shape: c.shape(0), elements: c.type(1).flatMap { cast(c.elements(0), to: $0) })] }
@@ -110,7 +110,7 @@ extension ShapeRules {
       let value = c.node.attribute("value")?.tensor
       let type = value?.dataType ?? .float
       guard let dims = c.elements(0) else {
-        return [InferredTensor(type: type, shape: c.shape(0)?.first??.constant.map { Array(repeating: nil, count: $0) })]
+        return [InferredTensor(type: type, shape: c.unknownDims(c.length(0)))]
       }
       for d in dims { if let k = d?.constant, k < 0 { throw c.fail("shape \(dims.map { $0?.description ?? "?" }) has a negative dimension") } }
       var out = InferredTensor(type: type, shape: dims)
@@ -129,7 +129,7 @@ extension ShapeRules {
       let n = try DimExpr.max(DimExpr.ceilDiv(limit - start, delta), 0)
       var values: [DimExpr?]?
       if let k = n.constant, k <= ShapeEngine.elementLimit {
-        values = try (0..<k).map { try start + DimExpr($0 * step) }
+        values = try (0..<k).map { try start + DimExpr($0) * delta }
       }
       return [InferredTensor(type: type, shape: [n], elements: values)]
     }
@@ -187,7 +187,7 @@ private func reshape(_ c: ShapeContext) throws -> InferredTensor {
   } else if let e = c.elements(1) {
     target = e
   } else {
-    return InferredTensor(type: x.type, shape: c.shape(1)?.first??.constant.map { Array(repeating: nil, count: $0) }, elements: x.elements)
+    return InferredTensor(type: x.type, shape: c.unknownDims(c.length(1)), elements: x.elements)
   }
   let allowZero = c.int("allowzero", 0) != 0
   var out = [DimExpr?](), inferred: Int?, unknown = [Int]()
@@ -229,8 +229,8 @@ private func squeeze(_ c: ShapeContext) throws -> InferredTensor {
   if c.opset >= 13 {
     if c.has(1) {
       guard let a = c.inputInts(1) else {
-        let count = c.shape(1)?.first??.constant
-        return InferredTensor(type: x.type, shape: zip2(x.rank, count).map { Array(repeating: nil, count: $0 - $1) }, elements: x.elements)
+        let count = c.length(1)
+        return InferredTensor(type: x.type, shape: c.unknownDims(zip2(x.rank, count).map { $0 - $1 }), elements: x.elements)
       }
       axes = a
     } else {
@@ -295,7 +295,7 @@ private func split(_ c: ShapeContext) throws -> [InferredTensor] {
     sizes = s.map { DimExpr($0) }
   } else {
     let n = c.opset >= 18 ? c.int("num_outputs", outputs) : outputs
-    guard n > 0 else { throw c.fail("cannot split into \(n) parts") }
+    guard n > 0 && n <= Swift.max(outputs, 1) else { throw c.fail("cannot split into \(n) parts for \(outputs) outputs") }
     if let dim {
       // Equal parts, the last one smaller when the size does not divide (opset 18).
       let chunk = try DimExpr.ceilDiv(dim, DimExpr(n))
@@ -314,7 +314,7 @@ private func split(_ c: ShapeContext) throws -> [InferredTensor] {
     var s = shape
     s[axis] = size
     var values: [DimExpr?]?
-    if shape.count == 1, let e = x.elements, let n = size?.constant, start + n <= e.count, start >= 0 {
+    if shape.count == 1, let e = x.elements, let n = size?.constant, start >= 0, n >= 0, n <= e.count - start {
       values = Array(e[start..<(start + n)])
       start += n
     } else {
@@ -354,7 +354,8 @@ private func slice(_ c: ShapeContext) throws -> InferredTensor {
   }
   let ax = try (axes ?? Array(0..<starts.count)).map { try c.axis($0, rank: shape.count) }
   guard starts.count == ends.count, ax.count == starts.count else { throw c.fail("starts, ends and axes differ in length") }
-  let st = steps ?? Array(repeating: 1, count: starts.count)
+  // Steps past any size act alike; clamped, they leave room for arithmetic.
+  let st = (steps ?? Array(repeating: 1, count: starts.count)).map { Swift.min(Swift.max($0, -(1 << 40)), 1 << 40) }
   guard st.count == starts.count else { throw c.fail("steps and starts differ in length") }
   guard !st.contains(0) else { throw c.fail("a step is 0") }
   var out = shape
@@ -369,7 +370,7 @@ private func slice(_ c: ShapeContext) throws -> InferredTensor {
   var values: [DimExpr?]?
   if shape.count == 1, let e = x.elements, ranges.count == ax.count {
     if let r = ranges.first {
-      values = (0..<r.count).compactMap { i in
+      values = (0..<Swift.min(r.count, e.count + 1)).compactMap { i in
         let at = r.start + i * r.step
         return at >= 0 && at < e.count ? e[at] : nil
       }
@@ -419,7 +420,7 @@ private func gather(_ c: ShapeContext) throws -> InferredTensor {
   var values: [DimExpr?]?
   if let indices = c.inputInts(1), let n = shape[axis]?.constant {
     for i in indices where i < -n || i >= n { throw c.fail("index \(i) is out of range for a dimension of \(n)") }
-    if let e = x.elements, let dims = x.constantShape, e.count == dims.reduce(1, *) {
+    if let e = x.elements, let dims = x.constantShape, e.count == numberOfElements(dims) {
       let outer = dims[..<axis].reduce(1, *), inner = dims[(axis + 1)...].reduce(1, *)
       var v = [DimExpr?]()
       for o in 0..<outer {

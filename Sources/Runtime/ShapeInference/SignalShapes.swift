@@ -30,14 +30,14 @@ extension ShapeRules {
       if let length { bins = c.int("onesided", 1) != 0 && x[2]?.constant == 1 ? try DimExpr.floorDiv(length, 2) + 1 : length }
       return [InferredTensor(type: c.type(0), shape: [x[0], frames, bins, 2])]
     }
-    let type = { (c: ShapeContext) in DataType(rawValue: Int32(clamping: c.int("output_datatype", 1))) }
+    let type = { (c: ShapeContext) in try c.dataType("output_datatype", .float) }
     for op in ["HannWindow", "HammingWindow", "BlackmanWindow"] {
-      r[op] = { c in [InferredTensor(type: type(c), shape: [c.elements(0)?.first ?? nil])] }
+      r[op] = { c in [InferredTensor(type: try type(c), shape: [c.elements(0)?.first ?? nil])] }
     }
     // [dft_length/2 + 1, num_mel_bins].
     r["MelWeightMatrix"] = { c in
       let bins = try (c.elements(1)?.first ?? nil).map { try DimExpr.floorDiv($0, 2) + 1 }
-      return [InferredTensor(type: type(c), shape: [bins, c.elements(0)?.first ?? nil])]
+      return [InferredTensor(type: try type(c), shape: [bins, c.elements(0)?.first ?? nil])]
     }
     return r
   }()
