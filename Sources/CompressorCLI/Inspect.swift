@@ -19,7 +19,7 @@ extension Compressor {
     @Option(help: "How many of the largest tensors to list.")
     var top = 10
 
-    @Flag(help: "Also infer every node's output shapes, MACs and peak activation memory (runs the model once or twice on zeros).")
+    @Flag(help: "Also infer every node's output shapes (symbolic where the inputs are), MACs and peak activation memory, statically.")
     var shapes = false
 
     @Option(name: .customLong("input-shape"), help: "NAME=D0xD1x… binds an input's shape (implies --shapes; repeatable).")
@@ -36,12 +36,19 @@ extension Compressor {
                                  unknownFields: loaded.unknownFieldCount, largest: top)
       if shapes || !inputShapes.isEmpty {
         let inferred = try ShapeInference(model: loaded.model, bindings: try parseInputShapes(inputShapes))
+        func split(_ e: DimExpr?) -> (Int?, String?) { (e?.constant, e.flatMap { $0.isConstant ? nil : $0.description }) }
+        // FLOPs past 64 bits are left out rather than wrapped.
+        let (macs, macsExpression) = split(inferred.macs), (flopCount, flopsExpression) = split(try? DimExpr(2) * inferred.macs)
+        let (peak, peakExpression) = split(inferred.peakActivation)
         summary.shapes = ModelSummary.Shapes(
-          unboundSymbols: inferred.unboundSymbols, macs: inferred.totalMACs, flops: 2 * inferred.totalMACs,
-          peakActivationBytes: inferred.peakActivationBytes,
+          unboundSymbols: inferred.unboundSymbols, dataDependentSymbols: inferred.dataDependentSymbols,
+          macs: macs, macsExpression: macsExpression, flops: flopCount, flopsExpression: flopsExpression,
+          peakActivationBytes: peak, peakActivationBytesExpression: peakExpression,
+          incomplete: inferred.macsIncomplete || inferred.peakActivationIncomplete,
           nodes: inferred.nodes.map { n in
             ModelSummary.Shapes.Node(name: n.name, opType: n.opType,
-                                     outputs: n.outputs.map { .init(name: $0.name, type: $0.type.name, shape: $0.shape) }, macs: n.macs)
+                                     outputs: n.outputs.map { .init(name: $0.name, type: $0.type.name, shape: $0.shape) },
+                                     macs: n.macs?.constant, macsExpression: n.macs.flatMap { $0.isConstant ? nil : $0.description })
           })
       }
       if json {
@@ -102,13 +109,25 @@ enum InspectTable {
       for f in s.externalData { line("  \(f.file)  \(f.tensors) tensors, \(bytes(f.bytes))") }
     }
     if let shapes = s.shapes {
+      var notes = [String]()
+      if !shapes.unboundSymbols.isEmpty { notes.append("unbound: " + shapes.unboundSymbols.joined(separator: ", ")) }
+      if !shapes.dataDependentSymbols.isEmpty { notes.append("data-dependent: " + shapes.dataDependentSymbols.joined(separator: ", ")) }
       line()
-      line("shapes" + (shapes.unboundSymbols.isEmpty ? "" : " (unbound: \(shapes.unboundSymbols.joined(separator: ", ")); costs counted with small values)") + ":")
+      line("shapes" + (notes.isEmpty ? "" : " (\(notes.joined(separator: "; ")))") + ":")
       for n in shapes.nodes {
-        let outs = n.outputs.map { "\($0.name) \($0.type)[\($0.shape.joined(separator: ", "))]" }.joined(separator: ", ")
-        line("  \(n.name.isEmpty ? n.opType : n.name) (\(n.opType))  \(outs)" + (n.macs > 0 ? "  \(n.macs) MACs" : ""))
+        let outs = n.outputs.map { "\($0.name) \($0.type)" + ($0.shape.map { "[" + $0.joined(separator: ", ") + "]" } ?? "[?]") }.joined(separator: ", ")
+        let macs = n.macs.map { $0 > 0 ? "  \($0) MACs" : "" } ?? n.macsExpression.map { "  \($0) MACs" } ?? "  ? MACs"
+        line("  \(n.name.isEmpty ? n.opType : n.name) (\(n.opType))  \(outs)" + macs)
       }
-      line("  total: \(shapes.macs) MACs (\(shapes.flops) FLOPs), peak activation memory \(bytes(shapes.peakActivationBytes))")
+      let atLeast = shapes.incomplete ? "at least " : ""
+      let macs = shapes.macs.map(String.init) ?? shapes.macsExpression ?? "?"
+      let flops = shapes.flops.map(String.init) ?? shapes.flopsExpression ?? "?"
+      // A symbolic peak is the largest of many live sets: shown whole only when it is short.
+      let free = (shapes.unboundSymbols + shapes.dataDependentSymbols).joined(separator: ", ")
+      let peak = shapes.peakActivationBytes.map(bytes) ?? shapes.peakActivationBytesExpression.map {
+        $0.count <= 240 ? "\($0) bytes" : "depending on \(free) (bind them with --input-shape; the expression is in --json)"
+      } ?? "?"
+      line("  total: \(atLeast)\(macs) MACs (\(flops) FLOPs), peak activation memory \(atLeast)\(peak)")
     }
     if s.unknownFields > 0 {
       line()

@@ -58,27 +58,44 @@ public struct ModelSummary: Codable, Equatable {
     public struct Output: Codable, Equatable {
       public var name: String
       public var type: String
-      public var shape: [String]
-      public init(name: String, type: String, shape: [String]) { self.name = name; self.type = type; self.shape = shape }
+      /// A number, an expression of symbols ("2*height", "ceil(width/32)") or "?" per dimension;
+      /// nil when the rank is unknown.
+      public var shape: [String]?
+      public init(name: String, type: String, shape: [String]?) { self.name = name; self.type = type; self.shape = shape }
     }
     public struct Node: Codable, Equatable {
       public var name: String
       public var opType: String
       public var outputs: [Output]
-      public var macs: Int
-      public init(name: String, opType: String, outputs: [Output], macs: Int) {
-        self.name = name; self.opType = opType; self.outputs = outputs; self.macs = macs
+      /// The node's multiply-accumulates when they are a number...
+      public var macs: Int?
+      /// ...or the expression of symbols they are.
+      public var macsExpression: String?
+      public init(name: String, opType: String, outputs: [Output], macs: Int?, macsExpression: String? = nil) {
+        self.name = name; self.opType = opType; self.outputs = outputs; self.macs = macs; self.macsExpression = macsExpression
       }
     }
-    /// Symbolic input dimensions left unbound (counted as 2, 3, 5, … in MACs and memory).
+    /// Symbolic input dimensions left unbound (`--input-shape` binds them).
     public var unboundSymbols: [String]
-    public var macs: Int
-    public var flops: Int
-    public var peakActivationBytes: Int
+    /// Symbols for sizes only the data decides (NonZero, NonMaxSuppression, If branches that differ).
+    public var dataDependentSymbols: [String]
+    /// Totals as numbers when every size they depend on is bound, else as expressions.
+    public var macs: Int?
+    public var macsExpression: String?
+    public var flops: Int?
+    public var flopsExpression: String?
+    public var peakActivationBytes: Int?
+    public var peakActivationBytesExpression: String?
+    /// Whether some node's costs or some value's size could not be inferred (totals are then lower bounds).
+    public var incomplete: Bool
     public var nodes: [Node]
-    public init(unboundSymbols: [String], macs: Int, flops: Int, peakActivationBytes: Int, nodes: [Node]) {
-      self.unboundSymbols = unboundSymbols; self.macs = macs; self.flops = flops
-      self.peakActivationBytes = peakActivationBytes; self.nodes = nodes
+    public init(unboundSymbols: [String], dataDependentSymbols: [String], macs: Int?, macsExpression: String?, flops: Int?,
+                flopsExpression: String?, peakActivationBytes: Int?, peakActivationBytesExpression: String?, incomplete: Bool,
+                nodes: [Node]) {
+      self.unboundSymbols = unboundSymbols; self.dataDependentSymbols = dataDependentSymbols
+      self.macs = macs; self.macsExpression = macsExpression; self.flops = flops; self.flopsExpression = flopsExpression
+      self.peakActivationBytes = peakActivationBytes; self.peakActivationBytesExpression = peakActivationBytesExpression
+      self.incomplete = incomplete; self.nodes = nodes
     }
   }
 

@@ -374,7 +374,7 @@ public final class Executor {
   }
 
   /// For each step, the values whose last reader is that step.
-  private func lastUses(_ g: Graph, order: [Int]) -> [[String]] {
+  func lastUses(_ g: Graph, order: [Int]) -> [[String]] {
     var last = [String: Int]()
     for (step, n) in order.enumerated() {
       for name in dependencies(g.nodes[n]) { last[name] = step }

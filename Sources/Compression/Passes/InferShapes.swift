@@ -3,10 +3,11 @@ import Runtime
 import Support
 
 /// Records the element type and shape of every intermediate value of the main graph as
-/// value_info, with the inputs' symbolic dimensions carried through ("batch", "seq"), so that
-/// other tools (and people reading the model) see the shapes without running it. Shapes come
-/// from running the model on zero inputs under two bindings of the symbols; a model that cannot
-/// be run that way (an unnamed input dimension, an unsupported op) is left as it is, with the reason.
+/// value_info, so that other tools (and people reading the model) see the shapes without running
+/// it. Shapes come from static inference (`ShapeInference`): symbolic dimensions are written as
+/// dim_param strings holding their expression ("batch", "2*height", "ceil(width/32)"), unknown
+/// ones without a value, values of unknown type not at all. A model inference finds inconsistent
+/// is left as it is, with the reason.
 public struct InferShapes: Pass {
   public static let name = "infer-shapes"
   public init() {}
@@ -24,11 +25,15 @@ public struct InferShapes: Pass {
     for node in inference.nodes {
       for v in node.outputs where !v.name.isEmpty && !known.contains(v.name) {
         known.insert(v.name)
-        let dims = v.shape.map { d -> Dimension in
-          if let n = Int64(d) { return Dimension(.known(n)) }
-          return Dimension(d == "?" ? .unknown : .symbolic(d))
+        guard v.type != .undefined else { continue }
+        let shape = v.dims.map { dims in
+          TensorShape(dims.map { d -> Dimension in
+            guard let d else { return Dimension(.unknown) }
+            if let k = d.constant, k >= 0 { return Dimension(.known(Int64(k))) }
+            return Dimension(.symbolic(d.description))
+          })
         }
-        added.append(ValueInfo(name: v.name, type: TypeInfo(.tensor(elementType: v.type, shape: TensorShape(dims)))))
+        added.append(ValueInfo(name: v.name, type: TypeInfo(.tensor(elementType: v.type, shape: shape))))
       }
     }
     model.graph.valueInfo += added

@@ -47,13 +47,15 @@ public struct QuantizeWeights: Pass {
   /// filter lets through. Quantize converts older models to 13 only then.
   public func hasPerChannelCandidates(_ model: Model) -> Bool {
     var sizes = [String: (DataType, Int, Int)]()
-    for t in model.graph.initializers { sizes[t.name] = (t.dataType, t.elementCount, t.dims.count) }
+    model.graph.forEachGraph { g in for t in g.initializers { sizes[t.name] = (t.dataType, t.elementCount, t.dims.count) } }
     var found = false
     model.graph.forEachGraph { g in
       for n in g.nodes where !found && n.isDefaultDomain {
-        guard let wi = Self.weightInput[n.opType], wi < n.inputs.count, let (type, count, rank) = sizes[n.inputs[wi]],
-              type == .float, count >= minimumElements, filter.refusal(n) == nil else { continue }
-        found = axis != nil || Self.channelAxis(n, rank: rank) != nil
+        for wi in Self.weightInputs[n.opType] ?? [] where !found && wi < n.inputs.count {
+          guard let (type, count, rank) = sizes[n.inputs[wi]], type == .float, count >= minimumElements,
+                filter.refusal(n) == nil else { continue }
+          found = axis != nil || Self.channelAxis(n, rank: rank) != nil
+        }
       }
     }
     return found
