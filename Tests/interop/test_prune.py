@@ -154,8 +154,9 @@ def test_kept_channels_are_whole_blocks_of_16(compressor, tmp_path):
     r = compressor("prune", FIXTURES / "cnn_residual.onnx", "--structured", "--ratio", "0.1", "--channel-multiple", "8",
                    "-o", tmp_path / "p9.onnx", check=False)
     assert r.returncode == 69 and r.stderr.endswith(
-        "(c2: group of 16 channels: 16 kept after rounding to the nearest multiple of 8; c3+c1: group of 16 channels: "
-        "16 kept after rounding to the nearest multiple of 8; c4: group of 32 channels: 32 kept after rounding to the nearest multiple of 8)\n")
+        "can be pruned this way: node 'c2' (Conv): group of 16 channels: 16 kept after rounding to the nearest multiple of 8; "
+        "c3+c1: group of 16 channels: 16 kept after rounding to the nearest multiple of 8; node 'c4' (Conv): group of 32 "
+        "channels: 32 kept after rounding to the nearest multiple of 8 (and 1 more)\n"), r.stderr
 
 
 def test_refusals(compressor, tmp_path):

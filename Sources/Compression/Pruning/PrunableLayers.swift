@@ -107,5 +107,5 @@ public func whyNothingPrunes(_ model: Model, changes: [PassResult.Change], mainG
     }
   }
   if reasons.isEmpty { return "it has no Conv, ConvTranspose, Gemm or MatMul with a weight" }
-  return reasons.prefix(2).joined(separator: "; ") + (reasons.count > 2 ? " (and \(reasons.count - 2) more)" : "")
+  return reasons.prefix(3).joined(separator: "; ") + (reasons.count > 3 ? " (and \(reasons.count - 3) more)" : "")
 }
