@@ -76,6 +76,8 @@ class Model:
         self.reference = [session.run(None, s) for s in self.samples]
         # Each output's scale over every sample: one sample's map may be all but zero.
         self.scales = [max(scale(r[k]) for r in self.reference) for k in range(len(self.reference[0]))]
+        names = [o.name for o in session.get_outputs()]
+        self.judged = names.index(entry["judge"]) if entry.get("judge") in names else 0
 
     @staticmethod
     def session(path, optimized=False):
@@ -108,8 +110,8 @@ def max_rel_diff(outs, refs, scales):
 
 def quality(model, outputs):
     """One figure of merit against the float model on the held-out samples."""
-    first = [np.asarray(o[0], dtype=np.float64) for o in outputs]
-    ref = [np.asarray(r[0], dtype=np.float64) for r in model.reference]
+    first = [np.asarray(o[model.judged], dtype=np.float64) for o in outputs]
+    ref = [np.asarray(r[model.judged], dtype=np.float64) for r in model.reference]
     if any(f.shape != r.shape for f, r in zip(first, ref)):
         return "shape"
     cos = []

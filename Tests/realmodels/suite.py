@@ -9,6 +9,7 @@ A model is a dict:
   kind      classifier | detector | segmenter | embedding | sequence | audio  (how quality is measured)
   inputs    {input name: (concrete shape, sample kind)}; sample kinds are in samples.py
   ci        True for the models `make test` runs (no torch, small, fast)
+  judge     the output quality is measured on (default: the first)
 """
 
 WHEELS = {
@@ -75,7 +76,7 @@ MODELS = [
          inputs={"input": ([1, 3, 320, 320], "image:unit")}),
     dict(name="deeplabv3-mobilenet", source=("torch", "deeplabv3_mobilenet_v3_large"), kind="segmenter",
          inputs={"input": ([1, 3, 256, 256], "image:imagenet")}),
-    dict(name="minilm-l6", source=("torch", "minilm"), kind="embedding",
+    dict(name="minilm-l6", source=("torch", "minilm"), kind="embedding", judge="sentence_embedding",
          inputs={"input_ids": ([1, 32], "tokens"), "attention_mask": ([1, 32], "mask"),
                  "token_type_ids": ([1, 32], "zeros-int")}),
     dict(name="gpt2-kv", source=("torch", "gpt2"), kind="embedding",
