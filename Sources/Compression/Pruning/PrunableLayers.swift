@@ -106,6 +106,13 @@ public func whyNothingPrunes(_ model: Model, changes: [PassResult.Change], mainG
       if inside > 0 { reasons.append("\(n.displayName) holds \(inside) Conv, Gemm or MatMul nodes in its subgraphs, which this mode leaves alone") }
     }
   }
-  if reasons.isEmpty { return "it has no Conv, ConvTranspose, Gemm or MatMul with a weight" }
+  if reasons.isEmpty {
+    let integerOps: Set<String> = ["ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeLinear",
+                                   "MatMulNBits", "DynamicQuantizeLSTM", "QGemm", "DynamicQuantizeMatMul"]
+    var quantized: Node?
+    model.graph.forEachGraph { g in for n in g.nodes where quantized == nil && integerOps.contains(n.opType) { quantized = n } }
+    if let n = quantized { return "its weights are already quantized (\(n.displayName)); start from the float model" }
+    return "it has no Conv, ConvTranspose, Gemm or MatMul with a weight"
+  }
   return reasons.prefix(3).joined(separator: "; ") + (reasons.count > 3 ? " (and \(reasons.count - 3) more)" : "")
 }
