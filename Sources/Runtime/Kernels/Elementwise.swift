@@ -190,6 +190,7 @@ extension NDArray {
   /// The same values as another numeric type (Float16 and bfloat16 included).
   public func converted(to type: DataType) throws -> NDArray {
     if type == dataType { return self }
+    if type.isNarrow || dataType.isNarrow { return try narrowConverted(to: type) }
     let values: [Double]
     switch dataType {
     case .float: values = elements(Float.self).map(Double.init)

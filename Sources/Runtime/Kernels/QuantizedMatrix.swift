@@ -57,7 +57,7 @@ extension Kernels {
   ]
 
   /// ONNX Runtime's contrib operators that compressed models use.
-  static let microsoft: [String: Kernel] = [
+  static let quantizedMatrixContrib: [String: Kernel] = [
     "MatMulNBits": { c in [try matMulNBits(c)] },
   ]
 }
