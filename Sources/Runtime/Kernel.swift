@@ -149,7 +149,7 @@ public enum Kernels {
   /// The com.microsoft operators (ONNX Runtime's contrib operators).
   static let microsoft: [String: Kernel] = {
     var all = [String: Kernel]()
-    for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib, quantizedContrib] {
+    for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib, quantizedContrib, attentionContrib] {
       all.merge(family) { a, _ in a }
     }
     return all

@@ -288,9 +288,161 @@ def qlinear():
     return out
 
 
+def random_mask(r, b, s, total):
+    """A [B, S, T] 0/1 mask that keeps at least one key per row. (ONNX Runtime gives masked keys
+    −10000 rather than −∞: a fully masked row's softmax is then decided by the rounding of
+    −10000 + score in float, to 1e-3 — no tolerance fits it.)"""
+    m = r.integers(0, 2, (b, s, total)).astype(np.int32)
+    m[..., 0] = 1
+    return m
+
+
+def attention():
+    r = rng(6)
+    out = []
+    # com.microsoft Attention: [B, S, D] input, weights [D, 3·hidden].
+    for k, (b, s, d, n, mask_kind, causal, past, sizes, extra_bias, attrs) in enumerate([
+            (2, 5, 16, 2, None, 0, 0, None, False, {}),
+            (2, 6, 12, 3, "raw2d", 0, 0, None, False, {}),
+            (3, 4, 8, 2, "lengths", 0, 0, None, False, dict(mask_filter_value=-500.0)),
+            (2, 5, 8, 1, "end_start", 0, 0, None, False, {}),
+            (2, 3, 8, 2, "raw3d", 0, 0, None, True, dict(scale=0.3)),
+            (2, 4, 8, 2, None, 1, 3, None, False, {}),
+            (1, 5, 12, 3, "raw2d", 1, 0, [12, 12, 6], False, {})]):
+        hq, hk, hv = sizes or [d, d, d]
+        total = past + s
+        inputs = [("x", f32(r, b, s, d))]
+        inits = [("w", f32(r, d, hq + hk + hv, low=-0.5, high=0.5)), ("bias", f32(r, hq + hk + hv, low=-0.2, high=0.2))]
+        names = ["x", "w", "bias"]
+        if mask_kind == "raw2d":
+            m = np.ones((b, total), np.int32)
+            m[0, -2:] = 0
+            inputs.append(("mask", m))
+        elif mask_kind == "raw3d":
+            inputs.append(("mask", random_mask(r, b, s, total)))
+        elif mask_kind == "lengths":
+            inputs.append(("mask", np.array([total, total - 1, 2][:b], np.int32)))
+        elif mask_kind == "end_start":
+            inputs.append(("mask", np.array([total, total - 1, 1, 0][:2 * b], np.int32)))
+        names.append("mask" if mask_kind else "")
+        outputs = [("y", F)]
+        if past:
+            inputs.append(("past", f32(r, 2, b, n, past, d // n)))
+            names.append("past")
+            outputs.append(("present", F))
+        else:
+            names.append("")
+        if extra_bias:
+            inputs.append(("attention_bias", f32(r, b, n, s, total)))
+            names.append("attention_bias")
+        while names and names[-1] == "":
+            names.pop()
+        a = dict(num_heads=n, unidirectional=causal, **attrs)
+        if sizes:
+            a["qkv_hidden_sizes"] = sizes
+        out.append(case(f"attention_{k}", "Attention", inputs, outputs, a, inits, node_inputs=names))
+    # MultiHeadAttention. (ONNX Runtime's CPU kernel has no packed QKV or KV: compressor's are
+    # checked by the unit tests.)
+    for k, (b, s, l, n, h, layout, mask_kind, past, causal, extra_bias) in enumerate([
+            (2, 5, 5, 2, 4, "separate", "raw2d", 0, 0, False),
+            (2, 3, 6, 2, 8, "separate", "lengths", 0, 0, True),
+            (1, 4, 4, 3, 8, "separate", None, 0, 1, False),
+            (2, 4, 7, 2, 4, "separate", "raw3d", 0, 0, True),
+            (2, 1, 1, 2, 4, "separate", None, 3, 1, False),
+            (2, 3, 5, 2, 4, "bnsh", None, 0, 0, False),
+            (1, 4, 4, 2, 8, "separate", None, 2, 1, True)]):
+        total = l + past
+        inputs, names = [], []
+        if layout == "packed_qkv":
+            inputs.append(("qkv", f32(r, b, s, n, 3, h)))
+            names = ["qkv", "", ""]
+        elif layout == "packed_kv":
+            inputs += [("q", f32(r, b, s, n * h)), ("kv", f32(r, b, l, n, 2, h))]
+            names = ["q", "kv", ""]
+        elif layout == "bnsh":
+            inputs += [("q", f32(r, b, s, n * h)), ("k", f32(r, b, n, l, h)), ("v", f32(r, b, n, l, h))]
+            names = ["q", "k", "v"]
+        else:
+            inputs += [("q", f32(r, b, s, n * h)), ("k", f32(r, b, l, n * h)), ("v", f32(r, b, l, n * h))]
+            names = ["q", "k", "v"]
+        inits = []
+        if layout in ("separate", "packed_qkv") and past == 0:
+            inits.append(("bias", f32(r, 3 * n * h, low=-0.2, high=0.2)))
+            names.append("bias")
+        else:
+            names.append("")
+        if mask_kind == "raw2d":
+            m = np.ones((b, total), np.int32)
+            m[-1, -2:] = 0
+            inputs.append(("mask", m))
+        elif mask_kind == "lengths":
+            inputs.append(("mask", np.array([total, total - 2][:b], np.int32)))
+        elif mask_kind == "raw3d":
+            inputs.append(("mask", random_mask(r, b, s, total)))
+        names.append("mask" if mask_kind else "")
+        if extra_bias:
+            inputs.append(("attention_bias", f32(r, 1, n, s, total)))
+        names.append("attention_bias" if extra_bias else "")
+        outputs = [("y", F)]
+        if past:
+            inputs += [("past_key", f32(r, b, n, past, h)), ("past_value", f32(r, b, n, past, h))]
+            names += ["past_key", "past_value"]
+            outputs += [("present_key", F), ("present_value", F)]
+        while names and names[-1] == "":
+            names.pop()
+        out.append(case(f"multi_head_attention_{k}", "MultiHeadAttention", inputs, outputs,
+                        dict(num_heads=n, unidirectional=causal), inits, node_inputs=names))
+    # GroupQueryAttention.
+    for k, (b, s, n, nkv, h, past, capacity, lengths, attrs, rotary, packed) in enumerate([
+            (1, 5, 4, 2, 8, 0, 0, [5], {}, False, False),
+            (2, 4, 4, 4, 8, 0, 0, [4, 2], {}, False, False),
+            (2, 1, 4, 2, 8, 3, 3, [4, 4], {}, False, False),
+            (1, 1, 2, 1, 16, 5, 8, [6], dict(softcap=5.0), True, False),
+            (1, 6, 4, 2, 8, 0, 0, [6], dict(local_window_size=3), False, True),
+            (2, 3, 6, 2, 16, 0, 0, [3, 3], dict(smooth_softmax=1), True, False),
+            (1, 2, 2, 2, 8, 4, 4, [6], dict(local_window_size=2, scale=0.5), False, False)]):
+        total_len = max(lengths)
+        inputs, names = [], []
+        if packed:
+            inputs.append(("qkv", f32(r, b, s, (n + 2 * nkv) * h)))
+            names = ["qkv", "", ""]
+        else:
+            inputs += [("q", f32(r, b, s, n * h)), ("k", f32(r, b, s, nkv * h)), ("v", f32(r, b, s, nkv * h))]
+            names = ["q", "k", "v"]
+        if past:
+            inputs += [("past_key", f32(r, b, nkv, capacity, h)), ("past_value", f32(r, b, nkv, capacity, h))]
+            names += ["past_key", "past_value"]
+        else:
+            names += ["", ""]
+        inputs += [("seqlens_k", np.array([x - 1 for x in lengths], np.int32)), ("total_sequence_length", np.array(total_len, np.int32))]
+        names += ["seqlens_k", "total_sequence_length"]
+        a = dict(num_heads=n, kv_num_heads=nkv, **attrs)
+        if rotary:
+            positions = max(total_len, capacity) + 4
+            angles = np.arange(positions)[:, None] * (1.0 / 10000 ** (np.arange(0, h, 2) / h))[None, :]
+            inputs += [("cos", np.cos(angles).astype(np.float32)), ("sin", np.sin(angles).astype(np.float32))]
+            names += ["cos", "sin"]
+            a["do_rotary"] = 1
+            a["rotary_interleaved"] = k % 2
+        out.append(case(f"group_query_attention_{k}", "GroupQueryAttention", inputs,
+                        [("y", F), ("present_key", F), ("present_value", F)], a, node_inputs=names))
+    # RotaryEmbedding.
+    for k, (shape, heads, dim, interleaved, ids_kind) in enumerate([
+            ((2, 5, 16), 2, 0, 0, "full"), ((2, 3, 4, 8), 0, 0, 1, "full"), ((1, 6, 24), 3, 0, 0, "offset"),
+            ((2, 4, 32), 2, 8, 1, "full")]):
+        b, s = shape[0], (shape[2] if len(shape) == 4 else shape[1])
+        head = shape[-1] if len(shape) == 4 else shape[2] // heads
+        rot = dim or head
+        positions = 20
+        angles = np.arange(positions)[:, None] * (1.0 / 10000 ** (np.arange(0, rot, 2) / rot))[None, :]
+        ids = r.integers(0, positions - s, (b, s)).astype(np.int64) if ids_kind == "full" else np.array([3], np.int64)
+        a = dict(interleaved=interleaved)
+        if heads and dim:
+            a.update(num_heads=heads, rotary_embedding_dim=dim)
+        out.append(case(f"rotary_embedding_{k}", "RotaryEmbedding", [("x", f32(r, *shape)), ("ids", ids)], [("y", F)], a,
+                        [("cos", np.cos(angles).astype(np.float32)), ("sin", np.sin(angles).astype(np.float32))]))
+    return out
+
+
 def all_cases():
-    cases = activations() + normalizations() + products() + quantized_products() + qlinear()
-    extra = globals().get("attention_cases")
-    if extra:
-        cases += extra()
-    return cases
+    return activations() + normalizations() + products() + quantized_products() + qlinear() + attention()
