@@ -444,5 +444,48 @@ def attention():
     return out
 
 
+def recurrent():
+    # ONNX Runtime quantizes the recurrent state of DynamicQuantizeLSTM in groups of batch rows
+    # that depend on its thread count; with one row the result is defined. Zero points are one
+    # per direction (ONNX Runtime takes no others); scales may be per column.
+    r = rng(7)
+    out = []
+    for k, (seq, batch, inp, hidden, direction, wtype, per_column, extras) in enumerate([
+            (5, 1, 6, 4, "forward", np.int8, False, ()),
+            (4, 1, 5, 3, "reverse", np.uint8, True, ("lengths", "initial")),
+            (3, 1, 4, 5, "bidirectional", np.int8, False, ("initial", "peephole")),
+            (6, 1, 8, 4, "bidirectional", np.uint8, True, ())]):
+        dirs = 2 if direction == "bidirectional" else 1
+        g = 4 * hidden
+        gen = i8 if wtype == np.int8 else u8
+        count = dirs * g if per_column else dirs
+        zero = (lambda n: np.zeros(n, np.int8)) if wtype == np.int8 else (lambda n: np.full(n, 128, np.uint8))
+        inits = [("w", gen(r, dirs, inp, g)), ("r", gen(r, dirs, hidden, g)), ("b", f32(r, dirs, 8 * hidden, low=-0.3, high=0.3))]
+        names = ["x", "w", "r", "b"]
+        inputs = [("x", f32(r, seq, batch, inp, low=-2, high=2))]
+        if "lengths" in extras:
+            inputs.append(("lengths", np.array([seq - 1], np.int32)))
+            names.append("lengths")
+        else:
+            names.append("")
+        if "initial" in extras:
+            inputs += [("h0", f32(r, dirs, batch, hidden)), ("c0", f32(r, dirs, batch, hidden))]
+            names += ["h0", "c0"]
+        else:
+            names += ["", ""]
+        if "peephole" in extras:
+            inits.append(("p", f32(r, dirs, 3 * hidden, low=-0.5, high=0.5)))
+            names.append("p")
+        else:
+            names.append("")
+        shape = (dirs, g) if per_column else (dirs,)
+        inits += [("w_scale", f32(r, *shape, low=0.002, high=0.01)), ("w_zero", zero(shape)),
+                  ("r_scale", f32(r, *shape, low=0.002, high=0.01)), ("r_zero", zero(shape))]
+        names += ["w_scale", "w_zero", "r_scale", "r_zero"]
+        out.append(case(f"dynamic_quantize_lstm_{k}", "DynamicQuantizeLSTM", inputs, [("y", F), ("y_h", F), ("y_c", F)],
+                        dict(hidden_size=hidden, direction=direction), inits, node_inputs=names))
+    return out
+
+
 def all_cases():
-    return activations() + normalizations() + products() + quantized_products() + qlinear() + attention()
+    return activations() + normalizations() + products() + quantized_products() + qlinear() + attention() + recurrent()

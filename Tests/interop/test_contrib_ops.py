@@ -40,3 +40,47 @@ def test_every_operator_has_three_cases():
         ops[c["op"]] = ops.get(c["op"], 0) + 1
     thin = {op: n for op, n in ops.items() if n < 3}
     assert not thin, thin
+
+
+DDDDOCR = pathlib.Path.home() / ".cache/compressor-realmodels/ddddocr-old-int8"
+
+
+@pytest.mark.skipif(not (DDDDOCR / "model.onnx").exists(), reason="the real-model cache (make realmodels) is not there")
+def test_dynamic_quantize_lstm_of_a_real_model(compressor, tmp_path):
+    """ddddocr's common_old.onnx: its DynamicQuantizeLSTM (bidirectional, 512 hidden, int8 weights)
+    on the inputs ONNX Runtime computes for it from real samples. (The whole model is not compared:
+    it rounds quantization parameters with Floor, and a 1-ulp difference in an earlier Sigmoid
+    flips an integer there; the recognized text is the same.)"""
+    import onnxruntime as ort
+    from onnx import helper
+    m = onnx.load(str(DDDDOCR / "model.onnx"))
+    lstm = next(n for n in m.graph.node if n.op_type == "DynamicQuantizeLSTM")
+    inits = {i.name: i for i in m.graph.initializer}
+    fed = [i for i in lstm.input if i and i not in inits]
+    probe = onnx.load(str(DDDDOCR / "model.onnx"))
+    for name in fed:
+        probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    single = helper.make_model(
+        helper.make_graph([lstm], "lstm", [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in fed],
+                          [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in lstm.output],
+                          [inits[i] for i in lstm.input if i in inits]),
+        opset_imports=m.opset_import)
+    single.ir_version = m.ir_version
+    path = tmp_path / "lstm.onnx"
+    onnx.save(single, str(path))
+    for sample in sorted((DDDDOCR / "calib").glob("*.npy"))[:2]:
+        values = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(
+            None, {"input1": np.load(sample)})[-len(fed):]
+        args = []
+        for k, (name, v) in enumerate(zip(fed, values)):
+            np.save(tmp_path / f"in{k}.npy", v)
+            args.append(f"--input={name}={tmp_path / f'in{k}.npy'}")
+        expected = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, dict(zip(fed, values)))
+        compressor("run", path, *args, "-o", tmp_path / "out.npz", "--force")
+        got = np.load(tmp_path / "out.npz")
+        for name, ref in zip(lstm.output, expected):
+            why = contrib_cases.compare(name, got[name], ref, 1e-5)
+            assert why is None, why
