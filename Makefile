@@ -6,7 +6,7 @@ PYTHON  ?= .venv/bin/python
 RELEASE := .build/release/compressor
 DEBUG   := .build/debug/compressor
 
-.PHONY: build debug test test-swift test-interop test-sanitizers test-realmodels conformance realmodels demo install proto fixtures bench clean
+.PHONY: build debug test test-swift test-interop test-sanitizers test-realmodels conformance realmodels demo install proto operator-versions fixtures bench clean
 
 # The release binary is compiled for this machine's CPU: the executor's own loops (depthwise
 # convolutions, pooling, element-wise maps) then use its widest vectors — MobileNet-style models
@@ -99,6 +99,10 @@ install: build
 proto:
 	@tmp=$$(mktemp -d) && cd Sources/CONNX/proto && protoc-c --c_out=$$tmp onnx.proto && \
 	  mv $$tmp/onnx.pb-c.h ../include/onnx.pb-c.h && mv $$tmp/onnx.pb-c.c ../src/onnx.pb-c.c && rmdir $$tmp
+
+## Regenerates Sources/Runtime/OperatorVersions.swift (each default-domain operator's opsets) from the onnx wheel.
+operator-versions:
+	$(PYTHON) scripts/generate_operator_versions.py
 
 ## Regenerates Fixtures/ (trains on scikit-learn's digits with torch; several minutes).
 fixtures:

@@ -182,6 +182,26 @@ public enum Kernels {
     }
   }
 
+  /// One operator the executor runs, with the opsets of its domain it supports.
+  public struct Operator: Sendable {
+    public var domain: String
+    public var opType: String
+    public var firstOpset: Int64
+    public var lastOpset: Int64
+  }
+
+  /// Every operator with a kernel, by domain ("ai.onnx" first, then "com.microsoft") and name.
+  /// Default-domain operators run every version from the one that introduced them to the last
+  /// (the onnx release's schemas, OperatorVersions.swift); ONNX Runtime's own operators, which
+  /// it registers in either domain, are at version 1.
+  public static var operators: [Operator] {
+    let standardOps = Set(standard.keys).union(standardValues.keys).sorted().map { op -> Operator in
+      let range = OperatorVersions.standard[op] ?? (1, OperatorVersions.latestOpset)
+      return Operator(domain: "ai.onnx", opType: op, firstOpset: range.first, lastOpset: range.last)
+    }
+    return standardOps + microsoft.keys.sorted().map { Operator(domain: "com.microsoft", opType: $0, firstOpset: 1, lastOpset: 1) }
+  }
+
   /// Op types with a kernel, sorted; contrib operators carry their domain ("com.microsoft.X").
   public static var supportedOps: [String] {
     Set(standard.keys).union(standardValues.keys).sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" }
