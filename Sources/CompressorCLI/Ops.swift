@@ -41,7 +41,7 @@ extension Compressor {
         FileHandle.standardOutput.write("[" + Kernels.supportedOps.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n")
       } else {
         var lines = [String]()
-        for domain in ["ai.onnx", "com.microsoft"] {
+        for domain in ["ai.onnx", "com.microsoft", "ai.onnx.preview.training"] {
           let members = ops.filter { $0.domain == domain }
           guard !members.isEmpty else { continue }
           let grads = members.filter(isDifferentiable).count

@@ -161,6 +161,7 @@ public enum Kernels {
       return standardValues[opType].map(ResolvedKernel.value)
     }
     if domain == "com.microsoft" { return microsoft[opType].map(ResolvedKernel.tensor) }
+    if domain == "ai.onnx.preview.training" { return (trainingOptimizers[opType] ?? gradient[opType]).map(ResolvedKernel.tensor) }
     return nil
   }
 
@@ -200,10 +201,12 @@ public enum Kernels {
       return Operator(domain: "ai.onnx", opType: op, firstOpset: range.first, lastOpset: range.last)
     }
     return standardOps + microsoft.keys.sorted().map { Operator(domain: "com.microsoft", opType: $0, firstOpset: 1, lastOpset: 1) }
+      + Set(trainingOptimizers.keys).union(gradient.keys).sorted().map { Operator(domain: "ai.onnx.preview.training", opType: $0, firstOpset: 1, lastOpset: 1) }
   }
 
   /// Op types with a kernel, sorted; contrib operators carry their domain ("com.microsoft.X").
   public static var supportedOps: [String] {
     Set(standard.keys).union(standardValues.keys).sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" }
+      + Set(trainingOptimizers.keys).union(gradient.keys).sorted().map { "ai.onnx.preview.training.\($0)" }
   }
 }

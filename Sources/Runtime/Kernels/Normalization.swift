@@ -8,7 +8,7 @@ import Support
 extension Kernels {
   static let normalization: [String: Kernel] = [
     "BatchNormalization": { c in
-      if c.int("training_mode", 0) != 0 { throw c.unsupported("training_mode is not supported by the executor") }
+      if c.int("training_mode", 0) != 0 { return try batchNormalizationTraining(c) }
       let x0 = try c.input(0)
       var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
       let scale = try c.input(1).floats(), bias = try c.input(2).floats()
@@ -230,6 +230,44 @@ private func embedLayerNormalization(_ c: KernelContext) throws -> [NDArray] {
     for b in 0..<batch { maskIndex[b] = Int32(m[(b * length)..<((b + 1) * length)].filter { $0 == 1 }.count) }
   }
   return [try y.converted(to: word.dataType), NDArray(maskIndex, shape: [batch]), try sumTensor.converted(to: word.dataType)]
+}
+
+/// BatchNormalization with training_mode = 1: normalized by the batch's own per-channel mean and
+/// (population) variance; outputs the running mean and variance updated by `momentum`.
+private func batchNormalizationTraining(_ c: KernelContext) throws -> [NDArray] {
+  let x0 = try c.input(0)
+  guard x0.rank >= 2 else { throw c.fail("input \(x0.shape) has no channel dimension") }
+  let x = try x0.converted(to: .double)
+  let n = x.shape[0], ch = x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
+  let scale = try c.input(1).floats(), bias = try c.input(2).floats(), mean = try c.input(3).floats(), variance = try c.input(4).floats()
+  guard [scale.count, bias.count, mean.count, variance.count].allSatisfy({ $0 == ch }) else {
+    throw c.fail("scale, B, input_mean and input_var must have \(ch) values")
+  }
+  let eps = Double(c.float("epsilon", 1e-5)), momentum = Double(c.float("momentum", 0.9))
+  let v = x.elements(Double.self)
+  var y = [Double](repeating: 0, count: v.count)
+  var runningMean = [Double](repeating: 0, count: ch), runningVar = runningMean
+  let count = Double(Swift.max(n * size, 1))
+  for k in 0..<ch {
+    var sum = 0.0
+    for b in 0..<n { for i in 0..<size { sum += v[(b * ch + k) * size + i] } }
+    let mu = sum / count
+    var squares = 0.0
+    for b in 0..<n { for i in 0..<size { let d = v[(b * ch + k) * size + i] - mu; squares += d * d } }
+    let sigma2 = squares / count
+    let inv = 1 / (sigma2 + eps).squareRoot()
+    for b in 0..<n {
+      for i in 0..<size {
+        let j = (b * ch + k) * size + i
+        y[j] = (v[j] - mu) * inv * Double(scale[k]) + Double(bias[k])
+      }
+    }
+    runningMean[k] = Double(mean[k]) * momentum + mu * (1 - momentum)
+    runningVar[k] = Double(variance[k]) * momentum + sigma2 * (1 - momentum)
+  }
+  let statType = try c.input(3).dataType
+  return [try NDArray(doubles: y, as: x0.dataType, shape: x0.shape), try NDArray(doubles: runningMean, as: statType, shape: [ch]),
+          try NDArray(doubles: runningVar, as: statType, shape: [ch])]
 }
 
 /// Normalizes each of `num_groups` groups of channels by its mean and variance, then applies a
