@@ -56,6 +56,10 @@ private func gradientOf(_ c: KernelContext) throws -> [NDArray] {
     guard let out = node.outputs.first, let dy = grads[out] else { continue }
     let outShape = try value(out).shape
     let ins = try node.inputs.map { try value($0) }
+    let binaryOps: Set<String> = ["Add", "Sum", "Sub", "Mul", "Div", "MatMul"]
+    guard ins.count == (binaryOps.contains(node.opType) ? 2 : 1) else {
+      throw c.unsupported("Gradient cannot differentiate \(node.opType) with \(ins.count) inputs (\(node.displayName))")
+    }
     let v = try ins.map { $0.elements(Double.self).map { $0 } }
     let yv = try value(out).elements(Double.self).map { $0 }
     /// The gradient of a broadcast operand: dy summed over the axes it was broadcast along.
