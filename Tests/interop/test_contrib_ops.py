@@ -84,3 +84,30 @@ def test_dynamic_quantize_lstm_of_a_real_model(compressor, tmp_path):
         for name, ref in zip(lstm.output, expected):
             why = contrib_cases.compare(name, got[name], ref, 1e-5)
             assert why is None, why
+
+
+BAD = [
+    # (case name, changes to the case, words the error must contain)
+    ("matmul_nbits_4bit_0", dict(attrs=dict(K=64, N=5, bits=9, block_size=32)), "bits 9"),
+    ("matmul_nbits_4bit_0", dict(attrs=dict(K=64, N=5, bits=4, block_size=24)), "block_size"),
+    ("gather_block_quantized_0", dict(attrs=dict(gather_axis=5, quantize_axis=1, block_size=16, bits=4)), "axis 5"),
+    ("group_query_attention_0", dict(attrs=dict(num_heads=3, kv_num_heads=2)), "num_heads 3"),
+    ("rotary_embedding_2", dict(attrs=dict(interleaved=0, rotary_embedding_dim=40, num_heads=3)), "caches cover"),
+    ("qlinear_concat_0", dict(attrs=dict(axis=7)), "axis 7"),
+]
+
+
+@pytest.mark.parametrize("name,change,words", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_out_of_range_attributes_are_errors_naming_the_node(name, change, words, compressor, tmp_path):
+    c = dict(next(x for x in CASES if x["name"] == name), **change)
+    m = contrib_cases.build_model(c)
+    m.graph.node[0].name = "bad_node"
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    args = []
+    for n, a in c["inputs"]:
+        np.save(tmp_path / f"{n}.npy", a)
+        args.append(f"--input={n}={tmp_path / f'{n}.npy'}")
+    r = compressor("run", path, *args, "-o", tmp_path / "out.npz", check=False)
+    assert r.returncode == 65, r.stderr
+    assert "bad_node" in r.stderr and words in r.stderr, r.stderr
