@@ -100,36 +100,35 @@ extension Compressor {
 
     /// One line of human output and one JSON object for an output.
     static func summary(_ name: String, _ value: Value) throws -> (text: String, json: String) {
-      func stats(_ t: NDArray) throws -> (min: Float, max: Float, mean: Float) {
+      let (text, fields) = try describe(name, value)
+      return (text, "{\"name\": \"\(jsonEscaped(name))\", " + fields + "}")
+    }
+
+    /// The human line and the JSON fields (without the name) of a value.
+    private static func describe(_ name: String, _ value: Value) throws -> (text: String, fields: String) {
+      func tensorFields(_ t: NDArray) throws -> (text: String, fields: String) {
         let values = t.dataType == .string ? [] : try t.floats()
         let finite = values.filter { $0.isFinite }
         let mean = finite.isEmpty ? 0 : finite.reduce(0, +) / Float(finite.count)
-        return (finite.min() ?? 0, finite.max() ?? 0, mean)
+        let lo = finite.min() ?? 0, hi = finite.max() ?? 0
+        return ("\(t.dataType) \(t.shape)  min \(lo)  max \(hi)  mean \(mean)",
+                "\"type\": \"\(t.dataType)\", \"shape\": \(t.shape), \"min\": \(lo), \"max\": \(hi), \"mean\": \(mean)")
       }
-      func tensorFields(_ t: NDArray) throws -> (text: String, json: String) {
-        let s = try stats(t)
-        return ("\(t.dataType) \(t.shape)  min \(s.min)  max \(s.max)  mean \(s.mean)",
-                "\"type\": \"\(t.dataType)\", \"shape\": \(t.shape), \"min\": \(s.min), \"max\": \(s.max), \"mean\": \(s.mean)")
-      }
-      let escaped = jsonEscaped(name)
       switch value {
       case .tensor(let t):
         let f = try tensorFields(t)
-        return ("\(name)  \(f.text)", "{\"name\": \"\(escaped)\", \(f.json)}")
+        return ("\(name)  \(f.text)", f.fields)
       case .sequence(let seq):
         let elements = try seq.tensors.map(tensorFields)
         let text = (["\(name)  \(value.typeDescription) of \(seq.tensors.count)"]
           + elements.enumerated().map { "  \(name).\($0.offset)  \($0.element.text)" }).joined(separator: "\n")
-        let json = "{\"name\": \"\(escaped)\", \"type\": \"\(value.typeDescription)\", \"length\": \(seq.tensors.count), "
-          + "\"elements\": [" + elements.map { "{\($0.json)}" }.joined(separator: ", ") + "]}"
-        return (text, json)
+        return (text, "\"type\": \"\(value.typeDescription)\", \"length\": \(seq.tensors.count), \"elements\": ["
+          + elements.map { "{\($0.fields)}" }.joined(separator: ", ") + "]")
       case .optional(nil):
-        return ("\(name)  optional without a value", "{\"name\": \"\(escaped)\", \"type\": \"optional(none)\", \"hasValue\": false}")
+        return ("\(name)  optional without a value", "\"type\": \"optional(none)\", \"hasValue\": false")
       case .optional(let inner?):
-        let s = try summary(name, inner)
-        // The inner object with hasValue and the optional's own type in front.
-        let body = s.json.dropFirst().drop(while: { $0 != "," }).dropFirst()
-        return ("\(s.text)  (optional)", "{\"name\": \"\(escaped)\", \"hasValue\": true, \"optionalType\": \"\(value.typeDescription)\",\(body)")
+        let d = try describe(name, inner)
+        return ("\(d.text)  (optional)", "\"optionalType\": \"\(value.typeDescription)\", \"hasValue\": true, " + d.fields)
       }
     }
 
