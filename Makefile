@@ -40,15 +40,20 @@ test-sanitizers:
 	  -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined \
 	  --filter 'BadInputTests|RoundTripTests|MutationFuzzTests|CLITests|GraphSemanticsTests'
 
-## The ONNX backend node cases (generated from the onnx wheel's case collector) and the wheel's
-## model suites through `compressor run`; writes the pass table and every failure to docs/conformance.md.
+## The ONNX backend node cases (every case the onnx wheel's collector yields), the wheel's light_*
+## models and model suites, and the com.microsoft operator cases (expected outputs from ONNX
+## Runtime) through `compressor run`; pass rates count every case of a suite; writes the table and
+## every failing or unsupported case to docs/conformance.md.
 ONNX_DATA = $$($(PYTHON) -c 'import onnx, os; print(os.path.dirname(onnx.__file__))')/backend/test/data
 conformance: debug
-	$(PYTHON) Tests/conformance/generate.py .build/conformance/node
+	$(PYTHON) Tests/conformance/generate.py .build/conformance
+	$(PYTHON) Tests/conformance/generate_contrib.py .build/conformance/contrib
 	$(PYTHON) Tests/conformance/run.py --compressor $(DEBUG) --report docs/conformance.md \
-	  --suite node=.build/conformance/node --suite pytorch-converted=$(ONNX_DATA)/pytorch-converted \
-	  --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator --suite simple=$(ONNX_DATA)/simple \
-	  --require node=0.97 --require pytorch-converted=1 --require pytorch-operator=1 --require simple=1
+	  --suite node=.build/conformance/node --suite light=.build/conformance/light \
+	  --suite pytorch-converted=$(ONNX_DATA)/pytorch-converted --suite pytorch-operator=$(ONNX_DATA)/pytorch-operator \
+	  --suite simple=$(ONNX_DATA)/simple --suite contrib=.build/conformance/contrib \
+	  --require node=0.97 --require light=1 --require pytorch-converted=1 --require pytorch-operator=1 \
+	  --require simple=1 --require contrib=1
 
 ## The real-model suite (Tests/realmodels): public pretrained models from pip wheels and the onnx
 ## wheel, and library architectures exported with torch (in .venv-export, a large download the
@@ -95,8 +100,8 @@ proto:
 	@tmp=$$(mktemp -d) && cd Sources/CONNX/proto && protoc-c --c_out=$$tmp onnx.proto && \
 	  mv $$tmp/onnx.pb-c.h ../include/onnx.pb-c.h && mv $$tmp/onnx.pb-c.c ../src/onnx.pb-c.c && rmdir $$tmp
 
-## Regenerates Sources/Compression/OpsetConversion/OperatorVersions.swift (the opset converter's
-## operator history) from the installed onnx wheel's schemas.
+## Regenerates Sources/IR/OperatorVersions.swift (the standard operators' opset history, read by the
+## opset converter and `compressor ops`) from the installed onnx wheel's schemas.
 operator-versions:
 	$(PYTHON) scripts/generate_operator_versions.py
 

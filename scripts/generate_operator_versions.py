@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes Sources/Compression/OpsetConversion/OperatorVersions.swift from the onnx wheel's operator
-schemas: for every operator of the default domain, the opset versions at which its schema changed
-(and whether that version removed it), and the lowest IR version that may import each opset.
-The opset converter reads these tables at run time, so no Python is needed then. `make
+"""Writes Sources/IR/OperatorVersions.swift from the onnx wheel's operator schemas: for every
+operator of the default domain, the opset versions at which its schema changed (and whether that
+version removed it), and the lowest IR version that may import each opset. The opset converter
+and `compressor ops` read these tables at run time, so no Python is needed then. `make
 operator-versions` runs this script."""
 import pathlib
 import sys
@@ -11,7 +11,7 @@ import onnx
 import onnx.defs
 import onnx.helper
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "Sources/Compression/OpsetConversion/OperatorVersions.swift"
+OUT = pathlib.Path(__file__).resolve().parents[1] / "Sources/IR/OperatorVersions.swift"
 
 
 def main():
@@ -33,13 +33,13 @@ def main():
         "// `make operator-versions` regenerates it.",
         "",
         "/// The history of the standard operator set (domain \"\" / \"ai.onnx\") as the onnx wheel defines it.",
-        "enum OperatorVersions {",
+        "public enum OperatorVersions {",
         "  /// The newest opset of the default domain these tables describe.",
-        f"  static let latestOpset: Int64 = {latest}",
+        f"  public static let latestOpset: Int64 = {latest}",
         "",
         "  /// For each operator, the opset versions at which its schema changed, ascending. The",
         "  /// schema in force at opset v is the one of the largest version not above v.",
-        "  static let changes: [String: [Int64]] = [",
+        "  public static let changes: [String: [Int64]] = [",
     ]
     for name in sorted(versions):
         vs = ", ".join(str(v) for v in sorted(versions[name]))
@@ -49,7 +49,7 @@ def main():
         "",
         "  /// Versions at which an operator was removed from the standard set (its schema there is",
         "  /// marked deprecated): from that opset on, a model may not use it.",
-        "  static let removals: [String: Int64] = [",
+        "  public static let removals: [String: Int64] = [",
     ]
     for name in sorted(deprecated):
         # Only the newest deprecated version removes the operator (a later undeprecated schema
@@ -61,12 +61,17 @@ def main():
         "  ]",
         "",
         "  /// The lowest IR version that may import each opset of the default domain (onnx.helper.VERSION_TABLE).",
-        "  static let minimumIRVersion: [Int64: Int64] = [",
+        "  public static let minimumIRVersion: [Int64: Int64] = [",
     ]
     for v in sorted(ir_for_opset):
         if v <= latest:
             lines.append(f"    {v}: {ir_for_opset[v]},")
-    lines += ["  ]", "}", ""]
+    lines += ["  ]", "",
+              "  /// The opset that introduced `op` and the last that has it (the one before its removal).",
+              "  public static func range(of op: String) -> (first: Int64, last: Int64)? {",
+              "    guard let first = changes[op]?.first else { return nil }",
+              "    return (first, removals[op].map { $0 - 1 } ?? latestOpset)",
+              "  }", "}", ""]
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT} ({len(versions)} operators, opsets 1...{latest})", file=sys.stderr)
 

@@ -139,6 +139,12 @@ public enum NPY {
       let encoded = encodeStrings(array)
       descr = encoded.descr
       strings = encoded.data
+    } else if array.dataType.isNarrow {
+      // numpy has no float8, float4, int4 or int2: float codes are written as 1-byte voids (the
+      // layout of ml_dtypes' types, one element per byte), 2- and 4-bit integers as int8/uint8.
+      let t = array.dataType
+      descr = t == .int4 || t == .int2 ? "|i1" : t == .uint4 || t == .uint2 ? "|u1" : "|V1"
+      strings = array.unpackedNarrowBytes()
     } else {
       // bfloat16 has no numpy dtype; like numpy with ml_dtypes, write its bits as 2-byte voids.
       guard let code = array.dataType == .bfloat16 ? "V2" : dtypes.first(where: { $0.value == array.dataType })?.key else {

@@ -44,6 +44,40 @@ enum ProtobufC {
     onnx__tensor_proto__free_unpacked(t, &allocator)
   }
 
+  /// `onnx__sequence_proto__unpack` with a budgeted allocator (sequence test data).
+  static func unpackSequence(_ bytes: UnsafeRawBufferPointer, budget: AllocationBudget)
+    -> UnsafeMutablePointer<Onnx__SequenceProto>?
+  {
+    var allocator = budgetedAllocator(budget)
+    return withExtendedLifetime(budget) {
+      onnx__sequence_proto__unpack(&allocator, bytes.count,
+                                   bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+    }
+  }
+
+  /// `onnx__sequence_proto__free_unpacked`.
+  static func freeSequence(_ s: UnsafeMutablePointer<Onnx__SequenceProto>) {
+    var allocator = mallocAllocator()
+    onnx__sequence_proto__free_unpacked(s, &allocator)
+  }
+
+  /// `onnx__optional_proto__unpack` with a budgeted allocator (optional test data).
+  static func unpackOptional(_ bytes: UnsafeRawBufferPointer, budget: AllocationBudget)
+    -> UnsafeMutablePointer<Onnx__OptionalProto>?
+  {
+    var allocator = budgetedAllocator(budget)
+    return withExtendedLifetime(budget) {
+      onnx__optional_proto__unpack(&allocator, bytes.count,
+                                   bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+    }
+  }
+
+  /// `onnx__optional_proto__free_unpacked`.
+  static func freeOptional(_ o: UnsafeMutablePointer<Onnx__OptionalProto>) {
+    var allocator = mallocAllocator()
+    onnx__optional_proto__free_unpacked(o, &allocator)
+  }
+
   /// An allocator that charges `budget` (which the caller keeps alive) for every allocation.
   private static func budgetedAllocator(_ budget: AllocationBudget) -> ProtobufCAllocator {
     ProtobufCAllocator(
@@ -128,6 +162,18 @@ enum ProtobufC {
     var m = Onnx__ModelProto()
     onnx__model_proto__init(&m)
     return m.base.descriptor
+  }()
+
+  static let sequenceDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
+    var s = Onnx__SequenceProto()
+    onnx__sequence_proto__init(&s)
+    return s.base.descriptor
+  }()
+
+  static let optionalDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
+    var o = Onnx__OptionalProto()
+    onnx__optional_proto__init(&o)
+    return o.base.descriptor
   }()
 
   static let tensorDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {

@@ -27,11 +27,11 @@ public func foldBatchNorm(weight: NDArray, bias: NDArray?, scale: NDArray, shift
 
 /// Values visible while a graph runs: its own, then those of the graphs around it.
 final class Scope {
-  var values: [String: NDArray] = [:]
+  var values: [String: Value] = [:]
   let parent: Scope?
   init(parent: Scope?) { self.parent = parent }
 
-  func lookup(_ name: String) -> NDArray? {
+  func lookup(_ name: String) -> Value? {
     var s: Scope? = self
     while let scope = s {
       if let v = scope.values[name] { return v }
@@ -47,14 +47,19 @@ public final class Executor {
   public let model: Model
   let opsets: [String: Int64]
   private var mainInitializers: [String: NDArray] = [:]
+  /// The same, as the values a run starts from (built once: every run shares the dictionary).
+  private var mainInitialValues: [String: Value] = [:]
   /// The main graph as it runs (BatchNormalization folded into Conv) and its schedule,
   /// computed once: every run reuses them.
   private var mainGraph: Graph
   private var mainPlan: Plan?
 
-  /// Node order and, per step, the values whose last reader that step is.
+  /// Node order, each step's kernel, and per step the values whose last reader that step is.
   struct Plan {
     var order: [Int]
+    var kernels: [ResolvedKernel]
+    /// The version of each step's domain in the model's opset imports.
+    var opsets: [Int64]
     var lastUse: [[String]]
   }
   /// Bytes of intermediate values alive at once, at most, in the last run.
@@ -96,11 +101,20 @@ public final class Executor {
     graphWithoutFusedActivations = mainGraph
     fuseActivationsIntoConv()
     mainPlan = try plan(mainGraph)
+    mainInitialValues = mainInitializers.mapValues(Value.tensor)
   }
 
   func plan(_ g: Graph) throws -> Plan {
     let order = try topologicalOrder(g)
-    return Plan(order: order, lastUse: lastUses(g, order: order))
+    let kernels = try order.map { i -> ResolvedKernel in
+      let n = g.nodes[i]
+      guard let k = Kernels.resolve(domain: n.domain, opType: n.opType) else {
+        throw CompressorError.unsupported("operator \(n.opType) is not supported (\(n.displayName))")
+      }
+      return k
+    }
+    let versions = order.map { opsets[g.nodes[$0].isDefaultDomain ? "" : g.nodes[$0].domain] ?? 1 }
+    return Plan(order: order, kernels: kernels, opsets: versions, lastUse: lastUses(g, order: order))
   }
 
   /// For the load-time fusions: how many readers each value of the main graph has (graph outputs
@@ -203,35 +217,52 @@ public final class Executor {
   /// Every op of every graph must have a kernel: exit 69 naming the first that has none.
   static func checkKernels(_ g: Graph) throws {
     try g.forEachGraph { sub in
-      for n in sub.nodes where Kernels.kernel(domain: n.domain, opType: n.opType) == nil {
+      for n in sub.nodes where Kernels.resolve(domain: n.domain, opType: n.opType) == nil {
         let op = n.isDefaultDomain ? n.opType : "\(n.domain).\(n.opType)"
         throw CompressorError.unsupported("operator \(op) is not supported by the executor (\(n.displayName))")
       }
     }
   }
 
-  /// Runs the main graph. `feeds` must name every graph input that is not an initializer.
+  /// Runs the main graph. `feeds` must name every graph input that is not an initializer. Every
+  /// output must be a tensor (`runValues` returns sequences and optionals too).
   public func run(_ feeds: [String: NDArray]) throws -> [(name: String, value: NDArray)] {
+    try runValues(feeds.mapValues(Value.tensor)).map { name, v in
+      guard case .tensor(let t) = v else {
+        throw CompressorError.unsupported("model output '\(name)' is a \(v.typeDescription); only `compressor run` handles outputs that are not tensors")
+      }
+      return (name, t)
+    }
+  }
+
+  /// Runs the main graph with inputs of any kind (tensors, sequences, optionals); returns every
+  /// output, whatever its kind.
+  public func runValues(_ feeds: [String: Value]) throws -> [(name: String, value: Value)] {
     let g = mainGraph
     let initializerNames = Set(g.initializers.map(\.name))
     // Aligned with the graph's inputs. An input with an initializer of its name is a weight (IR 3
     // lists every weight among the inputs): it keeps the initializer's value unless a feed
     // overrides it, as in ONNX Runtime.
-    var ordered = [NDArray?]()
+    var ordered = [Value?]()
     for input in g.inputs {
       guard let v = feeds[input.name] else {
         if initializerNames.contains(input.name) { ordered.append(nil); continue }
         throw CompressorError.invalid("model input '\(input.name)' was not given\(expected(input))")
       }
       try checkFeed(v, against: input)
-      ordered.append(v)
+      // An optional input fed a tensor or a sequence holds that value, as in ONNX Runtime.
+      if case .optional? = input.type?.kind, v.isNotOptional {
+        ordered.append(.optional(v))
+      } else {
+        ordered.append(v)
+      }
     }
     for name in feeds.keys.sorted() where !g.inputs.contains(where: { $0.name == name }) {
       throw CompressorError.invalid("the model has no input named '\(name)'")
     }
     peakLiveBytes = 0
     liveBytes = 0
-    let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitializers, plan: mainPlan)
+    let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitialValues, plan: mainPlan)
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
 
@@ -251,78 +282,118 @@ public final class Executor {
     return " (expected \(t.description))"
   }
 
-  private func checkFeed(_ v: NDArray, against info: ValueInfo) throws {
-    guard case .tensor(let type, let shape)? = info.type?.kind else { return }
-    if type != .undefined && type != v.dataType {
-      throw CompressorError.invalid("input '\(info.name)' is \(v.dataType) but the model expects \(type)")
-    }
-    guard let shape else { return }
-    var ok = shape.dims.count == v.rank
-    if ok {
-      for (d, n) in zip(shape.dims, v.shape) {
-        if let k = d.size, k != n { ok = false }
+  private func checkFeed(_ value: Value, against info: ValueInfo) throws {
+    guard let kind = info.type?.kind else { return }
+    switch (kind, value) {
+    case (.tensor(let type, let shape), .tensor(let v)):
+      if type != .undefined && type != v.dataType {
+        throw CompressorError.invalid("input '\(info.name)' is \(v.dataType) but the model expects \(type)")
       }
-    }
-    if !ok {
-      throw CompressorError.invalid("input '\(info.name)' has shape \(v.shape) but the model expects \(shape)")
+      guard let shape else { return }
+      var ok = shape.dims.count == v.rank
+      if ok {
+        for (d, n) in zip(shape.dims, v.shape) {
+          if let k = d.size, k != n { ok = false }
+        }
+      }
+      if !ok {
+        throw CompressorError.invalid("input '\(info.name)' has shape \(v.shape) but the model expects \(shape)")
+      }
+    case (.sequence(let element), .sequence(let s)):
+      if case .tensor(let type, _)? = element?.kind, type != .undefined, type != s.elementType {
+        throw CompressorError.invalid("input '\(info.name)' is a sequence of \(s.elementType) but the model expects \(type)")
+      }
+    case (.optional, _), (.sparseTensor, _), (.map, _), (.opaque, _), (.none, _): return
+    default:
+      throw CompressorError.invalid("input '\(info.name)' is a \(value.typeDescription) but the model expects \(info.type?.description ?? "?")")
     }
   }
 
   /// Runs `g` with `feeds` bound to its inputs in order (nil: not fed); returns its outputs in order.
-  func runGraph(_ g: Graph, outer: Scope?, feeds: [NDArray?], initializers: [String: NDArray]? = nil,
-                plan cached: Plan? = nil) throws -> [NDArray] {
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], initializers: [String: Value]? = nil,
+                plan cached: Plan? = nil) throws -> [Value] {
     let scope = Scope(parent: outer)
     if let initializers {
       scope.values = initializers
     } else {
-      for t in g.initializers { scope.values[t.name] = try NDArray(t) }
+      for t in g.initializers { scope.values[t.name] = .tensor(try NDArray(t)) }
     }
     // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
     for (i, input) in g.inputs.enumerated() where i < feeds.count {
       if let v = feeds[i] { scope.values[input.name] = v }
     }
     let schedule = try cached ?? plan(g)
-    let order = schedule.order, lastUse = schedule.lastUse
+    let order = schedule.order, lastUse = schedule.lastUse, kernels = schedule.kernels, domainOpsets = schedule.opsets
     let outputs = Set(g.outputs.map(\.name))
     var produced = Set<String>()
     for (step, n) in order.enumerated() {
       let node = g.nodes[n]
-      var inputs = [NDArray?]()
-      inputs.reserveCapacity(node.inputs.count)
-      for name in node.inputs {
-        if name.isEmpty {
-          inputs.append(nil)
-        } else if let v = scope.lookup(name) {
-          inputs.append(v)
-        } else {
-          throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
-        }
-      }
-      guard let kernel = Kernels.kernel(domain: node.domain, opType: node.opType) else {
-        throw CompressorError.unsupported("operator \(node.opType) is not supported (\(node.displayName))")
-      }
-      let context = KernelContext(node: node, inputs: inputs,
-                                  opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
-                                  executor: self, scope: scope)
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-      let results = try kernel(context)
-      if profile != nil {
-        profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
-      }
-      if let observer, outer == nil { observer(node, inputs, results) }
-      for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
-        scope.values[name] = results[i]
-        if produced.insert(name).inserted { liveBytes += results[i].storage.byteCount }
+      switch kernels[step] {
+      case .tensor(let kernel):
+        // The common path: tensors in, tensors out, exactly as before sequences existed.
+        var inputs = [NDArray?]()
+        inputs.reserveCapacity(node.inputs.count)
+        for name in node.inputs {
+          if name.isEmpty {
+            inputs.append(nil)
+          } else if let v = scope.lookup(name) {
+            guard case .tensor(let t) = v else {
+              throw CompressorError.invalid("\(node.displayName): input '\(name)' is a \(v.typeDescription); \(node.opType) takes tensors")
+            }
+            inputs.append(t)
+          } else {
+            throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
+          }
+        }
+        let context = KernelContext(node: node, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
+        let results = try kernel(context)
+        if profile != nil {
+          profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
+        }
+        if let observer, outer == nil { observer(node, inputs, results) }
+        for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
+          scope.values[name] = .tensor(results[i])
+          if produced.insert(name).inserted { liveBytes += results[i].storage.byteCount }
+        }
+      case .value(let kernel):
+        var values = [Value?]()
+        values.reserveCapacity(node.inputs.count)
+        for name in node.inputs {
+          if name.isEmpty {
+            values.append(nil)
+          } else if let v = scope.lookup(name) {
+            values.append(v)
+          } else {
+            throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
+          }
+        }
+        let context = KernelContext(node: node, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
+                                    values: values)
+        let results = try kernel(context)
+        if profile != nil {
+          profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
+        }
+        // Observers (calibration, analyses) see tensors only: a node with a sequence or optional
+        // output is not shown to them, and a sequence input is shown as absent.
+        if let observer, outer == nil {
+          let tensors = results.compactMap(\.tensor)
+          if tensors.count == results.count { observer(node, values.map { $0?.tensor }, tensors) }
+        }
+        for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
+          scope.values[name] = results[i]
+          if produced.insert(name).inserted { liveBytes += results[i].byteCount }
+        }
       }
       peakLiveBytes = max(peakLiveBytes, liveBytes)
       // Free what no later node (nor a graph output) needs.
       for name in lastUse[step] where !outputs.contains(name) {
         if let v = scope.values.removeValue(forKey: name), produced.remove(name) != nil {
-          liveBytes -= v.storage.byteCount
+          liveBytes -= v.byteCount
         }
       }
     }
-    for name in produced { liveBytes -= scope.values[name]?.storage.byteCount ?? 0 }
+    for name in produced { liveBytes -= scope.values[name]?.byteCount ?? 0 }
     return try g.outputs.map { o in
       guard let v = scope.lookup(o.name) else {
         throw CompressorError.invalid("graph output '\(o.name)' has no value")

@@ -4,12 +4,25 @@ import Support
 /// Everything a kernel sees of the node it executes.
 public struct KernelContext {
   public let node: Node
-  /// Inputs in node order; nil for an omitted optional input ("").
+  /// Inputs in node order; nil for an omitted optional input (""). Empty for value kernels,
+  /// which read `values`.
   public let inputs: [NDArray?]
   /// The version of the node's domain in the model's opset imports.
   public let opset: Int64
   let executor: Executor
   let scope: Scope
+  /// For value kernels (sequences, optionals, control flow): every input as a value, in node
+  /// order; nil for an omitted one. Empty for tensor kernels.
+  public let values: [Value?]
+
+  init(node: Node, inputs: [NDArray?], opset: Int64, executor: Executor, scope: Scope, values: [Value?] = []) {
+    self.node = node
+    self.inputs = inputs
+    self.opset = opset
+    self.executor = executor
+    self.scope = scope
+    self.values = values
+  }
 
   public func input(_ i: Int) throws -> NDArray {
     guard i < inputs.count, let v = inputs[i] else { throw fail("input \(i) is required") }
@@ -17,6 +30,34 @@ public struct KernelContext {
   }
 
   public func optionalInput(_ i: Int) -> NDArray? { i < inputs.count ? inputs[i] : nil }
+
+  /// Value input `i` (value kernels); nil when omitted or past the node's inputs.
+  public func optionalValue(_ i: Int) -> Value? { i < values.count ? values[i] : nil }
+
+  public func value(_ i: Int) throws -> Value {
+    guard let v = optionalValue(i) else { throw fail("input \(i) is required") }
+    return v
+  }
+
+  /// Value input `i`, which must be a tensor.
+  public func tensor(_ i: Int) throws -> NDArray {
+    let v = try value(i)
+    guard case .tensor(let t) = v else { throw fail("input \(i) must be a tensor, not a \(v.typeDescription)") }
+    return t
+  }
+
+  public func optionalTensor(_ i: Int) throws -> NDArray? {
+    guard let v = optionalValue(i) else { return nil }
+    guard case .tensor(let t) = v else { throw fail("input \(i) must be a tensor, not a \(v.typeDescription)") }
+    return t
+  }
+
+  /// Value input `i`, which must be a sequence.
+  public func sequence(_ i: Int) throws -> TensorSequence {
+    let v = try value(i)
+    guard case .sequence(let s) = v else { throw fail("input \(i) must be a sequence, not a \(v.typeDescription)") }
+    return s
+  }
 
   public func int(_ name: String, _ fallback: Int) -> Int {
     node.attribute(name)?.int.map { Int(clamping: $0) } ?? fallback
@@ -46,8 +87,17 @@ public struct KernelContext {
   }
 
   /// Runs a subgraph of this node with `feeds` bound to its inputs, seeing this scope's values.
-  public func runSubgraph(_ g: Graph, feeds: [NDArray?]) throws -> [NDArray] {
+  public func runSubgraph(_ g: Graph, feeds: [Value?]) throws -> [Value] {
     try executor.runGraph(g, outer: scope, feeds: feeds)
+  }
+
+  /// The same for a subgraph of tensors (Scan's body): a sequence or optional output is an error.
+  public func runTensorSubgraph(_ g: Graph, feeds: [NDArray?]) throws -> [NDArray] {
+    let outputs = try executor.runGraph(g, outer: scope, feeds: feeds.map { $0.map(Value.tensor) })
+    return try zip(g.outputs, outputs).map { info, v in
+      guard case .tensor(let t) = v else { throw fail("subgraph output '\(info.name)' must be a tensor, not a \(v.typeDescription)") }
+      return t
+    }
   }
 
   /// An error naming this node: "node 'x' (Op): message".
@@ -67,7 +117,16 @@ public struct KernelContext {
   }
 }
 
+/// A kernel of tensors: nearly every operator.
 public typealias Kernel = (KernelContext) throws -> [NDArray]
+/// A kernel whose inputs or outputs may be sequences or optionals (`KernelContext.values`).
+public typealias ValueKernel = (KernelContext) throws -> [Value]
+
+/// A node's kernel as the executor calls it.
+enum ResolvedKernel {
+  case tensor(Kernel)
+  case value(ValueKernel)
+}
 
 /// Op type → kernel, per domain. Each file in Kernels/ contributes one op family.
 public enum Kernels {
@@ -80,12 +139,74 @@ public enum Kernels {
     return all
   }()
 
-  public static func kernel(domain: String, opType: String) -> Kernel? {
-    if domain.isEmpty || domain == "ai.onnx" { return standard[opType] }
-    if domain == "com.microsoft" { return microsoft[opType] }
+  /// Operators of the default domain that take or produce sequences and optionals.
+  static let standardValues: [String: ValueKernel] = {
+    var all = [String: ValueKernel]()
+    for family in [controlFlowValues, sequences] { all.merge(family) { a, _ in a } }
+    return all
+  }()
+
+  /// The com.microsoft operators (ONNX Runtime's contrib operators).
+  static let microsoft: [String: Kernel] = {
+    var all = [String: Kernel]()
+    for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib, quantizedContrib, attentionContrib, recurrentContrib] {
+      all.merge(family) { a, _ in a }
+    }
+    return all
+  }()
+
+  static func resolve(domain: String, opType: String) -> ResolvedKernel? {
+    if domain.isEmpty || domain == "ai.onnx" {
+      if let k = standard[opType] { return .tensor(k) }
+      return standardValues[opType].map(ResolvedKernel.value)
+    }
+    if domain == "com.microsoft" { return microsoft[opType].map(ResolvedKernel.tensor) }
+    if domain == "ai.onnx.preview.training" { return (trainingOptimizers[opType] ?? gradient[opType]).map(ResolvedKernel.tensor) }
     return nil
   }
 
+  /// The kernel as a function of tensors (constant folding, training, single-node evaluation):
+  /// a value kernel is wrapped, and a sequence or optional among its outputs is an error.
+  public static func kernel(domain: String, opType: String) -> Kernel? {
+    switch resolve(domain: domain, opType: opType) {
+    case .tensor(let k)?: return k
+    case .value(let k)?:
+      return { c in
+        let context = KernelContext(node: c.node, inputs: [], opset: c.opset, executor: c.executor, scope: c.scope,
+                                    values: c.inputs.map { $0.map(Value.tensor) })
+        return try k(context).map { v in
+          guard case .tensor(let t) = v else { throw c.unsupported("it produces a \(v.typeDescription) here, where a tensor is needed") }
+          return t
+        }
+      }
+    case nil: return nil
+    }
+  }
+
+  /// One operator the executor runs, with the opsets of its domain it supports.
+  public struct Operator: Sendable {
+    public var domain: String
+    public var opType: String
+    public var firstOpset: Int64
+    public var lastOpset: Int64
+  }
+
+  /// Every operator with a kernel, by domain ("ai.onnx" first, then "com.microsoft") and name.
+  /// Default-domain operators run every version from the one that introduced them to the last
+  /// (the onnx release's schemas, IR/OperatorVersions.swift); ONNX Runtime's own operators, which
+  /// it registers in either domain, are at version 1.
+  public static var operators: [Operator] {
+    let standardOps = Set(standard.keys).union(standardValues.keys).sorted().map { op -> Operator in
+      let range = OperatorVersions.range(of: op) ?? (1, OperatorVersions.latestOpset)
+      return Operator(domain: "ai.onnx", opType: op, firstOpset: range.first, lastOpset: range.last)
+    }
+    return standardOps + microsoft.keys.sorted().map { Operator(domain: "com.microsoft", opType: $0, firstOpset: 1, lastOpset: 1) }
+      + Set(trainingOptimizers.keys).union(gradient.keys).sorted().map { Operator(domain: "ai.onnx.preview.training", opType: $0, firstOpset: 1, lastOpset: 1) }
+  }
+
   /// Op types with a kernel, sorted; contrib operators carry their domain ("com.microsoft.X").
-  public static var supportedOps: [String] { standard.keys.sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" } }
+  public static var supportedOps: [String] {
+    Set(standard.keys).union(standardValues.keys).sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" }
+      + Set(trainingOptimizers.keys).union(gradient.keys).sorted().map { "ai.onnx.preview.training.\($0)" }
+  }
 }

@@ -129,6 +129,7 @@ public struct NDArray: @unchecked Sendable {
     case .uint32: return elements(UInt32.self).map { Int($0) }
     case .int16: return elements(Int16.self).map { Int($0) }
     case .uint16: return elements(UInt16.self).map { Int($0) }
+    case .int4, .uint4, .int2, .uint2: return narrowIntegers()
     default: throw CompressorError.invalid("expected an integer tensor, got \(dataType)")
     }
   }
@@ -140,6 +141,7 @@ public struct NDArray: @unchecked Sendable {
     case .double: return elements(Double.self).map { Float($0) }
     case .float16: return elements(Float16.self).map { Float($0) }
     case .bfloat16: return elements(UInt16.self).map { Float(bitPattern: UInt32($0) << 16) }
+    case let t where t.isNarrow: return narrowValues().map { Float($0) }
     default: return try integers().map { Float($0) }
     }
   }

@@ -1,54 +1,103 @@
 #!/usr/bin/env python3
-"""Writes the ONNX backend node test cases from the onnx wheel's own case collector, in the layout
-of the wheel's other test data: CASE/model.onnx, CASE/test_data_set_N/{input,output}_K.pb, plus
-CASE/tolerance.json with the case's rtol and atol. Cases whose values are not plain tensors
-(sequences, optionals, maps) are listed in non_tensor.txt instead."""
+"""Writes the conformance suites that the onnx wheel holds as code rather than files, in the
+layout of its other test data (CASE/model.onnx, CASE/test_data_set_N/{input,output}_K.pb, and
+CASE/tolerance.json with the case's rtol and atol):
+
+- OUT/node: every case the wheel's node-case collector yields. Values are written as the wheel's
+  own `backend-test-tools generate-data` writes them: a sequence- or optional-typed input or
+  output as a SequenceProto or OptionalProto, a value the collector hands over as a TensorProto
+  (the float8, 4-bit and 2-bit Cast and Quantize cases) as that TensorProto, others from numpy.
+- OUT/light: the wheel's light_*.onnx models with the inputs its backend runner generates for
+  them (arange(n)/n in the input's shape, unknown dimensions 1) and their stored outputs."""
 import json
 import pathlib
+import shutil
 import sys
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
+from onnx.backend.test.case import model as model_cases
 from onnx.backend.test.case import node
+
+
+def serialize(value, type_proto, name):
+    """The test-data message for `value` of a graph input or output of `type_proto`."""
+    if type_proto.HasField("sequence_type"):
+        elem = type_proto.sequence_type.elem_type
+        dtype = onnx.SequenceProto.TENSOR if elem.HasField("tensor_type") else None
+        return numpy_helper.from_list(list(value), name, dtype)
+    if type_proto.HasField("optional_type"):
+        if value is None:
+            return numpy_helper.from_optional(None, name, onnx.OptionalProto.UNDEFINED)
+        return numpy_helper.from_optional(value, name)
+    if isinstance(value, TensorProto):
+        return value
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def write_case(d, model, data_sets, rtol, atol):
+    d.mkdir(parents=True)
+    onnx.save(model, str(d / "model.onnx"))
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    for n, (ins, outs) in enumerate(data_sets):
+        s = d / f"test_data_set_{n}"
+        s.mkdir()
+        for k, v in enumerate(ins):
+            (s / f"input_{k}.pb").write_bytes(serialize(v, inputs[k].type, inputs[k].name).SerializeToString())
+        for k, v in enumerate(outs):
+            o = model.graph.output[k]
+            (s / f"output_{k}.pb").write_bytes(serialize(v, o.type, o.name).SerializeToString())
+    (d / "tolerance.json").write_text(json.dumps({"rtol": rtol, "atol": atol}) + "\n")
+
+
+def node_suite(out):
+    out.mkdir(parents=True, exist_ok=True)
+    cases = node.collect_testcases(None)
+    for case in cases:
+        d = out / case.name
+        if not d.exists():
+            write_case(d, case.model, case.data_sets, case.rtol, case.atol)
+    print(f"{len(cases)} node cases", file=sys.stderr)
+
+
+def dummy_input(value_info):
+    """What onnx's backend runner feeds a light model: arange(n)/n, unknown dimensions 1."""
+    shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in value_info.type.tensor_type.shape.dim)
+    n = int(np.prod(shape))
+    return (np.arange(n).reshape(shape) / n).astype(np.float32)
+
+
+def light_suite(out):
+    data = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for case in model_cases.collect_testcases():
+        if case.kind != "real" or not (case.url or "").startswith("onnx/backend/test/data/light/"):
+            continue
+        path = data / f"light_{case.model_name}.onnx"
+        d = out / case.name
+        if d.exists() or not path.exists():
+            count += path.exists()
+            continue
+        model = onnx.load(str(path))
+        inits = {i.name for i in model.graph.initializer}
+        inputs = [dummy_input(i) for i in model.graph.input if i.name not in inits]
+        outputs = []
+        for k in range(len(model.graph.output)):
+            t = TensorProto()
+            t.ParseFromString((data / f"light_{case.model_name}_output_{k}.pb").read_bytes())
+            outputs.append(t)
+        write_case(d, model, [(inputs, outputs)], case.rtol, case.atol)
+        count += 1
+    print(f"{count} light models", file=sys.stderr)
 
 
 def main(out):
     out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cases = node.collect_testcases(None)
-    skipped = []
-    for case in cases:
-        d = out / case.name
-        if d.exists():
-            continue
-        try:
-            sets = []
-            for inputs, outputs in case.data_sets:
-                for v in list(inputs) + list(outputs):
-                    if isinstance(v, (list, dict, type(None))):
-                        raise TypeError("not a tensor")
-                sets.append(([numpy_helper.from_array(np.asarray(v)) for v in inputs],
-                             [numpy_helper.from_array(np.asarray(v)) for v in outputs]))
-                for v in list(inputs) + list(outputs):
-                    a = np.asarray(v) if not isinstance(v, (list, dict, type(None))) else None
-                    if a is None or a.dtype == object and a.size and not isinstance(a.flat[0], (str, bytes)):
-                        raise TypeError("not a tensor")
-        except Exception:
-            skipped.append(case.name)
-            continue
-        d.mkdir()
-        onnx.save(case.model, str(d / "model.onnx"))
-        for i, (ins, outs) in enumerate(sets):
-            s = d / f"test_data_set_{i}"
-            s.mkdir()
-            for k, t in enumerate(ins):
-                (s / f"input_{k}.pb").write_bytes(t.SerializeToString())
-            for k, t in enumerate(outs):
-                (s / f"output_{k}.pb").write_bytes(t.SerializeToString())
-        (d / "tolerance.json").write_text(json.dumps({"rtol": case.rtol, "atol": case.atol}) + "\n")
-    (out / "non_tensor.txt").write_text("".join(n + "\n" for n in sorted(skipped)))
-    print(f"{len(cases)} node cases; {len(skipped)} with non-tensor values", file=sys.stderr)
+    node_suite(out / "node")
+    light_suite(out / "light")
 
 
 if __name__ == "__main__":

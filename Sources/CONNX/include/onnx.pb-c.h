@@ -37,6 +37,9 @@ typedef struct Onnx__TypeProto__SparseTensor Onnx__TypeProto__SparseTensor;
 typedef struct Onnx__TypeProto__Opaque Onnx__TypeProto__Opaque;
 typedef struct Onnx__OperatorSetIdProto Onnx__OperatorSetIdProto;
 typedef struct Onnx__FunctionProto Onnx__FunctionProto;
+typedef struct Onnx__SequenceProto Onnx__SequenceProto;
+typedef struct Onnx__MapProto Onnx__MapProto;
+typedef struct Onnx__OptionalProto Onnx__OptionalProto;
 
 
 /* --- enums --- */
@@ -91,6 +94,24 @@ typedef enum _Onnx__TensorProto__DataLocation {
   ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL = 1
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__TENSOR_PROTO__DATA_LOCATION)
 } Onnx__TensorProto__DataLocation;
+typedef enum _Onnx__SequenceProto__DataType {
+  ONNX__SEQUENCE_PROTO__DATA_TYPE__UNDEFINED = 0,
+  ONNX__SEQUENCE_PROTO__DATA_TYPE__TENSOR = 1,
+  ONNX__SEQUENCE_PROTO__DATA_TYPE__SPARSE_TENSOR = 2,
+  ONNX__SEQUENCE_PROTO__DATA_TYPE__SEQUENCE = 3,
+  ONNX__SEQUENCE_PROTO__DATA_TYPE__MAP = 4,
+  ONNX__SEQUENCE_PROTO__DATA_TYPE__OPTIONAL = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__SEQUENCE_PROTO__DATA_TYPE)
+} Onnx__SequenceProto__DataType;
+typedef enum _Onnx__OptionalProto__DataType {
+  ONNX__OPTIONAL_PROTO__DATA_TYPE__UNDEFINED = 0,
+  ONNX__OPTIONAL_PROTO__DATA_TYPE__TENSOR = 1,
+  ONNX__OPTIONAL_PROTO__DATA_TYPE__SPARSE_TENSOR = 2,
+  ONNX__OPTIONAL_PROTO__DATA_TYPE__SEQUENCE = 3,
+  ONNX__OPTIONAL_PROTO__DATA_TYPE__MAP = 4,
+  ONNX__OPTIONAL_PROTO__DATA_TYPE__OPTIONAL = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ONNX__OPTIONAL_PROTO__DATA_TYPE)
+} Onnx__OptionalProto__DataType;
 /*
  * IR version history; the value written in ModelProto.ir_version.
  */
@@ -570,6 +591,67 @@ struct  Onnx__FunctionProto
     , NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, 0,NULL, NULL, NULL, 0,NULL, 0,NULL }
 
 
+/*
+ * Test data that is not a single tensor (onnx-data.proto): the `input_N.pb` / `output_N.pb`
+ * of a sequence- or optional-typed graph input or output. elem_type is one of the DataType
+ * values below.
+ */
+struct  Onnx__SequenceProto
+{
+  ProtobufCMessage base;
+  char *name;
+  protobuf_c_boolean has_elem_type;
+  int32_t elem_type;
+  size_t n_tensor_values;
+  Onnx__TensorProto **tensor_values;
+  size_t n_sparse_tensor_values;
+  Onnx__SparseTensorProto **sparse_tensor_values;
+  size_t n_sequence_values;
+  Onnx__SequenceProto **sequence_values;
+  size_t n_map_values;
+  Onnx__MapProto **map_values;
+  size_t n_optional_values;
+  Onnx__OptionalProto **optional_values;
+};
+#define ONNX__SEQUENCE_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&onnx__sequence_proto__descriptor) \
+    , NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+
+
+struct  Onnx__MapProto
+{
+  ProtobufCMessage base;
+  char *name;
+  protobuf_c_boolean has_key_type;
+  int32_t key_type;
+  size_t n_keys;
+  int64_t *keys;
+  size_t n_string_keys;
+  ProtobufCBinaryData *string_keys;
+  Onnx__SequenceProto *values;
+};
+#define ONNX__MAP_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&onnx__map_proto__descriptor) \
+    , NULL, 0, 0, 0,NULL, 0,NULL, NULL }
+
+
+struct  Onnx__OptionalProto
+{
+  ProtobufCMessage base;
+  char *name;
+  protobuf_c_boolean has_elem_type;
+  int32_t elem_type;
+  Onnx__TensorProto *tensor_value;
+  Onnx__SparseTensorProto *sparse_tensor_value;
+  Onnx__SequenceProto *sequence_value;
+  Onnx__MapProto *map_value;
+  Onnx__OptionalProto *optional_value;
+};
+#define ONNX__OPTIONAL_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&onnx__optional_proto__descriptor) \
+    , NULL, 0, 0, NULL, NULL, NULL, NULL, NULL }
+
+
 /* Onnx__AttributeProto methods */
 void   onnx__attribute_proto__init
                      (Onnx__AttributeProto         *message);
@@ -860,6 +942,63 @@ Onnx__FunctionProto *
 void   onnx__function_proto__free_unpacked
                      (Onnx__FunctionProto *message,
                       ProtobufCAllocator *allocator);
+/* Onnx__SequenceProto methods */
+void   onnx__sequence_proto__init
+                     (Onnx__SequenceProto         *message);
+size_t onnx__sequence_proto__get_packed_size
+                     (const Onnx__SequenceProto   *message);
+size_t onnx__sequence_proto__pack
+                     (const Onnx__SequenceProto   *message,
+                      uint8_t             *out);
+size_t onnx__sequence_proto__pack_to_buffer
+                     (const Onnx__SequenceProto   *message,
+                      ProtobufCBuffer     *buffer);
+Onnx__SequenceProto *
+       onnx__sequence_proto__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   onnx__sequence_proto__free_unpacked
+                     (Onnx__SequenceProto *message,
+                      ProtobufCAllocator *allocator);
+/* Onnx__MapProto methods */
+void   onnx__map_proto__init
+                     (Onnx__MapProto         *message);
+size_t onnx__map_proto__get_packed_size
+                     (const Onnx__MapProto   *message);
+size_t onnx__map_proto__pack
+                     (const Onnx__MapProto   *message,
+                      uint8_t             *out);
+size_t onnx__map_proto__pack_to_buffer
+                     (const Onnx__MapProto   *message,
+                      ProtobufCBuffer     *buffer);
+Onnx__MapProto *
+       onnx__map_proto__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   onnx__map_proto__free_unpacked
+                     (Onnx__MapProto *message,
+                      ProtobufCAllocator *allocator);
+/* Onnx__OptionalProto methods */
+void   onnx__optional_proto__init
+                     (Onnx__OptionalProto         *message);
+size_t onnx__optional_proto__get_packed_size
+                     (const Onnx__OptionalProto   *message);
+size_t onnx__optional_proto__pack
+                     (const Onnx__OptionalProto   *message,
+                      uint8_t             *out);
+size_t onnx__optional_proto__pack_to_buffer
+                     (const Onnx__OptionalProto   *message,
+                      ProtobufCBuffer     *buffer);
+Onnx__OptionalProto *
+       onnx__optional_proto__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   onnx__optional_proto__free_unpacked
+                     (Onnx__OptionalProto *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Onnx__AttributeProto_Closure)
@@ -928,6 +1067,15 @@ typedef void (*Onnx__OperatorSetIdProto_Closure)
 typedef void (*Onnx__FunctionProto_Closure)
                  (const Onnx__FunctionProto *message,
                   void *closure_data);
+typedef void (*Onnx__SequenceProto_Closure)
+                 (const Onnx__SequenceProto *message,
+                  void *closure_data);
+typedef void (*Onnx__MapProto_Closure)
+                 (const Onnx__MapProto *message,
+                  void *closure_data);
+typedef void (*Onnx__OptionalProto_Closure)
+                 (const Onnx__OptionalProto *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -961,6 +1109,11 @@ extern const ProtobufCMessageDescriptor onnx__type_proto__sparse_tensor__descrip
 extern const ProtobufCMessageDescriptor onnx__type_proto__opaque__descriptor;
 extern const ProtobufCMessageDescriptor onnx__operator_set_id_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__function_proto__descriptor;
+extern const ProtobufCMessageDescriptor onnx__sequence_proto__descriptor;
+extern const ProtobufCEnumDescriptor    onnx__sequence_proto__data_type__descriptor;
+extern const ProtobufCMessageDescriptor onnx__map_proto__descriptor;
+extern const ProtobufCMessageDescriptor onnx__optional_proto__descriptor;
+extern const ProtobufCEnumDescriptor    onnx__optional_proto__data_type__descriptor;
 
 PROTOBUF_C__END_DECLS
 

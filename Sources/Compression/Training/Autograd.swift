@@ -77,7 +77,7 @@ struct GradientRule {
 }
 
 /// Op type → gradient rule. Each file in Training/Gradients contributes one op family.
-enum Gradients {
+public enum Gradients {
   static let rules: [String: GradientRule] = {
     var all = [String: GradientRule]()
     for family in [matrix, convolution, elementwise, activations, normalization, pooling, shapeOps, softmax,
@@ -88,6 +88,9 @@ enum Gradients {
   }()
 
   static func rule(for node: Node) -> GradientRule? { node.isDefaultDomain ? rules[node.opType] : nil }
+
+  /// The default-domain operators the training engine differentiates (distillation, training).
+  public static var differentiableOperators: Set<String> { Set(rules.keys) }
 }
 
 // MARK: - Float helpers shared by the gradient files

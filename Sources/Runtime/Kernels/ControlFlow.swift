@@ -3,24 +3,31 @@ import IR
 import Support
 
 /// If, Loop and Scan: subgraphs run by the executor with this node's scope as their outer scope.
+/// If and Loop pass any value (a branch may return a sequence, a loop may carry one); Scan's
+/// state and scan values are tensors.
 extension Kernels {
   static let controlFlow: [String: Kernel] = [
+    "Scan": { c in try scan(c) },
+  ]
+
+  static let controlFlowValues: [String: ValueKernel] = [
     "If": { c in
-      let cond = try c.input(0)
+      let cond = try c.tensor(0)
       guard cond.count == 1 else { throw c.fail("the condition must have one element, it has \(cond.count)") }
       let branch = try c.graph(try cond.integers()[0] != 0 ? "then_branch" : "else_branch")
       return try c.runSubgraph(branch, feeds: [])
     },
     "Loop": { c in try loop(c) },
-    "Scan": { c in try scan(c) },
   ]
 }
 
-private func loop(_ c: KernelContext) throws -> [NDArray] {
+private func loop(_ c: KernelContext) throws -> [Value] {
   let body = try c.graph("body")
-  let maxTrips = try c.optionalInput(0).map { try $0.integers().first ?? 0 }
-  var cond = try c.optionalInput(1).map { try $0.integers().first ?? 0 != 0 } ?? true
-  var carried = try (2..<max(2, c.inputs.count)).map { try c.input($0) }
+  let maxTrips = try c.optionalTensor(0).map { try $0.integers().first ?? 0 }
+  let condInput = try c.optionalTensor(1)
+  var cond = try condInput.map { try $0.integers().first ?? 0 != 0 } ?? true
+  // Loop-carried values may be sequences or optionals (a list built one element per iteration).
+  var carried = try (2..<max(2, c.values.count)).map { try c.value($0) }
   let carriedCount = carried.count
   let scanCount = body.outputs.count - 1 - carriedCount
   guard scanCount >= 0 else { throw c.fail("the body has \(body.outputs.count) outputs for \(carriedCount) loop-carried values") }
@@ -31,19 +38,25 @@ private func loop(_ c: KernelContext) throws -> [NDArray] {
   let limit = getenv("COMPRESSOR_LOOP_LIMIT").flatMap { Int64(String(cString: $0)) } ?? 100_000_000
   while cond && (maxTrips.map { trip < $0 } ?? true) {
     if trip >= limit { throw c.fail("the loop ran \(limit) iterations without ending") }
-    let outs = try c.runSubgraph(body, feeds: [NDArray([trip], shape: []), NDArray(bools: [cond], shape: [])] + carried)
-    cond = try outs[0].integers().first ?? 0 != 0
-    carried = Array(outs[1...carriedCount])
-    for k in 0..<scanCount { scans[k].append(outs[1 + carriedCount + k]) }
+    let outs = try c.runSubgraph(body, feeds: [.tensor(NDArray([trip], shape: [])), .tensor(NDArray(bools: [cond], shape: []))] + carried)
+    guard case .tensor(let condOut) = outs[0] else { throw c.fail("the body's condition output must be a tensor") }
+    cond = try condOut.integers().first ?? 0 != 0
+    carried = Array(outs[1..<(1 + carriedCount)])
+    for k in 0..<scanCount {
+      guard case .tensor(let t) = outs[1 + carriedCount + k] else {
+        throw c.fail("scan output \(k) of the body must be a tensor, not a \(outs[1 + carriedCount + k].typeDescription)")
+      }
+      scans[k].append(t)
+    }
     trip += 1
-    if maxTrips == nil && c.optionalInput(1) == nil { throw c.fail("a Loop without trip count or condition never ends") }
+    if maxTrips == nil && condInput == nil { throw c.fail("a Loop without trip count or condition never ends") }
   }
-  let stacked = try scans.enumerated().map { k, items -> NDArray in
+  let stacked = try scans.enumerated().map { k, items -> Value in
     guard let first = items.first else {
       // No iteration ran: an empty scan output of unknown element shape.
-      return NDArray(zeros: .float, [0])
+      return .tensor(NDArray(zeros: .float, [0]))
     }
-    return try stack(c, items, like: first)
+    return .tensor(try stack(c, items, like: first))
   }
   return carried + stacked
 }
@@ -96,10 +109,14 @@ private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttri
   let sequences = Array(inputs[stateCount...])
   let inAxes = c.ints("scan_input_axes") ?? Array(repeating: 0, count: scanInputs)
   let directions = c.ints(directionsAttribute) ?? Array(repeating: 0, count: scanInputs)
+  guard inAxes.count == scanInputs, directions.count == scanInputs else {
+    throw c.fail("scan_input_axes and \(directionsAttribute) must have one entry per scan input (\(scanInputs))")
+  }
   guard let first = sequences.first else { throw c.fail("no scan inputs") }
   let axis0 = try c.axis(inAxes[0], rank: first.rank)
   let length = first.shape[axis0]
   let scanOutputs = body.outputs.count - stateCount
+  guard scanOutputs >= 0 else { throw c.fail("the body has \(body.outputs.count) outputs for \(stateCount) state values") }
   var collected = [[NDArray]](repeating: [], count: scanOutputs)
   for t in 0..<length {
     var feeds = state
@@ -110,12 +127,15 @@ private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttri
       shape.remove(at: axis)
       feeds.append(try seq.slice(axes: [axis], starts: [i], ends: [i + 1], steps: [1]).reshaped(shape))
     }
-    let outs = try c.runSubgraph(body, feeds: feeds)
+    let outs = try c.runTensorSubgraph(body, feeds: feeds)
     state = Array(outs[..<stateCount])
     for k in 0..<scanOutputs { collected[k].append(outs[stateCount + k]) }
   }
   let outAxes = c.ints("scan_output_axes") ?? Array(repeating: 0, count: scanOutputs)
   let outDirections = c.ints("scan_output_directions") ?? Array(repeating: 0, count: scanOutputs)
+  guard outAxes.count == scanOutputs, outDirections.count == scanOutputs else {
+    throw c.fail("scan_output_axes and scan_output_directions must have one entry per scan output")
+  }
   let stacked = try collected.enumerated().map { k, items -> NDArray in
     guard let f = items.first else { return NDArray(zeros: .float, [0]) }
     let ordered = outDirections[k] == 1 ? items.reversed() : items

@@ -484,3 +484,22 @@ struct FusedActivation {
     }
   }
 }
+
+/// ONNX Runtime's com.microsoft FusedConv: Conv, plus Z (a residual added before the activation),
+/// then the activation `activation` names with `activation_params`.
+extension Kernels {
+  static let convolutionContrib: [String: Kernel] = [
+    "FusedConv": { c in
+      let act = try NamedActivation(c, name: c.string("activation", ""), parameters: c.floats("activation_params") ?? [])
+      let plain = c.replacingInputs(Array(c.inputs.prefix(3)))
+      let y0 = try conv(plain)
+      var y = try y0.converted(to: .float)
+      if let z = c.optionalInput(3) {
+        guard z.shape == y.shape else { throw c.fail("Z \(z.shape) must have the output's shape \(y.shape)") }
+        y = try arithmetic(c, y, try z.converted(to: .float), op: "Add", +)
+      }
+      act(&y)
+      return [try y.converted(to: y0.dataType)]
+    },
+  ]
+}

@@ -190,6 +190,7 @@ extension NDArray {
   /// The same values as another numeric type (Float16 and bfloat16 included).
   public func converted(to type: DataType) throws -> NDArray {
     if type == dataType { return self }
+    if type.isNarrow || dataType.isNarrow { return try narrowConverted(to: type) }
     let values: [Double]
     switch dataType {
     case .float: values = elements(Float.self).map(Double.init)
@@ -550,4 +551,77 @@ func whereOp(_ c: KernelContext) throws -> NDArray {
   }
   }
   return out
+}
+
+/// ONNX Runtime's com.microsoft activations: Gelu (erf), BiasGelu (Gelu of A + B), FastGelu
+/// (the tanh approximation, with an optional bias), QuickGelu (x·σ(αx)) and BiasAdd (X + bias +
+/// skip). Computed in Float for every float type, as ONNX Runtime's CPU kernels do.
+extension Kernels {
+  static let activationContrib: [String: Kernel] = [
+    "Gelu": { c in [try floatMap(c, try c.input(0), bias: nil) { x in 0.5 * x * (1 + FastMath.erf(x * Float(0.5.squareRoot()))) }] },
+    "BiasGelu": { c in
+      [try floatMap(c, try c.input(0), bias: try c.input(1)) { x in 0.5 * x * (1 + FastMath.erf(x * Float(0.5.squareRoot()))) }]
+    },
+    "FastGelu": { c in
+      // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the constants as ONNX Runtime writes them.
+      let a: Float = 0.7978845608028654, b: Float = 0.035677408136300125
+      return [try floatMap(c, try c.input(0), bias: c.optionalInput(1)) { x in 0.5 * x * (1 + Foundation.tanh(x * (a + b * x * x))) }]
+    },
+    "QuickGelu": { c in
+      let alpha = c.float("alpha", 1.702)
+      return [try floatMap(c, try c.input(0), bias: nil) { x in x / (1 + Foundation.exp(-alpha * x)) }]
+    },
+    "BiasAdd": { c in
+      let x = try c.input(0), bias = try c.input(1), skip = try c.input(2)
+      guard x.rank == 3, bias.shape == [x.shape[2]], skip.shape == x.shape else {
+        throw c.fail("X \(x.shape), bias \(bias.shape) and skip \(skip.shape) must be [N, S, C], [C] and [N, S, C]")
+      }
+      let sum = try arithmetic(c, try x.converted(to: .float), try bias.converted(to: .float), op: "Add", +)
+      let y = try arithmetic(c, sum, try skip.converted(to: .float), op: "Add", +)
+      return [try y.converted(to: x.dataType)]
+    },
+  ]
+}
+
+/// f(x + bias) in Float over every element; `bias` (optional) is 1-D and runs along the last axis.
+func floatMap(_ c: KernelContext, _ x0: NDArray, bias bias0: NDArray?, _ f: (Float) -> Float) throws -> NDArray {
+  guard x0.dataType.isFloatingPoint else { throw c.fail("input is \(x0.dataType), not a float type") }
+  let x = try x0.converted(to: .float)
+  var bias: [Float]?
+  if let bias0 {
+    guard let last = x.shape.last, bias0.count == last else { throw c.fail("the bias \(bias0.shape) must have the input's last dimension \(x.shape)") }
+    bias = try bias0.floats()
+  }
+  var out = NDArray(uninitialized: .float, x.shape)
+  let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
+  let width = bias?.count ?? 1
+  for i in 0..<src.count { dst[i] = f(src[i] + (bias.map { $0[i % width] } ?? 0)) }
+  return try out.converted(to: x0.dataType)
+}
+
+/// The activation ONNX Runtime's fused operators (FusedConv, FusedGemm) name in their
+/// `activation` attribute, with its parameters in order (alpha, beta).
+struct NamedActivation {
+  let apply: (Float) -> Float
+
+  init(_ c: KernelContext, name: String, parameters p: [Float]) throws {
+    func parameter(_ i: Int, _ fallback: Float) -> Float { i < p.count ? p[i] : fallback }
+    switch name {
+    case "", "Identity": apply = { $0 }
+    case "Relu": apply = { Swift.max($0, 0) }
+    case "Tanh": apply = { Foundation.tanh($0) }
+    case "Sigmoid": apply = { 1 / (1 + Foundation.exp(-$0)) }
+    case "LeakyRelu": let a = parameter(0, 0.01); apply = { $0 < 0 ? a * $0 : $0 }
+    case "HardSigmoid": let a = parameter(0, 0.2), b = parameter(1, 0.5); apply = { Swift.max(0, Swift.min(1, a * $0 + b)) }
+    case "Clip": let lo = parameter(0, -.infinity), hi = parameter(1, .infinity); apply = { Swift.min(Swift.max($0, lo), hi) }
+    case "HardSwish": apply = { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }
+    default: throw c.unsupported("fused activation '\(name)' is not supported")
+    }
+  }
+
+  /// The activation over a Float tensor, in place.
+  func callAsFunction(_ x: inout NDArray) {
+    let e = x.mutableElements(Float.self)
+    for i in 0..<e.count { e[i] = apply(e[i]) }
+  }
 }

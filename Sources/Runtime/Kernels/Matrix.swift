@@ -123,3 +123,48 @@ private func determinant(_ c: KernelContext) throws -> NDArray {
   }
   return try NDArray(doubles: dets, as: x.dataType, shape: batch)
 }
+
+/// ONNX Runtime's com.microsoft products: FusedGemm (Gemm, then the named activation) and
+/// FusedMatMul (MatMul with alpha, transposed last two axes, and transposed batch axes).
+extension Kernels {
+  static let matrixContrib: [String: Kernel] = [
+    "FusedGemm": { c in
+      let act = try NamedActivation(c, name: c.string("activation", ""),
+                                    parameters: [c.float("activation_alpha", .nan), c.float("activation_beta", .nan)].filter { !$0.isNaN })
+      let y0 = try gemm(c)
+      var y = try y0.converted(to: .float)
+      act(&y)
+      return [try y.converted(to: y0.dataType)]
+    },
+    "FusedMatMul": { c in [try fusedMatMul(c)] },
+  ]
+}
+
+/// alpha · op(A) × op(B): transA/transB swap the last two axes; transBatchA/transBatchB move the
+/// first axis behind the other batch axes ([d0, d1…, d(r-2), d(r-1)] read as [d1…, d(r-2), d0,
+/// d(r-1)]: the rows come from the first axis), as ONNX Runtime's transpose fusions write them.
+private func fusedMatMul(_ c: KernelContext) throws -> NDArray {
+  func prepare(_ x0: NDArray, transpose: Bool, transposeBatch: Bool) throws -> NDArray {
+    var x = try asFloat(x0)
+    if transposeBatch && x.rank >= 3 {
+      x = x.transposed(Array(1..<(x.rank - 1)) + [0, x.rank - 1])
+    }
+    if transpose {
+      guard x.rank >= 2 else { throw c.fail("transA/transB need tensors of rank 2 or more") }
+      var perm = Array(0..<x.rank)
+      perm.swapAt(x.rank - 1, x.rank - 2)
+      x = x.transposed(perm)
+    }
+    return x
+  }
+  let a0 = try c.input(0)
+  let a = try prepare(a0, transpose: c.int("transA", 0) != 0, transposeBatch: c.int("transBatchA", 0) != 0)
+  let b = try prepare(try c.input(1), transpose: c.int("transB", 0) != 0, transposeBatch: c.int("transBatchB", 0) != 0)
+  var y = try matMul(c, a, b)
+  let alpha = c.float("alpha", 1)
+  if alpha != 1 {
+    let e = y.mutableElements(Float.self)
+    for i in 0..<e.count { e[i] *= alpha }
+  }
+  return try y.converted(to: a0.dataType)
+}

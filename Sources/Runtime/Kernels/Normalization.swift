@@ -8,7 +8,7 @@ import Support
 extension Kernels {
   static let normalization: [String: Kernel] = [
     "BatchNormalization": { c in
-      if c.int("training_mode", 0) != 0 { throw c.unsupported("training_mode is not supported by the executor") }
+      if c.int("training_mode", 0) != 0 { return try batchNormalizationTraining(c) }
       let x0 = try c.input(0)
       var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
       let scale = try c.input(1).floats(), bias = try c.input(2).floats()
@@ -81,7 +81,193 @@ extension Kernels {
     "MeanVarianceNormalization": { c in [try meanVarianceNormalization(c)] },
     "LpNormalization": { c in [try lpNormalization(c)] },
     "LRN": { c in [try localResponseNormalization(c)] },
+    // ONNX Runtime registers SimplifiedLayerNormalization in the default domain; its optimizer
+    // writes it there (T5, LLaMA-style RMS norms).
+    "SimplifiedLayerNormalization": { c in try simplifiedLayerNormalization(c) },
   ]
+
+  /// ONNX Runtime's com.microsoft normalizations: SkipLayerNormalization and
+  /// SkipSimplifiedLayerNormalization (residual add, bias, then LayerNorm or RMSNorm, with the
+  /// sum as an extra output), SimplifiedLayerNormalization, EmbedLayerNormalization (BERT's
+  /// embeddings: word + position + segment, then LayerNorm, and the mask's lengths).
+  static let normalizationContrib: [String: Kernel] = [
+    "SkipLayerNormalization": { c in try skipLayerNormalization(c, simplified: false) },
+    "SkipSimplifiedLayerNormalization": { c in try skipLayerNormalization(c, simplified: true) },
+    "SimplifiedLayerNormalization": { c in try simplifiedLayerNormalization(c) },
+    "EmbedLayerNormalization": { c in try embedLayerNormalization(c) },
+  ]
+}
+
+/// Normalizes each row of `width` values of `x` in place: by mean and variance (LayerNorm) or by
+/// the root mean square (`simplified`), then × gamma (+ beta). Returns each row's mean and
+/// 1/σ (1/rms). Sums in Double, as ONNX Runtime's CPU kernels accumulate.
+private func normalizeRows(_ x: Elements<Float>, width: Int, gamma: [Float], beta: [Float]?, epsilon: Float,
+                           simplified: Bool) -> (means: [Float], inverse: [Float]) {
+  let rows = width == 0 ? 0 : x.count / width
+  var means = [Float](repeating: 0, count: rows), inverse = means
+  for r in 0..<rows {
+    let base = r * width
+    var sum = 0.0, squares = 0.0
+    for i in 0..<width {
+      let v = Double(x[base + i])
+      sum += v
+      squares += v * v
+    }
+    let mean = simplified ? 0 : sum / Double(width)
+    let variance = simplified ? squares / Double(width) : Swift.max(squares / Double(width) - mean * mean, 0)
+    let inv = 1 / (variance + Double(epsilon)).squareRoot()
+    means[r] = Float(mean)
+    inverse[r] = Float(inv)
+    for i in 0..<width {
+      let v = Float((Double(x[base + i]) - mean) * inv) * gamma[i]
+      x[base + i] = beta.map { v + $0[i] } ?? v
+    }
+  }
+  return (means, inverse)
+}
+
+/// SkipLayerNormalization / SkipSimplifiedLayerNormalization: s = input + skip (+ bias); output
+/// the normalized s, the rows' mean and 1/σ ([..., 1]), and s itself.
+private func skipLayerNormalization(_ c: KernelContext, simplified: Bool) throws -> [NDArray] {
+  let x0 = try c.input(0), skip0 = try c.input(1), gamma = try c.input(2).floats()
+  guard x0.rank >= 2, let width = x0.shape.last, x0.dataType.isFloatingPoint else {
+    throw c.fail("input \(x0.shape) must be [batch, sequence, hidden] or [tokens, hidden] of a float type")
+  }
+  // SkipSimplifiedLayerNormalization has no beta: its input 3 is the bias.
+  let beta = simplified ? nil : try c.optionalInput(3)?.floats()
+  let bias = try c.optionalInput(simplified ? 3 : 4)?.floats()
+  guard gamma.count == width, beta.map({ $0.count == width }) ?? true, bias.map({ $0.count == width }) ?? true else {
+    throw c.fail("gamma, beta and bias must have the hidden size \(width)")
+  }
+  // skip is [B, S, H], [1, S, H] or [S, H]: it repeats over the batch.
+  let skipCount = skip0.count
+  guard skip0.shape.last == width, skipCount > 0, x0.count % skipCount == 0,
+        Array(x0.shape.suffix(skip0.shape.drop { $0 == 1 }.count)) == Array(skip0.shape.drop { $0 == 1 }) else {
+    throw c.fail("skip \(skip0.shape) does not fit input \(x0.shape)")
+  }
+  var sum = try x0.converted(to: .float)
+  let skip = try skip0.floats()
+  let e = sum.mutableElements(Float.self)
+  for i in 0..<e.count {
+    e[i] += skip[i % skipCount]
+    if let bias { e[i] += bias[i % width] }
+  }
+  var y = sum
+  let (means, inverse) = normalizeRows(y.mutableElements(Float.self), width: width, gamma: gamma, beta: beta, epsilon: c.float("epsilon", 1e-12),
+                                       simplified: simplified)
+  let statShape = Array(x0.shape.dropLast()) + [1]
+  return [try y.converted(to: x0.dataType), NDArray(means, shape: statShape), NDArray(inverse, shape: statShape),
+          try sum.converted(to: x0.dataType)]
+}
+
+/// SimplifiedLayerNormalization (RMS norm over the axes from `axis`): x / √(mean(x²) + ε) · scale.
+private func simplifiedLayerNormalization(_ c: KernelContext) throws -> [NDArray] {
+  let x0 = try c.input(0)
+  guard x0.dataType.isFloatingPoint else { throw c.fail("input is \(x0.dataType), not a float type") }
+  let axis = try c.axis(c.int("axis", -1), rank: x0.rank)
+  let width = x0.shape[axis...].reduce(1, *)
+  let scale = try c.input(1)
+  guard scale.count == width else { throw c.fail("scale \(scale.shape) must have \(width) values (the axes from \(axis) of \(x0.shape))") }
+  var y = try x0.converted(to: .float)
+  let (_, inverse) = normalizeRows(y.mutableElements(Float.self), width: width, gamma: try scale.floats(), beta: nil,
+                                   epsilon: c.float("epsilon", 1e-5), simplified: true)
+  let statShape = Array(x0.shape[..<axis]) + Array(repeating: 1, count: x0.rank - axis)
+  return [try y.converted(to: scale.dataType == x0.dataType ? x0.dataType : scale.dataType), NDArray(inverse, shape: statShape)]
+}
+
+/// EmbedLayerNormalization: word, position and (optional) segment embeddings summed per token,
+/// then LayerNorm; mask_index is each row's count of mask values equal to 1 (0 without a mask);
+/// embedding_sum the sum before normalization.
+private func embedLayerNormalization(_ c: KernelContext) throws -> [NDArray] {
+  let ids = try c.input(0)
+  guard ids.rank == 2 else { throw c.fail("input_ids \(ids.shape) must be [batch, sequence]") }
+  let batch = ids.shape[0], length = ids.shape[1]
+  let word = try c.input(2), position = try c.input(3)
+  let segment = c.optionalInput(4), segmentIds = c.optionalInput(1)
+  let gamma = try c.input(5).floats(), beta = try c.input(6).floats()
+  guard word.rank == 2, position.rank == 2, let hidden = word.shape.last, position.shape[1] == hidden,
+        gamma.count == hidden, beta.count == hidden else {
+    throw c.fail("word_embedding \(word.shape), position_embedding \(position.shape), gamma and beta must share the hidden size")
+  }
+  guard (segment == nil) == (segmentIds == nil), segment.map({ $0.rank == 2 && $0.shape[1] == hidden }) ?? true else {
+    throw c.fail("segment_ids and segment_embedding must be given together, the embedding [segments, \(hidden)]")
+  }
+  let w = try word.floats(), p = try position.floats(), s = try segment?.floats()
+  let wordIds = try ids.integers(), segIds = try segmentIds?.integers()
+  if let segIds, segIds.count != wordIds.count { throw c.fail("segment_ids must have the shape of input_ids \(ids.shape)") }
+  var positionIds: [Int]?
+  if let pid = c.optionalInput(8) {
+    guard pid.rank == 2, pid.shape[1] == length, pid.shape[0] == batch || pid.shape[0] == 1 else {
+      throw c.fail("position_ids \(pid.shape) must be [\(batch) or 1, \(length)]")
+    }
+    positionIds = try pid.integers()
+  }
+  let perBatchPositions = c.optionalInput(8).map { $0.shape[0] == batch } ?? false
+  var sum = [Float](repeating: 0, count: batch * length * hidden)
+  for b in 0..<batch {
+    for t in 0..<length {
+      let token = b * length + t
+      let wi = wordIds[token]
+      let pi = positionIds.map { $0[perBatchPositions ? token : t] } ?? t
+      guard wi >= 0, wi < word.shape[0] else { throw c.fail("input id \(wi) is outside the \(word.shape[0]) word embeddings") }
+      guard pi >= 0, pi < position.shape[0] else { throw c.fail("position \(pi) is outside the \(position.shape[0]) position embeddings") }
+      let si = segIds?[token] ?? 0
+      if let segment { guard si >= 0, si < segment.shape[0] else { throw c.fail("segment id \(si) is outside the \(segment.shape[0]) segment embeddings") } }
+      for h in 0..<hidden {
+        var v = w[wi * hidden + h] + p[pi * hidden + h]
+        if let s { v += s[si * hidden + h] }
+        sum[token * hidden + h] = v
+      }
+    }
+  }
+  let sumTensor = NDArray(sum, shape: [batch, length, hidden])
+  var y = sumTensor
+  _ = normalizeRows(y.mutableElements(Float.self), width: hidden, gamma: gamma, beta: beta, epsilon: c.float("epsilon", 1e-12), simplified: false)
+  var maskIndex = [Int32](repeating: 0, count: batch)
+  if let mask = c.optionalInput(7) {
+    guard mask.count == batch * length else { throw c.fail("mask \(mask.shape) must be [\(batch), \(length)]") }
+    let m = try mask.integers()
+    for b in 0..<batch { maskIndex[b] = Int32(m[(b * length)..<((b + 1) * length)].filter { $0 == 1 }.count) }
+  }
+  return [try y.converted(to: word.dataType), NDArray(maskIndex, shape: [batch]), try sumTensor.converted(to: word.dataType)]
+}
+
+/// BatchNormalization with training_mode = 1: normalized by the batch's own per-channel mean and
+/// (population) variance; outputs the running mean and variance updated by `momentum`.
+private func batchNormalizationTraining(_ c: KernelContext) throws -> [NDArray] {
+  let x0 = try c.input(0)
+  guard x0.rank >= 2 else { throw c.fail("input \(x0.shape) has no channel dimension") }
+  let x = try x0.converted(to: .double)
+  let n = x.shape[0], ch = x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
+  let scale = try c.input(1).floats(), bias = try c.input(2).floats(), mean = try c.input(3).floats(), variance = try c.input(4).floats()
+  guard [scale.count, bias.count, mean.count, variance.count].allSatisfy({ $0 == ch }) else {
+    throw c.fail("scale, B, input_mean and input_var must have \(ch) values")
+  }
+  let eps = Double(c.float("epsilon", 1e-5)), momentum = Double(c.float("momentum", 0.9))
+  let v = x.elements(Double.self)
+  var y = [Double](repeating: 0, count: v.count)
+  var runningMean = [Double](repeating: 0, count: ch), runningVar = runningMean
+  let count = Double(Swift.max(n * size, 1))
+  for k in 0..<ch {
+    var sum = 0.0
+    for b in 0..<n { for i in 0..<size { sum += v[(b * ch + k) * size + i] } }
+    let mu = sum / count
+    var squares = 0.0
+    for b in 0..<n { for i in 0..<size { let d = v[(b * ch + k) * size + i] - mu; squares += d * d } }
+    let sigma2 = squares / count
+    let inv = 1 / (sigma2 + eps).squareRoot()
+    for b in 0..<n {
+      for i in 0..<size {
+        let j = (b * ch + k) * size + i
+        y[j] = (v[j] - mu) * inv * Double(scale[k]) + Double(bias[k])
+      }
+    }
+    runningMean[k] = Double(mean[k]) * momentum + mu * (1 - momentum)
+    runningVar[k] = Double(variance[k]) * momentum + sigma2 * (1 - momentum)
+  }
+  let statType = try c.input(3).dataType
+  return [try NDArray(doubles: y, as: x0.dataType, shape: x0.shape), try NDArray(doubles: runningMean, as: statType, shape: [ch]),
+          try NDArray(doubles: runningVar, as: statType, shape: [ch])]
 }
 
 /// Normalizes each of `num_groups` groups of channels by its mean and variance, then applies a

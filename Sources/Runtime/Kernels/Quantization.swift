@@ -2,52 +2,80 @@ import IR
 import Support
 
 /// QuantizeLinear and DequantizeLinear: per tensor, per axis, and blocked (opset 21 block_size),
-/// for int8/uint8/int16/uint16/int32 and the packed int4/uint4 types.
+/// for int8/uint8/int16/uint16/int32, the packed 4- and 2-bit integers, float8 (E4M3FN, E4M3FNUZ,
+/// E5M2, E5M2FNUZ) and float4 E2M1; scales may be float8e8m0 (MX formats).
 extension Kernels {
   static let quantization: [String: Kernel] = [
     "DequantizeLinear": { c in
       let x = try c.input(0)
-      let scale = try c.input(1).floats()
-      let zero = try c.optionalInput(2).map { try quantizedValues($0) } ?? []
-      let values = try quantizedValues(x)
-      let index = try parameterIndex(c, shape: x.shape, parameterShape: try c.input(1).shape)
+      let scaleTensor = try c.input(1)
+      let scale = try scaleTensor.floats()
+      let zero = try c.optionalInput(2).map(quantizedDoubles) ?? []
+      let values = try quantizedDoubles(x)
+      let index = try parameterIndex(c, shape: x.shape, parameterShape: scaleTensor.shape)
       var out = [Float](repeating: 0, count: values.count)
       for i in values.indices {
         let p = index(i)
+        guard p < scale.count, zero.isEmpty || p < zero.count else { throw c.fail("the scale has too few elements for the input") }
         out[i] = Float(values[i] - (zero.isEmpty ? 0 : zero[p])) * scale[p]
       }
-      let outType = c.opset >= 21 ? DataType(rawValue: Int32(c.int("output_dtype", 0))) : .float
+      // The output has the scale's type unless output_dtype says otherwise.
+      let declared = DataType(rawValue: Int32(truncatingIfNeeded: c.int("output_dtype", 0)))
+      let outType = declared != .undefined ? declared : (scaleTensor.dataType == .float8e8m0 ? .float : scaleTensor.dataType)
       let result = NDArray(out, shape: x.shape)
-      return [outType == .undefined || outType == .float ? result : try result.converted(to: outType)]
+      return [outType == .float ? result : try result.converted(to: outType)]
     },
     "QuantizeLinear": { c in
       let x = try c.input(0).floats()
       let scaleTensor = try c.input(1)
       let scale = try scaleTensor.floats()
       let zeroTensor = c.optionalInput(2)
-      let zero = try zeroTensor.map { try quantizedValues($0) } ?? []
-      let type = zeroTensor?.dataType ?? .uint8
-      let (lo, hi): (Int, Int)
+      let zero = try zeroTensor.map(quantizedDoubles) ?? []
+      let declared = DataType(rawValue: Int32(truncatingIfNeeded: c.int("output_dtype", 0)))
+      let type = zeroTensor?.dataType ?? (declared != .undefined ? declared : .uint8)
+      let shape = try c.input(0).shape
+      let index = try parameterIndex(c, shape: shape, parameterShape: scaleTensor.shape)
+      var v = [Double](repeating: 0, count: x.count)
+      for i in x.indices {
+        let p = index(i)
+        guard p < scale.count, zero.isEmpty || p < zero.count else { throw c.fail("the scale has too few elements for the input") }
+        v[i] = Double(x[i] / scale[p])
+        if type.isFloatingPoint {
+          v[i] += zero.isEmpty ? 0 : zero[p]
+        } else {
+          v[i] = v[i].rounded(.toNearestOrEven) + (zero.isEmpty ? 0 : zero[p])
+        }
+      }
+      switch type {
+      case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float4e2m1:
+        return [try NDArray(narrow: v, as: type, shape: shape, saturate: c.int("saturate", 1) != 0)]
+      default: break
+      }
+      let (lo, hi): (Double, Double)
       switch type {
       case .uint8: (lo, hi) = (0, 255)
       case .int8: (lo, hi) = (-128, 127)
       case .uint16: (lo, hi) = (0, 65535)
       case .int16: (lo, hi) = (-32768, 32767)
-      case .int4: (lo, hi) = (-8, 7)
-      case .uint4: (lo, hi) = (0, 15)
+      case .int4, .uint4, .int2, .uint2:
+        let r = type.narrowIntegerRange ?? (0, 0)
+        (lo, hi) = (Double(r.0), Double(r.1))
       default: throw c.unsupported("quantizing to \(type) is not supported")
       }
-      let shape = try c.input(0).shape
-      let index = try parameterIndex(c, shape: shape, parameterShape: scaleTensor.shape)
-      var q = [Int](repeating: 0, count: x.count)
-      for i in x.indices {
-        let p = index(i)
-        let v = (x[i] / scale[p]).rounded(.toNearestOrEven) + Float(zero.isEmpty ? 0 : zero[p])
-        q[i] = v.isNaN ? 0 : Swift.min(hi, Swift.max(lo, Int(Swift.max(Swift.min(v, 1e9), -1e9))))
-      }
-      return [try packQuantized(q, as: type, shape: shape)]
+      // Saturate; NaN quantizes to 0 (clamped into the type).
+      let q = v.map { $0.isNaN ? Swift.min(hi, Swift.max(lo, 0)) : Swift.min(hi, Swift.max(lo, $0)) }
+      if type.isNarrow { return [try NDArray(narrow: q, as: type, shape: shape, wrap: true)] }
+      return [try NDArray(doubles: q, as: type, shape: shape)]
     },
   ]
+}
+
+/// Element values of a quantized tensor (or zero point) as Double: integers of any width,
+/// float8 and float4 values decoded.
+func quantizedDoubles(_ x: NDArray) throws -> [Double] {
+  if x.dataType.isNarrow { return x.narrowValues() }
+  if x.dataType.isFloatingPoint { return try x.floats().map(Double.init) }
+  return try x.integers().map(Double.init)
 }
 
 /// Integer values of a quantized tensor, unpacking 4-bit types (low nibble first).
@@ -62,19 +90,6 @@ func quantizedValues(_ x: NDArray) throws -> [Int] {
   default:
     return try x.integers()
   }
-}
-
-private func packQuantized(_ q: [Int], as type: DataType, shape: [Int]) throws -> NDArray {
-  if type == .int4 || type == .uint4 {
-    var out = NDArray(zeros: type, shape)
-    let bytes = out.mutableElements(UInt8.self)
-    for (i, v) in q.enumerated() {
-      let nibble = UInt8(truncatingIfNeeded: v) & 0x0F
-      bytes[i / 2] |= i % 2 == 0 ? nibble : nibble << 4
-    }
-    return out
-  }
-  return try NDArray(doubles: q.map(Double.init), as: type, shape: shape)
 }
 
 /// Maps an element's linear index to the index of its scale/zero point: one for all, one per

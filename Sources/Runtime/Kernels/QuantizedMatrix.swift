@@ -56,9 +56,26 @@ extension Kernels {
     },
   ]
 
-  /// ONNX Runtime's contrib operators that compressed models use.
-  static let microsoft: [String: Kernel] = [
+  /// ONNX Runtime's com.microsoft quantized products: MatMulNBits (2- to 8-bit blocked weights),
+  /// GatherBlockQuantized (an embedding table of blocked weights), DynamicQuantizeMatMul (A
+  /// quantized on the fly, as ONNX Runtime does it), MatMulIntegerToFloat and QGemm.
+  static let quantizedMatrixContrib: [String: Kernel] = [
     "MatMulNBits": { c in [try matMulNBits(c)] },
+    "GatherBlockQuantized": { c in [try gatherBlockQuantized(c)] },
+    "DynamicQuantizeMatMul": { c in
+      let a = try c.input(0)
+      let (q, scale, zero) = try dynamicQuantize(c, a)
+      return [try integerProductToFloat(c, a: q, aScale: scale, aZero: NDArray([zero], shape: []).reinterpreted(as: .uint8),
+                                        b: try c.input(1), bScale: try c.input(2), bZero: c.optionalInput(3), bias: c.optionalInput(4),
+                                        type: .float)]
+    },
+    "MatMulIntegerToFloat": { c in
+      let aScale = try c.input(2)
+      guard aScale.count == 1, let s = try aScale.floats().first else { throw c.unsupported("a_scale must be a scalar") }
+      return [try integerProductToFloat(c, a: try c.input(0), aScale: s, aZero: c.optionalInput(4), b: try c.input(1),
+                                        bScale: try c.input(3), bZero: c.optionalInput(5), bias: c.optionalInput(6), type: aScale.dataType)]
+    },
+    "QGemm": { c in [try qgemm(c)] },
   ]
 }
 
@@ -115,44 +132,246 @@ private func quantize(_ y: NDArray, scale: NDArray, zero: NDArray) throws -> NDA
   return try NDArray(doubles: q, as: zero.dataType, shape: y.shape)
 }
 
-/// com.microsoft MatMulNBits: A [.., K] × B stored as N rows of K/block_size blocks of `bits`-bit
-/// unsigned values (low nibble first), scales [N · blocks], optional zero points (packed like B,
-/// default 2^(bits-1)), optional bias [N].
+/// A quantized per tensor to uint8 exactly as ONNX Runtime's dynamic quantization does it
+/// (GetQuantizationParameter, MlasQuantizeLinear): the range widened to hold 0, scale
+/// (max − min)/255 (1 when the range is empty), zero point round(−min/scale), values
+/// round-half-even(x/scale) + zero point, saturated.
+func dynamicQuantize(_ c: KernelContext, _ x: NDArray) throws -> (NDArray, Float, UInt8) {
+  let v = try x.floats()
+  var lo: Float = 0, hi: Float = 0
+  for f in v where !f.isNaN { lo = Swift.min(lo, f); hi = Swift.max(hi, f) }
+  let scale = hi == lo ? 1 : (hi - lo) / 255
+  let zero = Swift.max(0, Swift.min(255, (0 - lo / scale).rounded(.toNearestOrEven)))
+  var q = NDArray(uninitialized: .uint8, x.shape)
+  let e = q.mutableElements(UInt8.self)
+  for i in v.indices {
+    let r = (v[i] / scale).rounded(.toNearestOrEven) + zero
+    e[i] = r.isNaN ? UInt8(zero) : UInt8(Swift.max(0, Swift.min(255, r)))
+  }
+  return (q, scale, UInt8(zero))
+}
+
+/// (A − a_zero) × (B − b_zero) in integers, then × a_scale·b_scale (b's per column of B, or one),
+/// plus bias (per column), in `type`.
+private func integerProductToFloat(_ c: KernelContext, a: NDArray, aScale: Float, aZero: NDArray?, b: NDArray, bScale: NDArray,
+                                   bZero: NDArray?, bias: NDArray?, type: DataType) throws -> NDArray {
+  guard let n = b.shape.last, b.rank >= 2 else { throw c.fail("B \(b.shape) must be a matrix") }
+  let bs = try bScale.floats()
+  guard bs.count == 1 || bs.count == n else { throw c.fail("b_scale has \(bs.count) values for \(n) columns") }
+  if let bZero { guard bZero.count == 1 || bZero.count == n else { throw c.fail("b_zero_point has \(bZero.count) values for \(n) columns") } }
+  if let aZero { guard aZero.count == 1 else { throw c.unsupported("a_zero_point must be a scalar") } }
+  let product = try matMul(c, try shifted(a, zero: aZero), try shifted(b, zero: bZero, axisLength: n))
+  let biasValues = try bias?.floats()
+  if let biasValues { guard biasValues.count == n else { throw c.fail("bias has \(biasValues.count) values for \(n) columns") } }
+  var y = product
+  let e = y.mutableElements(Float.self)
+  for i in 0..<e.count {
+    let col = i % n
+    // The integer sum is exact; round it as sgemm may not have.
+    e[i] = e[i].rounded() * (aScale * bs[bs.count == 1 ? 0 : col]) + (biasValues?[col] ?? 0)
+  }
+  return type == .float ? y : try y.converted(to: type)
+}
+
+/// QGemm: alpha·(A − a_zero)(B − b_zero)·a_scale·b_scale + C·a_scale·b_scale (C int32, in units
+/// of alpha·a_scale·b_scale), quantized to y_scale / y_zero_point when they are given.
+private func qgemm(_ c: KernelContext) throws -> NDArray {
+  var a = try c.input(0), b = try c.input(3)
+  guard a.rank == 2, b.rank == 2 else { throw c.fail("A \(a.shape) and B \(b.shape) must be matrices") }
+  let aScale = try c.input(1).floats(), bScale = try c.input(4).floats()
+  guard aScale.count == 1 else { throw c.fail("a_scale must be a scalar") }
+  if c.int("transA", 0) != 0 { a = a.transposed([1, 0]) }
+  let transB = c.int("transB", 0) != 0
+  var bZero = c.optionalInput(5)
+  if transB {
+    b = b.transposed([1, 0])
+  }
+  let n = b.shape[1]
+  guard bScale.count == 1 || bScale.count == n else { throw c.fail("b_scale has \(bScale.count) values for \(n) columns") }
+  if let z = bZero, z.count != 1 {
+    guard z.count == n else { throw c.fail("b_zero_point has \(z.count) values for \(n) columns") }
+    bZero = z.reshaped([n])
+  }
+  let alpha = c.float("alpha", 1)
+  var product = try matMul(c, try shifted(a, zero: c.optionalInput(2)), try shifted(b, zero: bZero, axisLength: n))
+  let m = product.shape[0]
+  var cValues: [Float]?
+  var cShape = [Int]()
+  if let ct = c.optionalInput(6) {
+    guard broadcastShape([ct.shape, [m, n]]) == [m, n] else { throw c.fail("C \(ct.shape) does not broadcast to [\(m), \(n)]") }
+    cValues = try ct.integers().map(Float.init)
+    cShape = ct.shape
+  }
+  let e = product.mutableElements(Float.self)
+  let cStrides = strides(Array(repeating: 1, count: 2 - cShape.count) + cShape)
+  let cDims = Array(repeating: 1, count: 2 - cShape.count) + cShape
+  for i in 0..<m {
+    for j in 0..<n {
+      let multiplier = aScale[0] * bScale[bScale.count == 1 ? 0 : j]
+      // C is in units of alpha·a_scale·b_scale: it joins the integer sum.
+      var acc = e[i * n + j].rounded()
+      if let cValues { acc += cValues[(cDims[0] == 1 ? 0 : i * cStrides[0]) + (cDims[1] == 1 ? 0 : j * cStrides[1])] }
+      e[i * n + j] = alpha * multiplier * acc
+    }
+  }
+  guard c.optionalInput(7) != nil else { return product }
+  let py = try QuantizationParameters(c, scale: 7, zeroPoint: 8, type: c.optionalInput(8)?.dataType ?? .uint8)
+  return try py.tensor(try product.floats().map(py.quantize), shape: product.shape)
+}
+
+/// The `bits`-bit unsigned value at position `i` of a little-endian bit stream (value i occupies
+/// bits i·bits ..< (i+1)·bits, low bits first): the packing of MatMulNBits' B and zero points and
+/// of GatherBlockQuantized's uint8 data. Nil past the end of `bytes`.
+@inline(__always)
+func packedValue(_ bytes: Elements<UInt8>, base: Int, index i: Int, bits: Int) -> Int? {
+  let bit = i * bits
+  let first = base + bit / 8, shift = bit % 8
+  guard first >= 0, first < bytes.count else { return nil }
+  var word = Int(bytes[first]) >> shift
+  if shift + bits > 8 {
+    guard first + 1 < bytes.count else { return nil }
+    word |= Int(bytes[first + 1]) << (8 - shift)
+  }
+  return word & ((1 << bits) - 1)
+}
+
+/// com.microsoft MatMulNBits: A [.., K] × B, B stored as N rows of ceil(K/block_size) blobs of
+/// block_size·bits/8 bytes (values packed low bits first), scales [N, blocks], zero points packed
+/// the same way per row (or unpacked floats [N, blocks]; default 2^(bits−1)), optional bias [N].
+/// B is dequantized to Float and the product runs in Float, as the operator defines it
+/// (accuracy_level only lets a runtime compute A in lower precision).
 private func matMulNBits(_ c: KernelContext) throws -> NDArray {
   let a = try c.input(0)
   let k = c.int("K", 0), n = c.int("N", 0), bits = c.int("bits", 4), block = c.int("block_size", 0)
-  guard bits == 4 || bits == 8, k > 0, n > 0, block >= 16 else { throw c.unsupported("MatMulNBits with bits \(bits), K \(k), N \(n), block_size \(block)") }
+  guard (2...8).contains(bits), k > 0, n > 0, block >= 16, block & (block - 1) == 0 else {
+    throw c.fail("bits \(bits), K \(k), N \(n), block_size \(block): bits must be 2 to 8, block_size a power of two ≥ 16")
+  }
+  guard a.shape.last == k else { throw c.fail("A \(a.shape) must end in K = \(k)") }
+  if c.optionalInput(4) != nil { throw c.unsupported("the deprecated g_idx input is not supported") }
   let blocks = (k + block - 1) / block
-  let packed = try c.input(1).elements(UInt8.self)
+  let blob = block * bits / 8
+  let packed = try c.input(1)
+  guard packed.dataType == .uint8, packed.count >= n * blocks * blob else {
+    throw c.fail("B \(packed.shape) must hold N·blocks·blob = \(n)·\(blocks)·\(blob) bytes")
+  }
+  let bytes = packed.elements(UInt8.self)
   let scales = try c.input(2).floats()
+  guard scales.count >= n * blocks else { throw c.fail("scales must hold N·blocks = \(n * blocks) values, not \(scales.count)") }
   let zeros = c.optionalInput(3)
-  let zeroBytes = zeros.flatMap { $0.dataType == .uint8 ? Array($0.elements(UInt8.self)) : nil }
+  let zeroBytes = zeros.flatMap { $0.dataType == .uint8 ? $0.elements(UInt8.self) : nil }
   let zeroFloats = try zeros.flatMap { $0.dataType == .uint8 ? nil : try $0.floats() }
-  let bytesPerBlock = block * bits / 8
-  func value(_ row: Int, _ col: Int) -> Int {
-    let blockIndex = col / block, within = col % block
-    let byte = packed[(row * blocks + blockIndex) * bytesPerBlock + within * bits / 8]
-    return bits == 8 ? Int(byte) : Int(within % 2 == 0 ? byte & 0x0F : byte >> 4)
-  }
-  func zero(_ row: Int, _ blockIndex: Int) -> Float {
-    if let zeroFloats { return zeroFloats[row * blocks + blockIndex] }
-    guard let zeroBytes else { return Float(1 << (bits - 1)) }
-    if bits == 8 { return Float(zeroBytes[row * blocks + blockIndex]) }
-    let perRow = (blocks + 1) / 2
-    let byte = zeroBytes[row * perRow + blockIndex / 2]
-    return Float(blockIndex % 2 == 0 ? byte & 0x0F : byte >> 4)
-  }
-  // Dequantize B to [K, N] and multiply: compute stays float, as the operator specifies.
+  let zeroRow = (blocks * bits + 7) / 8
+  if let zeroBytes, zeroBytes.count < n * zeroRow { throw c.fail("packed zero points must be [N, \(zeroRow)]") }
+  if let zeroFloats, zeroFloats.count < n * blocks { throw c.fail("zero points must be [N, \(blocks)]") }
+  let defaultZero = Float(1 << (bits - 1))
+  // Dequantize B to [K, N] and multiply.
   var w = [Float](repeating: 0, count: k * n)
   for row in 0..<n {
-    for col in 0..<k {
-      let bi = col / block
-      w[col * n + row] = (Float(value(row, col)) - zero(row, bi)) * scales[row * blocks + bi]
+    for bi in 0..<blocks {
+      let zero: Float
+      if let zeroFloats {
+        zero = zeroFloats[row * blocks + bi]
+      } else if let zeroBytes {
+        zero = Float(packedValue(zeroBytes, base: row * zeroRow, index: bi, bits: bits) ?? 0)
+      } else {
+        zero = defaultZero
+      }
+      let scale = scales[row * blocks + bi], base = (row * blocks + bi) * blob
+      for within in 0..<Swift.min(block, k - bi * block) {
+        let q = Float(packedValue(bytes, base: base, index: within, bits: bits) ?? 0)
+        w[(bi * block + within) * n + row] = (q - zero) * scale
+      }
     }
   }
   var y = try matMul(c, a, NDArray(w, shape: [k, n]))
   if let bias = c.optionalInput(5) {
+    guard bias.count == n else { throw c.fail("bias has \(bias.count) values for N = \(n)") }
     y = try arithmetic(c, y, bias.dataType == y.dataType ? bias : try bias.converted(to: y.dataType), op: "Add", +)
   }
   return y
+}
+
+/// com.microsoft GatherBlockQuantized: Gather along gather_axis from `data` quantized in blocks
+/// of block_size along quantize_axis, dequantized: (q − zero)·scale, or q·scale for float8 and
+/// float4 data. int4/uint4 data is packed two to a byte (ONNX's layout); uint8 data packs
+/// `bits`-bit values along the last axis. Out-of-range indices give zeros, as ONNX Runtime does.
+private func gatherBlockQuantized(_ c: KernelContext) throws -> NDArray {
+  let data = try c.input(0), indices = try c.input(1).integers(), scales0 = try c.input(2)
+  let indexShape = try c.input(1).shape
+  let bits = c.int("bits", 4)
+  let isFloat = data.dataType.isFloatingPoint
+  let packedBits = data.dataType == .uint8 && bits < 8 ? bits : nil
+  if data.dataType == .uint8 { guard [2, 4, 8].contains(bits) else { throw c.fail("bits must be 2, 4 or 8, not \(bits)") } }
+  // The logical shape: uint8 packs 8/bits values per byte of the last axis.
+  var shape = data.shape
+  guard shape.count >= 1 else { throw c.fail("data must have rank 1 or more") }
+  if let b = packedBits { shape[shape.count - 1] *= 8 / b }
+  let rank = shape.count
+  let gatherAxis = try c.axis(c.int("gather_axis", 0), rank: rank), quantizeAxis = try c.axis(c.int("quantize_axis", 1), rank: rank)
+  let blockSize = c.int("block_size", 128)
+  let block = blockSize == 0 && isFloat ? shape[quantizeAxis] : blockSize
+  guard block > 0 else { throw c.fail("block_size must be positive (0 only for float8 and float4 data)") }
+  if packedBits != nil { guard gatherAxis != quantizeAxis || rank == 1 else { throw c.fail("packed uint8 data needs gather_axis ≠ quantize_axis") } }
+  let values: [Float]
+  switch data.dataType {
+  case .int4, .uint4: values = data.narrowIntegers().map(Float.init)
+  case .uint8 where packedBits != nil:
+    let bytes = data.elements(UInt8.self)
+    let total = shape.reduce(1, *)
+    values = (0..<total).map { Float(packedValue(bytes, base: 0, index: $0, bits: bits) ?? 0) }
+  case .uint8: values = try data.floats()
+  default:
+    guard data.dataType.isNarrow && isFloat else { throw c.unsupported("data of type \(data.dataType)") }
+    values = data.narrowValues().map(Float.init)
+  }
+  let scales = try scales0.floats()
+  guard scales0.rank == rank else { throw c.fail("scales \(scales0.shape) must have data's rank \(rank)") }
+  var scaleShape = scales0.shape
+  for d in 0..<rank where d != quantizeAxis {
+    guard scaleShape[d] == shape[d] || (scaleShape[d] == 1 && isFloat) else { throw c.fail("scales \(scales0.shape) do not fit data \(shape)") }
+  }
+  guard scaleShape[quantizeAxis] == (shape[quantizeAxis] + block - 1) / block else {
+    throw c.fail("scales \(scales0.shape) need \((shape[quantizeAxis] + block - 1) / block) blocks along axis \(quantizeAxis)")
+  }
+  var zeros: [Float]?
+  if let z = c.optionalInput(3) {
+    guard !isFloat else { throw c.fail("float8 and float4 data take no zero points") }
+    switch z.dataType {
+    case .int4, .uint4: zeros = z.narrowIntegers().map(Float.init)
+    case .uint8 where packedBits != nil:
+      let bytes = z.elements(UInt8.self)
+      zeros = (0..<scales.count).map { Float(packedValue(bytes, base: 0, index: $0, bits: bits) ?? 0) }
+    default: zeros = try z.floats()
+    }
+    guard let zc = zeros?.count, zc >= scales.count else { throw c.fail("zero_points must have one value per scale") }
+  }
+  let defaultZero: Float = data.dataType == .uint8 ? Float(1 << (bits - 1)) : 0
+  scaleShape = scaleShape.map { $0 }
+  let scaleStrides = strides(scaleShape).enumerated().map { scaleShape[$0.offset] == 1 ? 0 : $0.element }
+  let dataStrides = strides(shape)
+  let axisLength = shape[gatherAxis]
+  let outer = shape[..<gatherAxis].reduce(1, *), inner = shape[(gatherAxis + 1)...].reduce(1, *)
+  let outShape = Array(shape[..<gatherAxis]) + indexShape + Array(shape[(gatherAxis + 1)...])
+  try NDArray.checkAllocation(outShape, .float, c)
+  var out = [Float](repeating: 0, count: outShape.reduce(1, *))
+  for o in 0..<outer {
+    for (t, index) in indices.enumerated() {
+      let i = index < 0 ? index + axisLength : index
+      guard i >= 0 && i < axisLength else { continue }
+      for r in 0..<inner {
+        let flat = (o * axisLength + i) * inner + r
+        // The element's coordinates give its scale's position.
+        var rest = flat, sp = 0
+        for d in 0..<rank {
+          let coord = rest / dataStrides[d]
+          rest %= dataStrides[d]
+          sp += (d == quantizeAxis ? coord / block : coord) * scaleStrides[d]
+        }
+        let zero = zeros?[sp] ?? defaultZero
+        out[(o * indices.count + t) * inner + r] = (values[flat] - (isFloat ? 0 : zero)) * scales[sp]
+      }
+    }
+  }
+  let result = NDArray(out, shape: outShape)
+  return scales0.dataType == .float ? result : try result.converted(to: scales0.dataType)
 }

@@ -14,6 +14,89 @@ extension Kernels {
     "LSTM": { c in try recurrence(c, kind: .lstm) },
     "CausalConvWithState": { c in try causalConvolution(c) },
   ]
+
+  /// ONNX Runtime's com.microsoft DynamicQuantizeLSTM: an LSTM whose W and R are 8-bit
+  /// ([directions, input, 4·hidden] and [directions, hidden, 4·hidden], transposed against LSTM's),
+  /// with the activations quantized on the fly before each product, as ONNX Runtime computes it.
+  static let recurrentContrib: [String: Kernel] = [
+    "DynamicQuantizeLSTM": { c in try recurrence(c, kind: .lstm, quantized: try QuantizedRecurrentWeights(c)) },
+  ]
+}
+
+/// DynamicQuantizeLSTM's weights: the zero-point-shifted integers as Float ([directions, K, G],
+/// exact), and per direction the scale of each of the G columns.
+private struct QuantizedRecurrentWeights {
+  var w: [Float], r: [Float]
+  var wScale: [[Float]], rScale: [[Float]]
+  var inputSize: Int, hidden: Int, directions: Int
+
+  init(_ c: KernelContext) throws {
+    let w0 = try c.input(1), r0 = try c.input(2)
+    guard w0.rank == 3, r0.rank == 3, w0.shape[0] == r0.shape[0], w0.shape[2] == r0.shape[2], r0.shape[2] == 4 * r0.shape[1] else {
+      throw c.fail("W \(w0.shape) and R \(r0.shape) must be [directions, input, 4·hidden] and [directions, hidden, 4·hidden]")
+    }
+    let directions = w0.shape[0], hidden = r0.shape[1]
+    let g = 4 * hidden
+    func parameters(_ q: NDArray, _ scaleIndex: Int, _ zeroIndex: Int, rows: Int) throws -> ([Float], [[Float]]) {
+      let scale = try c.input(scaleIndex).floats(), zero = try c.input(zeroIndex).integers()
+      let perColumn = scale.count == directions * g
+      guard scale.count == directions || perColumn, zero.count == scale.count else {
+        throw c.fail("inputs \(scaleIndex) and \(zeroIndex) must have \(directions) or \(directions * g) values")
+      }
+      let values = try q.integers()
+      var shifted = [Float](repeating: 0, count: values.count)
+      for d in 0..<directions {
+        for i in 0..<rows {
+          for j in 0..<g {
+            let z = zero[perColumn ? d * g + j : d]
+            shifted[(d * rows + i) * g + j] = Float(values[(d * rows + i) * g + j] - z)
+          }
+        }
+      }
+      let scales = (0..<directions).map { d in (0..<g).map { scale[perColumn ? d * g + $0 : d] } }
+      return (shifted, scales)
+    }
+    (w, wScale) = try parameters(w0, 8, 9, rows: w0.shape[1])
+    (r, rScale) = try parameters(r0, 10, 11, rows: hidden)
+    self.directions = directions
+    self.hidden = hidden
+    inputSize = w0.shape[1]
+  }
+
+  /// out[m, G] = quantize(a[m, k]) × weights of direction d, dequantized: the integer product
+  /// times a_scale·w_scale[column]. `a` is quantized to uint8 as ONNX Runtime's dynamic
+  /// quantization does it — the whole input sequence at once, and the recurrent state one batch
+  /// row at a time (`rowsPerQuantization` 1). ONNX Runtime quantizes the state in groups of rows
+  /// set by its thread count; a row at a time is its result whenever it has a thread per row, and
+  /// for a batch of one always.
+  func product(_ a: UnsafePointer<Float>, m: Int, k: Int, recurrent: Bool, direction d: Int, into out: UnsafeMutablePointer<Float>) {
+    let g = 4 * hidden
+    let groupRows = recurrent ? 1 : m
+    let weights = recurrent ? r : w, scales = recurrent ? rScale[d] : wScale[d]
+    var q = [Float](repeating: 0, count: groupRows * k)
+    for first in stride(from: 0, to: m, by: Swift.max(groupRows, 1)) {
+      let rows = Swift.min(groupRows, m - first), count = rows * k, src = a + first * k
+      var lo: Float = 0, hi: Float = 0
+      for i in 0..<count where !src[i].isNaN { lo = Swift.min(lo, src[i]); hi = Swift.max(hi, src[i]) }
+      let scale = hi == lo ? 1 : (hi - lo) / 255
+      let zero = Swift.max(0, Swift.min(255, (0 - lo / scale).rounded(.toNearestOrEven)))
+      for i in 0..<count {
+        let v = (src[i] / scale).rounded(.toNearestOrEven) + zero
+        q[i] = (v.isNaN ? zero : Swift.max(0, Swift.min(255, v))) - zero
+      }
+      let dst = out + first * g
+      q.withUnsafeBufferPointer { qp in
+        weights.withUnsafeBufferPointer { wp in
+          guard let qa = qp.baseAddress, let wb = wp.baseAddress, k > 0 else { return }
+          Linalg.gemm(m: rows, n: g, k: k, a: qa, b: wb + d * k * g, c: dst, parallel: false)
+        }
+      }
+      if k == 0 { for i in 0..<(rows * g) { dst[i] = 0 } }
+      for i in 0..<rows {
+        for j in 0..<g { dst[i * g + j] = dst[i * g + j].rounded() * (scale * scales[j]) }
+      }
+    }
+  }
 }
 
 private enum Cell { case rnn, gru, lstm
@@ -38,23 +121,42 @@ private func activation(_ c: KernelContext, _ name: String, alpha: Float?, beta:
   }
 }
 
-private func recurrence(_ c: KernelContext, kind: Cell) throws -> [NDArray] {
+private func recurrence(_ c: KernelContext, kind: Cell, quantized: QuantizedRecurrentWeights? = nil) throws -> [NDArray] {
   let layout = c.int("layout", 0)
   var x = try c.input(0).converted(to: .float)
+  guard x.rank == 3 else { throw c.fail("X \(x.shape) must be [sequence, batch, input]") }
   if layout == 1 { x = x.transposed([1, 0, 2]) }  // to [seq, batch, input]
-  let w = try c.input(1).converted(to: .float), r = try c.input(2).converted(to: .float)
+  // Quantized weights replace the float ones (kept empty).
+  let w = quantized == nil ? try c.input(1).converted(to: .float) : NDArray(zeros: .float, [0, 0, 0])
+  let r = quantized == nil ? try c.input(2).converted(to: .float) : NDArray(zeros: .float, [0, 0, 0])
   let seq = x.shape[0], batch = x.shape[1], inputSize = x.shape[2]
-  let dirs = w.shape[0], gates = kind.gates, hidden = c.int("hidden_size", r.shape[2])
+  let gates = kind.gates
+  let dirs = quantized?.directions ?? w.shape[0]
+  let hidden = quantized?.hidden ?? c.int("hidden_size", r.rank == 3 ? r.shape[2] : 0)
   let direction = c.string("direction", "forward")
-  guard dirs == (direction == "bidirectional" ? 2 : 1), w.shape[1] == gates * hidden, w.shape[2] == inputSize,
-        r.shape == [dirs, gates * hidden, hidden] else {
-    throw c.fail("W \(w.shape) and R \(r.shape) do not fit X \(x.shape) with hidden_size \(hidden)")
+  if let quantized {
+    guard dirs == (direction == "bidirectional" ? 2 : 1), quantized.inputSize == inputSize, c.int("hidden_size", hidden) == hidden else {
+      throw c.fail("W and R do not fit X \(x.shape) with hidden_size \(hidden) and direction \(direction)")
+    }
+  } else {
+    guard w.rank == 3, dirs == (direction == "bidirectional" ? 2 : 1), w.shape[1] == gates * hidden, w.shape[2] == inputSize,
+          r.shape == [dirs, gates * hidden, hidden] else {
+      throw c.fail("W \(w.shape) and R \(r.shape) do not fit X \(x.shape) with hidden_size \(hidden)")
+    }
   }
   let bias = try c.optionalInput(3).map { try $0.floats() }
+  if let bias, bias.count != dirs * 2 * gates * hidden { throw c.fail("B must have \(dirs * 2 * gates * hidden) values, not \(bias.count)") }
   let lengths = try c.optionalInput(4).map { try $0.integers() } ?? Array(repeating: seq, count: batch)
+  guard lengths.count == batch, lengths.allSatisfy({ $0 >= 0 && $0 <= seq }) else {
+    throw c.fail("sequence_lens \(lengths) must hold \(batch) lengths of at most \(seq)")
+  }
   let h0 = try c.optionalInput(5).map { try ($0.rank == 3 && layout == 1 ? $0.transposed([1, 0, 2]) : $0).floats() }
   let c0 = kind == .lstm ? try c.optionalInput(6).map { try ($0.rank == 3 && layout == 1 ? $0.transposed([1, 0, 2]) : $0).floats() } : nil
   let peep = kind == .lstm ? try c.optionalInput(7).map { try $0.floats() } : nil
+  guard h0.map({ $0.count == dirs * batch * hidden }) ?? true, c0.map({ $0.count == dirs * batch * hidden }) ?? true,
+        peep.map({ $0.count == dirs * 3 * hidden }) ?? true else {
+    throw c.fail("initial_h and initial_c must be [\(dirs), \(batch), \(hidden)], P [\(dirs), \(3 * hidden)]")
+  }
   let clip = c.node.attribute("clip")?.float
   let linearBeforeReset = c.int("linear_before_reset", 0) != 0
   let inputForget = c.int("input_forget", 0) != 0
@@ -79,8 +181,17 @@ private func recurrence(_ c: KernelContext, kind: Cell) throws -> [NDArray] {
     // Input projections of every step at once: [seq·batch, input] × W_dᵀ → [seq·batch, G].
     var xw = [Float](repeating: 0, count: seq * batch * G)
     withExtendedLifetime((xs, ws)) {
-      if let xp = xs.baseAddress, let wp = ws.baseAddress, seq * batch > 0 {
-        xw.withUnsafeMutableBufferPointer { Linalg.gemm(m: seq * batch, n: G, k: inputSize, a: xp, b: wp + d * G * inputSize, c: $0.baseAddress.unsafelyUnwrapped, transposeB: true) }
+      guard let xp = xs.baseAddress, seq * batch > 0 else { return }
+      xw.withUnsafeMutableBufferPointer { out in
+        guard let o = out.baseAddress else { return }
+        if let quantized {
+          // The steps no sequence reaches take no part in the quantization range (ONNX Runtime
+          // projects only the first max(sequence_lens) steps).
+          let steps = lengths.max() ?? seq
+          quantized.product(xp, m: steps * batch, k: inputSize, recurrent: false, direction: d, into: o)
+        } else if let wp = ws.baseAddress {
+          Linalg.gemm(m: seq * batch, n: G, k: inputSize, a: xp, b: wp + d * G * inputSize, c: o, transposeB: true)
+        }
       }
     }
     let wb = bias.map { Array($0[(d * 2 * G)..<(d * 2 * G + G)]) } ?? Array(repeating: 0, count: G)
@@ -94,8 +205,12 @@ private func recurrence(_ c: KernelContext, kind: Cell) throws -> [NDArray] {
       h.withUnsafeBufferPointer { hp in
         hr.withUnsafeMutableBufferPointer { out in
           withExtendedLifetime(rs) {
-            Linalg.gemm(m: batch, n: G, k: hidden, a: hp.baseAddress.unsafelyUnwrapped, b: rs.baseAddress.unsafelyUnwrapped + rOffset,
-                        c: out.baseAddress.unsafelyUnwrapped, transposeB: true)
+            guard let a = hp.baseAddress, let o = out.baseAddress, batch > 0, hidden > 0 else { return }
+            if let quantized {
+              quantized.product(a, m: batch, k: hidden, recurrent: true, direction: d, into: o)
+            } else if let rp = rs.baseAddress {
+              Linalg.gemm(m: batch, n: G, k: hidden, a: a, b: rp + rOffset, c: o, transposeB: true)
+            }
           }
         }
       }

@@ -7,7 +7,6 @@ import Support
 /// on raw bytes, so every element type is handled.
 extension Kernels {
   static let shapeOps: [String: Kernel] = [
-    "Identity": { c in [try c.input(0)] },
     "Dropout": { c in
       // Inference: the identity. The mask (all kept) only when asked for: bool from opset 10,
       // the input's type before.
@@ -184,16 +183,11 @@ extension Kernels {
     },
     "Cast": { c in
       let x = try c.input(0)
-      let to = DataType(rawValue: Int32(c.int("to", 0)))
-      if to == x.dataType { return [x] }
-      if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
-      return [try x.converted(to: to)]
+      return [try cast(c, x, to: DataType(rawValue: Int32(truncatingIfNeeded: c.int("to", 0))))]
     },
     "CastLike": { c in
-      let x = try c.input(0), to = try c.input(1).dataType
-      if to == x.dataType { return [x] }
-      if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
-      return [try x.converted(to: to)]
+      let x = try c.input(0)
+      return [try cast(c, x, to: try c.input(1).dataType)]
     },
     "Constant": { c in
       guard let a = c.node.attributes.first else { throw c.fail("no value attribute") }
@@ -226,6 +220,17 @@ extension Kernels {
       return [try NDArray(doubles: (0..<n).map { s + Double($0) * d }, as: start.dataType, shape: [n])]
     },
   ]
+}
+
+/// Cast and CastLike: `saturate` (float8) and `round_mode` (float8e8m0) apply to the narrow types.
+private func cast(_ c: KernelContext, _ x: NDArray, to: DataType) throws -> NDArray {
+  if to == x.dataType { return x }
+  if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
+  guard to.isKnown, to != .undefined, to != .complex64, to != .complex128 else { throw c.unsupported("casts to \(to) are not supported") }
+  if to.isNarrow || x.dataType.isNarrow {
+    return try x.narrowConverted(to: to, saturate: c.int("saturate", 1) != 0, roundMode: c.string("round_mode", "up"))
+  }
+  return try x.converted(to: to)
 }
 
 private func concatenate(_ parts: [NDArray], axis: Int, like x: NDArray) throws -> NDArray {

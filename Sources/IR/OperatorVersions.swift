@@ -2,13 +2,13 @@
 // `make operator-versions` regenerates it.
 
 /// The history of the standard operator set (domain "" / "ai.onnx") as the onnx wheel defines it.
-enum OperatorVersions {
+public enum OperatorVersions {
   /// The newest opset of the default domain these tables describe.
-  static let latestOpset: Int64 = 28
+  public static let latestOpset: Int64 = 28
 
   /// For each operator, the opset versions at which its schema changed, ascending. The
   /// schema in force at opset v is the one of the largest version not above v.
-  static let changes: [String: [Int64]] = [
+  public static let changes: [String: [Int64]] = [
     "Abs": [1, 6, 13],
     "Acos": [7, 22],
     "Acosh": [9, 22],
@@ -216,13 +216,13 @@ enum OperatorVersions {
 
   /// Versions at which an operator was removed from the standard set (its schema there is
   /// marked deprecated): from that opset on, a model may not use it.
-  static let removals: [String: Int64] = [
+  public static let removals: [String: Int64] = [
     "Scatter": 11,
     "Upsample": 10,
   ]
 
   /// The lowest IR version that may import each opset of the default domain (onnx.helper.VERSION_TABLE).
-  static let minimumIRVersion: [Int64: Int64] = [
+  public static let minimumIRVersion: [Int64: Int64] = [
     1: 3,
     2: 3,
     3: 3,
@@ -252,4 +252,10 @@ enum OperatorVersions {
     27: 13,
     28: 14,
   ]
+
+  /// The opset that introduced `op` and the last that has it (the one before its removal).
+  public static func range(of op: String) -> (first: Int64, last: Int64)? {
+    guard let first = changes[op]?.first else { return nil }
+    return (first, removals[op].map { $0 - 1 } ?? latestOpset)
+  }
 }
