@@ -163,7 +163,8 @@ struct ChannelGroups {
     let ins = n.inputs.map { layouts[$0] }
     let why = "read by \(n.opType) \(label(n))"
     func blockInputs() { for i in n.inputs { block(i, why) } }
-    guard n.isDefaultDomain, !n.outputs.isEmpty else { blockInputs(); return }
+    // Every case below reads its first input and writes its first output.
+    guard n.isDefaultDomain, !n.outputs.isEmpty, !n.inputs.isEmpty else { blockInputs(); return }
     switch n.opType {
     case "Conv":
       guard n.inputs.count >= 2, let w = initializers[n.inputs[1]], w.dataType == .float, w.dims.count >= 3 else { blockInputs(); return }

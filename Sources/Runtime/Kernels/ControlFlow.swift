@@ -33,7 +33,7 @@ private func loop(_ c: KernelContext) throws -> [NDArray] {
     if trip >= limit { throw c.fail("the loop ran \(limit) iterations without ending") }
     let outs = try c.runSubgraph(body, feeds: [NDArray([trip], shape: []), NDArray(bools: [cond], shape: [])] + carried)
     cond = try outs[0].integers().first ?? 0 != 0
-    carried = Array(outs[1...carriedCount])
+    carried = Array(outs[1..<(1 + carriedCount)])
     for k in 0..<scanCount { scans[k].append(outs[1 + carriedCount + k]) }
     trip += 1
     if maxTrips == nil && c.optionalInput(1) == nil { throw c.fail("a Loop without trip count or condition never ends") }
@@ -50,6 +50,7 @@ private func loop(_ c: KernelContext) throws -> [NDArray] {
 
 /// Stacks equally shaped tensors along a new leading axis.
 private func stack(_ c: KernelContext, _ items: [NDArray], like first: NDArray) throws -> NDArray {
+  try NDArray.checkAllocation([items.count] + first.shape, first.dataType, c)
   var out = NDArray(uninitialized: first.dataType, [items.count] + first.shape)
   let bytes = first.storage.byteCount
   let dst = out.mutableBytes()
@@ -72,7 +73,7 @@ private func scan(_ c: KernelContext) throws -> [NDArray] {
 
 private func scanWithBatch(_ c: KernelContext) throws -> [NDArray] {
   if c.optionalInput(0) != nil { throw c.unsupported("Scan's sequence_lens input is not supported") }
-  let inputs = try (1..<c.inputs.count).map { try c.input($0) }
+  let inputs = try (1..<max(1, c.inputs.count)).map { try c.input($0) }
   guard let batch = inputs.first?.shape.first else { throw c.fail("no inputs") }
   var perBatch = [[NDArray]]()
   for b in 0..<batch {
@@ -90,21 +91,28 @@ private func scanWithBatch(_ c: KernelContext) throws -> [NDArray] {
 private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttribute: String = "scan_input_directions") throws -> [NDArray] {
   let body = try c.graph("body")
   let scanInputs = c.int("num_scan_inputs", 0)
+  guard scanInputs >= 1, scanInputs <= inputs.count else {
+    throw c.fail("num_scan_inputs \(scanInputs) is not between 1 and the \(inputs.count) inputs")
+  }
   let stateCount = inputs.count - scanInputs
-  guard stateCount >= 0 else { throw c.fail("num_scan_inputs \(scanInputs) exceeds the \(inputs.count) inputs") }
   var state = Array(inputs[..<stateCount])
   let sequences = Array(inputs[stateCount...])
   let inAxes = c.ints("scan_input_axes") ?? Array(repeating: 0, count: scanInputs)
   let directions = c.ints(directionsAttribute) ?? Array(repeating: 0, count: scanInputs)
+  guard inAxes.count == scanInputs, directions.count == scanInputs else {
+    throw c.fail("scan_input_axes and \(directionsAttribute) need one entry per scan input (\(scanInputs))")
+  }
   guard let first = sequences.first else { throw c.fail("no scan inputs") }
   let axis0 = try c.axis(inAxes[0], rank: first.rank)
   let length = first.shape[axis0]
   let scanOutputs = body.outputs.count - stateCount
+  guard scanOutputs >= 0 else { throw c.fail("the body has \(body.outputs.count) outputs for \(stateCount) state variables") }
   var collected = [[NDArray]](repeating: [], count: scanOutputs)
   for t in 0..<length {
     var feeds = state
     for (k, seq) in sequences.enumerated() {
       let axis = try c.axis(inAxes[k], rank: seq.rank)
+      guard seq.shape[axis] == length else { throw c.fail("scan input \(k) has \(seq.shape[axis]) steps, scan input 0 has \(length)") }
       let i = directions[k] == 1 ? length - 1 - t : t
       var shape = seq.shape
       shape.remove(at: axis)
@@ -116,6 +124,9 @@ private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttri
   }
   let outAxes = c.ints("scan_output_axes") ?? Array(repeating: 0, count: scanOutputs)
   let outDirections = c.ints("scan_output_directions") ?? Array(repeating: 0, count: scanOutputs)
+  guard outAxes.count == scanOutputs, outDirections.count == scanOutputs else {
+    throw c.fail("scan_output_axes and scan_output_directions need one entry per scan output (\(scanOutputs))")
+  }
   let stacked = try collected.enumerated().map { k, items -> NDArray in
     guard let f = items.first else { return NDArray(zeros: .float, [0]) }
     let ordered = outDirections[k] == 1 ? items.reversed() : items

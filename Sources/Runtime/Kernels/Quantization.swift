@@ -11,6 +11,9 @@ extension Kernels {
       let zero = try c.optionalInput(2).map { try quantizedValues($0) } ?? []
       let values = try quantizedValues(x)
       let index = try parameterIndex(c, shape: x.shape, parameterShape: try c.input(1).shape)
+      guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
+        throw c.fail("\(scale.count) scales and \(zero.count) zero points")
+      }
       var out = [Float](repeating: 0, count: values.count)
       for i in values.indices {
         let p = index(i)
@@ -39,6 +42,9 @@ extension Kernels {
       }
       let shape = try c.input(0).shape
       let index = try parameterIndex(c, shape: shape, parameterShape: scaleTensor.shape)
+      guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
+        throw c.fail("\(scale.count) scales and \(zero.count) zero points")
+      }
       var q = [Int](repeating: 0, count: x.count)
       for i in x.indices {
         let p = index(i)
@@ -82,11 +88,15 @@ private func packQuantized(_ q: [Int], as type: DataType, shape: [Int]) throws -
 private func parameterIndex(_ c: KernelContext, shape: [Int], parameterShape: [Int]) throws -> (Int) -> Int {
   let count = parameterShape.reduce(1, *)
   if parameterShape.isEmpty || count == 1 { return { _ in 0 } }
+  guard !shape.isEmpty else { throw c.fail("\(count) scales for a scalar input") }
   let axis = try c.axis(c.int("axis", 1), rank: shape.count)
   let blockSize = c.int("block_size", 0)
   let inner = shape[(axis + 1)...].reduce(1, *), n = shape[axis]
   if blockSize > 0 {
-    guard parameterShape.count == shape.count else { throw c.fail("blocked scales must have the input's rank") }
+    let fits = parameterShape.count == shape.count && shape.indices.allSatisfy { d in
+      parameterShape[d] == (d == axis ? shape[d] / blockSize + (shape[d] % blockSize == 0 ? 0 : 1) : shape[d])
+    }
+    guard fits else { throw c.fail("blocked scales of shape \(parameterShape) do not fit an input of shape \(shape) with block_size \(blockSize)") }
     let pStrides = strides(parameterShape), xStrides = strides(shape)
     return { i in
       var rest = i, p = 0
