@@ -969,6 +969,63 @@ def prune_unused(m):
     m.graph.input.extend(keep_inputs)
 
 
+REGRESSIONS = HERE / "regressions"
+
+
+def promote(binary, case_dir, name, note):
+    """Commits a failure as a regression case: its (minimized) model, small data it needs, the
+    command line with placeholders, and what the fixed binary answers (exit code, error line)."""
+    case_dir = pathlib.Path(case_dir)
+    entry = json.loads((case_dir / "case.json").read_text())
+    model = case_dir / "minimized.onnx" if (case_dir / "minimized.onnx").exists() else case_dir / "mutant.onnx"
+    REGRESSIONS.mkdir(exist_ok=True)
+    (REGRESSIONS / "data").mkdir(exist_ok=True)
+    shutil.copy(model, REGRESSIONS / f"{name}.onnx")
+    for extra in case_dir.iterdir():  # external data beside the model
+        if extra.name not in ("mutant.onnx", "minimized.onnx", "case.json"):
+            shutil.copy(extra, REGRESSIONS / extra.name)
+    args = []
+    for a in entry["argv"]:
+        prefix, sep, value = a.partition("=") if a.startswith("--input=") else ("", "", a)
+        if prefix:
+            name_part, _, path = value.rpartition("=")
+            value = path
+        if value.endswith("mutant.onnx"):
+            value = "{model}"
+        elif re.search(r"out\d+\.onnx$", value):
+            value = "{out}"
+        elif "/fixture-data/" in value or "/realmodels/" in value:
+            src = pathlib.Path(value)
+            dst = REGRESSIONS / "data" / (src.name if "/fixture-data/" in value else f"{src.parent.parent.name}.{src.name}")
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                shutil.copy(src, dst)
+            value = "{data}/" + dst.name
+        elif value.startswith(str(FIXTURES) + "/"):
+            value = "{fixtures}/" + value[len(str(FIXTURES)) + 1:]
+        elif value == entry.get("base_path"):  # a real model, the reference of eval and distill
+            src = pathlib.Path(value)
+            shutil.copy(src, REGRESSIONS / "data" / f"{src.parent.name}.onnx")
+            value = "{data}/" + f"{src.parent.name}.onnx"
+        args.append(f"{prefix}={name_part}={value}" if prefix else value)
+    argv = [binary] + [a.replace("{model}", str(REGRESSIONS / f"{name}.onnx")).replace("{data}", str(REGRESSIONS / "data"))
+                       .replace("{fixtures}", str(FIXTURES))
+                       .replace("{out}", str(pathlib.Path(tempfile.mkdtemp()) / "out.onnx")) for a in args]
+    r = subprocess.run(argv, capture_output=True, text=True, env=fuzz_env(), timeout=600)
+    error = (r.stderr.strip().splitlines() or [""])[-1]
+    manifest = REGRESSIONS / "regressions.json"
+    cases = json.loads(manifest.read_text()) if manifest.exists() else []
+    cases = [c for c in cases if c["name"] != name]
+    # The error line without paths: what the test compares.
+    detail = error.split(": ", 2)[-1] if error.startswith("compressor: error: /") else error.removeprefix("compressor: error: ")
+    cases.append(dict(name=name, note=note, mutations=entry["mutations"], found=entry.get("signature", entry["kind"]),
+                      args=args, exit=r.returncode, error=detail if r.returncode else ""))
+    cases.sort(key=lambda c: c["name"])
+    manifest.write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
+    print(f"{name}: exit {r.returncode} {error}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--compressor", required=True)
@@ -984,9 +1041,14 @@ def main():
     p.add_argument("--minimize", action="store_true", help="minimize one failure per signature afterwards")
     p.add_argument("--minimize-case", help="minimize this saved failure directory and exit")
     p.add_argument("--strict-format", action="store_true", help="a failure that is not exactly one error line fails too")
+    p.add_argument("--promote", nargs=3, metavar=("CASE", "NAME", "NOTE"),
+                   help="commit a saved failure as regression case NAME under Tests/fuzz/regressions")
     p.add_argument("--replay", nargs=2, metavar=("BASE", "SEED"), help="write the mutant of BASE for SEED to --out and exit")
     args = p.parse_args()
     args.compressor = str(pathlib.Path(args.compressor).resolve())
+    if args.promote:
+        promote(args.compressor, *args.promote)
+        return
     if args.replay:
         work = pathlib.Path(args.out).resolve()
         bases = {b.name: b for b in fixture_bases(work) + realmodel_bases(work)}
