@@ -75,7 +75,11 @@ public struct NDArray: @unchecked Sendable {
   public init<T: ElementType>(_ values: [T], shape: [Int]) {
     self.init(uninitialized: T.dataType, shape)
     values.withUnsafeBytes { src in
-      if let dst = storage.base, let s = src.baseAddress { dst.copyMemory(from: s, byteCount: src.count) }
+      guard let dst = storage.base else { return }
+      // Never past the end of either buffer, whatever a caller got wrong about the count.
+      let n = Swift.min(src.count, storage.byteCount)
+      if let s = src.baseAddress { dst.copyMemory(from: s, byteCount: n) }
+      if n < storage.byteCount { memset(dst + n, 0, storage.byteCount - n) }
     }
   }
 
