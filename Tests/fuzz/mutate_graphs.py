@@ -1018,7 +1018,8 @@ def promote(binary, case_dir, name, note):
     cases = json.loads(manifest.read_text()) if manifest.exists() else []
     cases = [c for c in cases if c["name"] != name]
     # The error line without paths: what the test compares.
-    detail = error.split(": ", 2)[-1] if error.startswith("compressor: error: /") else error.removeprefix("compressor: error: ")
+    detail = (error.removeprefix("compressor: error: ").replace(str(REGRESSIONS / "data"), "{data}")
+              .replace(str(REGRESSIONS / f"{name}.onnx"), "{model}").replace(str(FIXTURES), "{fixtures}"))
     cases.append(dict(name=name, note=note, mutations=entry["mutations"], found=entry.get("signature", entry["kind"]),
                       args=args, exit=r.returncode, error=detail if r.returncode else ""))
     cases.sort(key=lambda c: c["name"])

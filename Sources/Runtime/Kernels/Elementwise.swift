@@ -170,9 +170,10 @@ extension NDArray {
   public init(doubles values: [Double], as type: DataType, shape: [Int]) throws {
     self.init(uninitialized: type, shape)
     guard let base = storage.base, !values.isEmpty else { return }
+    let n = Swift.min(values.count, count)  // never past the buffer, whatever the caller passed
     func fill<T>(_: T.Type, _ f: (Double) -> T) {
-      let p = base.bindMemory(to: T.self, capacity: values.count)
-      for i in values.indices { p[i] = f(values[i]) }
+      let p = base.bindMemory(to: T.self, capacity: n)
+      for i in 0..<n { p[i] = f(values[i]) }
     }
     switch type {
     case .float: fill(Float.self) { Float($0) }
