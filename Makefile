@@ -60,8 +60,11 @@ fuzz-graph:
 	$(PYTHON) Tests/fuzz/mutate_graphs.py --compressor $(SANITIZED) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) \
 	  --models fixtures,realmodels --out .build/fuzz-graph
 
+# swiftc keeps only the last of several -sanitize= flags, and SwiftPM passes one per --sanitize:
+# the combined flag is what instruments the Swift modules for coverage.
 fuzz-build:
-	$(SWIFT) build --package-path Tests/fuzz --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
+	$(SWIFT) build --package-path Tests/fuzz --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address \
+	  -Xswiftc -sanitize=fuzzer,address
 
 fuzz: fuzz-build
 	$(PYTHON) Tests/fuzz/seed_corpora.py .build-fuzz/corpus

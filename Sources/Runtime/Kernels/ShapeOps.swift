@@ -201,6 +201,7 @@ extension Kernels {
       let shape = try c.input(0).integers()
       guard shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("shape \(shape) has a negative dimension") }
       let value = try c.node.attribute("value")?.tensor.map { try NDArray($0) } ?? NDArray([Float(0)], shape: [1])
+      guard value.count == 1, value.dataType != .string else { throw c.fail("value must be one number, it is \(value.dataType) \(value.shape)") }
       try NDArray.checkAllocation(shape, value.dataType, c)
       return [value.reshaped([]).broadcast(to: shape)]
     },
