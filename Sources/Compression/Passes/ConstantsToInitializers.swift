@@ -53,7 +53,7 @@ public struct ConstantsToInitializers: Pass {
             changes.append(.init(target: label(node), action: "removed", detail: "readers use initializer '\(source)' directly"))
           }
         case "Cast" where initializers[node.inputs.first ?? ""] != nil:
-          let to = DataType(rawValue: Int32(node.attribute("to")?.int ?? 0))
+          let to = DataType(rawValue: Int32(clamping: node.attribute("to")?.int ?? 0))
           guard let source = initializers[node.inputs[0]], source.dataType != .string, to != .string, to.isKnown,
                 source.segment == nil else {
             kept.append(node)

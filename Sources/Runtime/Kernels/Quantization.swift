@@ -19,7 +19,7 @@ extension Kernels {
         let p = index(i)
         out[i] = Float(values[i] - (zero.isEmpty ? 0 : zero[p])) * scale[p]
       }
-      let outType = c.opset >= 21 ? DataType(rawValue: Int32(c.int("output_dtype", 0))) : .float
+      let outType = c.opset >= 21 ? DataType(rawValue: Int32(clamping: c.int("output_dtype", 0))) : .float
       let result = NDArray(out, shape: x.shape)
       return [outType == .undefined || outType == .float ? result : try result.converted(to: outType)]
     },

@@ -181,7 +181,7 @@ extension Kernels {
     },
     "Cast": { c in
       let x = try c.input(0)
-      let to = DataType(rawValue: Int32(c.int("to", 0)))
+      let to = DataType(rawValue: Int32(clamping: c.int("to", 0)))
       if to == x.dataType { return [x] }
       if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
       return [try x.converted(to: to)]
