@@ -27,7 +27,7 @@ public final class FuzzFiles: @unchecked Sendable {
     guard !configured else { return }
     configured = true
     MemoryBudget.setLimit(256 << 20)
-    setenv("COMPRESSOR_LOOP_LIMIT", "10000", 0)
+    setenv("COMPRESSOR_LOOP_LIMIT", "1000", 0)
   }
 
   public func write(_ data: UnsafePointer<UInt8>, _ size: Int, to path: String) {
