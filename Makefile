@@ -6,7 +6,7 @@ PYTHON  ?= .venv/bin/python
 RELEASE := .build/release/compressor
 DEBUG   := .build/debug/compressor
 
-.PHONY: build debug test test-swift test-interop test-sanitizers test-realmodels conformance realmodels demo install proto operator-versions fixtures bench clean
+.PHONY: build debug test test-swift test-interop test-sanitizers test-fuzz test-realmodels conformance realmodels demo install proto operator-versions fixtures bench bench-streaming fuzz fuzz-build fuzz-graph clean
 
 # The release binary is compiled for this machine's CPU: the executor's own loops (depthwise
 # convolutions, pooling, element-wise maps) then use its widest vectors — MobileNet-style models
@@ -21,7 +21,7 @@ debug:
 	$(SWIFT) build --build-tests
 
 ## Every test: Swift unit and end-to-end tests, then the interop tests judged by ONNX Runtime.
-test: test-swift test-interop test-sanitizers conformance test-realmodels
+test: test-swift test-interop test-sanitizers test-fuzz conformance test-realmodels
 
 test-swift: debug
 	$(SWIFT) test --skip-build --disable-swift-testing
@@ -38,7 +38,44 @@ test-sanitizers:
 	$(SWIFT) test --disable-swift-testing --scratch-path .build-sanitizers --sanitize=address \
 	  -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
 	  -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined \
-	  --filter 'BadInputTests|RoundTripTests|MutationFuzzTests|CLITests|GraphSemanticsTests'
+	  --filter 'BadInputTests|RoundTripTests|MutationFuzzTests|CLITests|GraphSemanticsTests|BadInputCommandTests|FuzzRegressionTests'
+
+## Fuzzing (Tests/fuzz). Graph-level: mutated fixture and real-suite models through every command
+## that reads a model, on the sanitizer build (built by test-sanitizers); libFuzzer: the ONNX reader,
+## the data-file readers and shape inference under ASan. `make fuzz-graph FUZZ_SECONDS=N` and
+## `make fuzz FUZZ_SECONDS=N` (per target) for long runs; failures are kept under .build/fuzz-graph
+## and .build-fuzz/findings. test-fuzz is the short fixed budget of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_SEED    ?= 1
+FUZZ_TARGETS := fuzz-onnx fuzz-data fuzz-shapes
+SANITIZED    := .build-sanitizers/debug/compressor
+FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1
+
+test-fuzz: test-sanitizers
+	$(PYTHON) Tests/fuzz/mutate_graphs.py --compressor $(SANITIZED) --runs 150 --seed $(FUZZ_SEED) --models fixtures --out .build/fuzz-graph-ci
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+fuzz-graph:
+	@test -x $(SANITIZED) || { echo "build the sanitizer binary first (make test-sanitizers)"; exit 1; }
+	$(PYTHON) Tests/fuzz/mutate_graphs.py --compressor $(SANITIZED) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) \
+	  --models fixtures,realmodels --out .build/fuzz-graph
+
+# swiftc keeps only the last of several -sanitize= flags, and SwiftPM passes one per --sanitize:
+# the combined flag is what instruments the Swift modules for coverage.
+fuzz-build:
+	$(SWIFT) build --package-path Tests/fuzz --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address \
+	  -Xswiftc -sanitize=fuzzer,address
+
+fuzz: fuzz-build
+	$(PYTHON) Tests/fuzz/seed_corpora.py .build-fuzz/corpus
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/findings/$$t .build-fuzz/corpus/$$t; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ_ENV) .build-fuzz/debug/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+	    -max_len=262144 -print_final_stats=1 -artifact_prefix=.build-fuzz/findings/$$t/ .build-fuzz/corpus/$$t \
+	    2> .build-fuzz/$$t.log || { tail -40 .build-fuzz/$$t.log; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added" .build-fuzz/$$t.log; \
+	done
 
 ## The ONNX backend node cases (every case the onnx wheel's collector yields), the wheel's light_*
 ## models and model suites, and the com.microsoft operator cases (expected outputs from ONNX
@@ -115,5 +152,10 @@ bench: build
 	REQUIREMENTS=Fixtures/requirements.txt bash scripts/bootstrap.sh
 	$(PYTHON) bench/run.py --compressor $(RELEASE)
 
+## The streaming benchmark: a generated 3 GB external-data model through inspect, convert,
+## weight-only quantize and prune --sparsity; peak RSS of each against the data size.
+bench-streaming: build
+	$(PYTHON) bench/streaming.py --compressor $(RELEASE)
+
 clean:
-	rm -rf .build .build-sanitizers bench/out
+	rm -rf .build .build-sanitizers .build-fuzz bench/out

@@ -10,6 +10,8 @@ let package = Package(
   platforms: [.macOS(.v13)],
   products: [
     .executable(name: "compressor", targets: ["compressor"]),
+    // For the libFuzzer targets in Tests/fuzz (a package of their own, built by `make fuzz`).
+    .library(name: "CompressorLibraries", targets: ["ONNX", "IR", "Support", "Datasets", "Runtime"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -41,6 +41,8 @@ extension Compressor {
     @Flag(help: "Also print the time spent per operator type over the timed runs (stderr).")
     var profile = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if runs < 1 { throw ValidationError("--runs must be 1 or more, not \(runs)") }
       if warmup < 0 { throw ValidationError("--warmup must be 0 or more, not \(warmup)") }

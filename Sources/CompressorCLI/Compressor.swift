@@ -32,6 +32,7 @@ public struct Compressor: ParsableCommand {
     TemporaryFiles.installSignalHandlers()
     do {
       var command = try parseAsRoot()
+      (command as? ReadsModels)?.memory.apply()
       try command.run()
       Glibc.exit(0)
     } catch let error as CompressorError {

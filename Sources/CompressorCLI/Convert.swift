@@ -41,6 +41,8 @@ extension Compressor {
     @Flag(help: "Print a machine-readable result on stdout.")
     var json = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if let t = sizeThreshold {
         if !externalData { throw ValidationError("--size-threshold needs --external-data") }

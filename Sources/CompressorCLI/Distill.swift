@@ -118,6 +118,8 @@ extension Compressor {
     @Flag(help: "No progress lines.")
     var quiet = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if epochs < 1 { throw ValidationError("--epochs must be 1 or more, not \(epochs)") }
       if batchSize < 1 { throw ValidationError("--batch-size must be 1 or more, not \(batchSize)") }

@@ -34,6 +34,8 @@ extension Compressor {
     @Flag(help: "Print the metrics as JSON on stdout.")
     var json = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if reference == nil && labels == nil { throw ValidationError("give --labels, --reference, or both") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }

@@ -61,6 +61,8 @@ extension Compressor {
     @Flag(help: "Replace the output (and report) if they exist.")
     var force = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       let rules = [rank != nil, rankRatio != nil, energy != nil, targetParams != nil, targetMacs != nil].filter { $0 }.count
       if rules != 1 { throw ValidationError("give exactly one of --rank, --rank-ratio, --energy, --target-params or --target-macs") }

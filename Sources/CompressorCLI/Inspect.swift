@@ -25,6 +25,8 @@ extension Compressor {
     @Option(name: .customLong("input-shape"), help: "NAME=D0xD1x… binds an input's shape (implies --shapes; repeatable).")
     var inputShapes: [String] = []
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if top < 0 { throw ValidationError("--top must be 0 or more, not \(top)") }
       _ = try parseInputShapes(inputShapes)

@@ -25,6 +25,8 @@ extension Compressor {
     @Flag(help: "Replace the output (and report) if they exist.")
     var force = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func run() throws {
       let out = output ?? defaultOutput(model, suffix: "optimized")
       let outcome = try TransformRun(command: "optimize", model: model, output: out, report: report, force: force)

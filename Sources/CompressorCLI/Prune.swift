@@ -81,6 +81,8 @@ extension Compressor {
     @Flag(help: "Replace the output (and report) if they exist.")
     var force = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       let modes = [sparsity != nil, pattern != nil, structured].filter { $0 }.count
       if modes != 1 { throw ValidationError("give exactly one of --sparsity, --pattern or --structured") }

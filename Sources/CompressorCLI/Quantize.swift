@@ -93,6 +93,8 @@ extension Compressor {
     @Flag(help: "Replace the output (and report) if they exist.")
     var force = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
       if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }

@@ -43,6 +43,8 @@ extension Compressor {
     @Flag(help: "Print a machine-readable summary of the outputs on stdout.")
     var json = false
 
+    @OptionGroup var memory: MemoryOptions
+
     func validate() throws {
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
       if let output, !output.hasSuffix(".npz") && !output.hasSuffix(".npy") {

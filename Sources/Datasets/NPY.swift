@@ -50,6 +50,7 @@ public enum NPY {
     guard bytes.count - dataStart == size else {
       throw bad("the header promises shape \(shape) of \(type) (\(size) bytes) but \(bytes.count - dataStart) bytes follow")
     }
+    try NDArray.checkAllocation(shape, type, what: "\(name): the array")
     var out = NDArray(uninitialized: type, shape)
     if size > 0, let src = bytes.baseAddress {
       out.withUnsafeMutableBytes { $0.baseAddress?.copyMemory(from: src + dataStart, byteCount: size) }

@@ -39,6 +39,8 @@ public enum NPZ {
       guard start + compressed <= bytes.count else { throw bad("\(member) runs past the end of the file") }
       total += size
       guard total <= maxUncompressedBytes else { throw bad("members expand to more than \(maxUncompressedBytes >> 30) GiB") }
+      // The member is inflated into a buffer of its declared size: within the memory budget.
+      try MemoryBudget.check(bytes: size, "\(name): member \(member), \(size) bytes uncompressed,")
       let data = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + compressed)])
       var plain: [UInt8]
       switch method {

@@ -336,7 +336,7 @@ final class Decoder {
         && type != .complex64 && type != .complex128
       else { throw bad("is \(type) but stores int32_data") }
       let perEntry = bits < 8 ? 8 / bits : 1
-      try expect(p.n_int32_data, (count + perEntry - 1) / perEntry, "int32_data")
+      try expect(p.n_int32_data, count / perEntry + (count % perEntry == 0 ? 0 : 1), "int32_data")
       let src = UnsafeBufferPointer(start: p.int32_data, count: p.n_int32_data)
       if type == .int32 {
         out.data = ByteBuffer(adoptingMalloced: UnsafeMutableRawPointer(p.int32_data), count: count * 4)

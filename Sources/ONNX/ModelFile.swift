@@ -81,7 +81,7 @@ public enum ModelReader {
   static func decodeBudget(fileBytes: Int) -> Int {
     let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
     let wanted = (64 << 20) + fileBytes.multipliedReportingOverflow(by: 32).partialValue
-    return min(wanted, max(physical / 2, 256 << 20))
+    return min(wanted, max(min(physical / 2, MemoryBudget.limit), 256 << 20))
   }
 }
 

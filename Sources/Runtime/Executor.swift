@@ -346,8 +346,15 @@ public final class Executor {
             throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
           }
         }
+        try Self.checkPackedInputs(node, inputs)
         let context = KernelContext(node: node, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
-        let results = try kernel(context)
+        let results: [NDArray]
+        do {
+          results = try kernel(context)
+        } catch let e as CompressorError where !e.message.contains(node.displayName) {
+          throw CompressorError(e.kind, "\(node.displayName): \(e.message)")
+        }
+        try Self.checkResults(node, results)
         if profile != nil {
           profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
         }
@@ -370,7 +377,13 @@ public final class Executor {
         }
         let context = KernelContext(node: node, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
                                     values: values)
-        let results = try kernel(context)
+        let results: [Value]
+        do {
+          results = try kernel(context)
+        } catch let e as CompressorError where !e.message.contains(node.displayName) {
+          throw CompressorError(e.kind, "\(node.displayName): \(e.message)")
+        }
+        try Self.checkResults(node, results.compactMap(\.tensor))
         if profile != nil {
           profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
         }
@@ -399,6 +412,36 @@ public final class Executor {
         throw CompressorError.invalid("graph output '\(o.name)' has no value")
       }
       return v
+    }
+  }
+
+  /// Kernels move elements a byte or more wide; 4-bit tensors only enter the operators that
+  /// unpack them (or look at their shape).
+  static let packedTypeOps: Set<String> = ["DequantizeLinear", "Identity", "Shape", "Size", "MatMulNBits", "Cast", "CastLike",
+                                           "GatherBlockQuantized"]
+
+  static func checkPackedInputs(_ node: Node, _ inputs: [NDArray?]) throws {
+    for case let v? in inputs where (v.dataType.bitWidth ?? 8) < 8 && !packedTypeOps.contains(node.opType) {
+      throw CompressorError.unsupported("\(node.displayName): \(node.opType) on \(v.dataType) tensors is not supported")
+    }
+  }
+
+  /// Every result holds exactly the bytes its shape and type need: a kernel that got this wrong
+  /// would let the next one read past the end of a buffer.
+  static func checkResults(_ node: Node, _ results: [NDArray]) throws {
+    for v in results {
+      var count = 1
+      for d in v.shape {
+        let (r, o) = count.multipliedReportingOverflow(by: d)
+        guard d >= 0, !o else { throw CompressorError.invalid("\(node.displayName): a result has shape \(v.shape)") }
+        count = r
+      }
+      let consistent = v.dataType == .string ? v.strings.count == count
+        : v.dataType.byteCount(elements: count) == v.storage.byteCount
+      guard consistent else {
+        throw CompressorError.internalError(
+          "\(node.displayName): a \(v.dataType) result of shape \(v.shape) holds \(v.storage.byteCount) bytes")
+      }
     }
   }
 

@@ -109,10 +109,10 @@ public struct KernelContext {
     .unsupported("\(node.displayName): \(message)")
   }
 
-  /// Normalizes a possibly negative axis for a tensor of `rank`.
+  /// Normalizes a possibly negative axis for a tensor of `rank` (a scalar has no axis).
   public func axis(_ a: Int, rank: Int) throws -> Int {
-    let r = a < 0 ? a + rank : a
-    guard r >= 0 && r < max(rank, 1) else { throw fail("axis \(a) is out of range for rank \(rank)") }
+    let r = a < 0 ? a &+ rank : a
+    guard r >= 0 && r < rank else { throw fail("axis \(a) is out of range for rank \(rank)") }
     return r
   }
 }

@@ -28,8 +28,9 @@ public struct NDArray: @unchecked Sendable {
         base = nil
       } else {
         let p = BufferPool.shared.take(byteCount)
-        if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
+        if zeroed { memset(p, 0, byteCount) }
         base = p
+        MemoryBudget.claim(byteCount)
       }
     }
 
@@ -40,7 +41,10 @@ public struct NDArray: @unchecked Sendable {
     }
 
     deinit {
-      if borrowed == nil, let base { BufferPool.shared.give(base, byteCount) }
+      if borrowed == nil, let base {
+        BufferPool.shared.give(base, byteCount)
+        MemoryBudget.release(byteCount)
+      }
     }
 
     var isBorrowed: Bool { borrowed != nil }
@@ -71,7 +75,11 @@ public struct NDArray: @unchecked Sendable {
   public init<T: ElementType>(_ values: [T], shape: [Int]) {
     self.init(uninitialized: T.dataType, shape)
     values.withUnsafeBytes { src in
-      if let dst = storage.base, let s = src.baseAddress { dst.copyMemory(from: s, byteCount: src.count) }
+      guard let dst = storage.base else { return }
+      // Never past the end of either buffer, whatever a caller got wrong about the count.
+      let n = Swift.min(src.count, storage.byteCount)
+      if let s = src.baseAddress { dst.copyMemory(from: s, byteCount: n) }
+      if n < storage.byteCount { memset(dst + n, 0, storage.byteCount - n) }
     }
   }
 
@@ -157,14 +165,11 @@ public struct NDArray: @unchecked Sendable {
 }
 
 extension NDArray {
-  /// The most one tensor may occupy: half the machine's memory.
-  static let maxTensorBytes: Int = {
-    let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
-    return max(physical / 2, 1 << 30)
-  }()
+  /// The memory budget (`--max-memory`); what is in use counts against it too.
+  static var maxTensorBytes: Int { MemoryBudget.limit }
 
   /// Checks a shape computed from tensor values or attributes before anything is allocated for
-  /// it: non-negative, element count within 64 bits, bytes within `maxTensorBytes`.
+  /// it: non-negative, element count within 64 bits, bytes within the memory budget.
   public static func checkAllocation(_ shape: [Int], _ type: DataType, _ c: KernelContext) throws {
     try checkAllocation(shape, type) { c.fail("the result\($0)") }
   }
@@ -183,9 +188,16 @@ extension NDArray {
       guard !o else { throw error("'s shape \(shape) has more elements than fit in 64 bits") }
       count = r
     }
-    guard let bytes = type.byteCount(elements: count), bytes <= maxTensorBytes else {
-      throw error(" of shape \(shape) would need more than the memory limit of \(maxTensorBytes >> 20) MiB")
+    guard let bytes = type.byteCount(elements: count) ?? (type == .string ? count.multipliedReportingOverflow(by: 24).partialValue : nil) else {
+      throw error(" has element type \(type), which has no size")
     }
+    try MemoryBudget.check(bytes: bytes, error(" of shape \(shape)").message)
+  }
+
+  /// Checks a scratch buffer of `count` elements of `type` (im2col, workspaces) against the budget.
+  public static func checkScratch(_ count: Int, _ type: DataType, _ c: KernelContext, _ what: String) throws {
+    guard count >= 0, let bytes = type.byteCount(elements: count) else { throw c.fail("\(what) of \(count) elements is too large") }
+    try MemoryBudget.check(bytes: bytes, c.fail(what).message)
   }
 }
 

@@ -218,6 +218,7 @@ public enum TemporaryFiles {
     signal(SIGINT) { sig in TemporaryFiles.removeAllAndExit(sig) }
     signal(SIGTERM) { sig in TemporaryFiles.removeAllAndExit(sig) }
     signal(SIGXFSZ, SIG_IGN)
+    MappedRegions.installBusHandler()
   }
 
   static func register(_ path: String) {
@@ -237,10 +238,15 @@ public enum TemporaryFiles {
     }
   }
 
-  private static func removeAllAndExit(_ sig: Int32) -> Never {
+  /// Unlinks every registered temporary (async-signal-safe).
+  static func removeAll() {
     for i in 0..<slots {
       if let p = table[i] { unlink(p) }
     }
+  }
+
+  private static func removeAllAndExit(_ sig: Int32) -> Never {
+    removeAll()
     _exit(128 + sig)
   }
 }

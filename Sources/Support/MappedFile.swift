@@ -27,6 +27,7 @@ public final class MappedFile: @unchecked Sendable {
     let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
     guard let p, p != MAP_FAILED else { throw CompressorError.io("cannot map \(path): \(errnoText())") }
     base = UnsafeRawPointer(p)
+    MappedRegions.register(base: UnsafeRawPointer(p), size: size, path: path)
   }
 
   /// Opens and maps a regular file.
@@ -42,7 +43,10 @@ public final class MappedFile: @unchecked Sendable {
   }
 
   deinit {
-    if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    if let base {
+      MappedRegions.unregister(base: base)
+      munmap(UnsafeMutableRawPointer(mutating: base), size)
+    }
   }
 
   public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
@@ -80,5 +84,70 @@ public enum FileErrors {
     case EISDIR: return .missing("\(path) is a directory")
     default: return .missing("cannot open \(path): \(errnoText(code))")
     }
+  }
+}
+
+/// Files mapped now, for the SIGBUS handler: a file that shrinks while mapped (another process
+/// truncates a model's external data mid-run) makes the next read of a vanished page raise
+/// SIGBUS. The handler names the file whose mapping holds the faulting address, removes the
+/// temporaries and exits 74, as for any other read error. Handlers may only use
+/// async-signal-safe calls, so the table is a fixed C array filled before they run.
+public enum MappedRegions {
+  private static let slots = 64
+  private struct Region {
+    var base: UInt
+    var end: UInt
+    var message: UnsafeMutablePointer<CChar>?
+  }
+  nonisolated(unsafe) private static let table: UnsafeMutablePointer<Region> = {
+    let t = UnsafeMutablePointer<Region>.allocate(capacity: 64)
+    t.initialize(repeating: Region(base: 0, end: 0, message: nil), count: 64)
+    return t
+  }()
+  nonisolated(unsafe) private static var lock = pthread_mutex_t()
+  nonisolated(unsafe) private static let fallback = strdup("compressor: error: an input file changed size while it was being read\n")
+
+  static func register(base: UnsafeRawPointer, size: Int, path: String) {
+    _ = table
+    pthread_mutex_lock(&lock)
+    defer { pthread_mutex_unlock(&lock) }
+    for i in 0..<slots where table[i].base == 0 {
+      let start = UInt(bitPattern: base)
+      table[i] = Region(base: start, end: start + UInt(size),
+                        message: strdup("compressor: error: \(path) changed size while it was being read\n"))
+      return
+    }
+  }
+
+  static func unregister(base: UnsafeRawPointer) {
+    pthread_mutex_lock(&lock)
+    defer { pthread_mutex_unlock(&lock) }
+    for i in 0..<slots where table[i].base == UInt(bitPattern: base) {
+      let message = table[i].message
+      table[i] = Region(base: 0, end: 0, message: nil)
+      free(message)
+      return
+    }
+  }
+
+  /// Installs the SIGBUS handler (with the SIGINT/SIGTERM ones).
+  static func installBusHandler() {
+    _ = table
+    _ = fallback
+    var action = sigaction()
+    action.__sigaction_handler.sa_sigaction = { _, info, _ in
+      let address = UInt(bitPattern: info?.pointee._sifields._sigfault.si_addr)
+      var message = MappedRegions.fallback
+      for i in 0..<MappedRegions.slots {
+        let r = MappedRegions.table[i]
+        if r.base != 0 && address >= r.base && address < r.end, let m = r.message { message = m; break }
+      }
+      if let message { _ = Glibc.write(2, message, strlen(message)) }
+      TemporaryFiles.removeAll()
+      _exit(CompressorError.Kind.io.rawValue)
+    }
+    action.sa_flags = SA_SIGINFO
+    sigemptyset(&action.sa_mask)
+    sigaction(SIGBUS, &action, nil)
   }
 }

@@ -53,9 +53,11 @@ public struct ConstantsToInitializers: Pass {
             changes.append(.init(target: label(node), action: "removed", detail: "readers use initializer '\(source)' directly"))
           }
         case "Cast" where initializers[node.inputs.first ?? ""] != nil:
-          let to = DataType(rawValue: Int32(node.attribute("to")?.int ?? 0))
+          let to = DataType(rawValue: Int32(clamping: node.attribute("to")?.int ?? 0))
+          // Weights stored in a narrower float type (float16 → float): folded so passes see float
+          // weights. Casts to wider integer types stay: folding would only make the model larger.
           guard let source = initializers[node.inputs[0]], source.dataType != .string, to != .string, to.isKnown,
-                source.segment == nil else {
+                source.segment == nil, to.isFloatingPoint || (to.bitWidth ?? 64) <= (source.dataType.bitWidth ?? 0) else {
             kept.append(node)
             continue
           }

@@ -85,6 +85,10 @@ public struct Distill: Pass {
     guard graph.parameterCount > 0 else {
       throw CompressorError.unsupported("the student has no trainable weights (float initializers reaching its outputs)")
     }
+    for name in graph.parameterNames {
+      guard let values = try graph.parameters[name]?.floats(), let bad = values.firstIndex(where: { !$0.isFinite }) else { continue }
+      throw CompressorError.invalid("weight '\(name)' holds \(values[bad]) at element \(bad); compressor will not train it")
+    }
     var rng = SplitMix64(seed: s.seed)
     let runner = try teacher.map { try Teacher($0, features: s.matches.map(\.teacher), threads: s.threads) }
     // Without mixup the teacher sees every sample unchanged in every epoch: run it once.

@@ -38,7 +38,8 @@ public struct FoldBatchNormIntoConv: Pass {
         let params = bn.inputs.dropFirst().compactMap { initializers[$0] }
         let hasBias = conv.inputs.count > 2 && !conv.inputs[2].isEmpty
         let biasIndex = hasBias ? initializers[conv.inputs[2]] : nil
-        guard params.count == 4, bn.inputs.count == 5, let wi = initializers[conv.inputs[1]], !hasBias || biasIndex != nil else {
+        guard params.count == 4, bn.inputs.count == 5, conv.inputs.count >= 2, let wi = initializers[conv.inputs[1]],
+              !hasBias || biasIndex != nil else {
           skip("its parameters or the Conv's weights are not initializers")
           continue
         }

@@ -119,6 +119,7 @@ public struct PruneChannels: Pass {
     var paramsBefore = [String: Int](), paramsAfter = [String: Int]()
     for (i, t) in model.graph.initializers.enumerated() {
       guard let axes = drops[t.name] else { continue }
+      if t.dataType.isFloatingPoint { _ = try finiteWeights(t) }
       var array = try NDArray(t)
       for axis in axes.keys.sorted() {
         guard let cut = axes[axis] else { continue }
@@ -156,7 +157,7 @@ public struct PruneChannels: Pass {
   /// Adds each output channel's l1 norm (or squared l2) of `t` along `axis` into `importance`.
   private func accumulateNorms(_ t: Tensor?, axis: Int, squared: Bool, into importance: inout [Double]) throws {
     guard let t else { return }
-    let values = try NDArray(t).floats()
+    let values = try finiteWeights(t)
     let dims = t.dims.map { Int($0) }
     let channels = dims[axis], inner = dims[(axis + 1)...].reduce(1, *)
     guard channels == importance.count else { return }

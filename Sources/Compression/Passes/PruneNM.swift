@@ -31,7 +31,7 @@ public struct PruneNM: Pass {
                              detail: "input dimension \(k) of weight '\(t.name)' is not a multiple of \(m)"))
         continue
       }
-      var values = try NDArray(t).floats()
+      var values = try finiteWeights(t)
       let inner = dims[(layer.inputAxis + 1)...].reduce(1, *)
       let outer = dims[..<layer.inputAxis].reduce(1, *)
       var run = [Int](repeating: 0, count: m)

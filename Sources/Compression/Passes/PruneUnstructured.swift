@@ -33,7 +33,7 @@ public struct PruneUnstructured: Pass {
       guard let w = weights[layer.weight] else { continue }
       let ratio = override ?? sparsity
       if ratio == 0 { changes.append(.init(target: layer.label, action: "skipped", detail: "ratio 0")); continue }
-      chosen.append((layer, ratio, try NDArray(w).floats()))
+      chosen.append((layer, ratio, try finiteWeights(w)))
     }
     layers = []
     // How many of each layer's weights become zero.

@@ -48,6 +48,7 @@ public struct QuantizeDynamic: Pass {
       case "MatMul":
         guard w.dims.count == 2 else { skip("weight '\(w.name)' is not a 2-D matrix"); continue }
       case "Gemm":
+        guard w.dims.count == 2 else { skip("weight '\(w.name)' is not a 2-D matrix"); continue }
         let transA = n.attribute("transA")?.int ?? 0, alpha = n.attribute("alpha")?.float ?? 1, beta = n.attribute("beta")?.float ?? 1
         guard transA == 0, alpha == 1, beta == 1 || n.inputs.count < 3 else { skip("Gemm with transA, alpha or beta has no integer form"); continue }
         if n.inputs.count > 2, !n.inputs[2].isEmpty {

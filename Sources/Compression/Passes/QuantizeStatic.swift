@@ -81,6 +81,8 @@ public struct QuantizeStatic: Pass {
         if let t = initializers[name] {
           guard slot == 1, t.dataType == .float else { skip("input '\(name)' is a \(t.dataType) initializer in position \(slot)"); ok = false; break }
           guard let axis = QuantizeWeights.channelAxis(n, rank: t.dims.count) else { skip("weight '\(name)' has no per-channel layout"); ok = false; break }
+          // Its scales, zero points and QDQ nodes would outweigh it.
+          guard t.elementCount >= 16 else { skip("weight '\(name)' has \(t.elementCount) elements, too few to gain from quantization"); ok = false; break }
           plan.weight = (1, axis)
         } else {
           if n.opType == "Conv" && slot == 1 { skip("its weight '\(name)' is computed, not an initializer"); ok = false; break }

@@ -163,12 +163,15 @@ struct ChannelGroups {
     let ins = n.inputs.map { layouts[$0] }
     let why = "read by \(n.opType) \(label(n))"
     func blockInputs() { for i in n.inputs { block(i, why) } }
-    guard n.isDefaultDomain, !n.outputs.isEmpty else { blockInputs(); return }
+    // Every case below reads its first input and writes its first output.
+    guard n.isDefaultDomain, !n.outputs.isEmpty, !n.inputs.isEmpty else { blockInputs(); return }
     switch n.opType {
     case "Conv":
       guard n.inputs.count >= 2, let w = initializers[n.inputs[1]], w.dataType == .float, w.dims.count >= 3 else { blockInputs(); return }
-      let out = Int(w.dims[0]), group = Int(n.attribute("group")?.int ?? 1)
+      let out = Int(w.dims[0]), group = Int(clamping: n.attribute("group")?.int ?? 1)
       let bias = n.inputs.count > 2 && !n.inputs[2].isEmpty ? n.inputs[2] : nil
+      // A bias is sliced with the output channels: it must be an initializer of one value each.
+      if let bias, initializers[bias]?.dims != [Int64(out)] { blockInputs(); return }
       if group > 1 && w.dims[1] == 1 && group == out, let x = ins[0], x.segments.count == 1 {
         // Depthwise: the output's channels are the input's.
         attach(x, tensor: w.name, axis: 0, consumer: false)
@@ -197,7 +200,10 @@ struct ChannelGroups {
       let s = newGroup(Int(w.dims[1]))
       groups[s].producers.append(Slice(tensor: w.name, axis: 1, offset: 0))
       groups[s].producerNodes.append(label(n))
-      if n.inputs.count > 2, !n.inputs[2].isEmpty { groups[s].parameters.append(Slice(tensor: n.inputs[2], axis: 0, offset: 0)) }
+      if n.inputs.count > 2, !n.inputs[2].isEmpty {
+        guard initializers[n.inputs[2]]?.dims == [w.dims[1]] else { groups[s].blocked = "the bias of \(label(n)) is not one value per channel"; return }
+        groups[s].parameters.append(Slice(tensor: n.inputs[2], axis: 0, offset: 0))
+      }
       assign(n.outputs[0], Layout(segments: [Segment(space: s, offset: 0)], axis: 1, spatialOne: false))
     case "Gemm", "MatMul":
       guard n.inputs.count >= 2, let w = initializers[n.inputs[1]], w.dataType == .float, w.dims.count == 2, initializers[n.inputs[0]] == nil else {

@@ -2,6 +2,16 @@ import IR
 import Runtime
 import Support
 
+/// A weight's values for pruning; ±inf or NaN anywhere is refused (exit 65 naming the tensor), as
+/// quantization and factorization refuse them: magnitudes of such a weight rank nothing.
+func finiteWeights(_ t: Tensor) throws -> [Float] {
+  let values = try NDArray(t).floats()
+  if let bad = values.firstIndex(where: { !$0.isFinite }) {
+    throw CompressorError.invalid("weight '\(t.name)' holds \(values[bad]) at element \(bad); compressor will not prune it")
+  }
+  return values
+}
+
 /// A weight that pruning may thin out: the float initializer a Conv, ConvTranspose, Gemm or
 /// MatMul multiplies by — in the main graph or in a subgraph (If branches, Loop bodies) — and
 /// the axis along which its inputs run.

@@ -56,8 +56,10 @@ struct GradientContext {
       kept.append(shape[i - lead])
     }
     if axes.isEmpty { return g.reshaped(shape) }
+    // Axes as the input (opset 13 on) and as the attribute (before 13), whichever the model's opset reads.
     let summed = try apply("ReduceSum", [g, NDArray(axes, shape: [axes.count])],
-                           [Attribute(name: "keepdims", value: .int(1))])
+                           [Attribute(name: "keepdims", value: .int(1)), Attribute(name: "axes", value: .ints(axes))])
+    guard summed.count == kept.reduce(1, *) else { throw fail("gradient \(g.shape) cannot be reduced to \(shape)") }
     return summed.reshaped(shape)
   }
 }

@@ -63,6 +63,7 @@ private func loop(_ c: KernelContext) throws -> [Value] {
 
 /// Stacks equally shaped tensors along a new leading axis.
 private func stack(_ c: KernelContext, _ items: [NDArray], like first: NDArray) throws -> NDArray {
+  try NDArray.checkAllocation([items.count] + first.shape, first.dataType, c)
   var out = NDArray(uninitialized: first.dataType, [items.count] + first.shape)
   let bytes = first.storage.byteCount
   let dst = out.mutableBytes()
@@ -85,7 +86,7 @@ private func scan(_ c: KernelContext) throws -> [NDArray] {
 
 private func scanWithBatch(_ c: KernelContext) throws -> [NDArray] {
   if c.optionalInput(0) != nil { throw c.unsupported("Scan's sequence_lens input is not supported") }
-  let inputs = try (1..<c.inputs.count).map { try c.input($0) }
+  let inputs = try (1..<max(1, c.inputs.count)).map { try c.input($0) }
   guard let batch = inputs.first?.shape.first else { throw c.fail("no inputs") }
   var perBatch = [[NDArray]]()
   for b in 0..<batch {
@@ -103,8 +104,10 @@ private func scanWithBatch(_ c: KernelContext) throws -> [NDArray] {
 private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttribute: String = "scan_input_directions") throws -> [NDArray] {
   let body = try c.graph("body")
   let scanInputs = c.int("num_scan_inputs", 0)
+  guard scanInputs >= 1, scanInputs <= inputs.count else {
+    throw c.fail("num_scan_inputs \(scanInputs) is not between 1 and the \(inputs.count) inputs")
+  }
   let stateCount = inputs.count - scanInputs
-  guard stateCount >= 0 else { throw c.fail("num_scan_inputs \(scanInputs) exceeds the \(inputs.count) inputs") }
   var state = Array(inputs[..<stateCount])
   let sequences = Array(inputs[stateCount...])
   let inAxes = c.ints("scan_input_axes") ?? Array(repeating: 0, count: scanInputs)
@@ -122,6 +125,7 @@ private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttri
     var feeds = state
     for (k, seq) in sequences.enumerated() {
       let axis = try c.axis(inAxes[k], rank: seq.rank)
+      guard seq.shape[axis] == length else { throw c.fail("scan input \(k) has \(seq.shape[axis]) steps, scan input 0 has \(length)") }
       let i = directions[k] == 1 ? length - 1 - t : t
       var shape = seq.shape
       shape.remove(at: axis)
@@ -134,7 +138,7 @@ private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttri
   let outAxes = c.ints("scan_output_axes") ?? Array(repeating: 0, count: scanOutputs)
   let outDirections = c.ints("scan_output_directions") ?? Array(repeating: 0, count: scanOutputs)
   guard outAxes.count == scanOutputs, outDirections.count == scanOutputs else {
-    throw c.fail("scan_output_axes and scan_output_directions must have one entry per scan output")
+    throw c.fail("scan_output_axes and scan_output_directions need one entry per scan output (\(scanOutputs))")
   }
   let stacked = try collected.enumerated().map { k, items -> NDArray in
     guard let f = items.first else { return NDArray(zeros: .float, [0]) }

@@ -27,6 +27,10 @@ public struct Window {
     }
     func ints(_ name: String) -> [Int]? { node.attribute(name)?.ints.map { $0.map { Int(clamping: $0) } } }
     let k = ints("kernel_shape") ?? kernel
+    // A kernel_shape that disagrees with the weight would have im2col and sgemm read past it.
+    guard k == kernel else {
+      throw CompressorError.invalid("\(node.displayName): kernel_shape \(k) does not match the weight's spatial dimensions \(kernel)")
+    }
     let s = ints("strides") ?? Array(repeating: 1, count: spatialRank)
     let d = ints("dilations") ?? Array(repeating: 1, count: spatialRank)
     var p = ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)

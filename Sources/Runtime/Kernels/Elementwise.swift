@@ -205,11 +205,14 @@ extension NDArray {
 
   /// Builds a tensor of `type` from Double values (rounding toward zero for integers).
   public init(doubles values: [Double], as type: DataType, shape: [Int]) throws {
+    let numeric: [DataType] = [.float, .double, .float16, .bfloat16, .int64, .int32, .int16, .int8, .uint8, .uint16, .uint32, .uint64, .bool]
+    guard numeric.contains(type) else { throw CompressorError.unsupported("cannot convert to \(type)") }
     self.init(uninitialized: type, shape)
     guard let base = storage.base, !values.isEmpty else { return }
+    let n = Swift.min(values.count, count)  // never past the buffer, whatever the caller passed
     func fill<T>(_: T.Type, _ f: (Double) -> T) {
-      let p = base.bindMemory(to: T.self, capacity: values.count)
-      for i in values.indices { p[i] = f(values[i]) }
+      let p = base.bindMemory(to: T.self, capacity: n)
+      for i in 0..<n { p[i] = f(values[i]) }
     }
     switch type {
     case .float: fill(Float.self) { Float($0) }

@@ -26,11 +26,13 @@ extension Kernels {
     "GatherND": { c in
       let x = try c.input(0), idx = try c.input(1)
       let batch = c.int("batch_dims", 0)
-      guard let last = idx.shape.last, last <= x.rank - batch else { throw c.fail("indices \(idx.shape) do not fit data \(x.shape)") }
+      guard batch >= 0, batch < Swift.min(x.rank, idx.rank), Array(x.shape[..<batch]) == Array(idx.shape[..<batch]),
+            let last = idx.shape.last, last <= x.rank - batch else { throw c.fail("indices \(idx.shape) do not fit data \(x.shape)") }
       let indices = try idx.integers()
       let sliceShape = Array(x.shape[(batch + last)...])
       let sliceCount = sliceShape.reduce(1, *)
       let outShape = Array(idx.shape.dropLast()) + sliceShape
+      try NDArray.checkAllocation(outShape, x.dataType, c)
       var out = NDArray(uninitialized: x.dataType, outShape)
       let xs = strides(x.shape), width = x.elementWidth * sliceCount
       let batchCount = x.shape[..<batch].reduce(1, *), perBatch = idx.count / max(last, 1) / max(batchCount, 1)

@@ -60,7 +60,9 @@ extension Kernels {
       let x0 = try c.input(0)
       var x = x0.dataType == .float ? x0 : try x0.converted(to: .float)
       let scale = try c.input(1).floats(), bias = try c.input(2).floats(), eps = c.float("epsilon", 1e-5)
+      guard x.rank >= 2 else { throw c.fail("input \(x.shape) has no channel dimension") }
       let n = x.shape[0], ch = x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
+      guard scale.count == ch, bias.count == ch else { throw c.fail("scale and bias must have \(ch) values") }
       let e = x.mutableElements(Float.self)
       for b in 0..<n {
         for k in 0..<ch {

@@ -13,6 +13,9 @@ extension Kernels {
       let zero = try c.optionalInput(2).map(quantizedDoubles) ?? []
       let values = try quantizedDoubles(x)
       let index = try parameterIndex(c, shape: x.shape, parameterShape: scaleTensor.shape)
+      guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
+        throw c.fail("\(scale.count) scales and \(zero.count) zero points")
+      }
       var out = [Float](repeating: 0, count: values.count)
       for i in values.indices {
         let p = index(i)
@@ -20,7 +23,7 @@ extension Kernels {
         out[i] = Float(values[i] - (zero.isEmpty ? 0 : zero[p])) * scale[p]
       }
       // The output has the scale's type unless output_dtype says otherwise.
-      let declared = DataType(rawValue: Int32(truncatingIfNeeded: c.int("output_dtype", 0)))
+      let declared = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
       let outType = declared != .undefined ? declared : (scaleTensor.dataType == .float8e8m0 ? .float : scaleTensor.dataType)
       let result = NDArray(out, shape: x.shape)
       return [outType == .float ? result : try result.converted(to: outType)]
@@ -31,10 +34,13 @@ extension Kernels {
       let scale = try scaleTensor.floats()
       let zeroTensor = c.optionalInput(2)
       let zero = try zeroTensor.map(quantizedDoubles) ?? []
-      let declared = DataType(rawValue: Int32(truncatingIfNeeded: c.int("output_dtype", 0)))
+      let declared = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
       let type = zeroTensor?.dataType ?? (declared != .undefined ? declared : .uint8)
       let shape = try c.input(0).shape
       let index = try parameterIndex(c, shape: shape, parameterShape: scaleTensor.shape)
+      guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
+        throw c.fail("\(scale.count) scales and \(zero.count) zero points")
+      }
       var v = [Double](repeating: 0, count: x.count)
       for i in x.indices {
         let p = index(i)
@@ -78,30 +84,20 @@ func quantizedDoubles(_ x: NDArray) throws -> [Double] {
   return try x.integers().map(Double.init)
 }
 
-/// Integer values of a quantized tensor, unpacking 4-bit types (low nibble first).
-func quantizedValues(_ x: NDArray) throws -> [Int] {
-  switch x.dataType {
-  case .int4, .uint4:
-    let bytes = x.elements(UInt8.self)
-    return (0..<x.count).map { i in
-      let nibble = Int(i % 2 == 0 ? bytes[i / 2] & 0x0F : bytes[i / 2] >> 4)
-      return x.dataType == .int4 && nibble >= 8 ? nibble - 16 : nibble
-    }
-  default:
-    return try x.integers()
-  }
-}
-
 /// Maps an element's linear index to the index of its scale/zero point: one for all, one per
 /// slice along `axis`, or one per block of `block_size` along `axis`.
 private func parameterIndex(_ c: KernelContext, shape: [Int], parameterShape: [Int]) throws -> (Int) -> Int {
   let count = parameterShape.reduce(1, *)
   if parameterShape.isEmpty || count == 1 { return { _ in 0 } }
+  guard !shape.isEmpty else { throw c.fail("\(count) scales for a scalar input") }
   let axis = try c.axis(c.int("axis", 1), rank: shape.count)
   let blockSize = c.int("block_size", 0)
   let inner = shape[(axis + 1)...].reduce(1, *), n = shape[axis]
   if blockSize > 0 {
-    guard parameterShape.count == shape.count else { throw c.fail("blocked scales must have the input's rank") }
+    let fits = parameterShape.count == shape.count && shape.indices.allSatisfy { d in
+      parameterShape[d] == (d == axis ? shape[d] / blockSize + (shape[d] % blockSize == 0 ? 0 : 1) : shape[d])
+    }
+    guard fits else { throw c.fail("blocked scales of shape \(parameterShape) do not fit an input of shape \(shape) with block_size \(blockSize)") }
     let pStrides = strides(parameterShape), xStrides = strides(shape)
     return { i in
       var rest = i, p = 0

@@ -112,10 +112,11 @@ extension Kernels {
       var sizes: [Int]
       if c.opset >= 13, let s = c.optionalInput(1) { sizes = try s.integers() } else if let s = c.ints("split") { sizes = s } else {
         let n = c.opset >= 18 ? c.int("num_outputs", outputs) : outputs
+        guard n >= 1 else { throw c.fail("cannot split into \(n) parts") }
         let chunk = (x.shape[axis] + n - 1) / n
         sizes = (0..<n).map { Swift.min(chunk, Swift.max(0, x.shape[axis] - $0 * chunk)) }
       }
-      guard sizes.reduce(0, +) == x.shape[axis] else { throw c.fail("split sizes \(sizes) do not add up to \(x.shape[axis])") }
+      guard sizes.allSatisfy({ $0 >= 0 && $0 <= x.shape[axis] }), sizes.reduce(0, +) == x.shape[axis] else { throw c.fail("split sizes \(sizes) do not add up to \(x.shape[axis])") }
       var start = 0
       return try sizes.map { n in
         defer { start += n }
@@ -147,7 +148,9 @@ extension Kernels {
       let indices = try idx.integers()
       let n = x.shape[axis]
       let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
-      var out = NDArray(uninitialized: x.dataType, Array(x.shape[..<axis]) + idx.shape + Array(x.shape[(axis + 1)...]))
+      let outShape = Array(x.shape[..<axis]) + idx.shape + Array(x.shape[(axis + 1)...])
+      try NDArray.checkAllocation(outShape, x.dataType, c)
+      var out = NDArray(uninitialized: x.dataType, outShape)
       let width = x.elementWidth * inner
       let dst = out.mutableBytes()
       for o in 0..<outer {
@@ -183,7 +186,7 @@ extension Kernels {
     },
     "Cast": { c in
       let x = try c.input(0)
-      return [try cast(c, x, to: DataType(rawValue: Int32(truncatingIfNeeded: c.int("to", 0))))]
+      return [try cast(c, x, to: DataType(rawValue: Int32(clamping: c.int("to", 0))))]
     },
     "CastLike": { c in
       let x = try c.input(0)
@@ -204,6 +207,7 @@ extension Kernels {
       let shape = try c.input(0).integers()
       guard shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("shape \(shape) has a negative dimension") }
       let value = try c.node.attribute("value")?.tensor.map { try NDArray($0) } ?? NDArray([Float(0)], shape: [1])
+      guard value.count == 1, value.dataType != .string else { throw c.fail("value must be one number, it is \(value.dataType) \(value.shape)") }
       try NDArray.checkAllocation(shape, value.dataType, c)
       return [value.reshaped([]).broadcast(to: shape)]
     },

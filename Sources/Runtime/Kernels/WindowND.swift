@@ -12,6 +12,7 @@ struct WindowND {
   init(_ c: KernelContext, kernel defaultKernel: [Int], input: [Int]) throws {
     let r = input.count
     kernel = c.ints("kernel_shape") ?? defaultKernel
+    guard kernel == defaultKernel else { throw c.fail("kernel_shape \(kernel) does not match the weight's spatial dimensions \(defaultKernel)") }
     strides = c.ints("strides") ?? Array(repeating: 1, count: r)
     dilations = c.ints("dilations") ?? Array(repeating: 1, count: r)
     var pads = c.ints("pads") ?? Array(repeating: 0, count: 2 * r)

@@ -115,7 +115,7 @@ enum FakeQuantize {
   static let storedTypeAttribute = "stored_type"
 
   static func storedType(_ node: Node) -> DataType {
-    DataType(rawValue: Int32(node.attribute(storedTypeAttribute)?.int ?? 3))
+    DataType(rawValue: Int32(clamping: node.attribute(storedTypeAttribute)?.int ?? 3))
   }
 
   /// The master weights rounded to the grid: (clamp(round(w/s) + z) − z)·s.
