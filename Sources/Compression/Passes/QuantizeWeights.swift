@@ -26,18 +26,32 @@ public struct QuantizeWeights: Pass {
     self.filter = filter
   }
 
-  /// Which inputs of which op are weights, and the axis of their output channels.
+  /// Which inputs of which op are weights, and the axis of their output channels. ONNX Runtime's
+  /// fused operators (what its transformer optimizer writes) carry their weights the same way.
   static let weightInputs = ["Conv": [1], "ConvTranspose": [1], "Gemm": [1], "MatMul": [1], "Gather": [0],
                              "LSTM": [1, 2], "GRU": [1, 2], "RNN": [1, 2]]
+  static let contribWeightInputs = ["Attention": [1], "FusedConv": [1], "FusedGemm": [1], "FusedMatMul": [1],
+                                    "EmbedLayerNormalization": [2, 3, 4]]
+
+  /// The weight inputs of `n`, by its domain.
+  static func weightInputs(of n: Node) -> [Int] {
+    if n.isDefaultDomain { return weightInputs[n.opType] ?? [] }
+    return n.domain == "com.microsoft" ? contribWeightInputs[n.opType] ?? [] : []
+  }
+
   static func channelAxis(_ n: Node, rank: Int) -> Int? {
     switch n.opType {
-    case "Conv": return 0
+    case "Conv", "FusedConv": return 0
     case "ConvTranspose": return 1
-    case "Gemm": return (n.attribute("transB")?.int ?? 0) != 0 ? 0 : 1
+    case "Gemm", "FusedGemm": return (n.attribute("transB")?.int ?? 0) != 0 ? 0 : 1
     case "MatMul": return rank >= 2 ? rank - 1 : nil
+    case "FusedMatMul": return rank >= 2 ? ((n.attribute("transB")?.int ?? 0) != 0 ? rank - 2 : rank - 1) : nil
     case "Gather": return (n.attribute("axis")?.int ?? 0) == 0 ? 0 : nil
     // W [directions, gates × hidden, input] and R [directions, gates × hidden, hidden].
     case "LSTM", "GRU", "RNN": return rank == 3 ? 1 : nil
+    // Attention's packed Q/K/V weight [hidden, 3 × hidden]; embedding tables, one row per id.
+    case "Attention": return rank == 2 ? 1 : nil
+    case "EmbedLayerNormalization": return rank == 2 ? 0 : nil
     default: return nil
     }
   }
@@ -50,8 +64,8 @@ public struct QuantizeWeights: Pass {
     model.graph.forEachGraph { g in for t in g.initializers { sizes[t.name] = (t.dataType, t.elementCount, t.dims.count) } }
     var found = false
     model.graph.forEachGraph { g in
-      for n in g.nodes where !found && n.isDefaultDomain {
-        for wi in Self.weightInputs[n.opType] ?? [] where !found && wi < n.inputs.count {
+      for n in g.nodes where !found {
+        for wi in Self.weightInputs(of: n) where !found && wi < n.inputs.count {
           guard let (type, count, rank) = sizes[n.inputs[wi]], type == .float, count >= minimumElements,
                 filter.refusal(n) == nil else { continue }
           found = axis != nil || Self.channelAxis(n, rank: rank) != nil
@@ -73,8 +87,17 @@ public struct QuantizeWeights: Pass {
     var refused = [String: String]()
     // Readers anywhere, subgraphs included: If/Loop bodies read the main graph's weights.
     try model.graph.forEachGraph { g in
-      for n in g.nodes where n.isDefaultDomain {
-        for wi in Self.weightInputs[n.opType] ?? [] where wi < n.inputs.count && !n.inputs[wi].isEmpty {
+      for n in g.nodes {
+        let inputs = Self.weightInputs(of: n)
+        if inputs.isEmpty && !n.isDefaultDomain {
+          // Another runtime's operator: its large float weights stay float, and the report says so.
+          for name in n.inputs where (ranks[name] ?? 0) >= 2 {
+            changes.append(.init(target: label(n), action: "skipped",
+                                 detail: "\(n.domain).\(n.opType) reads weight '\(name)' in a layout this pass does not quantize"))
+          }
+          continue
+        }
+        for wi in inputs where wi < n.inputs.count && !n.inputs[wi].isEmpty {
           let name = n.inputs[wi]
           guard let rank = ranks[name] else {
             if n.opType != "Gather" {
