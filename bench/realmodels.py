@@ -29,6 +29,7 @@ import fetch  # noqa: E402
 
 ORT_REAL = """
 import json, sys, time, numpy as np, onnxruntime as ort
+ort.set_default_logger_severity(3)
 path, feeds_path, threads, runs, warmup, level = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 with np.load(feeds_path) as z:
     feeds = {k: z[k] for k in z.files}
@@ -50,6 +51,7 @@ print(json.dumps({"p50Ms": float(np.median(times))}))
 # sessions of the current model. Its peak RSS is measured apart, by ORT_REAL in a fresh process.
 ORT_SERVER = """
 import json, sys, time, numpy as np, onnxruntime as ort
+ort.set_default_logger_severity(3)
 sessions, feeds_cache = {}, {}
 for line in sys.stdin:
     q = json.loads(line)
