@@ -172,11 +172,11 @@ def bench_batch(args, entry, feeds, server, env):
                 cells[threads][level].append(a["p50Ms"])
         if r == 0:
             # Size the later rounds from the first: about args.realmodel_seconds of timed runs per
-            # tool and round, at least 3; big models get one round fewer.
+            # tool and round, at least 3; models slower than 100 ms get one round fewer.
             slowest = max(cells[1]["ours"][0], cells[1]["all"][0])
             runs = max(3, min(30, int(args.realmodel_seconds * 1000 / max(slowest, 1e-3))))
             warmup = 2
-            if slowest > 300:
+            if slowest > 100:
                 rounds = max(2, rounds - 1)
         r += 1
     server.ask(reset=True)

@@ -109,7 +109,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
   // pass over the output. An empty product (no input channels) must still give zeros.
   var out = cg == 0 ? NDArray(zeros: .float, outShape) : NDArray(uninitialized: .float, outShape)
   let src = x.elements(Float.self), wt = w.elements(Float.self), dst = out.mutableElements(Float.self)
-  let mg = m / group, kk = cg * win.kh * win.kw, spatialOut = oh * ow
+  let mg = m / group, spatialOut = oh * ow
   let declared = try FusedActivation(c.node)
   // A residual the executor fused in (`Executor.fuseResidualAddIntoConv`): added with the bias, before
   // the activation. One of another shape (broadcast) is added after the convolution instead.
