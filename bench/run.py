@@ -7,6 +7,9 @@ ratios (these machines are shared and noisy, so absolute times mean little).
   io-external     the same with external data: peak RSS relative to the data size
   runtime-*       `compressor bench` latency (p50) and peak RSS against ONNX Runtime's
                   InferenceSession on the same model and input, with 1 and 2 threads
+  realmodels      the same on every model of the real-model suite (Tests/realmodels) at batch 1
+                  and 8, ORT with and without its graph optimizations, and static-quantization
+                  calibration on the largest suite model (bench/realmodels.py); `--only realmodels`
 
   distill-*       `compressor distill` training throughput (samples/s over the whole command)
                   against PyTorch training the same student (same weights, loss, optimizer,
@@ -348,7 +351,12 @@ def main():
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runtime-runs", type=int, default=20)
-    ap.add_argument("--only", choices=["io", "runtime", "quantize", "prune", "factorize", "distill"], help="run one group of benchmarks")
+    ap.add_argument("--only", choices=["io", "runtime", "realmodels", "quantize", "prune", "factorize", "distill"],
+                    help="run one group of benchmarks")
+    ap.add_argument("--realmodels-only", default="", help="realmodels: these suite models only (comma-separated)")
+    ap.add_argument("--realmodels-cache", default="", help="realmodels: the suite's cache (default: fetch.py's)")
+    ap.add_argument("--realmodel-rounds", type=int, default=3, help="realmodels: alternating rounds (one fewer above 100 ms)")
+    ap.add_argument("--realmodel-seconds", type=float, default=0.3, help="realmodels: timed seconds per tool and round")
     ap.add_argument("--calibration-samples", type=int, default=64)
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -361,8 +369,14 @@ def main():
                   location=ext_path.name + ".data", size_threshold=1024)
         return
     OUT.mkdir(exist_ok=True)
+    if args.compressor is None:
+        args.compressor = str(HERE.parent / ".build" / "release" / "compressor")
     if args.only == "runtime":
         print_runtime(runtime_benchmarks(args))
+        return
+    if args.only == "realmodels":
+        import realmodels
+        realmodels.main(args, OUT)
         return
     if args.only == "prune":
         print_prune(prune_benchmark(args))

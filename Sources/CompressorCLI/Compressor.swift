@@ -64,15 +64,14 @@ public struct Compressor: ParsableCommand {
   /// the user chose a number); `--threads` grows the pool where BLAS is actually used.
   ///
   /// The same re-execution picks OpenBLAS's AVX-512 kernels on CPUs that have every feature they
-  /// need but that OpenBLAS 0.3.21 does not recognize (AMD Zen 4 is taken for Haswell, which
-  /// halves sgemm throughput), unless the user chose OPENBLAS_CORETYPE.
+  /// need but that OpenBLAS 0.3.21 does not recognize (AMD Zen 4 is taken for Haswell), only when
+  /// OPENBLAS_CORETYPE is unset: a value in the environment is a user's or an administrator's
+  /// choice (machines where a kernel misbehaves set Haswell) and is never replaced.
   static func startWithSingleThreadedBLAS() {
     guard getenv("OPENBLAS_NUM_THREADS") == nil else { return }
     setenv("OPENBLAS_NUM_THREADS", "1", 1)
-    // OpenBLAS exports the core it detected as OPENBLAS_CORETYPE; only that value is replaced.
     let detected = Linalg.coreName.lowercased()
-    let chosen = getenv("OPENBLAS_CORETYPE").map { String(cString: $0).lowercased() }
-    if (chosen == nil || chosen == detected) && ["haswell", "zen"].contains(detected) && cpuHasAVX512ForOpenBLAS() {
+    if getenv("OPENBLAS_CORETYPE") == nil && ["haswell", "zen"].contains(detected) && cpuHasAVX512ForOpenBLAS() {
       setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)
     }
     execv("/proc/self/exe", CommandLine.unsafeArgv)

@@ -81,6 +81,12 @@ public final class Executor {
   }
   /// The main graph before `fuseActivationsIntoConv`, while the fused one is in use.
   private var graphWithoutFusedActivations: Graph?
+  /// Subgraphs' schedules and initializer values, made the first time each runs: If branches and
+  /// Loop bodies run on every inference (a body once per iteration), and planning one took longer
+  /// than running it (silero-vad: 130 ms of a 150 ms run). Keyed by the address of the subgraph's
+  /// node storage; the entry holds the graph, so that storage lives and no other graph can take
+  /// its address.
+  private var subgraphs: [UnsafeRawPointer: (graph: Graph, plan: Plan, initializers: [String: Value])] = [:]
   private var liveBytes = 0
 
   public init(model: Model, threads: Int = 1) throws {
@@ -98,10 +104,57 @@ public final class Executor {
       mainInitializers[t.name] = a
     }
     try foldBatchNormIntoConv()
+    // Observed runs (calibration, analyses) see every node as the model has it: the graph before
+    // constant folding and fusion.
     graphWithoutFusedActivations = mainGraph
+    if foldConstants() {
+      try foldBatchNormIntoConv()
+    }
+    fuseDecomposedHardSwish()
+    fuseResidualAddIntoConv()
     fuseActivationsIntoConv()
     mainPlan = try plan(mainGraph)
     mainInitialValues = mainInitializers.mapValues(Value.tensor)
+  }
+
+  /// Initializers that folded constants were computed from and that a feed may override (IR 3
+  /// lists weights among the inputs): a run that feeds one runs the unfolded graph.
+  private var foldedFromInputs = Set<String>()
+
+  /// Nodes whose inputs are all constants — initializers, and outputs of nodes folded before
+  /// them — run once here and their outputs become initializers: Paddle exports compute
+  /// BatchNormalization's parameters with Constant nodes, caffe2-era models fill every weight with
+  /// ConstantOfShape, exporters slice recurrent weights apart; ONNX Runtime folds all of them when
+  /// it loads a model, and then folds BatchNormalization into the Conv before it, as this does.
+  /// Random operators and nodes with subgraphs are left to run. True when anything was folded.
+  private func foldConstants() -> Bool {
+    // A graph input's initializer is only a default (IR 4 and later), except in IR 3 models,
+    // which list every weight among the inputs; ONNX Runtime takes those as constants too.
+    let inputs = Set(mainGraph.inputs.map(\.name))
+    var constant = Set(mainInitializers.keys)
+    if model.irVersion >= 4 { constant.subtract(inputs) }
+    guard let order = try? topologicalOrder(mainGraph) else { return false }
+    var removed = Set<Int>()
+    let random: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"]
+    for n in order {
+      let node = mainGraph.nodes[n]
+      guard !random.contains(node.opType), !node.opType.contains("Sequence"), !node.opType.hasPrefix("Optional"),
+            node.attributes.allSatisfy({ $0.subgraphs.isEmpty }), !node.outputs.isEmpty,
+            node.inputs.allSatisfy({ $0.isEmpty || constant.contains($0) }),
+            let results = try? evaluate(node, node.inputs.map { $0.isEmpty ? nil : mainInitializers[$0] }),
+            results.count >= node.outputs.filter({ !$0.isEmpty }).count else { continue }
+      for (name, value) in zip(node.outputs, results) where !name.isEmpty {
+        var v = value
+        v.makeAligned()
+        mainInitializers[name] = v
+        constant.insert(name)
+      }
+      for name in node.inputs where inputs.contains(name) { foldedFromInputs.insert(name) }
+      removed.insert(n)
+    }
+    guard !removed.isEmpty else { return false }
+    mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    return true
   }
 
   func plan(_ g: Graph) throws -> Plan {
@@ -160,6 +213,89 @@ public final class Executor {
       fused.outputs = [bn.outputs[0]]
       mainGraph.nodes[ci] = fused
       removed.insert(b)
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+  }
+
+  /// The single float value of a constant, if `name` is one.
+  private func scalarConstant(_ name: String) -> Float? {
+    guard let v = mainInitializers[name], v.dataType == .float, v.count == 1 else { return nil }
+    return v.elements(Float.self)[0]
+  }
+
+  /// A Clip's bounds when they are constants (attributes before opset 11, inputs after).
+  private func clipBounds(_ clip: Node) -> (Float, Float)? {
+    if (opsets[""] ?? 1) < 11 {
+      return (clip.attribute("min")?.float ?? -.infinity, clip.attribute("max")?.float ?? .infinity)
+    }
+    func bound(_ i: Int, _ fallback: Float) -> Float? {
+      guard i < clip.inputs.count, !clip.inputs[i].isEmpty else { return fallback }
+      return scalarConstant(clip.inputs[i])
+    }
+    guard let low = bound(1, -.infinity), let high = bound(2, .infinity) else { return nil }
+    return (low, high)
+  }
+
+  /// y·Clip(y + 3, 0, 6)/6 — HardSwish as Paddle writes it (Add, Clip, Mul, then Div by 6 or Mul
+  /// by 1/6) — becomes one HardSwish node, which `fuseActivationsIntoConv` then moves into the
+  /// Conv before it: four passes over the feature map become none (ONNX Runtime fuses the same).
+  private func fuseDecomposedHardSwish() {
+    let (readers, producer) = readersAndProducers()
+    var removed = Set<Int>()
+    for (d, last) in mainGraph.nodes.enumerated() where last.isDefaultDomain && last.inputs.count == 2 && last.outputs.count == 1 {
+      guard let k = scalarConstant(last.inputs[1]),
+            last.opType == "Div" ? k == 6 : (last.opType == "Mul" && Swift.abs(k - 1 / 6) < 1e-7),
+            let mi = producer[last.inputs[0]], readers[last.inputs[0]] == 1, !removed.contains(mi) else { continue }
+      let mul = mainGraph.nodes[mi]
+      guard mul.opType == "Mul", mul.isDefaultDomain, mul.inputs.count == 2 else { continue }
+      for (yi, ci) in [(0, 1), (1, 0)] {
+        let y = mul.inputs[yi]
+        guard let clipIndex = producer[mul.inputs[ci]], readers[mul.inputs[ci]] == 1, !removed.contains(clipIndex) else { continue }
+        let clip = mainGraph.nodes[clipIndex]
+        guard clip.opType == "Clip", clip.isDefaultDomain, let bounds = clipBounds(clip), bounds == (0, 6),
+              let ai = producer[clip.inputs[0]], readers[clip.inputs[0]] == 1, !removed.contains(ai) else { continue }
+        let add = mainGraph.nodes[ai]
+        guard add.opType == "Add", add.isDefaultDomain, add.inputs.count == 2,
+              (add.inputs[0] == y && scalarConstant(add.inputs[1]) == 3) || (add.inputs[1] == y && scalarConstant(add.inputs[0]) == 3)
+        else { continue }
+        mainGraph.nodes[d] = Node(name: last.name, opType: "HardSwish", inputs: [y], outputs: last.outputs)
+        removed.formUnion([mi, clipIndex, ai])
+        break
+      }
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+  }
+
+  /// Add(Conv(x), r) where the Conv's output feeds nothing else becomes one Conv with r as a
+  /// fourth input, added to each block of output while it is in cache (the Conv kernel adds r
+  /// after the convolution when its shape is not the output's); a Relu or other activation after
+  /// the Add then fuses as after any Conv: ResNet's residual joins cost no pass of their own, as in
+  /// ONNX Runtime's FusedConv.
+  private func fuseResidualAddIntoConv() {
+    let (readers, producer) = readersAndProducers()
+    var removed = Set<Int>()
+    var fusedConvs = Set<Int>()
+    for (a, add) in mainGraph.nodes.enumerated() where add.opType == "Add" && add.isDefaultDomain && add.inputs.count == 2
+      && add.outputs.count == 1 && add.inputs[0] != add.inputs[1] {
+      for side in 0..<2 {
+        let name = add.inputs[side]
+        guard let ci = producer[name], readers[name] == 1, !fusedConvs.contains(ci), !removed.contains(ci) else { continue }
+        let conv = mainGraph.nodes[ci]
+        guard conv.opType == "Conv", conv.isDefaultDomain, conv.outputs.count == 1, conv.inputs.count >= 2, conv.inputs.count <= 3,
+              conv.attribute(FusedActivation.attribute) == nil,
+              let w = mainInitializers[conv.inputs[1]], w.dataType == .float, w.rank == 3 || w.rank == 4 else { continue }
+        var node = conv
+        node.inputs = [conv.inputs[0], conv.inputs[1], conv.inputs.count > 2 ? conv.inputs[2] : "", add.inputs[1 - side]]
+        node.outputs = add.outputs
+        mainGraph.nodes[ci] = node
+        fusedConvs.insert(ci)
+        removed.insert(a)
+        break
+      }
     }
     if !removed.isEmpty {
       mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
@@ -262,6 +398,12 @@ public final class Executor {
     }
     peakLiveBytes = 0
     liveBytes = 0
+    if !foldedFromInputs.isEmpty, feeds.keys.contains(where: foldedFromInputs.contains), observer == nil,
+       let unfolded = graphWithoutFusedActivations {
+      // A feed overrides a weight that constants were folded from: run the nodes as the model has them.
+      let outputs = try runGraph(unfolded, outer: nil, feeds: ordered, initializers: mainInitialValues, plan: try plan(unfolded))
+      return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
+    }
     let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitialValues, plan: mainPlan)
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
@@ -313,8 +455,12 @@ public final class Executor {
   func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], initializers: [String: Value]? = nil,
                 plan cached: Plan? = nil) throws -> [Value] {
     let scope = Scope(parent: outer)
+    var cached = cached
     if let initializers {
       scope.values = initializers
+    } else if let entry = try subgraphEntry(g) {
+      scope.values = entry.initializers
+      cached = cached ?? entry.plan
     } else {
       for t in g.initializers { scope.values[t.name] = .tensor(try NDArray(t)) }
     }
@@ -443,6 +589,22 @@ public final class Executor {
           "\(node.displayName): a \(v.dataType) result of shape \(v.shape) holds \(v.storage.byteCount) bytes")
       }
     }
+  }
+
+  /// The cached schedule and initializers of subgraph `g` (nil for a graph without nodes: every
+  /// empty array shares one address).
+  private func subgraphEntry(_ g: Graph) throws -> (graph: Graph, plan: Plan, initializers: [String: Value])? {
+    guard let key = g.nodes.withUnsafeBufferPointer({ $0.baseAddress.map { UnsafeRawPointer($0) } }) else { return nil }
+    if let entry = subgraphs[key] { return entry }
+    var values = [String: Value]()
+    for t in g.initializers {
+      var a = try NDArray(t)
+      a.makeAligned()
+      values[t.name] = .tensor(a)
+    }
+    let entry = (graph: g, plan: try plan(g), initializers: values)
+    subgraphs[key] = entry
+    return entry
   }
 
   /// Node indices in an order where every producer runs before its consumers.

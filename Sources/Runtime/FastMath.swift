@@ -32,6 +32,32 @@ enum FastMath {
     return (p * scale).replacing(with: 0, where: x .< -87.3).replacing(with: x, where: x .!= x)
   }
 
+  /// 1/(1 + e^−x) on eight lanes: e = e^−|x| ≤ 1 never overflows, and x < 0 takes e/(1 + e).
+  @inline(__always)
+  static func sigmoid(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let e = expNonPositive(x.replacing(with: -x, where: x .> 0))
+    let s = 1 / (1 + e)
+    return s.replacing(with: e * s, where: x .< 0)
+  }
+
+  /// tanh(x) on eight lanes within 2 ulp: the odd Taylor series through x¹¹ below |x| = 0.4, where
+  /// (1 − e)/(1 + e) with e = e^−2|x| would lose digits, and that formula above.
+  @inline(__always)
+  static func tanh(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let a = x.replacing(with: -x, where: x .< 0)
+    let e = expNonPositive(-2 * a)
+    let large = (1 - e) / (1 + e)
+    let s = a * a
+    var p = SIMD8<Float>(repeating: -1382.0 / 155925)
+    p = p * s + 62.0 / 2835
+    p = p * s - 17.0 / 315
+    p = p * s + 2.0 / 15
+    p = p * s - 1.0 / 3
+    p = p * s + 1
+    let r = (a * p).replacing(with: large, where: .!(a .< 0.4))
+    return r.replacing(with: -r, where: x .< 0)
+  }
+
   /// erf(x) within 3e-7: the odd Taylor series below |x| = 0.5, Abramowitz & Stegun 7.1.28
   /// (1 − (1 + a₁x + … + a₆x⁶)⁻¹⁶) above, saturating to ±1.
   @inline(__always)

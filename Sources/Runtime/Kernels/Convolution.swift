@@ -109,20 +109,31 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let outShape = x.rank == 3 ? [n, m, ow] : [n, m, oh, ow]
   try NDArray.checkAllocation(outShape, .float, c)
   try NDArray.checkAllocation([cg * win.kh * win.kw, oh * ow], .float, c)
-  var out = NDArray(zeros: .float, outShape)
+  // Every path below writes every output element (sgemm with β = 0): zeroing first was a wasted
+  // pass over the output. An empty product (no input channels) must still give zeros.
+  var out = cg == 0 ? NDArray(zeros: .float, outShape) : NDArray(uninitialized: .float, outShape)
   let src = x.elements(Float.self), wt = w.elements(Float.self), dst = out.mutableElements(Float.self)
-  let mg = m / group, kk = cg * win.kh * win.kw, spatialOut = oh * ow
+  let mg = m / group, spatialOut = oh * ow
+  let declared = try FusedActivation(c.node)
+  // A residual the executor fused in (`Executor.fuseResidualAddIntoConv`): added with the bias, before
+  // the activation. One of another shape (broadcast) is added after the convolution instead.
+  let residual0 = c.optionalInput(3)
+  let residual = try residual0.map { $0.dataType == .float ? $0 : try $0.converted(to: .float) }
+  let inline = residual.map { $0.shape == outShape } ?? false
+  let deferred = residual != nil && !inline ? declared : nil
+  let activation = deferred == nil ? declared : FusedActivation()
+  let residualElements = inline ? residual?.elements(Float.self) : nil
+  let rp = residualElements?.baseAddress
   guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialOut > 0 else { return out }
   try withExtendedLifetime((src, wt, dst)) {
   let bias = try c.optionalInput(2).map { try $0.floats() }
   if let bias, bias.count != m { throw c.fail("bias has \(bias.count) values for \(m) output channels") }
-  let activation = try FusedActivation(c.node)
-  /// Bias and the fused activation on output channels `channels` of sample `b`, positions [p0, p1),
-  /// while those values are still in cache.
+  /// Bias, the residual and the fused activation on output channels `channels` of sample `b`,
+  /// positions [p0, p1), while those values are still in cache.
   func finish(_ b: Int, _ channels: Range<Int>, _ p0: Int, _ p1: Int) {
     for o in channels {
-      let row = dp + (b * m + o) * spatialOut
-      activation.apply(row + p0, count: p1 - p0, bias: bias?[o] ?? 0)
+      let offset = (b * m + o) * spatialOut + p0
+      activation.apply(dp + offset, count: p1 - p0, bias: bias?[o] ?? 0, residual: rp.map { UnsafePointer($0 + offset) })
     }
   }
   let pointwise = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1
@@ -142,6 +153,30 @@ func conv(_ c: KernelContext) throws -> NDArray {
       Parallel.forEach(m, costPerItem: spatialOut) { channels in finish(b, channels, 0, spatialOut) }
     }
   } else {
+    // Taps that read only padding for every output — dilated convolutions on maps smaller than
+    // their dilation (DeepLab's ASPP: rates 24 and 36 on a 16×16 map) — add nothing: convolve
+    // with the window of the taps that can reach the input, and those taps' weights.
+    let live = liveWindow(win, h: h, w: wd, oh: oh, ow: ow)
+    let full = live.ky.count == win.kh && live.kx.count == win.kw
+    var win = win
+    let kk = cg * live.ky.count * live.kx.count
+    let reduced = UnsafeMutablePointer<Float>.allocate(capacity: full ? 0 : m * kk)
+    defer { reduced.deallocate() }
+    if !full {
+      var i = 0
+      for o in 0..<m {
+        for ci in 0..<cg {
+          for ky in live.ky {
+            for kx in live.kx { reduced[i] = wp[((o * cg + ci) * win.kh + ky) * win.kw + kx]; i += 1 }
+          }
+        }
+      }
+      win.padTop -= live.ky.lowerBound * win.dh
+      win.padLeft -= live.kx.lowerBound * win.dw
+      win.kh = live.ky.count
+      win.kw = live.kx.count
+    }
+    let wp = full ? UnsafePointer(wp) : UnsafePointer(reduced)
     // im2col a band of output rows at a time, small enough to stay in cache while sgemm reads
     // it. Bands are independent: with several threads each takes every T-th band with its own
     // buffer (single-threaded sgemm), and one narrow band falls back to a parallel sgemm.
@@ -179,8 +214,35 @@ func conv(_ c: KernelContext) throws -> NDArray {
       withBand { run(0, $0) }
     }
   }
+  withExtendedLifetime(residualElements) {}
+  }
+  if let deferred, let residual {
+    guard let shape = broadcastShape([outShape, residual.shape]), shape == outShape else {
+      throw c.fail("the residual \(residual.shape) does not broadcast to the output \(outShape)")
+    }
+    var sum = NDArray(uninitialized: .float, outShape)
+    floatBinary(outShape, outShape, residual.shape, out.elements(Float.self), residual.elements(Float.self),
+                sum.mutableElements(Float.self), FloatBinaryMaps.Add())
+    sum.mutableElements(Float.self).withPointer { p in if let p { deferred.apply(p, count: sum.count, bias: 0) } }
+    out = sum
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// The rows and columns of the window whose taps read the input for some output (intervals);
+/// the whole window when none does (the result is then the bias alone, computed as usual).
+private func liveWindow(_ win: Window, h: Int, w: Int, oh: Int, ow: Int) -> (ky: Range<Int>, kx: Range<Int>) {
+  func live(_ k: Int, _ n: Int, _ o: Int, _ s: Int, _ d: Int, _ p: Int) -> Range<Int> {
+    var lo = k, hi = 0
+    for t in 0..<k {
+      // Tap t reads positions t·d − p … (o − 1)·s − p + t·d: dead when all fall outside [0, n).
+      let first = t * d - p, last = (o - 1) * s - p + t * d
+      if last >= 0 && first < n { lo = min(lo, t); hi = max(hi, t + 1) }
+    }
+    return lo < hi ? lo..<hi : 0..<k
+  }
+  let ky = live(win.kh, h, oh, win.sh, win.dh, win.padTop), kx = live(win.kw, w, ow, win.sw, win.dw, win.padLeft)
+  return ky.isEmpty || kx.isEmpty ? (0..<win.kh, 0..<win.kw) : (ky, kx)
 }
 
 /// output (m×n, rows `ldc` apart) = weights (m×k) · columns (k×n). Few output positions and many
@@ -474,6 +536,20 @@ struct FusedActivation {
   /// The attribute recording `kind` with its two parameters.
   static func attribute(_ kind: Kind, _ alpha: Float = 0, _ beta: Float = 0) -> Attribute {
     Attribute(name: attribute, value: .floats([alpha, beta]), docString: kind.rawValue)
+  }
+
+  init() {}
+
+  /// With a residual: (p + bias) + residual, then the activation — the order of the unfused
+  /// Conv, Add and activation nodes, so results are the same bits.
+  @inline(__always)
+  func apply(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafePointer<Float>?) {
+    guard let r = residual else {
+      apply(p, count: count, bias: bias)
+      return
+    }
+    for i in 0..<count { p[i] = (p[i] + bias) + r[i] }
+    apply(p, count: count, bias: 0)
   }
 
   @inline(__always)

@@ -28,7 +28,8 @@ func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray 
   }
   var outShape = batch + [m, n]
   try NDArray.checkAllocation(outShape, .float, c)
-  var out = NDArray(zeros: .float, outShape)
+  // sgemm with β = 0 writes every element; only an empty inner dimension leaves zeros to give.
+  var out = k == 0 ? NDArray(zeros: .float, outShape) : NDArray(uninitialized: .float, outShape)
   let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
   withExtendedLifetime((x, y, z)) {
   if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {

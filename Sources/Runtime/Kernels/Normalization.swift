@@ -19,14 +19,23 @@ extension Kernels {
       guard [scale.count, bias.count, mean.count, variance.count].allSatisfy({ $0 == ch }) else {
         throw c.fail("scale, bias, mean and var must have \(ch) values")
       }
-      let e = x.mutableElements(Float.self)
-      for b in 0..<n {
-        for k in 0..<ch {
-          let a = scale[k] / (variance[k] + eps).squareRoot(), s = bias[k] - mean[k] * a
-          let base = (b * ch + k) * size
-          for i in 0..<size { e[base + i] = e[base + i] * a + s }
+      // One pass from input to a new output (not a copy and then a pass over it), planes split
+      // among the threads.
+      var y = NDArray(uninitialized: .float, x.shape)
+      let src = x.elements(Float.self), dst = y.mutableElements(Float.self)
+      let factors = (0..<ch).map { k in scale[k] / (variance[k] + eps).squareRoot() }
+      let shifts = (0..<ch).map { k in bias[k] - mean[k] * factors[k] }
+      withExtendedLifetime((src, dst)) {
+        guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
+        Parallel.forEach(n * ch, costPerItem: size) { planes in
+          for p in planes {
+            let a = factors[p % ch], s = shifts[p % ch]
+            let from = sp + p * size, to = dp + p * size
+            for i in 0..<size { to[i] = from[i] * a + s }
+          }
         }
       }
+      x = y
       return [x0.dataType == .float ? x : try x.converted(to: x0.dataType)]
     },
     "LayerNormalization": { c in
@@ -402,16 +411,27 @@ private func localResponseNormalization(_ c: KernelContext) throws -> NDArray {
   withExtendedLifetime((src, dst)) {
     guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
     Parallel.forEach(n * ch, costPerItem: plane * size * 4) { items in
-      var sum = [Float](repeating: 0, count: plane)
+      var buffer = [Float](repeating: 0, count: plane)
+      buffer.withUnsafeMutableBufferPointer { sums in
+      guard let sum = sums.baseAddress else { return }
       for item in items {
         let b = item / ch, k = item % ch
-        for i in 0..<plane { sum[i] = 0 }
+        sum.update(repeating: 0, count: plane)
         for j in Swift.max(0, k - before)...Swift.min(ch - 1, k + after) {
           let p = sp + (b * ch + j) * plane
           for i in 0..<plane { sum[i] += p[i] * p[i] }
         }
         let p = sp + item * plane, q = dp + item * plane
-        for i in 0..<plane { q[i] = p[i] / Foundation.pow(bias + coefficient * sum[i], beta) }
+        if beta == 0.75 {
+          // s^0.75 = √s·√√s: two square roots (vectorized) instead of a libm pow per element.
+          for i in 0..<plane {
+            let s = bias + coefficient * sum[i], r = s.squareRoot()
+            q[i] = p[i] / (r * r.squareRoot())
+          }
+        } else {
+          for i in 0..<plane { q[i] = p[i] / Foundation.pow(bias + coefficient * sum[i], beta) }
+        }
+      }
       }
     }
   }

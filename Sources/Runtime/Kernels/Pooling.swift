@@ -124,6 +124,10 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
     }
     return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
   }
+  if !isMax && win.dh == 1 && win.dw == 1 {
+    averagePool(src, dst, planes: n * ch, h: h, w: w, oh: oh, ow: ow, win: win, includePad: includePad)
+    return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+  }
   for plane in 0..<(n * ch) {
     let p = plane * h * w, q = plane * oh * ow
     for oy in 0..<oh {
@@ -149,6 +153,57 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
     }
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// AveragePool without dilation: each output row sums its window's input rows into a buffer with
+/// zero margins (a vector pass over whole rows), then each output sums its window's columns of
+/// that and divides by the window's count — rows counted × columns counted, as the window is a
+/// rectangle clipped to the input (or to the padded input with count_include_pad).
+private func averagePool(_ src: Elements<Float>, _ dst: Elements<Float>, planes: Int, h: Int, w: Int, oh: Int, ow: Int,
+                         win: Window, includePad: Bool) {
+  withExtendedLifetime((src, dst)) {
+    guard let sp = src.baseAddress, let dp = dst.baseAddress, oh > 0, ow > 0 else { return }
+    let span = win.padLeft + max(w, (ow - 1) * win.sw + win.kw) + 16
+    // Columns each output counts: those inside the input, or inside the padded input.
+    var columnCount = [Float](repeating: 0, count: ow)
+    for ox in 0..<ow {
+      let x0 = ox * win.sw - win.padLeft, x1 = x0 + win.kw
+      columnCount[ox] = Float(max(0, includePad ? min(x1, w + win.padRight) - x0 : min(x1, w) - max(x0, 0)))
+    }
+    Parallel.forEach(planes, costPerItem: oh * ow * win.kh * win.kw) { part in
+      var column = [Float](repeating: 0, count: span)
+      column.withUnsafeMutableBufferPointer { colBuffer in
+        columnCount.withUnsafeBufferPointer { counts in
+          let col = colBuffer.baseAddress.unsafelyUnwrapped + win.padLeft
+          for plane in part {
+            let p = sp + plane * h * w, q = dp + plane * oh * ow
+            for oy in 0..<oh {
+              let top = oy * win.sh - win.padTop
+              let y0 = max(0, top), y1 = min(h, top + win.kh)
+              let rows = Float(max(0, includePad ? min(top + win.kh, h + win.padBottom) - top : y1 - y0))
+              if y0 < y1 {
+                col.update(from: p + y0 * w, count: w)
+              } else {
+                col.update(repeating: 0, count: w)
+              }
+              for iy in (y0 + 1)..<max(y0 + 1, y1) {
+                let row = p + iy * w
+                for ix in 0..<w { col[ix] += row[ix] }
+              }
+              let line = q + oy * ow
+              for ox in 0..<ow {
+                let start = col + ox * win.sw - win.padLeft
+                var acc: Float = 0
+                for kx in 0..<win.kw { acc += start[kx] }
+                let count = rows * counts[ox]
+                line[ox] = count > 0 ? acc / count : 0
+              }
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 /// The larger of each pair of lanes, NaN when either is (as the scalar loops: a NaN input wins).

@@ -52,16 +52,29 @@ private func reduce(_ c: KernelContext, op: String, start: Double, step: (Double
     if inner > 0 {
       withExtendedLifetime((src, dst)) {
         guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
-        for r in 0..<rows {
-          let row = sp + r * inner
-          var acc: Float
-          switch op {
-          case "ReduceMax": acc = row[0]; for i in 1..<inner { acc = Swift.max(acc, row[i]) }
-          case "ReduceMin": acc = row[0]; for i in 1..<inner { acc = Swift.min(acc, row[i]) }
-          case "ReduceSumSquare": acc = 0; for i in 0..<inner { acc += row[i] * row[i] }
-          default: acc = 0; for i in 0..<inner { acc += row[i] }
+        let kind = op == "ReduceMax" ? 0 : (op == "ReduceMin" ? 1 : (op == "ReduceSumSquare" ? 2 : 3))
+        Parallel.forEach(rows, costPerItem: inner) { part in
+          for r in part {
+            let row = sp + r * inner
+            var acc: Float
+            switch kind {
+            case 0: acc = row[0]; for i in 1..<inner { acc = Swift.max(acc, row[i]) }
+            case 1: acc = row[0]; for i in 1..<inner { acc = Swift.min(acc, row[i]) }
+            default:
+              // Sixteen partial sums, as GlobalAveragePool: one running sum cannot be vectorized
+              // (squeeze-excitation means over 112×112 planes were serial additions).
+              var lanes = SIMD16<Float>(repeating: 0)
+              var i = 0
+              while i + 16 <= inner {
+                let v = UnsafeRawPointer(row + i).loadUnaligned(as: SIMD16<Float>.self)
+                lanes += kind == 2 ? v * v : v
+                i += 16
+              }
+              acc = lanes.sum()
+              while i < inner { acc += kind == 2 ? row[i] * row[i] : row[i]; i += 1 }
+            }
+            dp[r] = op == "ReduceMean" ? acc / Float(inner) : acc
           }
-          dp[r] = op == "ReduceMean" ? acc / Float(inner) : acc
         }
       }
       return out

@@ -27,44 +27,56 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
     length = x.rank == 0 ? 1 : x.shape[axis]
     inner = x.shape[(axis + 1)...].reduce(1, *)
   }
-  let e = x.mutableElements(Float.self)
-  if inner == 1, let base = e.baseAddress {
-    // Rows are contiguous (the usual last-axis softmax): pointer loops over each row.
-    withExtendedLifetime(e) {
+  if inner == 1 && x.dataType == .float && x.count > 0 {
+    // Rows are contiguous (the usual last-axis softmax): pointer loops over each row, reading the
+    // input and writing a new output (not a copy of the input and then a pass over it).
+    var y = NDArray(uninitialized: .float, x.shape)
+    let src = x.elements(Float.self), dst = y.mutableElements(Float.self)
+    withExtendedLifetime((src, dst)) {
+      guard let from = src.baseAddress, let base = dst.baseAddress else { return }
       Parallel.forEach(outer, costPerItem: length * 8) { rows in
       for o in rows {
-        let row = base + o * length
-        var m = -Float.infinity
-        for k in 0..<length { m = max(m, row[k]) }
+        let input = from + o * length, row = base + o * length
+        // The maximum over sixteen lanes: one running maximum is a serial chain of compares.
+        var lanes = SIMD16<Float>(repeating: -.infinity)
+        var k = 0
+        while k + 16 <= length {
+          let v = UnsafeRawPointer(input + k).loadUnaligned(as: SIMD16<Float>.self)
+          lanes = lanes.replacing(with: v, where: v .> lanes)
+          k += 16
+        }
+        var m = lanes.max()
+        while k < length { m = max(m, input[k]); k += 1 }
         var sum: Float = 0
         if !log && length >= 8 {
           // Eight lanes at a time: the exponentials and the sum in vector registers.
           var acc = SIMD8<Float>(repeating: 0)
           var k = 0
           while k + 8 <= length {
-            let v = FastMath.expNonPositive(UnsafeRawPointer(row + k).loadUnaligned(as: SIMD8<Float>.self) - m)
+            let v = FastMath.expNonPositive(UnsafeRawPointer(input + k).loadUnaligned(as: SIMD8<Float>.self) - m)
             UnsafeMutableRawPointer(row + k).storeBytes(of: v, as: SIMD8<Float>.self)
             acc += v
             k += 8
           }
           sum = acc.sum()
-          while k < length { let v = FastMath.expNonPositive(row[k] - m); row[k] = v; sum += v; k += 1 }
+          while k < length { let v = FastMath.expNonPositive(input[k] - m); row[k] = v; sum += v; k += 1 }
           let r = 1 / sum
           for k in 0..<length { row[k] *= r }
         } else if log {
-          for k in 0..<length { sum += FastMath.expNonPositive(row[k] - m) }
+          for k in 0..<length { sum += FastMath.expNonPositive(input[k] - m) }
           let shift = m + Foundation.log(sum)
-          for k in 0..<length { row[k] -= shift }
+          for k in 0..<length { row[k] = input[k] - shift }
         } else {
-          for k in 0..<length { let v = FastMath.expNonPositive(row[k] - m); row[k] = v; sum += v }
+          for k in 0..<length { let v = FastMath.expNonPositive(input[k] - m); row[k] = v; sum += v }
           let r = 1 / sum
           for k in 0..<length { row[k] *= r }
         }
       }
       }
     }
-    return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
+    return x0.dataType == .float ? y : try y.converted(to: x0.dataType)
   }
+  let e = x.mutableElements(Float.self)
   for o in 0..<outer {
     for i in 0..<inner {
       let base = o * length * inner + i
