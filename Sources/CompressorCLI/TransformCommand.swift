@@ -42,10 +42,7 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     for path in [run.report, run.html].compactMap({ $0 }) { try checkOutputPath(path, force: run.force, inputs: identities) }
     let loaded = try ModelReader.read(model)
     let input = StepInput(loaded: loaded, path: model)
-    let seed = step.recipeValues(skippingDefaults: false).first { $0.key == "seed" }.flatMap { v -> UInt64? in
-      if case .int(let i) = v.value { return UInt64(clamping: i) } else { return nil }
-    } ?? 0
-    let (result, passes, quality) = try executeStep(plan, on: input, seed: seed)
+    let (result, passes, quality) = try executeStep(plan, on: input, seed: step.seed)
     let options = WriteOptions(force: run.force, notLargerThanInput: plan.notLargerThanInput ? loaded.totalBytes : nil)
     let written = writesModel ? try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles) : nil
     var sizes: StepOutcome.Sizes?
@@ -126,7 +123,7 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
                              quality: q?.headlineMetrics))
     }
     let files = [("model", model)] + outcome.input.externalDataFiles.map { ("external-data", $0) } + step.inputFiles
-    let section = stepSection(command: S.stepName, options: reportOptions(step), outcome: outcome, gates: gates, warnings: warnings)
+    let section = stepSection(command: S.stepName, options: reportedStepOptions(step), outcome: outcome, gates: gates, warnings: warnings)
     var timings: Timings?
     if !run.noTimings {
       timings = Timings(totalMs: millisecondsSince(start), steps: [.init(step: S.stepName, at: "1", ms: stepMs)],
@@ -139,7 +136,7 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
 
 /// The report's options: recipe keys, files by their names alone (so that reports do not depend
 /// on the directory a run started in).
-func reportOptions<S: StepOptions>(_ step: S) -> [String: OptionValue] {
+func reportedStepOptions<S: StepOptions>(_ step: S) -> [String: OptionValue] {
   var options = step.reportOptions
   for key in S.pathKeys {
     if case .string(let path)? = options[key] { options[key] = .string(path == "original" && key == "teacher" ? path : baseName(path)) }
