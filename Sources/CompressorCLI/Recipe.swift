@@ -98,6 +98,7 @@ struct RecipeReader {
   let file: String
   let text: String
   var visited = 0
+  var parsedSteps = [String: any StepOptions]()
 
   init(file: String, text: String) { self.file = file; self.text = text }
 
@@ -127,6 +128,20 @@ struct RecipeReader {
       result.append((s.string, k, v))
     }
     return result
+  }
+
+  func countNodes(_ node: Yams.Node, _ count: inout Int) throws {
+    count += 1
+    if count > Recipe.nodeBudget {
+      throw CompressorError.invalid("the recipe expands to more than \(Recipe.nodeBudget) YAML nodes (anchors and aliases count each time they are used), \(place(node))")
+    }
+    switch node {
+    case .mapping(let m):
+      for (k, v) in m { try countNodes(k, &count); try countNodes(v, &count) }
+    case .sequence(let items):
+      for item in items { try countNodes(item, &count) }
+    case .scalar, .alias: break
+    }
   }
 
   mutating func scalar(_ node: Yams.Node, what: String) throws -> String? {
@@ -168,6 +183,10 @@ struct RecipeReader {
       throw CompressorError.invalid("not a valid YAML or JSON recipe: \(yamlProblem(e)), \(yamlPlace(e))")
     }
     guard let root else { throw CompressorError.usage("the recipe is empty, \(file)") }
+    // The budget first, on the bare tree: a recipe whose aliases expand past it costs ten
+    // thousand visits, nothing more.
+    var count = 0
+    try countNodes(root, &count)
     var recipe = Recipe(file: file, model: "", steps: [], gates: [], schedule: [])
     var stepsNode: Yams.Node?, gatesNode: Yams.Node?
     var modelGiven = false
@@ -308,7 +327,14 @@ struct RecipeReader {
     }
     let options: S
     do {
-      options = try S.parse(argv)
+      // Aliased steps repeat the same arguments: parse each distinct step once.
+      let cacheKey = name + "\u{0}" + argv.joined(separator: "\u{0}")
+      if let cached = parsedSteps[cacheKey] as? S {
+        options = cached
+      } else {
+        options = try S.parse(argv)
+        parsedSteps[cacheKey] = options
+      }
     } catch {
       let message = S.message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
         .replacingOccurrences(of: "Error: ", with: "")
