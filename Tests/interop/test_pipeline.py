@@ -147,11 +147,11 @@ def test_pipeline_equals_its_steps_run_as_subcommands(compressor_release, tmp_pa
         recipe["steps"].append({command: keys})
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps(recipe, indent=1))
+    assert dry_run(compressor_release, path)[1] == steps
     compressor_release("pipeline", path, "-o", pdir / f"step{len(steps)}.onnx", "--report", pdir / "report.json",
                        "--no-timings", "--quiet")
     pipeline_report = json.loads((pdir / "report.json").read_text())
     jsonschema.validate(pipeline_report, SCHEMA)
-    assert dry_run(compressor_release, path)[1] == steps
 
     current = model
     for i, (at, command, args) in enumerate(steps):
