@@ -111,13 +111,13 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     let data = plan.quality?.data
     let q = outcome.quality
     var rows = [MetricsRow(step: "input", at: "0", bytes: outcome.input.bytes,
-                           deflatedBytes: try outcome.sizes?.deflatedBefore ?? outcome.input.deflatedBytes(),
+                           deflatedBytes: outcome.sizes?.deflatedBefore,
                            parameters: parameterCount(outcome.input.model), nodes: modelFacts(file: "", bytes: 0, model: outcome.input.model).nodes,
                            macs: outcome.sizes?.macsBefore ?? singleSampleMACs(outcome.input.model, data: data),
                            quality: plan.qualityAgainst == "input" ? q.flatMap { $0.float["accuracy"].map { ["accuracy": $0] } } : nil)]
     if writesModel {
       rows.append(MetricsRow(step: S.stepName, at: "1", bytes: outcome.outputBytes,
-                             deflatedBytes: try outcome.sizes?.deflatedAfter ?? DeflatedSize.of(output),
+                             deflatedBytes: outcome.sizes?.deflatedAfter,
                              parameters: parameterCount(outcome.result), nodes: modelFacts(file: "", bytes: 0, model: outcome.result).nodes,
                              macs: outcome.sizes?.macsAfter ?? singleSampleMACs(outcome.result, data: data),
                              quality: q?.headlineMetrics))

@@ -52,7 +52,10 @@ public struct SHA256 {
 
   /// One 64-byte block.
   private mutating func compress(_ p: UnsafeRawBufferPointer) {
-    var w = [UInt32](repeating: 0, count: 64)
+    withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in compress(p, w) }
+  }
+
+  private mutating func compress(_ p: UnsafeRawBufferPointer, _ w: UnsafeMutableBufferPointer<UInt32>) {
     for i in 0..<16 {
       w[i] = UInt32(p[4 * i]) << 24 | UInt32(p[4 * i + 1]) << 16 | UInt32(p[4 * i + 2]) << 8 | UInt32(p[4 * i + 3])
     }
@@ -65,7 +68,7 @@ public struct SHA256 {
     for i in 0..<64 {
       let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
       let ch = (e & f) ^ (~e & g)
-      let t1 = h &+ s1 &+ ch &+ Self.k[i] &+ w[i]
+      let t1 = h &+ s1 &+ ch &+ SHA256.k[i] &+ w[i]
       let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
       let maj = (a & b) ^ (a & c) ^ (b & c)
       let t2 = s0 &+ maj
