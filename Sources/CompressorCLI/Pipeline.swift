@@ -225,6 +225,7 @@ struct PipelineRun {
       let outcome = StepOutcome(input: current, result: result, passes: passes, quality: quality, outputBytes: outputBytes,
                                 outputFile: writeTo.map(baseName) ?? "", sizes: sizes)
       let (text, stepWarnings) = stepPlan.summary(outcome)
+      if progress { FileHandle.standardError.write("\r\u{1B}[K") }
       if !quiet {
         var line = "step \(scheduled.at) \(step.name): \(text)"
         if let gateResults { line += "; " + gateLine(gateResults, fd: 2) }

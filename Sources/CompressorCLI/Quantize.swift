@@ -159,7 +159,11 @@ struct QuantizeStep: StepOptions, StepHelp {
       passes.append(QuantizeDynamic(filter: filter))
     case .static:
       let method = CalibrationMethod(argument: calibration) ?? .minmax
-      let calibrator = Calibrator(method: method, maxSamples: calibrationSamples, threads: threads)
+      var calibrator = Calibrator(method: method, maxSamples: calibrationSamples, threads: threads)
+      if environment.showProgress {
+        // One line, rewritten in place: only ever on a terminal.
+        calibrator.progress = { FileHandle.standardError.write("\rcalibrating: \($0) samples\u{1B}[K") }
+      }
       passes.append(QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
                                    symmetricWeights: symmetricWeights, filter: filter))
       if format == .qoperator { passes.append(QDQToQOperator()) }

@@ -74,6 +74,8 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
                                             includeTimings: !run.noTimings) }
     }
     let (text, warnings) = plan.summary(outcome)
+    // A progress line (calibration) ends where the summary begins.
+    if showProgress && isatty(2) != 0 { FileHandle.standardError.write("\r\u{1B}[K") }
     var line = "wrote \(output) (\(text)"
     if let gateResults { line += "; " + gateLine(gateResults, fd: 2) }
     FileHandle.standardError.write(line + ")\n")

@@ -70,6 +70,8 @@ final class PipelineCLITests: XCTestCase {
        "an alias (*k) cannot be a key in a recipe, recipe.yaml:3:31"),
       ("a complex key", head + "steps:\n  - prune:\n      ? [a, b]\n      : 1\n", 64, "complex keys ('? ') are not allowed in a recipe, recipe.yaml:4:7"),
       ("a missing model", "model: nothere.onnx\nsteps:\n  - optimize\n", 66, "nothere.onnx: no such file or directory, recipe.yaml"),
+      ("JSON: a misspelt key", "{\"model\": \"\(mlp)\",\n \"steps\": [{\"prune\": {\"sparsity\": 0.5, \"globl\": true}}]}\n", 64,
+       "unknown key 'globl' for step prune (did you mean 'global'?) (its keys: sparsity, global, pattern, structured, ratio, criterion, heads, analyze, target-macs, target-params, channel-multiple, overrides, prune-first-last, data, labels, threads, seed, keep, gate), recipe.yaml:2:40"),
     ]
     for (what, recipe, code, message) in cases {
       let r = try pipeline(recipe)
@@ -163,6 +165,22 @@ final class PipelineCLITests: XCTestCase {
     XCTAssertEqual(wrongWay.code, 64)
     XCTAssertTrue(wrongWay.stderr.hasPrefix("compressor: error: --gate 'agreement<=0.99': agreement is a lower bound; write agreement>=0.99\n"), wrongWay.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/n.onnx"))
+  }
+
+  /// eval takes gates too: against --reference, accuracy alone against the labels.
+  func testEvalGates() throws {
+    let failing = try compressor(["eval", mlp, "--data", "\(data)/digits_x.npy", "--labels", "\(data)/digits_y.npy",
+                                  "--gate", "accuracy>=0.99", "--json"])
+    XCTAssertEqual(failing.code, 2, failing.stderr)
+    XCTAssertEqual(failing.stdout, "{\"gates\": [{\"gate\": \"accuracy\", \"limit\": 0.99, \"passed\": false, \"value\": 0.969444}], \"accuracy\": 0.969444, \"samples\": 360}\n")
+    XCTAssertEqual(failing.stderr, "gates 1 of 1 FAILED: accuracy 0.9694 < 0.99 (failed by 0.02056)\n")
+    let passing = try compressor(["eval", mlp, "--reference", mlp, "--data", "\(data)/digits_x.npy", "--labels", "\(data)/digits_y.npy",
+                                  "--gate", "agreement>=1", "--gate", "size<=1", "--gate", "accuracy-drop<=0"])
+    XCTAssertEqual(passing.code, 0, passing.stderr)
+    XCTAssertEqual(passing.stderr, "gates all 3 passed: agreement 1 >= 1, size 1 <= 1, accuracy-drop 0 <= 0\n")
+    let noReference = try compressor(["eval", mlp, "--data", "\(data)/digits_x.npy", "--labels", "\(data)/digits_y.npy", "--gate", "size<=1"])
+    XCTAssertEqual(noReference.code, 64)
+    XCTAssertTrue(noReference.stderr.hasPrefix("compressor: error: the gate size compares with a reference model; give --reference\n"), noReference.stderr)
   }
 
   /// A recipe whose step gate fails stops there: that step's model is the output, the report

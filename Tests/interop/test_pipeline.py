@@ -245,3 +245,25 @@ def test_every_report_of_a_subcommand_validates(compressor, tmp_path):
         assert r["schemaVersion"] == 2 and r["tool"]["name"] == "compressor" and "timings" in r
         assert r["inputs"][0]["sha256"] == __import__("hashlib").sha256(args[1].read_bytes()).hexdigest()
         assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+RUN_OPTIONS = {"output", "report", "html", "no-timings", "gate", "force", "print-step", "help", "version", "quiet", "student"}
+
+
+@pytest.mark.parametrize("command", ["optimize", "quantize", "prune", "factorize", "distill"])
+def test_every_flag_is_a_recipe_key(compressor, tmp_path, command):
+    """Every option of the subcommand (but where the output goes) is a key of its recipe step."""
+    dump = json.loads(compressor(command, "--experimental-dump-help").stdout)
+    keys = set()
+    for a in dump["command"]["arguments"]:
+        names = [n["name"] for n in a.get("names", []) if n["kind"] == "long"]
+        if a["kind"] == "positional" or not names or names[0] in RUN_OPTIONS or names[0].startswith("no-"):
+            continue
+        keys.add((names[0], a["kind"]))
+    assert len(keys) >= {"optimize": 4, "quantize": 19, "prune": 19, "factorize": 11, "distill": 31}[command]
+    for key, kind in sorted(keys):
+        recipe = tmp_path / f"{key}.yaml"
+        recipe.write_text(f"model: {FIXTURES / 'mlp.onnx'}\nsteps:\n  - {command}: {{{key}: {'true' if kind == 'flag' else '1'}}}\n")
+        r = compressor("pipeline", recipe, "--dry-run", check=False)
+        assert "unknown key" not in r.stderr, (command, key, r.stderr)
+        assert r.returncode in (0, 64, 66), (command, key, r.stderr)
