@@ -15,6 +15,7 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
   ],
   targets: [
     .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
@@ -35,6 +36,7 @@ let package = Package(
     .target(name: "CompressorCLI", dependencies: [
       "IR", "ONNX", "Report", "Linalg", "Runtime", "Datasets", "Compression", "Support",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "Yams", package: "Yams"),
     ]),
     .executableTarget(name: "compressor", dependencies: ["CompressorCLI"]),
     .testTarget(name: "IRTests", dependencies: ["IR", "Support"]),

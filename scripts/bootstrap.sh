@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(make pkg-config libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev strace time)
+# chromium and a font: the HTML report is rendered headless in the tests (Tests/interop/test_pipeline.py).
+packages=(make pkg-config libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev strace time chromium fonts-dejavu-core)
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do

@@ -21,7 +21,7 @@ public struct Compressor: ParsableCommand {
       74 I/O error, 77 permission denied, 130/143 interrupted.
       """,
     version: version,
-    subcommands: [Inspect.self, Convert.self, Optimize.self, Quantize.self, Prune.self, Factorize.self, Distill.self, Run.self, Eval.self, Bench.self, Ops.self])
+    subcommands: [Inspect.self, Convert.self, Optimize.self, Quantize.self, Prune.self, Factorize.self, Distill.self, Pipeline.self, Run.self, Eval.self, Bench.self, Ops.self])
 
   public init() {}
 

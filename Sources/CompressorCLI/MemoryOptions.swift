@@ -36,3 +36,4 @@ extension Compressor.Distill: ReadsModels {}
 extension Compressor.Run: ReadsModels {}
 extension Compressor.Eval: ReadsModels {}
 extension Compressor.Bench: ReadsModels {}
+extension Compressor.Pipeline: ReadsModels {}

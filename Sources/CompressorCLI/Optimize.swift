@@ -16,24 +16,48 @@ extension Compressor {
     @Argument(help: "The ONNX model to optimize.")
     var model: String
 
-    @Option(name: .shortAndLong, help: "Where to write the result (default: beside the input, MODEL.optimized.onnx).")
-    var output: String?
+    @OptionGroup var output: OutputOption<OptimizeStep>
 
-    @Option(help: "Write a JSON report of every change to this file.")
-    var report: String?
+    @OptionGroup var step: OptimizeStep
 
-    @Flag(help: "Replace the output (and report) if they exist.")
-    var force = false
+    @OptionGroup var reporting: RunOptions<OptimizeStep>
 
     @OptionGroup var memory: MemoryOptions
 
     func run() throws {
-      let out = output ?? defaultOutput(model, suffix: "optimized")
-      let outcome = try TransformRun(command: "optimize", model: model, output: out, report: report, force: force)
-        .run(preparationPasses() + [InferShapes()])
-      let changed = outcome.passes.map { r in "\(r.pass): \(r.changes.filter { $0.action != "skipped" }.count)" }
-      FileHandle.standardError.write("wrote \(out) (\(changed.joined(separator: ", ")))\n")
+      try TransformCommandRun(step: step, model: model, output: output.output ?? defaultOutput(model, suffix: "optimized"), run: reporting)()
     }
+  }
+}
+
+/// `optimize`'s options (a recipe's `optimize:` step).
+struct OptimizeStep: StepOptions, StepHelp {
+  static let stepName = "optimize"
+  static let pathKeys: Set<String> = ["data", "labels"]
+  static let outputHelp = "Where to write the result (default: beside the input, MODEL.optimized.onnx)."
+  static let dataHelp = "Samples for the quality section (the result against the input)."
+  static let threadsHelp = "Threads for the runtime (quality)."
+
+  @OptionGroup var samples: DataOptions<OptimizeStep>
+
+  @OptionGroup var runtime: RuntimeOptions<OptimizeStep>
+
+  func validate() throws {
+    if samples.labels != nil && samples.data == nil { throw ValidationError("--labels needs --data") }
+  }
+
+  var inputFiles: [(role: String, path: String)] {
+    [("data", samples.data), ("labels", samples.labels)].compactMap { r, p in p.map { (r, $0) } }
+  }
+  var qualityData: (data: String, labels: String?)? { samples.data.map { ($0, samples.labels) } }
+
+  func plan(_ environment: StepEnvironment) throws -> StepPlan {
+    StepPlan(passes: preparationPasses() + [InferShapes()],
+             quality: samples.data.map { QualityCheck(data: $0, labels: samples.labels, threads: runtime.threads) },
+             summary: { outcome in
+               (outcome.passes.map { r in "\(r.pass): \(r.changes.filter { $0.action != "skipped" }.count)" }.joined(separator: ", ")
+                  + (outcome.quality?.headline ?? ""), [])
+             })
   }
 }
 
@@ -48,41 +72,6 @@ func preparationPasses(foldBatchNorm: Bool = true) -> [Pass] {
 func defaultOutput(_ input: String, suffix: String) -> String {
   let base = input.hasSuffix(".onnx") ? String(input.dropLast(5)) : input
   return "\(base).\(suffix).onnx"
-}
-
-/// The report every transforming command can write with --report.
-struct PassReport: Encodable {
-  struct ModelFacts: Encodable {
-    var file: String
-    var bytes: Int
-    var nodes: Int
-    var initializers: Int
-    var parameters: Int
-    /// Prune and factorize: multiply-accumulates for one sample (see `singleSampleMACs`).
-    var macs: Int?
-    /// Prune and factorize: the model file's size deflated (zlib level 6), what an update over the air ships.
-    var deflatedBytes: Int?
-    init(file: String, bytes: Int, model: Model, macs: Int? = nil, deflatedBytes: Int? = nil) {
-      self.file = file
-      self.bytes = bytes
-      self.macs = macs
-      self.deflatedBytes = deflatedBytes
-      var nodes = 0, initializers = 0
-      model.graph.forEachGraph { g in
-        nodes += g.nodes.count
-        initializers += g.initializers.count
-      }
-      self.nodes = nodes
-      self.initializers = initializers
-      self.parameters = parameterCount(model)
-    }
-  }
-  var schemaVersion = 1
-  var command: String
-  var input: ModelFacts
-  var output: ModelFacts
-  var passes: [PassResult]
-  var quality: QualityCheck.Result?
 }
 
 /// Elements of initializers and Constant-node tensors, subgraphs included.

@@ -26,159 +26,184 @@ extension Compressor {
         (per-tensor int8 weights below 13). --bits 4 below opset 21 writes MatMulNBits by default.
         """)
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case weightOnly = "weight-only", dynamic, `static` }
+    typealias Mode = QuantizeStep.Mode
+    typealias Format = QuantizeStep.Format
 
     @Argument(help: "The ONNX model to quantize.")
     var model: String
 
-    @Option(name: .shortAndLong, help: "Where to write the result (default: beside the input, MODEL.int8.onnx).")
-    var output: String?
+    @OptionGroup var output: OutputOption<QuantizeStep>
 
-    @Option(help: "Quantization mode (\(Mode.allCases.map(\.rawValue).joined(separator: ", "))).")
-    var mode: Mode = .weightOnly
+    @OptionGroup var step: QuantizeStep
 
-    @Option(help: "Bits per weight: 8, or 4 (weight-only; MatMul weights, in blocks).")
-    var bits = 8
-
-    @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
-    var blockSize = 32
-
-    enum Format: String, ExpressibleByArgument, CaseIterable { case qdq, qoperator, matmulnbits }
-
-    @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs, the default); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits, the default below opset 21).")
-    var format: Format?
-
-    @Flag(help: "Keep the model's opset: below 13 int8 weights are per tensor (no per-channel DequantizeLinear), below 21 --bits 4 --format qdq is refused.")
-    var keepOpset = false
-
-    @Option(help: "Calibration data: a directory of .npy/.npz/.pb samples or one such file (needed by --mode static); also the quality data unless --eval-data is given.")
-    var data: String?
-
-    @Option(help: "Data to measure the quality of the result against the float model (default: --data).")
-    var evalData: String?
-
-    @Option(help: "A .npy of class indices aligned with the quality data, for accuracy.")
-    var labels: String?
-
-    @Option(help: "Measure quality on at most this many samples (0: no quality section).")
-    var evalSamples: Int?
-
-    @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy or mse.")
-    var calibration = "minmax"
-
-    @Option(help: "Calibrate on at most this many samples (rows).")
-    var calibrationSamples: Int?
-
-    @Flag(inversion: .prefixedNo, help: "Static: int8 activations with zero point 0 (default: uint8 with a zero point).")
-    var symmetricActivations = false
-
-    @Flag(inversion: .prefixedNo, help: "int8 weights with zero point 0 (default), or uint8 with a zero point per channel.")
-    var symmetricWeights = true
-
-    @Option(help: "Weight-only: the per-channel axis of every weight, overriding each op's output-channel axis.")
-    var axis: Int?
-
-    @Option(parsing: .singleValue, help: "Quantize only nodes whose name matches this glob or whose op type is this (repeatable).")
-    var include: [String] = []
-
-    @Option(parsing: .singleValue, help: "Leave nodes whose name matches this glob or whose op type is this in float (repeatable).")
-    var exclude: [String] = []
-
-    @Option(help: "Threads for calibration and evaluation.")
-    var threads = 1
-
-    @Option(help: "Write a JSON report of every change to this file.")
-    var report: String?
-
-    @Flag(help: "Replace the output (and report) if they exist.")
-    var force = false
+    @OptionGroup var reporting: RunOptions<QuantizeStep>
 
     @OptionGroup var memory: MemoryOptions
 
-    func validate() throws {
-      if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
-      if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
-      if bits == 4 && mode != .weightOnly { throw ValidationError("--bits 4 is weight-only; --mode \(mode.rawValue) is int8") }
-      if format == .matmulnbits && bits != 4 { throw ValidationError("--format matmulnbits needs --bits 4") }
-      if format == .qoperator && mode != .static { throw ValidationError("--format qoperator needs --mode static") }
-      if mode == .dynamic && !symmetricWeights { throw ValidationError("--mode dynamic stores symmetric weights (ConvInteger takes one weight zero point)") }
-      if mode == .static && data == nil { throw ValidationError("--mode static needs --data (calibration samples)") }
-      if CalibrationMethod(argument: calibration) == nil {
-        throw ValidationError("--calibration must be minmax, percentile[:P] with 50 < P ≤ 100, entropy or mse, not '\(calibration)'")
-      }
-      if let n = evalSamples, n < 0 { throw ValidationError("--eval-samples must be 0 or more, not \(n)") }
-      if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
-      if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
-      if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
+    func run() throws {
+      let out = output.output ?? defaultOutput(model, suffix: step.bits == 4 ? "int4" : "int8")
+      try TransformCommandRun(step: step, model: model, output: out, run: reporting)()
     }
 
-    func run() throws {
-      let out = output ?? defaultOutput(model, suffix: bits == 4 ? "int4" : "int8")
-      let filter = NodeFilter(include: include, exclude: exclude)
-      // Per-channel int8 (DequantizeLinear's axis) needs opset 13, 4-bit QDQ opset 21: older models
-      // are converted after the preparation passes (which bring Constant-node weights into
-      // initializers), exactly or not at all; the report and the summary line say which.
-      let fourBitQDQ = bits == 4 && format == .qdq
-      let weightOnly = QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter)
-      let policy: ConvertOpset.Policy = keepOpset ? .keep : .atLeast(required: fourBitQDQ)
-      var upgrade = ConvertOpset(target: fourBitQDQ ? 21 : 13, policy: policy,
-                                 purpose: fourBitQDQ ? "4-bit DequantizeLinear" : "per-channel weights")
-      if !fourBitQDQ {
-        upgrade.isNeeded = { (model: Model) -> Bool in weightOnly.hasPerChannelCandidates(model) }
+    static let quantizedOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                                            "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulNBits"]
+  }
+}
+
+/// `quantize`'s options (a recipe's `quantize:` step).
+struct QuantizeStep: StepOptions, StepHelp {
+  static let stepName = "quantize"
+  static let pathKeys: Set<String> = ["data", "labels", "eval-data"]
+  static let outputHelp = "Where to write the result (default: beside the input, MODEL.int8.onnx)."
+  static let dataHelp = "Calibration data: a directory of .npy/.npz/.pb samples or one such file (needed by --mode static); also the quality data unless --eval-data is given."
+  static let labelsHelp = "A .npy of class indices aligned with the quality data, for accuracy."
+  static let threadsHelp = "Threads for calibration and evaluation."
+
+  enum Mode: String, ExpressibleByArgument, CaseIterable, StringChoice { case weightOnly = "weight-only", dynamic, `static` }
+
+  @Option(help: "Quantization mode (\(Mode.allCases.map(\.rawValue).joined(separator: ", "))).")
+  var mode: Mode = .weightOnly
+
+  @Option(help: "Bits per weight: 8, or 4 (weight-only; MatMul weights, in blocks).")
+  var bits = 8
+
+  @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
+  var blockSize = 32
+
+  enum Format: String, ExpressibleByArgument, CaseIterable, StringChoice { case qdq, qoperator, matmulnbits }
+
+  @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs, the default); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits, the default below opset 21).")
+  var format: Format?
+
+  @Flag(help: "Keep the model's opset: below 13 int8 weights are per tensor (no per-channel DequantizeLinear), below 21 --bits 4 --format qdq is refused.")
+  var keepOpset = false
+
+  @OptionGroup var samples: DataOptions<QuantizeStep>
+
+  @Option(help: "Data to measure the quality of the result against the float model (default: --data).")
+  var evalData: String?
+
+  @Option(help: "Measure quality on at most this many samples (0: no quality section).")
+  var evalSamples: Int?
+
+  @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy or mse.")
+  var calibration = "minmax"
+
+  @Option(help: "Calibrate on at most this many samples (rows).")
+  var calibrationSamples: Int?
+
+  @Flag(inversion: .prefixedNo, help: "Static: int8 activations with zero point 0 (default: uint8 with a zero point).")
+  var symmetricActivations = false
+
+  @Flag(inversion: .prefixedNo, help: "int8 weights with zero point 0 (default), or uint8 with a zero point per channel.")
+  var symmetricWeights = true
+
+  @Option(help: "Weight-only: the per-channel axis of every weight, overriding each op's output-channel axis.")
+  var axis: Int?
+
+  @Option(parsing: .singleValue, help: "Quantize only nodes whose name matches this glob or whose op type is this (repeatable).")
+  var include: [String] = []
+
+  @Option(parsing: .singleValue, help: "Leave nodes whose name matches this glob or whose op type is this in float (repeatable).")
+  var exclude: [String] = []
+
+  @OptionGroup var runtime: RuntimeOptions<QuantizeStep>
+
+  var data: String? { samples.data }
+  var labels: String? { samples.labels }
+
+  func validate() throws {
+    if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
+    if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
+    if bits == 4 && mode != .weightOnly { throw ValidationError("--bits 4 is weight-only; --mode \(mode.rawValue) is int8") }
+    if format == .matmulnbits && bits != 4 { throw ValidationError("--format matmulnbits needs --bits 4") }
+    if format == .qoperator && mode != .static { throw ValidationError("--format qoperator needs --mode static") }
+    if mode == .dynamic && !symmetricWeights { throw ValidationError("--mode dynamic stores symmetric weights (ConvInteger takes one weight zero point)") }
+    if mode == .static && data == nil { throw ValidationError("--mode static needs --data (calibration samples)") }
+    if CalibrationMethod(argument: calibration) == nil {
+      throw ValidationError("--calibration must be minmax, percentile[:P] with 50 < P ≤ 100, entropy or mse, not '\(calibration)'")
+    }
+    if let n = evalSamples, n < 0 { throw ValidationError("--eval-samples must be 0 or more, not \(n)") }
+    if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
+    if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
+  }
+
+  var inputFiles: [(role: String, path: String)] {
+    [("data", data), ("eval-data", evalData), ("labels", labels)].compactMap { r, p in p.map { (r, $0) } }
+  }
+
+  var qualityData: (data: String, labels: String?)? {
+    evalSamples == 0 ? nil : (evalData ?? data).map { ($0, labels) }
+  }
+
+  func plan(_ environment: StepEnvironment) throws -> StepPlan {
+    let threads = runtime.threads
+    let filter = NodeFilter(include: include, exclude: exclude)
+    // Per-channel int8 (DequantizeLinear's axis) needs opset 13, 4-bit QDQ opset 21: older models
+    // are converted after the preparation passes (which bring Constant-node weights into
+    // initializers), exactly or not at all; the report and the summary line say which.
+    let fourBitQDQ = bits == 4 && format == .qdq
+    let weightOnly = QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter)
+    let policy: ConvertOpset.Policy = keepOpset ? .keep : .atLeast(required: fourBitQDQ)
+    var upgrade = ConvertOpset(target: fourBitQDQ ? 21 : 13, policy: policy,
+                               purpose: fourBitQDQ ? "4-bit DequantizeLinear" : "per-channel weights")
+    if !fourBitQDQ {
+      upgrade.isNeeded = { (model: Model) -> Bool in weightOnly.hasPerChannelCandidates(model) }
+    }
+    var passes: [Pass] = preparationPasses() + [upgrade]
+    switch mode {
+    case .weightOnly:
+      if bits == 4 {
+        let chosen: QuantizeWeights4Bit.Format? = format == .matmulnbits ? .matmulnbits : format == .qdq ? .qdq : nil
+        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter))
       }
-      var passes: [Pass] = preparationPasses() + [upgrade]
-      switch mode {
-      case .weightOnly:
-        if bits == 4 {
-          let chosen: QuantizeWeights4Bit.Format? = format == .matmulnbits ? .matmulnbits : format == .qdq ? .qdq : nil
-          passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter))
-        }
-      case .dynamic:
-        passes.append(QuantizeDynamic(filter: filter))
-      case .static:
-        let method = CalibrationMethod(argument: calibration) ?? .minmax
-        let calibrator = Calibrator(method: method, maxSamples: calibrationSamples, threads: threads)
-        passes.append(QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
-                                     symmetricWeights: symmetricWeights, filter: filter))
-        if format == .qoperator { passes.append(QDQToQOperator()) }
+    case .dynamic:
+      passes.append(QuantizeDynamic(filter: filter))
+    case .static:
+      let method = CalibrationMethod(argument: calibration) ?? .minmax
+      var calibrator = Calibrator(method: method, maxSamples: calibrationSamples, threads: threads)
+      if environment.showProgress {
+        // One line, rewritten in place: only ever on a terminal.
+        calibrator.progress = { FileHandle.standardError.write("\rcalibrating: \($0) samples\u{1B}[K") }
       }
-      passes.append(weightOnly)
-      // Float biases replaced by int32 ones, and dequantizers the integer operators no longer read.
-      passes.append(RemoveDeadCode())
-      let quality = evalSamples == 0 ? nil : (evalData ?? data).map {
-        QualityCheck(data: $0, labels: labels, threads: threads, maxSamples: evalSamples)
+      passes.append(QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
+                                   symmetricWeights: symmetricWeights, filter: filter))
+      if format == .qoperator { passes.append(QDQToQOperator()) }
+    }
+    passes.append(weightOnly)
+    // Float biases replaced by int32 ones, and dequantizers the integer operators no longer read.
+    passes.append(RemoveDeadCode())
+    let quality = evalSamples == 0 ? nil : (evalData ?? data).map {
+      QualityCheck(data: $0, labels: labels, threads: threads, maxSamples: evalSamples)
+    }
+    let label = environment.inputLabel
+    let (mode, bits, keepOpset) = (self.mode, self.bits, self.keepOpset)
+    return StepPlan(passes: passes, check: { model in
+      var alreadyQuantized: Node?
+      model.graph.forEachGraph { g in
+        for n in g.nodes where alreadyQuantized == nil && Compressor.Quantize.quantizedOps.contains(n.opType) { alreadyQuantized = n }
       }
-      let outcome = try TransformRun(command: "quantize", model: model, output: out, report: report, force: force,
-                                     notLargerThanInput: true, quality: quality).run(passes, check: { loaded in
-        var alreadyQuantized: Node?
-        loaded.model.graph.forEachGraph { g in
-          for n in g.nodes where alreadyQuantized == nil && Self.quantizedOps.contains(n.opType) { alreadyQuantized = n }
-        }
-        if let n = alreadyQuantized {
-          throw CompressorError.unsupported("\(model) is already quantized (\(n.displayName)); quantize the float model instead")
-        }
-      })
+      if let n = alreadyQuantized {
+        throw CompressorError.unsupported("\(label) is already quantized (\(n.displayName)); quantize the float model instead")
+      }
+    }, notLargerThanInput: true, quality: quality, summary: { outcome in
       let quantized = outcome.passes.filter { $0.pass.hasPrefix("quantize") }
         .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
-      let ratio = Double(outcome.writtenBytes) / Double(max(outcome.loaded.totalBytes, 1))
-      var line = "wrote \(out) (\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.writtenBytes) bytes, \(String(format: "%.2f", ratio))× the input"
-      var warning: String?
+      let ratio = Double(outcome.outputBytes) / Double(max(outcome.input.bytes, 1))
+      var line = "\(mode.rawValue)\(bits == 4 ? " int4" : " int8"), \(quantized) nodes/weights quantized, \(outcome.outputBytes) bytes, \(String(format: "%.2f", ratio))× the input"
+      var warnings = [String]()
       if let opset = outcome.passes.first(where: { $0.pass == ConvertOpset.name })?.changes.first {
         let from = Int(opset.values?["from"] ?? 0), to = Int(opset.values?["to"] ?? 0)
         if opset.action == "opset" {
           line += ", opset \(from) → \(to) for \(fourBitQDQ ? "4-bit QDQ" : "per-channel weights")"
         } else if opset.values?["needed"] != 0 {
           line += ", opset \(from) kept\(keepOpset ? " (--keep-opset)" : ""): int8 weights per tensor"
-          if !keepOpset { warning = opset.detail }
+          if !keepOpset { warnings.append(opset.detail) }
         }
       }
       line += outcome.quality?.headline ?? ""
-      FileHandle.standardError.write(line + ")\n")
-      if let warning { FileHandle.standardError.write("compressor: warning: \(warning)\n") }
-      if quantized == 0 { FileHandle.standardError.write("compressor: warning: nothing was quantized; see --report for the reasons\n") }
-    }
-
-    static let quantizedOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
-                                            "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulNBits"]
+      if quantized == 0 { warnings.append("nothing was quantized; see --report for the reasons") }
+      return (line, warnings)
+    })
   }
 }

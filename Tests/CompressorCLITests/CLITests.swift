@@ -305,7 +305,7 @@ final class CLITests: XCTestCase {
         var outputs = [Data?]()
         for run in 0..<2 {
           let out = "\(dir)/\(name).\(m).\(run).onnx", report = "\(dir)/\(name).\(m).\(run).json"
-          let r = try compressor(["quantize", model, "-o", out, "--report", report] + args)
+          let r = try compressor(["quantize", model, "-o", out, "--report", report, "--no-timings"] + args)
           XCTAssertEqual(r.code, 0, "\(name) \(args): \(r.stderr)")
           outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self)
             .replacingOccurrences(of: "\(name).\(m).\(run)", with: "X").utf8) }]
@@ -337,10 +337,10 @@ final class CLITests: XCTestCase {
       let args = given.first == "factorize" ? Array(given.dropFirst()) : given
       var outputs = [Data?]()
       for run in 0..<2 {
-        let out = "\(dir)/\(c).\(run).onnx", report = "\(dir)/\(c).\(run).json"
-        let r = try compressor([command, model, "-o", out, "--report", report] + args)
+        let out = "\(dir)/case\(c).\(run).onnx", report = "\(dir)/case\(c).\(run).json"
+        let r = try compressor([command, model, "-o", out, "--report", report, "--no-timings"] + args)
         XCTAssertEqual(r.code, 0, "\(name) \(args): \(r.stderr)")
-        outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\(c).\(run)", with: "X").utf8) }]
+        outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "case\(c).\(run)", with: "X").utf8) }]
       }
       XCTAssertEqual(outputs[0], outputs[2], "\(name) \(args): model differs between runs")
       XCTAssertEqual(outputs[1], outputs[3], "\(name) \(args): report differs between runs")

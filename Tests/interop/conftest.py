@@ -38,6 +38,9 @@ def compressor_release():
 
 
 def runner(binary):
+    # Absolute, so that tests may run it from another working directory.
+    binary = os.path.abspath(binary) if os.sep in binary else binary
+
     def run(*args, check=True, **kw):
         r = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, **kw)
         if check and r.returncode != 0:

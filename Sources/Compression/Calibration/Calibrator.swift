@@ -66,6 +66,8 @@ public struct Calibrator {
   /// Rows run at once: bounds the activations held while calibrating.
   public var chunkRows: Int
   public var threads: Int
+  /// Called after every chunk with the samples calibrated so far (a progress line on a terminal).
+  public var progress: ((Int) -> Void)?
   public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 8, threads: Int = 1) {
     self.method = method; self.maxSamples = maxSamples; self.chunkRows = chunkRows; self.threads = threads
   }
@@ -93,9 +95,12 @@ public struct Calibrator {
     executor.observer = { node, _, outputs in
       for (name, value) in zip(node.outputs, outputs) { recorder.record(name, value) }
     }
+    var done = 0
     let used = try data.forEachChunk(rows: chunkRows, limit: maxSamples ?? Int.max) { chunk in
       for (name, value) in chunk { recorder.record(name, value) }
       _ = try executor.run(chunk)
+      done += chunk.values.first.map { $0.rank == 0 ? 1 : $0.shape[0] } ?? 0
+      progress?(done)
     }
     if used == 0 {
       throw CompressorError.usage("the calibration data holds no samples")
