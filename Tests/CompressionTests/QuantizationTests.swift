@@ -56,7 +56,7 @@ final class QuantizePassTests: XCTestCase {
   /// y = Relu(x · Wᵀ + b) through a Transpose of the weight (folded) and a Gemm.
   func model() -> Model {
     let w: [Float] = (0..<32).map { i -> Float in Float(i % 7) / 7 - 0.4 }
-    let w2: [Float] = (0..<8).map { i -> Float in Float(i) / 8 - 0.5 }
+    let w2: [Float] = (0..<16).map { i -> Float in Float(i) / 16 - 0.5 }
     let shape = TensorShape([Dimension(.symbolic("n")), Dimension(.known(8))])
     let x = ValueInfo(name: "x", type: TypeInfo(.tensor(elementType: .float, shape: shape)))
     let y = ValueInfo(name: "y", type: TypeInfo(.tensor(elementType: .float, shape: nil)))
@@ -65,7 +65,7 @@ final class QuantizePassTests: XCTestCase {
       Node(name: "mm", opType: "MatMul", inputs: ["x", "W"], outputs: ["h"]),
       Node(name: "relu", opType: "Relu", inputs: ["h"], outputs: ["r"]),
       Node(name: "out", opType: "MatMul", inputs: ["r", "W2"], outputs: ["y"]),
-    ], initializers: [floatTensor("Wt", [4, 8], w), floatTensor("W2", [4, 2], w2)], inputs: [x], outputs: [y])
+    ], initializers: [floatTensor("Wt", [4, 8], w), floatTensor("W2", [4, 4], w2)], inputs: [x], outputs: [y])
     return Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 13)], graph: g)
   }
 
