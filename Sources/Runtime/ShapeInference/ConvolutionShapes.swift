@@ -1,11 +1,25 @@
 import IR
 
-/// Conv and ConvTranspose, and the sliding-window arithmetic they share with pooling and the
-/// quantized convolutions: output sizes with pads, strides, dilations, auto_pad and ceil_mode.
+/// Conv, ConvTranspose and ONNX Runtime's FusedConv, and the sliding-window arithmetic they
+/// share with pooling and the quantized convolutions: output sizes with pads, strides,
+/// dilations, auto_pad and ceil_mode.
 extension ShapeRules {
   static let convolution: [String: ShapeRule] = [
     "Conv": { c in [try convolutionShape(c, x: 0, w: 1, type: c.type(0))] },
     "ConvTranspose": { c in [try convTranspose(c)] },
+  ]
+
+  /// ONNX Runtime's FusedConv: a Conv (input 3, Z, is added before the activation and must
+  /// have the output's shape).
+  static let convolutionContrib: [String: ShapeRule] = [
+    "FusedConv": { c in
+      var y = try convolutionShape(c, x: 0, w: 1, type: c.type(0))
+      if let z = c.shape(3), let s = y.shape {
+        guard z.count == s.count else { throw c.fail("Z has rank \(z.count); the output has rank \(s.count)") }
+        y.shape = try zip(s, z).map { try c.same($0, $1, "Z and the output") }
+      }
+      return [y]
+    },
   ]
 }
 

@@ -14,6 +14,22 @@ extension ShapeRules {
   /// An operator whose output has its first input's type and shape.
   static func sameAsInput(_ c: ShapeContext) -> [InferredTensor] { [InferredTensor(type: c.type(0), shape: c.shape(0))] }
 
+  /// ONNX Runtime's activations: Gelu, FastGelu and QuickGelu keep the input's shape; BiasGelu
+  /// broadcasts its bias; BiasAdd (X + bias + skip) keeps X's [N, S, C].
+  static let activationContrib: [String: ShapeRule] = {
+    var r = [String: ShapeRule]()
+    for op in ["Gelu", "FastGelu", "QuickGelu"] { r[op] = sameAsInput }
+    r["BiasGelu"] = { c in [InferredTensor(type: c.type(0), shape: try c.broadcast([c.shape(0), c.shape(1)]))] }
+    r["BiasAdd"] = { c in
+      guard let x = c.shape(0) else { return [InferredTensor(type: c.type(0), shape: c.shape(2))] }
+      guard x.count == 3 else { throw c.fail("X has rank \(x.count), not 3") }
+      guard let skip = c.shape(2) else { return [InferredTensor(type: c.type(0), shape: x)] }
+      guard skip.count == 3 else { throw c.fail("skip has rank \(skip.count), not 3") }
+      return [InferredTensor(type: c.type(0), shape: try (0..<3).map { try c.same(x[$0], skip[$0], "dimension \($0) of X and skip") })]
+    }
+    return r
+  }()
+
   static let elementwise: [String: ShapeRule] = {
     var r = [String: ShapeRule]()
     for op in unary {

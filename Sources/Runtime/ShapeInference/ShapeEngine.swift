@@ -15,6 +15,9 @@ public struct InferredTensor: Sendable {
   public var elements: [DimExpr?]?
   /// The value, when it is computable from constants and small (`ShapeEngine.foldLimit`).
   public var constant: NDArray?
+  /// What a sequence or an optional holds, for the sequence and optional rules. Such a value has
+  /// no type or shape of its own: every other rule sees it as unknown.
+  var container: InferredContainer?
 
   public init(type: DataType?, shape: [DimExpr?]?, elements: [DimExpr?]? = nil) {
     self.type = type; self.shape = shape; self.elements = elements
@@ -29,6 +32,23 @@ public struct InferredTensor: Sendable {
   }
 
   public static let unknown = InferredTensor(type: nil, shape: nil)
+
+  /// A sequence value.
+  static func sequence(_ s: InferredSequence) -> InferredTensor {
+    var v = InferredTensor.unknown
+    v.container = .sequence(s)
+    return v
+  }
+
+  /// An optional value; `content` nil when it is known to be empty.
+  static func optional(_ content: InferredTensor?) -> InferredTensor {
+    var v = InferredTensor.unknown
+    v.container = .optional(content)
+    return v
+  }
+
+  /// The type and shape alone (no values, no container).
+  var typeAndShape: InferredTensor { InferredTensor(type: type, shape: shape) }
 
   /// Gives a value whose every element is a known number its `constant`, so that the kernels of
   /// the nodes after it can fold it (`ConstantOfShape(Sub(Size(Shape(x)), 1))`).
@@ -80,6 +100,49 @@ public struct InferredTensor: Sendable {
   }
 }
 
+/// A value that is not a tensor: a sequence, or an optional (`InferredTensor.container`).
+indirect enum InferredContainer: Sendable {
+  case sequence(InferredSequence)
+  /// An optional holding this value; nil when it is known to be empty.
+  case optional(InferredTensor?)
+}
+
+/// What static inference knows about a sequence of tensors: each tensor when their number is
+/// known, and always what holds of every one of them.
+struct InferredSequence: Sendable {
+  /// The tensors in order (type and shape, values when small), when their number is known.
+  var tensors: [InferredTensor]?
+  /// What holds of every tensor: the element type, and the dimensions on which all of them agree
+  /// (nil where they differ or are unknown). Of an empty sequence, only the element type.
+  var element: InferredTensor
+  /// The number of tensors; nil when unknown.
+  var length: DimExpr?
+
+  /// A sequence of exactly these tensors.
+  init(_ tensors: [InferredTensor], elementType: DataType?) {
+    self.tensors = tensors
+    var common = tensors.first.map(\.typeAndShape) ?? InferredTensor(type: elementType, shape: nil)
+    for t in tensors.dropFirst() { common = Self.common(common, t) }
+    if common.type == nil { common.type = elementType }
+    element = common
+    length = DimExpr(tensors.count)
+  }
+
+  /// A sequence of `length` tensors (nil: unknown) of which only `element` is known.
+  init(element: InferredTensor, length: DimExpr?) {
+    tensors = nil
+    self.element = element.typeAndShape
+    self.length = length
+  }
+
+  /// What holds of both tensors: the type, and the dimensions on which they agree.
+  static func common(_ a: InferredTensor, _ b: InferredTensor) -> InferredTensor {
+    var out = InferredTensor(type: a.type ?? b.type, shape: nil)
+    if let s = a.shape, let t = b.shape, s.count == t.count { out.shape = zip(s, t).map { $0 == $1 ? $0 : nil } }
+    return out
+  }
+}
+
 /// Everything a shape rule sees of the node it describes: the node, the opset of its domain,
 /// and what is known about each input.
 struct ShapeContext {
@@ -111,6 +174,11 @@ struct ShapeContext {
   func rank(_ i: Int) -> Int? { input(i).rank }
   func type(_ i: Int) -> DataType? { input(i).type }
   func elements(_ i: Int) -> [DimExpr?]? { input(i).elements }
+  /// Input `i` as a sequence, when it is known to be one.
+  func sequence(_ i: Int) -> InferredSequence? {
+    if case .sequence(let s)? = input(i).container { return s }
+    return nil
+  }
 
   /// The input's elements when every one is a known number.
   func inputInts(_ i: Int) -> [Int]? {
@@ -260,8 +328,10 @@ func numberOfElements(_ dims: [Int]) -> Int? {
   return n
 }
 
-/// Op type → shape rule, per domain; each file in ShapeInference/ contributes one op family,
-/// named after the kernel file of the same family (ElementwiseShapes.swift for Elementwise.swift).
+/// Op type → shape rule, per domain, as `Kernels` registers the kernels; each file in
+/// ShapeInference/ contributes one op family, named after the kernel file of the same family
+/// (ElementwiseShapes.swift for Elementwise.swift), its other domains' rules beside the default
+/// domain's (`normalizationContrib` next to `normalization`).
 ///
 /// Adding a rule for a new operator: in the family's file, add an entry
 /// `r["OpType"] = { c in … }` whose closure returns one `InferredTensor` per output (fewer
@@ -273,26 +343,46 @@ func numberOfElements(_ dims: [Int]) -> Int? {
 /// with `c.fresh("opname")`, and throw `c.fail(…)` for a model that cannot run. Element-wise
 /// unary operators need only their name in `ElementwiseShapes.unary`. Constant inputs are folded
 /// by the op's kernel after the rule, so a rule needs value tracking only for symbolic values.
-/// `ShapeRuleCoverageTests` fails for a kernel without a rule.
+/// `ShapeInferenceTests.testEveryKernelHasAShapeRule` fails for a kernel without a rule.
 enum ShapeRules {
   static let standard: [String: ShapeRule] = {
     var all = [String: ShapeRule]()
     for family in [elementwise, matrix, convolution, normalization, pooling, reduction, shapeOps, controlFlow,
                    quantization, softmax, resize, indexing, quantizedMatrix, recurrent, einsum, trigonometric, bitwise,
-                   selection, signal, random, detection, sampling, patches, loss, attention, text] {
+                   selection, signal, random, detection, sampling, patches, loss, attention, text, sequences] {
       all.merge(family) { a, _ in a }
     }
     return all
   }()
 
+  /// The com.microsoft operators (ONNX Runtime's contrib operators), in the families of their
+  /// kernels. Some share a name with a default-domain operator of another layout (Attention,
+  /// RotaryEmbedding): the node's domain picks the rule.
+  static let microsoft: [String: ShapeRule] = {
+    var all = [String: ShapeRule]()
+    for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib,
+                   quantizedContrib, attentionContrib, recurrentContrib] {
+      all.merge(family) { a, _ in a }
+    }
+    return all
+  }()
+
+  /// The ai.onnx.preview.training operators.
+  static let training: [String: ShapeRule] = trainingOptimizers.merging(gradient) { a, _ in a }
+
   static func rule(domain: String, opType: String) -> ShapeRule? {
     if domain.isEmpty || domain == "ai.onnx" { return standard[opType] }
     if domain == "com.microsoft" { return microsoft[opType] }
+    if domain == "ai.onnx.preview.training" { return training[opType] }
     return nil
   }
 
-  /// Op types with a rule, sorted; contrib operators carry their domain ("com.microsoft.X").
-  static var coveredOps: [String] { standard.keys.sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" } }
+  /// Op types with a rule, sorted; operators of other domains carry their domain
+  /// ("com.microsoft.X"), as `Kernels.supportedOps` names them.
+  static var coveredOps: [String] {
+    standard.keys.sorted() + microsoft.keys.sorted().map { "com.microsoft.\($0)" }
+      + training.keys.sorted().map { "ai.onnx.preview.training.\($0)" }
+  }
 }
 
 /// Values visible while a graph is inferred: its own, then those of the graphs around it.
@@ -451,6 +541,23 @@ final class ShapeEngine {
 
   /// Bytes a value occupies, when its type and shape are known.
   static func bytes(_ v: InferredTensor) -> DimExpr? {
+    switch v.container {
+    case .optional(let content)?: return content.map(bytes) ?? 0
+    case .sequence(let s)?:
+      // Each tensor counts, as the executor counts a sequence (whatever storage it shares).
+      if let tensors = s.tensors {
+        var total: DimExpr = 0
+        for t in tensors {
+          guard let b = bytes(t), let sum = try? total + b else { return nil }
+          total = sum
+        }
+        return total
+      }
+      // Known dimensions of the element are those of every tensor.
+      guard let length = s.length, let each = bytes(s.element) else { return nil }
+      return try? length * each
+    case nil: break
+    }
     guard let type = v.type, let n = v.elementCount, let bits = type.bitWidth else { return nil }
     if bits >= 8 { return try? n * DimExpr(bits / 8) }
     return try? DimExpr.ceilDiv(n, DimExpr(8 / bits))
@@ -497,8 +604,14 @@ final class ShapeEngine {
   }
 
   /// What a value info declares; dimensions are read as expressions ("2*height") where they parse.
-  static func declared(_ v: ValueInfo) -> InferredTensor {
-    guard case .tensor(let type, let shape)? = v.type?.kind else { return .unknown }
+  static func declared(_ v: ValueInfo) -> InferredTensor { declared(v.type) }
+
+  /// A declared type: a tensor's, or a sequence of tensors (of unknown length).
+  static func declared(_ t: TypeInfo?) -> InferredTensor {
+    if case .sequence(let element)? = t?.kind {
+      return .sequence(InferredSequence(element: declared(element), length: nil))
+    }
+    guard case .tensor(let type, let shape)? = t?.kind else { return .unknown }
     return InferredTensor(type: type == .undefined ? nil : type, shape: shape.map { s in
       s.dims.map { d -> DimExpr? in
         switch d.value {

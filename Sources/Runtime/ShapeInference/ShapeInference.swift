@@ -23,8 +23,8 @@ public struct ShapeInference {
     public var name: String
     public var opType: String
     public var outputs: [Value]
-    /// Multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, their integer and quantized
-    /// forms and the recurrent ops; 0 for other ops; nil when a shape they need is unknown.
+    /// Multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, their integer, quantized and
+    /// fused forms and the recurrent ops; 0 for other ops; nil when a shape they need is unknown.
     public var macs: DimExpr?
   }
 
@@ -175,16 +175,20 @@ public struct ShapeInference {
     /// The product of a weight's dimensions after the first (inputs per output channel).
     func perOutput(_ w: InferredTensor) throws -> DimExpr? { try w.shape.flatMap { try product($0.dropFirst()) } }
     switch node.opType {
-    case "Conv", "ConvInteger", "QLinearConv":
+    case "Conv", "ConvInteger", "QLinearConv", "FusedConv":
       guard let n = y.elementCount, let k = try perOutput(input(node.opType == "QLinearConv" ? 3 : 1)) else { return nil }
       return try n * k
     case "ConvTranspose":
       guard let n = input(0).elementCount, let k = try perOutput(input(1)) else { return nil }
       return try n * k
-    case "Gemm", "MatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "DynamicQuantizeMatMul":
+    case "Gemm", "FusedGemm", "QGemm", "MatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "DynamicQuantizeMatMul",
+         "MatMulIntegerToFloat":
       guard let n = y.elementCount, let x = input(0).shape, let last = x.last else { return nil }
-      let k = node.opType == "Gemm" && (node.attribute("transA")?.int ?? 0) != 0 ? x.first ?? nil : last
+      let k = node.opType.hasSuffix("Gemm") && (node.attribute("transA")?.int ?? 0) != 0 ? x.first ?? nil : last
       return try k.map { try n * $0 }
+    case "FusedMatMul":
+      guard let n = y.elementCount, let a = fusedMatMulOperand(node, input(0).shape, "A"), let k = a.last ?? nil else { return nil }
+      return try n * k
     case "LSTM", "GRU", "RNN", "DynamicQuantizeLSTM":
       guard let x = input(0).shape, x.count == 3, let seq = x[0], let batch = x[1],
             let w = input(1).elementCount, let r = input(2).elementCount else { return nil }

@@ -258,6 +258,14 @@ private func concat(_ c: ShapeContext) throws -> InferredTensor {
   guard let rank = parts.lazy.compactMap(\.rank).first else { return InferredTensor(type: type, shape: nil) }
   // Concat-1 concatenated along axis 1 by default; from opset 4 the axis is required.
   let axis = try c.axis(c.int("axis", c.opset < 4 ? 1 : 0), rank: rank)
+  return try concatShape(c, parts, axis: axis)
+}
+
+/// `parts` concatenated along `axis` (normalized for their rank): the other dimensions must
+/// agree; small 1-D values are concatenated too.
+func concatShape(_ c: ShapeContext, _ parts: [InferredTensor], axis: Int) throws -> InferredTensor {
+  let type = parts.lazy.compactMap(\.type).first
+  guard let rank = parts.lazy.compactMap(\.rank).first else { return InferredTensor(type: type, shape: nil) }
   var shape = [DimExpr?](repeating: nil, count: rank)
   var sum: DimExpr? = 0
   var first = true
