@@ -247,7 +247,9 @@ def test_every_report_of_a_subcommand_validates(compressor, tmp_path):
         assert page.read_text().startswith("<!DOCTYPE html>")
 
 
-RUN_OPTIONS = {"output", "report", "html", "no-timings", "gate", "force", "print-step", "help", "version", "quiet", "student"}
+# max-memory is the process's budget: `compressor pipeline --max-memory` sets it for every step.
+RUN_OPTIONS = {"output", "report", "html", "no-timings", "gate", "force", "print-step", "help", "version", "quiet", "student",
+               "max-memory"}
 
 
 @pytest.mark.parametrize("command", ["optimize", "quantize", "prune", "factorize", "distill"])

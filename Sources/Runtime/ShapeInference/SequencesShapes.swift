@@ -70,6 +70,7 @@ extension ShapeRules {
       switch x.container {
       case .optional(let content?)?: return [content]
       case .optional(nil)?: throw c.fail("the optional input has no value")
+      case .maybe(let content)?: return [content]
       // Opset 18 accepts a tensor or a sequence and returns it; an unknown value stays unknown.
       default: return [x]
       }
@@ -82,6 +83,7 @@ extension ShapeRules {
         let x = c.input(0)
         switch x.container {
         case .optional(let content)?: has = content != nil
+        case .maybe?: has = nil
         case .sequence?: has = true
         case nil: has = x.type != nil || x.shape != nil ? true : nil
         }

@@ -105,6 +105,8 @@ indirect enum InferredContainer: Sendable {
   case sequence(InferredSequence)
   /// An optional holding this value; nil when it is known to be empty.
   case optional(InferredTensor?)
+  /// An optional that holds this value or nothing (a declared optional input: a feed decides).
+  case maybe(InferredTensor)
 }
 
 /// What static inference knows about a sequence of tensors: each tensor when their number is
@@ -543,6 +545,7 @@ final class ShapeEngine {
   static func bytes(_ v: InferredTensor) -> DimExpr? {
     switch v.container {
     case .optional(let content)?: return content.map(bytes) ?? 0
+    case .maybe(let content)?: return bytes(content)
     case .sequence(let s)?:
       // Each tensor counts, as the executor counts a sequence (whatever storage it shares).
       if let tensors = s.tensors {
@@ -606,10 +609,16 @@ final class ShapeEngine {
   /// What a value info declares; dimensions are read as expressions ("2*height") where they parse.
   static func declared(_ v: ValueInfo) -> InferredTensor { declared(v.type) }
 
-  /// A declared type: a tensor's, or a sequence of tensors (of unknown length).
+  /// A declared type: a tensor's, a sequence of tensors (of unknown length), or an optional that
+  /// may hold either.
   static func declared(_ t: TypeInfo?) -> InferredTensor {
     if case .sequence(let element)? = t?.kind {
       return .sequence(InferredSequence(element: declared(element), length: nil))
+    }
+    if case .optional(let content)? = t?.kind {
+      var v = InferredTensor.unknown
+      v.container = .maybe(declared(content))
+      return v
     }
     guard case .tensor(let type, let shape)? = t?.kind else { return .unknown }
     return InferredTensor(type: type == .undefined ? nil : type, shape: shape.map { s in

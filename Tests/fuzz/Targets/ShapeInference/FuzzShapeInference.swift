@@ -20,7 +20,7 @@ public func fuzzShapeInference(_ data: UnsafePointer<UInt8>, _ size: Int) -> CIn
   do {
     let model = try ModelReader.read(input).model
     let shapes = try ShapeInference(model: model, bindings: [:])
-    _ = shapes.totalMACs
+    _ = try shapes.totalMACs
   } catch let e as CompressorError {
     FuzzFiles.shared.expectNotInternal(e)
   } catch {
