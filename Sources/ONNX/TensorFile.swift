@@ -52,6 +52,8 @@ public enum TensorFile {
       _ = try WireScanner(file: path, tensorDescriptor: nil).scan(file.bytes, root: ProtobufC.optionalDescriptor)
       let budget = ProtobufC.AllocationBudget(bytes: ModelReader.decodeBudget(fileBytes: file.size))
       guard let o = ProtobufC.unpackOptional(file.bytes, budget: budget) else {
+        // The onnx wheel's own test data stores an optional that holds a tensor as that TensorProto.
+        if !budget.exceeded, let t = try? read(path) { return .optional(.tensor(t)) }
         throw CompressorError.invalid("\(path): not a valid OptionalProto (protobuf decoding failed)")
       }
       defer { ProtobufC.freeOptional(o) }

@@ -563,7 +563,7 @@ public final class Executor {
 
   /// Kernels move elements a byte or more wide; 4-bit tensors only enter the operators that
   /// unpack them (or look at their shape).
-  static let packedTypeOps: Set<String> = ["DequantizeLinear", "Identity", "Shape", "Size", "MatMulNBits", "Cast", "CastLike",
+  static let packedTypeOps: Set<String> = ["DequantizeLinear", "QuantizeLinear", "Identity", "Shape", "Size", "MatMulNBits", "Cast", "CastLike",
                                            "GatherBlockQuantized"]
 
   static func checkPackedInputs(_ node: Node, _ inputs: [NDArray?]) throws {

@@ -84,8 +84,8 @@ private func scan(_ c: ShapeContext) throws -> [InferredTensor] {
   let first = batched ? 1 : 0
   let inputs = (first..<c.inputCount).map { c.input($0) }
   let scanInputs = c.int("num_scan_inputs", 0)
+  guard scanInputs > 0, scanInputs <= inputs.count else { throw c.fail("num_scan_inputs \(scanInputs) does not fit \(inputs.count) inputs") }
   let stateCount = inputs.count - scanInputs
-  guard scanInputs > 0, stateCount >= 0 else { throw c.fail("num_scan_inputs \(scanInputs) does not fit \(inputs.count) inputs") }
   let inAxes = batched ? Array(repeating: 0, count: scanInputs) : c.ints("scan_input_axes") ?? Array(repeating: 0, count: scanInputs)
   guard inAxes.count == scanInputs else { throw c.fail("scan_input_axes has \(inAxes.count) values for \(scanInputs) scan inputs") }
   // Before opset 9 every input has a leading batch axis, and scan inputs scan their axis 1.
