@@ -100,7 +100,8 @@ def describe(model, path):
     return dict(name=model["name"], path=str(path), kind=model["kind"], ci=model.get("ci", False),
                 source=list(model["source"]), ir=proto.ir_version, opset=opset, producer=proto.producer_name,
                 bytes=path.stat().st_size,
-                inputs={n: s for n, (s, _) in model["inputs"].items()}, judge=model.get("judge"))
+                inputs={n: s for n, (s, _) in model["inputs"].items()}, judge=model.get("judge"),
+                run_tolerance=model.get("run_tolerance", 1e-4))
 
 
 def main():

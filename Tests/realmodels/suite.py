@@ -40,8 +40,12 @@ MODELS = [
          kind="classifier", inputs={"x": ([1, 3, 224, 224], "page-turned:imagenet")}, ci=True),
     dict(name="ddddocr-common", source=("wheel", "ddddocr", "ddddocr/common.onnx"), kind="sequence",
          inputs={"input1": ([1, 1, 64, 192], "textline:gray")}),
+    # Already dynamically quantized: DynamicQuantizeLinear rounds x/scale, and a float difference of
+    # 1e-6 upstream (any two runtimes' Sigmoid or Mul) moves a value that sits on a .5 tie by one
+    # uint8 step (on sample 000: one element at 51.5 steps, output 6e-3 of its scale apart).
+    # `run` is judged against ONNX Runtime within one such step.
     dict(name="ddddocr-old-int8", source=("wheel", "ddddocr", "ddddocr/common_old.onnx"), kind="sequence",
-         inputs={"input1": ([1, 1, 64, 192], "textline:gray")}),
+         inputs={"input1": ([1, 1, 64, 192], "textline:gray")}, run_tolerance=1e-2),
     dict(name="ddddocr-det", source=("wheel", "ddddocr", "ddddocr/common_det.onnx"), kind="detector",
          inputs={"images": ([1, 3, 416, 416], "image:unit255")}),
     dict(name="silero-vad", source=("wheel", "silero-vad", "silero_vad/data/silero_vad.onnx"), kind="audio",
