@@ -80,6 +80,13 @@ public struct Window {
   }
 }
 
+/// Whether `channels` is `perGroup` × `group` (the attribute comes from the model: a product that
+/// overflows does not fit).
+func fitsGroups(_ channels: Int, perGroup: Int, _ group: Int) -> Bool {
+  let (product, overflow) = perGroup.multipliedReportingOverflow(by: group)
+  return !overflow && product == channels
+}
+
 /// [N, C, H, W] view of a 1-D or 2-D feature map.
 private func spatial(_ shape: [Int]) -> (n: Int, c: Int, h: Int, w: Int) {
   shape.count == 3 ? (shape[0], shape[1], 1, shape[2]) : (shape[0], shape[1], shape[2], shape[3])
@@ -93,7 +100,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
   guard x.rank >= 3, w.rank == x.rank else { throw c.fail("Conv input \(x.shape) and weight \(w.shape) do not fit") }
   let group = c.int("group", 1)
   if x.rank > 4 {
-    guard group > 0, x.shape[1] == w.shape[1] * group, w.shape[0] % group == 0 else {
+    guard group > 0, fitsGroups(x.shape[1], perGroup: w.shape[1], group), w.shape[0] % group == 0 else {
       throw c.fail("weight \(w.shape) does not fit input \(x.shape) with group \(group)")
     }
     let out = try convND(c, x: x, w: w, group: group)
@@ -101,7 +108,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
   }
   let (n, ch, h, wd) = spatial(x.shape)
   let m = w.shape[0], cg = w.shape[1]
-  guard group > 0, ch == cg * group, m % group == 0 else {
+  guard group > 0, fitsGroups(ch, perGroup: cg, group), m % group == 0 else {
     throw c.fail("weight \(w.shape) does not fit input \(x.shape) with group \(group)")
   }
   let win = try Window(c, spatialRank: x.rank - 2, kernel: Array(w.shape.dropFirst(2)), input: Array(x.shape.dropFirst(2)))
@@ -453,7 +460,9 @@ func convTranspose(_ c: KernelContext) throws -> NDArray {
   }
   let group = c.int("group", 1)
   let (n, ch, h, wd) = spatial(x.shape)
-  guard group > 0, w.shape[0] == ch, ch % group == 0 else { throw c.fail("weight \(w.shape) does not fit input \(x.shape)") }
+  guard group > 0, w.shape[0] == ch, ch % group == 0, !w.shape[1].multipliedReportingOverflow(by: group).overflow else {
+    throw c.fail("weight \(w.shape) does not fit input \(x.shape) with group \(group)")
+  }
   let mg = w.shape[1], m = mg * group, cg = ch / group
   let rank = x.rank - 2
   let win = try Window(c, spatialRank: rank, kernel: Array(w.shape.dropFirst(2)), input: Array(x.shape.dropFirst(2)), transposed: true)

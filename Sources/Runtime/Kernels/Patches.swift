@@ -78,7 +78,7 @@ private func deformConv(_ c: KernelContext) throws -> NDArray {
         (st + dil).allSatisfy({ $0 > 0 && $0 < 1 << 20 }), pads.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }) else {
     throw c.fail("kernel_shape, strides, dilations or pads do not fit W \(w0.shape)")
   }
-  guard group > 0, offsetGroup > 0, ic == icPerGroup * group, oc % group == 0, ic % offsetGroup == 0 else {
+  guard group > 0, offsetGroup > 0, fitsGroups(ic, perGroup: icPerGroup, group), oc % group == 0, ic % offsetGroup == 0 else {
     throw c.fail("group \(group) and offset_group \(offsetGroup) do not fit \(ic) input and \(oc) output channels")
   }
   let (kh, kw) = (kernel[0], kernel[1]), taps = kh * kw
