@@ -86,7 +86,7 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "Measure quality on at most this many samples (0: no quality section).")
   var evalSamples: Int?
 
-  @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy or mse.")
+  @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy, mse, or auto (per tensor, the one its readers' outputs tolerate best).")
   var calibration = "minmax"
 
   @Option(help: "Calibrate on at most this many samples (rows).")
@@ -121,7 +121,7 @@ struct QuantizeStep: StepOptions, StepHelp {
     if mode == .dynamic && !symmetricWeights { throw ValidationError("--mode dynamic stores symmetric weights (ConvInteger takes one weight zero point)") }
     if mode == .static && data == nil { throw ValidationError("--mode static needs --data (calibration samples)") }
     if CalibrationMethod(argument: calibration) == nil {
-      throw ValidationError("--calibration must be minmax, percentile[:P] with 50 < P ≤ 100, entropy or mse, not '\(calibration)'")
+      throw ValidationError("--calibration must be minmax, percentile[:P] with 50 < P ≤ 100, entropy, mse or auto, not '\(calibration)'")
     }
     if let n = evalSamples, n < 0 { throw ValidationError("--eval-samples must be 0 or more, not \(n)") }
     if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
@@ -162,6 +162,7 @@ struct QuantizeStep: StepOptions, StepHelp {
     case .static:
       let method = CalibrationMethod(argument: calibration) ?? .minmax
       var calibrator = Calibrator(method: method, maxSamples: calibrationSamples, threads: threads)
+      calibrator.symmetricActivations = symmetricActivations
       if environment.showProgress {
         // One line, rewritten in place: only ever on a terminal.
         calibrator.progress = { FileHandle.standardError.write("\rcalibrating: \($0) samples\u{1B}[K") }

@@ -1,6 +1,10 @@
+import Datasets
+import Foundation
+import IR
 import XCTest
 @testable import Compression
 import Runtime
+import Support
 
 final class StreamingHistogramTests: XCTestCase {
   func add(_ h: inout StreamingHistogram, _ values: [Float]) {
@@ -71,6 +75,7 @@ final class CalibratorTests: XCTestCase {
     XCTAssertEqual(CalibrationMethod(argument: "percentile:99.9"), .percentile(99.9))
     XCTAssertEqual(CalibrationMethod(argument: "entropy"), .entropy)
     XCTAssertEqual(CalibrationMethod(argument: "mse"), .mse)
+    XCTAssertEqual(CalibrationMethod(argument: "auto"), .auto)
     for bad in ["percentile:40", "percentile:x", "percentile:101", "minmax:3", "kl", ""] {
       XCTAssertNil(CalibrationMethod(argument: bad), bad)
     }
@@ -107,5 +112,47 @@ final class CalibratorTests: XCTestCase {
     // whatever it picks scores no worse than the full range.
     let mse = Calibrator(method: .mse).choose(h, otherType: nil)
     XCTAssertLessThanOrEqual(h.quantizationError(mse.lo, mse.hi, levels: 255), h.quantizationError(-1, 50, levels: 255))
+  }
+
+  /// Two inputs with the same outlier column: the first one's MatMul reads that column (clipping it
+  /// would change every output), the second one's ignores it (clipping buys the other columns
+  /// resolution). `auto` keeps the first range whole and clips the second, and each choice is the
+  /// candidate with the least error at the MatMul's output.
+  func testAutoJudgesRangesWhereTheyLand() throws {
+    let rows = 1024, cols = 8
+    var x = [Float]()
+    for r in 0..<rows { for c in 0..<cols { x.append(c == 0 ? Float(r) * 40 / Float(rows - 1) : Float((r * 7 + c * 3) % 21) / 10 - 1) } }
+    var x2 = x
+    for r in 0..<rows where r != rows - 1 { x2[r * cols] = 0 }  // one outlier, in column 0
+    let uses: [Float] = (0..<cols * 4).map { $0 / 4 == 0 ? 1 : 0.01 }   // row 0 of the weight matters
+    let ignores: [Float] = (0..<cols * 4).map { $0 / 4 == 0 ? 0 : 0.5 }  // row 0 is zero
+    func weight(_ name: String, _ v: [Float]) -> Tensor {
+      Tensor(name: name, dataType: .float, dims: [Int64(cols), 4], data: ByteBuffer(copying: v.withUnsafeBytes { Array($0) }))
+    }
+    func input(_ name: String) -> ValueInfo {
+      ValueInfo(name: name, type: TypeInfo(.tensor(elementType: .float, shape: TensorShape([Dimension(.symbolic("n")), Dimension(.known(Int64(cols)))]))))
+    }
+    let g = Graph(name: "g", nodes: [
+      Node(name: "a", opType: "MatMul", inputs: ["x1", "w1"], outputs: ["y1"]),
+      Node(name: "b", opType: "MatMul", inputs: ["x2", "w2"], outputs: ["y2"]),
+    ], initializers: [weight("w1", uses), weight("w2", ignores)], inputs: [input("x1"), input("x2")],
+       outputs: [ValueInfo(name: "y1", type: nil), ValueInfo(name: "y2", type: nil)])
+    let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 13)], graph: g)
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("auto-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let bytes = try NPZ.encode([("x1", NDArray(x, shape: [rows, cols])), ("x2", NDArray(x2, shape: [rows, cols]))])
+    FileManager.default.createFile(atPath: dir + "/x.npz", contents: Data(bytes))
+    let calibrator = Calibrator(method: .auto, chunkRows: rows)
+    let (ranges, samples) = try calibrator.run(model: model, tensors: ["x1", "x2"], data: try Dataset(path: dir + "/x.npz", inputNames: ["x1", "x2"]))
+    XCTAssertEqual(samples, rows)
+    for name in ["x1", "x2"] {
+      let r = try XCTUnwrap(ranges[name])
+      XCTAssertEqual(r.errors.map(\.method), Calibrator.autoCandidates, name)
+      let best = try XCTUnwrap(r.errors.min { $0.error < $1.error })
+      XCTAssertEqual(r.chosen, best.method, name)
+    }
+    XCTAssertGreaterThan(try XCTUnwrap(ranges["x1"]?.hi), 35, "the column the MatMul reads keeps its range")
+    XCTAssertLessThan(try XCTUnwrap(ranges["x2"]?.hi), 2, "the column it ignores is clipped")
   }
 }

@@ -14,14 +14,18 @@ public enum CalibrationMethod: Equatable, CustomStringConvertible {
   case entropy
   /// The range with the least expected squared quantization error.
   case mse
+  /// Per tensor, whichever of the others disturbs the outputs of the nodes that read it least
+  /// (measured on a chunk of calibration samples: `RangeSelection.swift`).
+  case auto
 
-  /// "minmax", "percentile", "percentile:99.9", "entropy", "mse".
+  /// "minmax", "percentile", "percentile:99.9", "entropy", "mse", "auto".
   public init?(argument: String) {
     let parts = argument.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
     switch parts.first ?? "" {
     case "minmax" where parts.count == 1: self = .minmax
     case "entropy" where parts.count == 1: self = .entropy
     case "mse" where parts.count == 1: self = .mse
+    case "auto" where parts.count == 1: self = .auto
     case "percentile":
       guard parts.count == 1 || Double(parts[1]) != nil else { return nil }
       let p = parts.count == 2 ? Double(parts[1]) ?? 0 : 99.99
@@ -37,6 +41,7 @@ public enum CalibrationMethod: Equatable, CustomStringConvertible {
     case .percentile(let p): return "percentile:\(p)"
     case .entropy: return "entropy"
     case .mse: return "mse"
+    case .auto: return "auto"
     }
   }
 }
@@ -55,6 +60,10 @@ public struct ActivationRange {
   public var clippedFraction: Double
   /// nil when every value was float32.
   public var otherType: DataType?
+  /// `auto`: the method chosen, and each candidate's error at the readers' outputs (relative
+  /// squared error summed over them); nil for the other methods or when no reader could be run.
+  public var chosen: CalibrationMethod?
+  public var errors: [(method: CalibrationMethod, error: Double)] = []
 }
 
 /// Runs the float model over calibration samples and records, for each requested tensor, a
@@ -68,6 +77,8 @@ public struct Calibrator {
   public var threads: Int
   /// Called after every chunk with the samples calibrated so far (a progress line on a terminal).
   public var progress: ((Int) -> Void)?
+  /// `auto` measures ranges as the pass will use them: int8 symmetric or uint8 with a zero point.
+  public var symmetricActivations = false
   public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 8, threads: Int = 1) {
     self.method = method; self.maxSamples = maxSamples; self.chunkRows = chunkRows; self.threads = threads
   }
@@ -92,13 +103,18 @@ public struct Calibrator {
     let recorder = Recorder()
     let keepsBins = method != .minmax
     for t in tensors { recorder.histograms[t] = StreamingHistogram(keepsBins: keepsBins) }
-    executor.observer = { node, _, outputs in
+    // auto: the first chunk's inputs and outputs of every node that reads a calibrated tensor.
+    let readers = method == .auto ? ReaderSamples(tensors: Set(tensors)) : nil
+    executor.observer = { node, inputs, outputs in
       for (name, value) in zip(node.outputs, outputs) { recorder.record(name, value) }
+      readers?.keep(node, inputs, outputs)
     }
     var done = 0
     let used = try data.forEachChunk(rows: chunkRows, limit: maxSamples ?? Int.max) { chunk in
       for (name, value) in chunk { recorder.record(name, value) }
+      if readers?.firstChunkDone == false { readers?.feeds = chunk }
       _ = try executor.run(chunk)
+      readers?.firstChunkDone = true
       done += chunk.values.first.map { $0.rank == 0 ? 1 : $0.shape[0] } ?? 0
       progress?(done)
     }
@@ -108,7 +124,11 @@ public struct Calibrator {
     var ranges = [String: ActivationRange]()
     for name in tensors {
       guard let h = recorder.histograms[name] else { continue }
-      ranges[name] = choose(h, otherType: recorder.otherTypes[name])
+      if let readers, recorder.otherTypes[name] == nil, !h.isEmpty {
+        ranges[name] = try select(h, for: name, readers: readers, executor: executor)
+      } else {
+        ranges[name] = choose(h, otherType: recorder.otherTypes[name])
+      }
     }
     return (ranges, used)
   }
@@ -124,13 +144,17 @@ public struct Calibrator {
   }
 
   func choose(_ h: StreamingHistogram, otherType: DataType?) -> ActivationRange {
+    choose(h, otherType: otherType, method: method)
+  }
+
+  func choose(_ h: StreamingHistogram, otherType: DataType?, method: CalibrationMethod) -> ActivationRange {
     guard !h.isEmpty else {
       return ActivationRange(lo: 0, hi: 0, observedMin: 0, observedMax: 0, count: h.total, excluded: h.excluded,
                              clippedFraction: 0, otherType: otherType)
     }
     var lo = h.minimum, hi = h.maximum
     switch method {
-    case .minmax:
+    case .minmax, .auto:
       break
     case .percentile(let p):
       let tail = (100 - p) / 100
@@ -140,7 +164,7 @@ public struct Calibrator {
       // Each end in turn moves from the extreme toward 0 in 1% steps, keeping the best score:
       // an outlier on one side must not shrink the other.
       let score = { (a: Float, b: Float) -> Double? in
-        self.method == .mse ? h.quantizationError(a, b, levels: 255) : h.clippingDivergence(a, b, levels: 255)
+        method == .mse ? h.quantizationError(a, b, levels: 255) : h.clippingDivergence(a, b, levels: 255)
       }
       lo = min(0, h.minimum)
       hi = max(0, h.maximum)
@@ -149,7 +173,7 @@ public struct Calibrator {
     }
     lo = min(lo, 0)
     hi = max(hi, 0)
-    let clipped = method == .minmax ? 0 : h.fractionOutside(lo, hi)
+    let clipped = method == .minmax || method == .auto ? 0 : h.fractionOutside(lo, hi)
     return ActivationRange(lo: lo, hi: hi, observedMin: h.minimum, observedMax: h.maximum, count: h.total,
                            excluded: h.excluded, clippedFraction: clipped, otherType: otherType)
   }

@@ -143,11 +143,18 @@ public struct QuantizeStatic: Pass {
                           lo, hi, r.observedMin, r.observedMax, samples, symmetricActivations ? "int8" : "uint8",
                           scale, zp, r.clippedFraction * 100)
       if r.excluded > 0 { detail += "; \(r.excluded) non-finite or |x| ≥ 1e6 values left out of the range" }
-      rangeChanges.append(.init(target: name, action: "calibrated", detail: detail + note, values: [
+      var values: [String: Double] = [
         "lo": Double(lo), "hi": Double(hi), "observedMin": Double(r.observedMin), "observedMax": Double(r.observedMax),
         "scale": Double(scale), "zeroPoint": Double(zp), "clippedFraction": r.clippedFraction,
         "excluded": Double(r.excluded), "samples": Double(samples),
-      ]))
+      ]
+      if let chosen = r.chosen {
+        // auto: the winner and every candidate's error where it lands (the readers' outputs).
+        detail += "; auto chose \(chosen) (readers' relative error: "
+          + r.errors.map { String(format: "%@ %.3g", $0.method.description, $0.error) }.joined(separator: ", ") + ")"
+        for e in r.errors { values["error.\(e.method)"] = e.error }
+      }
+      rangeChanges.append(.init(target: name, action: "calibrated", detail: detail + note, values: values))
     }
 
     // 4. Rewrite: weights and biases first, then activation pairs after their producers.
