@@ -214,7 +214,8 @@ struct PipelineRun {
       let stepFailed = gateResults?.contains { !$0.passed } ?? false
       let writeTo = isLast || stepFailed ? plan.output : plan.keeps[index]
       if let writeTo {
-        try ModelWriter.write(result, to: writeTo, options: WriteOptions(force: plan.force), inputs: loaded.inputFiles)
+        try ModelWriter.write(result, to: writeTo, options: WriteOptions(force: plan.force, externalData: keepsExternalData(loaded)),
+                              inputs: loaded.inputFiles)
         if writeTo == plan.output { written = writeTo }
       }
       var sizes: StepOutcome.Sizes?

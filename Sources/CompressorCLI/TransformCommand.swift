@@ -43,7 +43,8 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     let loaded = try ModelReader.read(model)
     let input = StepInput(loaded: loaded, path: model)
     let (result, passes, quality) = try executeStep(plan, on: input, seed: step.seed)
-    let options = WriteOptions(force: run.force, notLargerThanInput: plan.notLargerThanInput ? loaded.totalBytes : nil)
+    let options = WriteOptions(force: run.force, externalData: keepsExternalData(loaded),
+                               notLargerThanInput: plan.notLargerThanInput ? loaded.totalBytes : nil)
     let written = writesModel ? try ModelWriter.write(result, to: output, options: options, inputs: loaded.inputFiles) : nil
     var sizes: StepOutcome.Sizes?
     if plan.measureSizes {

@@ -224,3 +224,10 @@ func colored(_ text: String, _ code: String, fd: Int32) -> String {
   guard isatty(fd) != 0, getenv("NO_COLOR").map({ String(cString: $0).isEmpty }) ?? true else { return text }
   return "\u{1B}[\(code)m\(text)\u{1B}[0m"
 }
+
+/// A model read with external data is written with external data (OUT.data beside it, tensors of
+/// 1 KiB and more): a multi-gigabyte model stays writable past protobuf's 2 GiB limit, and its
+/// weights stay mappable.
+func keepsExternalData(_ loaded: LoadedModel) -> ExternalDataOptions? {
+  loaded.externalDataFiles.isEmpty ? nil : ExternalDataOptions()
+}

@@ -153,3 +153,17 @@ def test_external_location_outside_model_dir_is_never_opened(compressor, tmp_pat
     assert r.returncode == 65
     assert r.stderr == f"compressor: error: {path}: external data location '../../secret.bin' of tensor 'W' leaves the model's directory\n"
     assert "secret.bin" not in trace.read_text()
+
+
+@pytest.mark.parametrize("args", [["quantize"], ["prune", "--sparsity", "0.5"], ["optimize"]])
+def test_external_data_in_external_data_out(args, compressor, tmp_path):
+    """A model read with external data is written with external data (OUT.data beside it), so a
+    multi-gigabyte model stays writable; ONNX Runtime loads the result and it runs."""
+    out = tmp_path / "out.onnx"
+    compressor(args[0], FIXTURES / "external_data.onnx", "-o", out, *args[1:])
+    model = onnx.load(str(out), load_external_data=False)
+    locations = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    assert locations == {"out.onnx.data"} and (tmp_path / "out.onnx.data").stat().st_size > 0
+    feeds = {k: np.load(FIXTURES / v) for k, v in MANIFEST["external_data"]["inputs"].items()}
+    outputs = session(out).run(None, feeds)
+    assert all(np.isfinite(o).all() for o in outputs)
