@@ -85,7 +85,7 @@ public struct QuantizeStatic: Pass {
           guard t.elementCount >= 16 else { skip("weight '\(name)' has \(t.elementCount) elements, too few to gain from quantization"); ok = false; break }
           plan.weight = (1, axis)
         } else {
-          if n.opType == "Conv" && slot == 1 { skip("its weight '\(name)' is computed, not an initializer"); ok = false; break }
+          if (n.opType == "Conv" || n.opType == "Gemm") && slot == 1 { skip("its weight '\(name)' is computed, not an initializer"); ok = false; break }
           plan.activations.append(slot)
         }
       }

@@ -46,9 +46,11 @@ extension Kernels {
       var inputs: [NDArray?] = [x, w]
       if let bias = c.optionalInput(8) {
         // Bias is int32 in units of x_scale · w_scale.
-        let xs = try c.input(1).floats()[0]
         let ws = try c.input(4).floats()
         let bv = try bias.integers()
+        guard let xs = try c.input(1).floats().first, !ws.isEmpty, ws.count == 1 || ws.count >= bv.count else {
+          throw c.fail("the bias has \(bv.count) values for \(ws.count) weight scales")
+        }
         inputs.append(NDArray(bv.enumerated().map { Float($1) * xs * ws[ws.count == 1 ? 0 : $0] }, shape: [bv.count]))
       }
       let y = try conv(c.replacingInputs(inputs))
@@ -104,6 +106,10 @@ private func shifted(_ x: NDArray, zero: NDArray?, axisLength: Int? = nil, perCh
   let v = try x.integers()
   let z = try zero.map { try $0.integers() } ?? [0]
   let inner = perChannel ? x.shape.dropFirst().reduce(1, *) : 1
+  let needed = perChannel ? (x.shape.first ?? 1) : (axisLength ?? 1)
+  guard v.isEmpty || z.count == 1 || (z.count >= needed && needed > 0) else {
+    throw CompressorError.invalid("\(z.count) zero points for \(needed) rows or channels")
+  }
   let shiftedValues = v.enumerated().map { i, value -> Float in
     let zp: Int
     if z.count == 1 { zp = z[0] } else if perChannel { zp = z[i / inner] } else { zp = z[i % (axisLength ?? 1)] }
@@ -116,6 +122,11 @@ private func dequantize(_ x: NDArray, scale: NDArray, zero: NDArray, axisFromEnd
   let v = try x.integers(), s = try scale.floats(), z = try zero.integers()
   let inner = perChannel ? x.shape.dropFirst().reduce(1, *) : 1
   let cols = x.shape.last ?? 1
+  // One scale (and zero point) for all, or one per channel (axis 0) or per column.
+  let needed = perChannel ? (x.shape.first ?? 1) : cols
+  guard v.isEmpty || (!s.isEmpty && !z.isEmpty && (s.count == 1 || s.count >= needed) && (z.count == 1 || z.count >= needed)) else {
+    throw CompressorError.invalid("\(s.count) scales and \(z.count) zero points for \(needed) channels")
+  }
   return NDArray(v.enumerated().map { i, value -> Float in
     let k = s.count == 1 ? 0 : (perChannel ? i / inner : i % cols)
     return Float(value - (z.count == 1 ? z[0] : z[k])) * s[k]
@@ -123,7 +134,9 @@ private func dequantize(_ x: NDArray, scale: NDArray, zero: NDArray, axisFromEnd
 }
 
 private func quantize(_ y: NDArray, scale: NDArray, zero: NDArray) throws -> NDArray {
-  let s = try scale.floats()[0], z = try zero.integers()[0]
+  guard let s = try scale.floats().first, let z = try zero.integers().first else {
+    throw CompressorError.invalid("the output scale and zero point must each hold a value")
+  }
   let (lo, hi) = zero.dataType == .int8 ? (-128, 127) : (0, 255)
   let q = try y.floats().map { v -> Double in
     let r = (v / s).rounded(.toNearestOrEven) + Float(z)

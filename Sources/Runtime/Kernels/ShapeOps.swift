@@ -213,6 +213,9 @@ extension Kernels {
     },
     "Range": { c in
       let start = try c.input(0), limit = try c.input(1), delta = try c.input(2)
+      guard start.count == 1, limit.count == 1, delta.count == 1 else {
+        throw c.fail("start, limit and delta must be scalars, not \(start.shape), \(limit.shape) and \(delta.shape)")
+      }
       let s = try start.converted(to: .double).elements(Double.self)[0]
       let l = try limit.converted(to: .double).elements(Double.self)[0]
       let d = try delta.converted(to: .double).elements(Double.self)[0]
