@@ -80,6 +80,14 @@ public final class AtomicFileWriter {
   public init(destination: String) throws {
     self.destination = destination
     let dir = directoryName(destination)
+    // SIGINT/SIGTERM are held from the temporary's creation until it is registered: a signal in
+    // between would find nothing to remove and leave the temporary behind.
+    var held = sigset_t(), previous = sigset_t()
+    sigemptyset(&held)
+    sigaddset(&held, SIGINT)
+    sigaddset(&held, SIGTERM)
+    pthread_sigmask(SIG_BLOCK, &held, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
     var template = Array("\(dir)/.\(baseName(destination)).tmp-XXXXXX".utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.map { mkstemp($0) } ?? -1 }
     if fd < 0 {

@@ -61,7 +61,7 @@ final class CLITests: XCTestCase {
   }
 
   func leftovers() -> [String] {
-    (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.contains(".tmp-") } ?? []
+    (try? FileManager.default.subpathsOfDirectory(atPath: dir))?.filter { $0.contains(".tmp-") } ?? []
   }
 
   func testVersionAndHelp() throws {
@@ -304,14 +304,18 @@ final class CLITests: XCTestCase {
         if mode.contains("static") { args += ["--data", "\(data)/\(calibration[name] ?? "calib_x.npy")", "--calibration-samples", "32", "--eval-samples", "16"] }
         var outputs = [Data?]()
         for run in 0..<2 {
-          let out = "\(dir)/\(name).\(m).\(run).onnx", report = "\(dir)/\(name).\(m).\(run).json"
+          // The same file name in two directories: external data is named after its model.
+          let sub = "\(dir)/run\(run)"
+          try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+          let out = "\(sub)/\(name).\(m).onnx", report = "\(sub)/\(name).\(m).json"
           let r = try compressor(["quantize", model, "-o", out, "--report", report, "--no-timings"] + args)
           XCTAssertEqual(r.code, 0, "\(name) \(args): \(r.stderr)")
-          outputs += [bytes(out), bytes(report).map { Data(String(decoding: $0, as: UTF8.self)
-            .replacingOccurrences(of: "\(name).\(m).\(run)", with: "X").utf8) }]
+          outputs += [bytes(out), bytes(out + ".data"), bytes(report).map { Data(String(decoding: $0, as: UTF8.self)
+            .replacingOccurrences(of: "run\(run)/", with: "X/").utf8) }]
         }
-        XCTAssertEqual(outputs[0], outputs[2], "\(name) \(args): model differs between runs")
-        XCTAssertEqual(outputs[1], outputs[3], "\(name) \(args): report differs between runs")
+        XCTAssertEqual(outputs[0], outputs[3], "\(name) \(args): model differs between runs")
+        XCTAssertEqual(outputs[1], outputs[4], "\(name) \(args): external data differs between runs")
+        XCTAssertEqual(outputs[2], outputs[5], "\(name) \(args): report differs between runs")
       }
     }
     XCTAssertEqual(leftovers(), [])
