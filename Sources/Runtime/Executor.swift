@@ -414,9 +414,13 @@ public final class Executor {
     guard let kernel = Kernels.kernel(domain: node.domain, opType: node.opType) else {
       throw CompressorError.unsupported("operator \(node.opType) is not supported (\(node.displayName))")
     }
+    // The same guards as a planned run: constant folding and the passes evaluate nodes too.
+    try Self.checkPackedInputs(node, inputs)
     let context = KernelContext(node: node, inputs: inputs, opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
                                 executor: self, scope: Scope(parent: nil))
-    return try kernel(context)
+    let results = try kernel(context)
+    try Self.checkResults(node, results)
+    return results
   }
 
   private func expected(_ v: ValueInfo) -> String {

@@ -235,7 +235,8 @@ struct ChannelGroups {
       guard let x = ins[0] else { return }
       guard x.axis == 1 else { blockInputs(); return }
       for p in n.inputs.dropFirst() where !p.isEmpty {
-        guard initializers[p] != nil else { blockInputs(); return }
+        // Its parameters are one value per channel; anything else cannot be sliced with them.
+        guard let t = initializers[p], t.dims.count == 1 else { blockInputs(); return }
         attach(x, tensor: p, axis: 0, consumer: false)
       }
       if n.inputs.count > 1, x.segments.count == 1 {
