@@ -383,14 +383,17 @@ extension NDArray {
       if s > 0 {
         b = Swift.min(Swift.max(b, 0), n)
         e = Swift.min(Swift.max(e, 0), n)
-        outShape[a] = e > b ? (e - b + s - 1) / s : 0
+        outShape[a] = e > b ? 1 + (e - b - 1) / s : 0
       } else {
         b = Swift.min(Swift.max(b, -1), n - 1)
         e = Swift.min(Swift.max(e, -1), n - 1)
-        outShape[a] = b > e ? (b - e - s - 1) / -s : 0
+        // Int.min has no negation: its magnitude clamped is as good a stride past the end.
+        outShape[a] = b > e ? 1 + (b - e - 1) / Int(clamping: s.magnitude) : 0
       }
       begin[a] = b
-      step[a] = s
+      // One element (or none) taken: the step never moves, and a huge one must not overflow the
+      // offsets computed with it.
+      step[a] = outShape[a] > 1 ? s : 1
     }
     var out = NDArray(uninitialized: dataType, outShape)
     let inStrides = strides(shape), outStrides = strides(outShape), width = elementWidth

@@ -89,6 +89,7 @@ private func convTranspose(_ c: ShapeContext) throws -> InferredTensor {
   guard let rank = xs?.count ?? ws?.count, rank >= 3 else { return InferredTensor(type: type, shape: nil) }
   let group = c.int("group", 1)
   guard group > 0 else { throw c.fail("group \(group) is not positive") }
+  if let r = ws?.count, r != rank { throw c.fail("input of rank \(rank) and weight of rank \(r) do not fit") }
   let channels = try ws?[1].map { try $0 * DimExpr(group) }
   let kernel = ws.flatMap { w -> [Int]? in
     let k = w.dropFirst(2).compactMap { $0?.constant }

@@ -315,7 +315,13 @@ private func split(_ c: ShapeContext) throws -> [InferredTensor] {
   }
   if let d = dim?.constant {
     let known = sizes.compactMap { $0?.constant }
-    if known.count == sizes.count && known.reduce(0, +) != d { throw c.fail("split sizes \(known) do not add up to \(d)") }
+    var total = 0, overflow = false
+    for k in known {
+      let (sum, o) = total.addingReportingOverflow(k)
+      total = sum
+      overflow = overflow || o
+    }
+    if known.count == sizes.count && (overflow || total != d) { throw c.fail("split sizes \(known) do not add up to \(d)") }
   }
   var start = 0
   return sizes.map { size in
