@@ -112,7 +112,7 @@ public struct PruneHeads: Pass {
         x = other
       }
       guard uses[x] == 1, let mm = node(x), mm.opType == "MatMul", mm.inputs.count == 2, let w = initializers[mm.inputs[1]], w.dims.count == 2,
-            Int(w.dims[1]) == shape[2] * shape[3] else { return nil }
+            shape[2].multipliedReportingOverflow(by: shape[3]) == (Int(w.dims[1]), false) else { return nil }
       if let bias, initializers[bias]?.elementCount != Int(w.dims[1]) { return nil }
       return (Projection(weight: w.name, bias: bias, reshape: ri), shape[2], shape[3])
     }
