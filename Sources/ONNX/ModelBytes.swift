@@ -34,36 +34,3 @@ extension ModelWriter {
     }
   }
 }
-
-extension ProtobufC {
-  /// Receives the bytes protobuf-c produces while packing, for a closure.
-  final class ClosureSink {
-    let body: (UnsafeRawBufferPointer) throws -> Void
-    var error: Error?
-    init(_ body: @escaping (UnsafeRawBufferPointer) throws -> Void) { self.body = body }
-  }
-
-  /// `protobuf_c_message_pack_to_buffer` into `body`, piece by piece.
-  static func pack(_ message: UnsafePointer<ProtobufCMessage>, to body: (UnsafeRawBufferPointer) throws -> Void) throws {
-    try withoutActuallyEscaping(body) { escaping in
-      let sink = ClosureSink(escaping)
-      var stream = CompressorStreamBuffer()
-      stream.base.append = { buffer, len, data in
-        guard let buffer, let data, len > 0 else { return }
-        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: CompressorStreamBuffer.self)
-        let sink = Unmanaged<ClosureSink>.fromOpaque(raw.pointee.context).takeUnretainedValue()
-        if sink.error != nil { return }
-        do { try sink.body(UnsafeRawBufferPointer(start: data, count: len)) } catch { sink.error = error }
-      }
-      stream.context = Unmanaged.passUnretained(sink).toOpaque()
-      withExtendedLifetime(sink) {
-        withUnsafeMutablePointer(to: &stream) { s in
-          s.withMemoryRebound(to: ProtobufCBuffer.self, capacity: 1) { buffer in
-            _ = protobuf_c_message_pack_to_buffer(message, buffer)
-          }
-        }
-      }
-      if let error = sink.error { throw error }
-    }
-  }
-}

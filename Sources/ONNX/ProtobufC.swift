@@ -115,13 +115,6 @@ enum ProtobufC {
     onnx__model_proto__free_unpacked(model, &allocator)
   }
 
-  /// Receives the bytes protobuf-c produces while packing, and passes them on to a file.
-  final class PackSink {
-    let writer: AtomicFileWriter
-    var error: Error?
-    init(writer: AtomicFileWriter) { self.writer = writer }
-  }
-
   static func packedSize(_ message: UnsafePointer<ProtobufCMessage>) -> Int {
     protobuf_c_message_get_packed_size(message)
   }
@@ -129,24 +122,38 @@ enum ProtobufC {
   /// `protobuf_c_message_pack_to_buffer` streaming straight into `writer`, never holding the
   /// whole serialized model in memory.
   static func pack(_ message: UnsafePointer<ProtobufCMessage>, into writer: AtomicFileWriter) throws {
-    let sink = PackSink(writer: writer)
-    var stream = CompressorStreamBuffer()
-    stream.base.append = { buffer, len, data in
-      guard let buffer, let data, len > 0 else { return }
-      let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: CompressorStreamBuffer.self)
-      let sink = Unmanaged<PackSink>.fromOpaque(raw.pointee.context).takeUnretainedValue()
-      if sink.error != nil { return }
-      do { try sink.writer.write(UnsafeRawBufferPointer(start: data, count: len)) } catch { sink.error = error }
-    }
-    stream.context = Unmanaged.passUnretained(sink).toOpaque()
-    withExtendedLifetime(sink) {
-      withUnsafeMutablePointer(to: &stream) { s in
-        s.withMemoryRebound(to: ProtobufCBuffer.self, capacity: 1) { buffer in
-          _ = protobuf_c_message_pack_to_buffer(message, buffer)
+    try pack(message) { try writer.write($0) }
+  }
+
+  /// Receives the bytes protobuf-c produces while packing, for a closure.
+  final class ClosureSink {
+    let body: (UnsafeRawBufferPointer) throws -> Void
+    var error: Error?
+    init(_ body: @escaping (UnsafeRawBufferPointer) throws -> Void) { self.body = body }
+  }
+
+  /// `protobuf_c_message_pack_to_buffer` into `body`, piece by piece.
+  static func pack(_ message: UnsafePointer<ProtobufCMessage>, to body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    try withoutActuallyEscaping(body) { escaping in
+      let sink = ClosureSink(escaping)
+      var stream = CompressorStreamBuffer()
+      stream.base.append = { buffer, len, data in
+        guard let buffer, let data, len > 0 else { return }
+        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: CompressorStreamBuffer.self)
+        let sink = Unmanaged<ClosureSink>.fromOpaque(raw.pointee.context).takeUnretainedValue()
+        if sink.error != nil { return }
+        do { try sink.body(UnsafeRawBufferPointer(start: data, count: len)) } catch { sink.error = error }
+      }
+      stream.context = Unmanaged.passUnretained(sink).toOpaque()
+      withExtendedLifetime(sink) {
+        withUnsafeMutablePointer(to: &stream) { s in
+          s.withMemoryRebound(to: ProtobufCBuffer.self, capacity: 1) { buffer in
+            _ = protobuf_c_message_pack_to_buffer(message, buffer)
+          }
         }
       }
+      if let error = sink.error { throw error }
     }
-    if let error = sink.error { throw error }
   }
 
   /// The field of `descriptor` with number `id`, or nil when the schema does not know it.

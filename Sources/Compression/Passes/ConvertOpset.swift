@@ -151,9 +151,16 @@ public struct ConvertOpset: Pass {
                        changes: inout [PassResult.Change], counts: inout Counts) throws {
     let facts = ValueFacts(graph: graph, parent: parent)
     let scope = GraphScope(inFunction: false)
-    var nodes = [Node]()
-    nodes.reserveCapacity(graph.nodes.count)
-    for var node in graph.nodes {
+    graph.nodes = try upgrade(graph.nodes, facts: facts, scope: scope, from: source, state: state, changes: &changes, counts: &counts)
+    graph.initializers += scope.initializers
+  }
+
+  /// Each node's subgraphs first (they see `facts` as their outer scope), then the node itself.
+  private func upgrade(_ nodes: [Node], facts: ValueFacts, scope: GraphScope, from source: Int64, state: ConversionState,
+                       changes: inout [PassResult.Change], counts: inout Counts) throws -> [Node] {
+    var upgraded = [Node]()
+    upgraded.reserveCapacity(nodes.count)
+    for var node in nodes {
       for a in node.attributes.indices {
         switch node.attributes[a].value {
         case .graph(var g):
@@ -165,10 +172,9 @@ public struct ConvertOpset: Pass {
         default: break
         }
       }
-      nodes += try step(&node, from: source, facts: facts, state: state, scope: scope, changes: &changes, counts: &counts)
+      upgraded += try step(&node, from: source, facts: facts, state: state, scope: scope, changes: &changes, counts: &counts)
     }
-    graph.nodes = nodes
-    graph.initializers += scope.initializers
+    return upgraded
   }
 
   /// `node` carried through every change of its operator between `source` and `target`, with the
@@ -237,22 +243,7 @@ public struct ConvertOpset: Pass {
     }
     let facts = ValueFacts(function: f)
     let scope = GraphScope(inFunction: true)
-    var nodes = [Node]()
-    for var node in f.nodes {
-      for a in node.attributes.indices {
-        switch node.attributes[a].value {
-        case .graph(var g):
-          try upgrade(&g, parent: facts, from: source, state: state, changes: &changes, counts: &counts)
-          node.attributes[a].value = .graph(g)
-        case .graphs(var gs):
-          for i in gs.indices { try upgrade(&gs[i], parent: facts, from: source, state: state, changes: &changes, counts: &counts) }
-          node.attributes[a].value = .graphs(gs)
-        default: break
-        }
-      }
-      nodes += try step(&node, from: source, facts: facts, state: state, scope: scope, changes: &changes, counts: &counts)
-    }
-    f.nodes = nodes
+    f.nodes = try upgrade(f.nodes, facts: facts, scope: scope, from: source, state: state, changes: &changes, counts: &counts)
     f.opsetImports[index].version = target
   }
 
