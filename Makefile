@@ -42,12 +42,12 @@ test-sanitizers:
 
 ## Fuzzing (Tests/fuzz). Graph-level: mutated fixture and real-suite models through every command
 ## that reads a model, on the sanitizer build (built by test-sanitizers); libFuzzer: the ONNX reader,
-## the data-file readers and shape inference under ASan. `make fuzz-graph FUZZ_SECONDS=N` and
+## the data-file readers, shape inference and the recipe parser under ASan. `make fuzz-graph FUZZ_SECONDS=N` and
 ## `make fuzz FUZZ_SECONDS=N` (per target) for long runs; failures are kept under .build/fuzz-graph
 ## and .build-fuzz/findings. test-fuzz is the short fixed budget of `make test`.
 FUZZ_SECONDS ?= 60
 FUZZ_SEED    ?= 1
-FUZZ_TARGETS := fuzz-onnx fuzz-data fuzz-shapes
+FUZZ_TARGETS := fuzz-onnx fuzz-data fuzz-shapes fuzz-recipe
 SANITIZED    := .build-sanitizers/debug/compressor
 FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1
 

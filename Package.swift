@@ -11,7 +11,7 @@ let package = Package(
   products: [
     .executable(name: "compressor", targets: ["compressor"]),
     // For the libFuzzer targets in Tests/fuzz (a package of their own, built by `make fuzz`).
-    .library(name: "CompressorLibraries", targets: ["ONNX", "IR", "Support", "Datasets", "Runtime"]),
+    .library(name: "CompressorLibraries", targets: ["ONNX", "IR", "Support", "Datasets", "Runtime", "CompressorCLI"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

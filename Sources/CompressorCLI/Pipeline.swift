@@ -167,6 +167,7 @@ struct PipelineRun {
 
   func run() throws {
     let loaded = try ModelReader.read(recipe.model)
+    if keepsExternalData(loaded) != nil { SpillStorage.enable(in: directoryName(plan.output)) }
     let original = loaded.model
     var current = StepInput(loaded: loaded, path: recipe.model)
     let evaluation = plan.evalData.map { QualityCheck(data: $0, labels: plan.evalLabels, threads: plan.threads) }

@@ -516,3 +516,11 @@ func suggestion(_ word: String, _ candidates: [String]) -> String {
   guard let best, best.distance <= max(2, word.count / 3) else { return "" }
   return " (did you mean '\(best.name)'?)"
 }
+
+/// Checks recipe text exactly as `pipeline` does, without reading the file or any model, and
+/// returns how many steps it schedules. The libFuzzer target `fuzz-recipe` drives the recipe
+/// parser (YAML through Yams, every step's options through its command's parser) through this.
+public func checkRecipe(text: String, file: String) throws -> Int {
+  var reader = RecipeReader(file: file, text: text)
+  return try reader.read().schedule.count
+}

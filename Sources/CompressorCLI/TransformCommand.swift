@@ -41,6 +41,7 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     if writesModel { try ModelWriter.checkOutput(output, options: WriteOptions(force: run.force), inputs: identities) }
     for path in [run.report, run.html].compactMap({ $0 }) { try checkOutputPath(path, force: run.force, inputs: identities) }
     let loaded = try ModelReader.read(model)
+    if writesModel && keepsExternalData(loaded) != nil { SpillStorage.enable(in: directoryName(output)) }
     let input = StepInput(loaded: loaded, path: model)
     let (result, passes, quality) = try executeStep(plan, on: input, seed: step.seed)
     let options = WriteOptions(force: run.force, externalData: keepsExternalData(loaded),

@@ -227,7 +227,8 @@ func colored(_ text: String, _ code: String, fd: Int32) -> String {
 
 /// A model read with external data is written with external data (OUT.data beside it, tensors of
 /// 1 KiB and more): a multi-gigabyte model stays writable past protobuf's 2 GiB limit, and its
-/// weights stay mappable.
+/// weights stay mappable. Such a model's new tensors also wait for the writer in spill files
+/// beside the output, not in memory (`SpillStorage`).
 func keepsExternalData(_ loaded: LoadedModel) -> ExternalDataOptions? {
   loaded.externalDataFiles.isEmpty ? nil : ExternalDataOptions()
 }

@@ -27,9 +27,16 @@ public final class ByteBuffer: @unchecked Sendable {
     self.freeOnDeinit = false
   }
 
-  /// Copies `bytes`.
+  /// Copies `bytes` (into a spill file when spilling is on and they are many: `SpillStorage`).
   public convenience init<C: Collection>(copying bytes: C) where C.Element == UInt8 {
     let n = bytes.count
+    if let spill = SpillStorage.file(count: n) {
+      let typed = spill.base.bindMemory(to: UInt8.self, capacity: n)
+      _ = UnsafeMutableBufferPointer(start: typed, count: n).initialize(from: bytes)
+      self.init(borrowing: spill.base, count: n, owner: spill)
+      releaseResidentPages()
+      return
+    }
     let p = n == 0 ? nil : malloc(n)
     if let p {
       let typed = p.bindMemory(to: UInt8.self, capacity: n)
@@ -39,7 +46,14 @@ public final class ByteBuffer: @unchecked Sendable {
   }
 
   /// A zero-filled buffer of `count` bytes that the caller fills through `body` before sharing.
+  /// Large buffers go to a spill file when spilling is on (`SpillStorage`).
   public static func make(count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows -> ByteBuffer {
+    if let spill = SpillStorage.file(count: count) {
+      let b = ByteBuffer(borrowing: spill.base, count: count, owner: spill)
+      try body(UnsafeMutableRawBufferPointer(start: spill.base, count: count))
+      b.releaseResidentPages()
+      return b
+    }
     let p = count == 0 ? nil : calloc(count, 1)
     let b = ByteBuffer(adoptingMalloced: p, count: p == nil ? 0 : count)
     try body(UnsafeMutableRawBufferPointer(start: p, count: b.count))
@@ -56,10 +70,10 @@ public final class ByteBuffer: @unchecked Sendable {
     try withExtendedLifetime(self) { try body(bytes) }
   }
 
-  /// Lets the kernel drop the resident pages of a file-backed buffer after a streaming pass,
-  /// so copying a large external-data model does not grow the resident set.
+  /// Lets the kernel drop the resident pages of a file-backed buffer (a mapped input, a spill
+  /// file) after a streaming pass, so a large external-data model does not grow the resident set.
   public func releaseResidentPages() {
-    guard let mapped = owner as? MappedFile, let base, count > 0 else { return }
+    guard let mapped = owner as? ResidentPages, let base, count > 0 else { return }
     mapped.dropPages(in: base, count: count)
   }
 }

@@ -4,7 +4,7 @@ import Glibc
 
 /// A whole file mapped read-only. Pages are loaded on first touch, so a multi-gigabyte
 /// weight file costs nothing until a tensor in it is read.
-public final class MappedFile: @unchecked Sendable {
+public final class MappedFile: @unchecked Sendable, ResidentPages {
   public let path: String
   public let size: Int
   public let base: UnsafeRawPointer?

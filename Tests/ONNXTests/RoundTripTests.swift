@@ -86,6 +86,30 @@ final class RoundTripTests: XCTestCase {
     XCTAssertEqual(offsets, [0, 32768, 65536])  // l1.weight, l2.weight, l3.weight; biases stay inline
   }
 
+  /// With spilling on, a large new tensor lives in an unlinked file in the spill directory (which
+  /// therefore stays empty), is written with the same bytes, and small tensors stay in memory.
+  func testSpilledTensorsAreWrittenUnchanged() throws {
+    let spillDir = dir + "/spill"
+    try FileManager.default.createDirectory(atPath: spillDir, withIntermediateDirectories: true)
+    SpillStorage.enable(in: spillDir)
+    defer { SpillStorage.disable() }
+    let count = SpillStorage.threshold / 4 + 3
+    let values = (0..<count).map { Float($0 % 1009) - 500.5 }
+    let big = Tensor(name: "Big", dataType: .float, dims: [Int64(count)], data: values.withUnsafeBytes { ByteBuffer(copying: $0) })
+    let made = ByteBuffer.make(count: SpillStorage.threshold) { $0.storeBytes(of: 0x5A, toByteOffset: 12345, as: UInt8.self) }
+    let small = ByteBuffer(copying: [UInt8](repeating: 7, count: 4096))
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spillDir), [])
+    XCTAssertEqual(made.bytes[12345], 0x5A)
+    XCTAssertEqual(made.bytes[12346], 0)
+    XCTAssertEqual(small.bytes[4095], 7)
+    var m = tinyModel()
+    m.graph.initializers.append(big)
+    let out = dir + "/spilled.onnx"
+    try ModelWriter.write(m, to: out, options: WriteOptions(externalData: ExternalDataOptions()))
+    let back = try ModelReader.read(out).model.graph.initializers[1]
+    back.data.withUnsafeBytes { XCTAssertEqual(Array($0.bindMemory(to: Float.self)), values) }
+  }
+
   func testCorrectOddInt4RoundTrips() throws {
     let t = Tensor(name: "W4", dataType: .int4, dims: [5], data: ByteBuffer(copying: [0x21, 0x43, 0x05]))
     var m = tinyModel()

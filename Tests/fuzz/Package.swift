@@ -19,6 +19,9 @@ let package = Package(
     // Bytes as an ONNX file, then the shape-inference entry point on it.
     .executableTarget(name: "fuzz-shapes", dependencies: ["FuzzSupport", .product(name: "CompressorLibraries", package: "compressor")],
                       path: "Targets/ShapeInference"),
+    // Bytes as a pipeline recipe (YAML or JSON), parsed as `pipeline` does, every step's options included.
+    .executableTarget(name: "fuzz-recipe", dependencies: ["FuzzSupport", .product(name: "CompressorLibraries", package: "compressor")],
+                      path: "Targets/Recipe"),
   ],
   swiftLanguageModes: [.v5]
 )

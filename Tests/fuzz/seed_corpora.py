@@ -2,11 +2,13 @@
 """Seed corpora for the libFuzzer targets (make fuzz), generated from the fixtures and the
 graph-fuzz regressions: every Fixtures/*.onnx and Tests/fuzz/regressions/*.onnx for fuzz-onnx
 and fuzz-shapes; small .npy, .npz and .pb samples cut from Fixtures/data for fuzz-data (the first
-byte of a fuzz-data input picks the format: 0 .npy, 1 .npz, 2 .pb).
+byte of a fuzz-data input picks the format: 0 .npy, 1 .npz, 2 .pb); the example recipes and two
+recipes with anchors, repeats and JSON for fuzz-recipe.
 
-  python Tests/fuzz/seed_corpora.py DIR    # writes DIR/fuzz-onnx, DIR/fuzz-shapes, DIR/fuzz-data
+  python Tests/fuzz/seed_corpora.py DIR    # writes DIR/fuzz-onnx, DIR/fuzz-shapes, DIR/fuzz-data, DIR/fuzz-recipe
 """
 import io
+import json
 import pathlib
 import sys
 
@@ -51,7 +53,20 @@ def main(out):
         np.savez_compressed(b, x=a)
         (d / f"seed-{name}.z.npz").write_bytes(b"\x01" + b.getvalue())
         (d / f"seed-{name}.pb").write_bytes(b"\x02" + numpy_helper.from_array(np.ascontiguousarray(a), name).SerializeToString())
-    print(f"seeded {out}: {len(models)} models, {len(arrays)} arrays")
+    d = out / "fuzz-recipe"
+    d.mkdir(parents=True, exist_ok=True)
+    recipes = sorted((ROOT / "examples").glob("*.yaml"))
+    for r in recipes:
+        text = r.read_text()
+        (d / f"seed-{r.stem}.yaml").write_text(text)
+    # Anchors, aliases, repeats, flow style and JSON, which the examples do not use.
+    (d / "seed-anchors.yaml").write_text(
+        "model: m.onnx\ndata: d.npz\n"
+        "steps:\n  - repeat: 2\n    steps: [optimize, {prune: &p {sparsity: 0.5}}, {prune: *p}]\n"
+        "  - quantize: {mode: static, keep: true}\n")
+    (d / "seed-json.json").write_text(json.dumps(
+        {"model": "m.onnx", "data": "d.npz", "steps": ["optimize", {"quantize": {"mode": "dynamic"}}]}))
+    print(f"seeded {out}: {len(models)} models, {len(arrays)} arrays, {len(recipes)} recipes")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,47 @@ def test_global_and_overrides(compressor, tmp_path):
     assert rows["gemm_1"]["sparsity"] != pytest.approx(rows["gemm_2"]["sparsity"], abs=0.01)  # one threshold, different sparsities
 
 
+def reference_prune(layers, count):
+    """The `count` smallest |w| over `layers` (in order) set to zero; ties go to the earlier layer,
+    then the earlier position — a stable sort by magnitude."""
+    flat = np.concatenate([w.reshape(-1) for w in layers])
+    flat[np.argsort(np.abs(flat), kind="stable")[:count]] = 0
+    out, at = [], 0
+    for w in layers:
+        out.append(flat[at:at + w.size].reshape(w.shape))
+        at += w.size
+    return out
+
+
+@pytest.mark.parametrize("global_", [False, True])
+def test_unstructured_zeros_exactly_the_smallest(global_, compressor, tmp_path):
+    """Magnitudes on a coarse grid (many ties, negative zero, tiny subnormal values) through a
+    four-layer MatMul chain: the weights written are exactly those of a stable sort by |w|."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(3)
+    shapes = [(16, 24), (24, 40), (40, 24), (24, 8)]
+    ws = []
+    for s in shapes:
+        w = (rng.integers(-6, 7, size=s) * 0.125).astype(np.float32)
+        w.reshape(-1)[:3] = [-0.0, 1e-40, -1e-40]
+        ws.append(w)
+    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", f"w{i}"], [f"h{i + 1}"], name=f"mm{i}") for i in range(4)]
+    graph = helper.make_graph(nodes, "ties", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("h4", TensorProto.FLOAT, [1, 8])],
+                              [onnx.numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(ws)])
+    model = tmp_path / "ties.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(model))
+    out = tmp_path / "p.onnx"
+    compressor("prune", model, "--sparsity", "0.37", "--prune-first-last", *(["--global"] if global_ else []), "-o", out)
+    got = weights(out)
+    if global_:
+        expected = reference_prune(ws, round(0.37 * sum(w.size for w in ws)))
+    else:
+        expected = [reference_prune([w], round(0.37 * w.size))[0] for w in ws]
+    for i, e in enumerate(expected):
+        np.testing.assert_array_equal(got[f"w{i}"], e)
+
+
 @pytest.mark.parametrize("pattern", ["2:4", "4:8"])
 def test_n_m_pattern_is_exact(pattern, compressor, tmp_path):
     n, m = map(int, pattern.split(":"))

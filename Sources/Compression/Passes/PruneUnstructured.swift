@@ -22,7 +22,9 @@ public struct PruneUnstructured: Pass {
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var (layers, changes) = prunableLayers(model)
     let weights = model.graph.initializersEverywhere
-    var chosen = [(layer: PrunableLayer, ratio: Double, values: [Float])]()
+    // Only the choice is kept here: each weight is read again when it is pruned, so a model
+    // with external data is pruned one tensor at a time (MagnitudeCut needs no sorted copy).
+    var chosen = [(layer: PrunableLayer, weight: Tensor, ratio: Double, pooled: Bool)]()
     for (i, layer) in layers.enumerated() {
       let override = overrides.ratio(for: layer.node)
       if override == nil && !pruneFirstLast && (i == 0 || i == layers.count - 1) {
@@ -33,32 +35,41 @@ public struct PruneUnstructured: Pass {
       guard let w = weights[layer.weight] else { continue }
       let ratio = override ?? sparsity
       if ratio == 0 { changes.append(.init(target: layer.label, action: "skipped", detail: "ratio 0")); continue }
-      chosen.append((layer, ratio, try finiteWeights(w)))
+      chosen.append((layer, w, ratio, global && override == nil))
     }
     layers = []
-    // How many of each layer's weights become zero.
-    var zeroCount = chosen.map { Int((Double($0.values.count) * $0.ratio).rounded()) }
-    if global {
-      let pooled = chosen.indices.filter { overrides.ratio(for: chosen[$0].layer.node) == nil }
-      var all = [(Float, Int, Int)]()  // |w|, layer, position
-      for l in pooled { for (p, v) in chosen[l].values.enumerated() { all.append((abs(v), l, p)) } }
-      let k = Int((Double(all.count) * sparsity).rounded())
-      all.sort { $0.0 != $1.0 ? $0.0 < $1.0 : ($0.1 != $1.1 ? $0.1 < $1.1 : $0.2 < $1.2) }
-      for l in pooled { zeroCount[l] = 0 }
-      for entry in all.prefix(k) { zeroCount[entry.1] += 1 }
+    // With `global`, the layers without an override share one cut over all their weights.
+    var shared: MagnitudeCut?
+    var sharedTies = 0
+    if chosen.contains(where: \.pooled) {
+      let pooled = chosen.filter(\.pooled).map(\.weight)
+      let total = pooled.reduce(0) { $0 + $1.elementCount }
+      shared = try MagnitudeCut.find(count: Int((Double(total) * sparsity).rounded())) { body in
+        for w in pooled { try finiteWeights(w).withUnsafeBufferPointer { try body($0) }; w.data.releaseResidentPages() }
+      }
+      sharedTies = shared?.ties ?? 0
     }
-    for (l, c) in chosen.enumerated() {
-      guard let w = weights[c.layer.weight] else { continue }
-      var values = c.values
-      let order = magnitudeOrder(values)
-      let zeros = zeroCount[l]
-      for p in order.prefix(zeros) { values[p] = 0 }
-      model.graph.replaceInitializer(tensor(w, replacingWith: values))
-      let total = values.filter { $0 == 0 }.count
-      let s = Double(total) / Double(max(values.count, 1))
+    for c in chosen {
+      var values = try finiteWeights(c.weight)
+      c.weight.data.releaseResidentPages()
+      var zeros = 0
+      if c.pooled {
+        if let shared { zeros = values.withUnsafeMutableBufferPointer { shared.apply(to: $0, ties: &sharedTies) } }
+      } else {
+        let count = Int((Double(values.count) * c.ratio).rounded())
+        let cut = try MagnitudeCut.find(count: count) { body in try values.withUnsafeBufferPointer { try body($0) } }
+        if let cut {
+          var ties = cut.ties
+          zeros = values.withUnsafeMutableBufferPointer { cut.apply(to: $0, ties: &ties) }
+        }
+      }
+      let total = values.reduce(0) { $1 == 0 ? $0 + 1 : $0 }
+      model.graph.replaceInitializer(tensor(c.weight, replacingWith: values))
+      values = []
+      let s = Double(total) / Double(max(c.weight.elementCount, 1))
       changes.append(.init(target: c.layer.label, action: "pruned",
-                           detail: String(format: "weight '%@': %d of %d set to zero, sparsity %.4f", c.layer.weight, zeros, values.count, s),
-                           values: ["sparsity": s, "zeros": Double(total), "parameters": Double(values.count)]))
+                           detail: String(format: "weight '%@': %d of %d set to zero, sparsity %.4f", c.layer.weight, zeros, c.weight.elementCount, s),
+                           values: ["sparsity": s, "zeros": Double(total), "parameters": Double(c.weight.elementCount)]))
     }
     return PassResult(pass: Self.name, changes: changes)
   }

@@ -86,16 +86,8 @@ public struct RatioOverrides: Equatable {
   }
 }
 
-/// |w| order with ties broken by position, so pruning is the same on every run.
-func magnitudeOrder(_ values: [Float]) -> [Int] {
-  values.indices.sorted { a, b in
-    let x = abs(values[a]), y = abs(values[b])
-    return x != y ? x < y : a < b
-  }
-}
-
 func tensor(_ t: Tensor, replacingWith values: [Float]) -> Tensor {
-  Tensor(name: t.name, dataType: .float, dims: t.dims, data: ByteBuffer(copying: values.withUnsafeBytes { Array($0) }))
+  Tensor(name: t.name, dataType: .float, dims: t.dims, data: values.withUnsafeBytes { ByteBuffer(copying: $0) })
 }
 
 /// Why no layer of `model` could be pruned, naming the first nodes concerned: the reasons the
