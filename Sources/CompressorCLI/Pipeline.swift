@@ -195,7 +195,7 @@ struct PipelineRun {
       let (result, passes, quality) = try executeStep(stepPlan, on: current, seed: step.options.seed)
       let outputBytes = try ModelWriter.encodedSize(result)
       if stepPlan.notLargerThanInput && outputBytes > current.bytes {
-        throw CompressorError.internalError("\(current.label): the result of step \(scheduled.at) (\(step.name)) would be \(outputBytes) bytes, larger than its input (\(current.bytes) bytes)")
+        throw CompressorError.unsupported("\(current.label): the result of step \(scheduled.at) (\(step.name)) would be \(outputBytes) bytes, larger than its input (\(current.bytes) bytes); its weights are too small for what the added nodes cost")
       }
       let isLast = index == schedule.count - 1
       let gates = step.gates.map(\.spec)

@@ -80,7 +80,7 @@ struct StepPlan {
   var check: (Model) throws -> Void = { _ in }
   /// Sees the pass results and the model they made, before anything is written.
   var afterPasses: ([PassResult], Model) throws -> Void = { _, _ in }
-  /// Compressing steps: a result larger than the input is a bug.
+  /// Compressing steps: a result larger than the input is refused (69), nothing written.
   var notLargerThanInput = false
   /// Shape-changing steps: MACs before and after, and deflated sizes.
   var measureSizes = false

@@ -100,7 +100,7 @@ public struct WriteOptions: Sendable {
   public var force: Bool
   public var externalData: ExternalDataOptions?
   /// The input's size, for results that must never be larger (compressed models): a larger one
-  /// is a bug, refused before any output is in place.
+  /// is refused (69) before any output is in place.
   public var notLargerThanInput: Int?
   public init(force: Bool = false, externalData: ExternalDataOptions? = nil, notLargerThanInput: Int? = nil) {
     self.force = force
@@ -169,8 +169,8 @@ public enum ModelWriter {
     let message = try encoder.model(model)
     let size = message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { ProtobufC.packedSize($0) }
     if let limit = options.notLargerThanInput, size + (dataWriter?.bytesWritten ?? 0) > limit {
-      throw CompressorError.internalError(
-        "\(path): the result would be \(size + (dataWriter?.bytesWritten ?? 0)) bytes, larger than its input (\(limit) bytes)")
+      throw CompressorError.unsupported(
+        "\(path): not written: the result would be \(size + (dataWriter?.bytesWritten ?? 0)) bytes, larger than its input (\(limit) bytes); its weights are too small for what the added nodes cost")
     }
     if size > ModelReader.maxFileBytes {
       throw CompressorError.output(

@@ -113,6 +113,20 @@ def test_already_quantized_and_bad_flags(compressor, tmp_path):
     assert r.returncode == 64
 
 
+def test_result_larger_than_input_is_refused(compressor, tmp_path):
+    """Static int8 of a model whose only weight is 4×4: the quantize/dequantize pairs cost more
+    than int8 saves, so nothing is written and the refusal says so (69)."""
+    w = np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32)
+    src, out, data = tmp_path / "tiny.onnx", tmp_path / "tiny.q.onnx", tmp_path / "x.npy"
+    onnx.save(_linear_model(w), str(src))
+    np.save(data, np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32))
+    r = compressor("quantize", src, "--mode", "static", "--data", data, "-o", out, check=False)
+    assert r.returncode == 69, r.stderr
+    assert r.stderr.startswith(f"compressor: error: {out}: not written: the result would be ")
+    assert r.stderr.endswith("; its weights are too small for what the added nodes cost\n") and r.stderr.count("\n") == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "x.npy"]
+
+
 def test_int4_matmulnbits_runs_in_both_runtimes(compressor, tmp_path):
     entry = MANIFEST["transformer_block"]
     out, report = tmp_path / "q4.onnx", tmp_path / "q4.json"

@@ -77,6 +77,10 @@ public struct FactorizeLayers: Pass {
         guard (n.attribute("group")?.int ?? 1) == 1 else { skip("grouped or depthwise convolution"); continue }
         let counts = [("strides", 2), ("dilations", 2), ("pads", 4)].map { (n.attribute($0.0)?.ints?.count ?? $0.1) == $0.1 }
         guard counts.allSatisfy({ $0 }) else { skip("strides, dilations or pads do not fit a 2-D kernel"); continue }
+        let positive = ["strides", "dilations"].allSatisfy { n.attribute($0)?.ints?.allSatisfy { $0 >= 1 } ?? true }
+        guard positive, n.attribute("pads")?.ints?.allSatisfy({ $0 >= 0 }) ?? true else {
+          skip("strides or dilations below 1, or negative pads"); continue
+        }
         guard uses[t.name] == 1 else { skip("weight '\(t.name)' has other readers"); continue }
         let autoPad = n.attribute("auto_pad")?.string ?? "NOTSET"
         guard autoPad == "NOTSET" || autoPad == "VALID" else { skip("auto_pad \(autoPad) does not split by axis"); continue }
@@ -462,26 +466,47 @@ public struct FactorizeLayers: Pass {
 /// Where a convolution reads its input: the patch of C·kh·kw values behind each output position,
 /// ordered (c, i, j) like the rows of the kernel seen as a K×O matrix.
 struct PatchGeometry {
-  var c: Int, kh: Int, kw: Int
+  var o: Int, c: Int, kh: Int, kw: Int
   var sh: Int, sw: Int, dh: Int, dw: Int
   var top: Int, left: Int, bottom: Int, right: Int
   var k: Int { c * kh * kw }
 
   init(_ n: Node, kernel: [Int]) {
-    (c, kh, kw) = (kernel[1], kernel[2], kernel[3])
+    (o, c, kh, kw) = (kernel[0], kernel[1], kernel[2], kernel[3])
     let ints = { (name: String, fallback: [Int]) -> [Int] in n.attribute(name)?.ints?.map { Int($0) } ?? fallback }
     let strides = ints("strides", [1, 1]), dilations = ints("dilations", [1, 1]), pads = ints("pads", [0, 0, 0, 0])
     (sh, sw, dh, dw) = (strides[0], strides[1], dilations[0], dilations[1])
     (top, left, bottom, right) = (pads[0], pads[1], pads[2], pads[3])
   }
 
+  /// Output rows and columns on an H×W input; nil when they overflow or the convolution's
+  /// output for `n` samples would not fit the memory budget (the convolution itself is then
+  /// refused when it runs, naming the node).
+  func outputSize(n: Int, h: Int, w: Int) -> (oh: Int, ow: Int)? {
+    func product(_ xs: [Int]) -> Int? {
+      var r = 1
+      for x in xs {
+        let (p, overflow) = r.multipliedReportingOverflow(by: x)
+        if overflow { return nil }
+        r = p
+      }
+      return r
+    }
+    func extent(_ size: Int, _ pad0: Int, _ pad1: Int, _ d: Int, _ k: Int, _ s: Int) -> Int? {
+      let (a, o1) = size.addingReportingOverflow(pad0), (span, o2) = a.addingReportingOverflow(pad1)
+      guard !o1, !o2, let reach = product([d, k - 1]) else { return nil }
+      return (span - reach - 1) / s + 1
+    }
+    guard let oh = extent(h, top, bottom, dh, kh, sh), let ow = extent(w, left, right, dw, kw, sw), oh > 0, ow > 0,
+          let outputs = product([n, o, oh, ow, 4]), outputs <= MemoryBudget.limit else { return nil }
+    return (oh, ow)
+  }
+
   /// Adds PᵀP over every output position of every sample of `x` [N, C, H, W] to `covariance`
   /// (K×K), in blocks of positions; returns the number of positions.
   func accumulate(_ x: Elements<Float>, shape: [Int], into covariance: inout [Float]) -> Int {
     let (n, h, w) = (shape[0], shape[2], shape[3])
-    guard shape[1] == c else { return 0 }
-    let oh = (h + top + bottom - dh * (kh - 1) - 1) / sh + 1, ow = (w + left + right - dw * (kw - 1) - 1) / sw + 1
-    guard oh > 0, ow > 0 else { return 0 }
+    guard shape[1] == c, sh >= 1, sw >= 1, let (oh, ow) = outputSize(n: n, h: h, w: w) else { return 0 }
     let block = max(1, 4096 / max(1, k / 64))
     var patches = [Float](repeating: 0, count: block * k)
     var filled = 0
