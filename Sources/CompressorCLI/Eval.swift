@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import Datasets
 import Foundation
 import Report
@@ -122,66 +123,4 @@ func jsonNumber(_ v: Double) -> String {
   if v.isInfinite { return v > 0 ? "1e308" : "-1e308" }
   if v == v.rounded() && abs(v) < 1e15 { return String(Int(v)) }
   return String(format: "%.6g", v)
-}
-
-/// Streaming quality metrics over batches of outputs: nothing per sample is kept.
-struct QualityMetrics {
-  var samples = 0
-  var correct = 0
-  var agree = 0
-  var cosineSum = 0.0
-  var maxAbs = 0.0
-  var absSum = 0.0
-  var elements = 0
-  var signal = 0.0
-  var noise = 0.0
-
-  mutating func add(output: NDArray, reference: NDArray?, labels: [Int]?, file: String) throws {
-    let rows = output.rank == 0 ? 1 : output.shape[0]
-    let width = rows == 0 ? 0 : output.count / rows
-    let y = try output.floats()
-    let r = try reference?.floats()
-    if let r, r.count != y.count { throw CompressorError.invalid("\(file): the reference's output has \(r.count) values, the model's \(y.count)") }
-    for row in 0..<rows {
-      let s = row * width
-      let top = argmax(y, s, width)
-      if let labels, samples < labels.count, top == labels[samples] { correct += 1 }
-      if let r {
-        if argmax(r, s, width) == top { agree += 1 }
-        var dot = 0.0, nx = 0.0, ny = 0.0
-        for k in s..<(s + width) {
-          let a = Double(y[k]), b = Double(r[k])
-          dot += a * b; nx += a * a; ny += b * b
-          let e = abs(a - b)
-          maxAbs = max(maxAbs, e)
-          absSum += e
-          signal += b * b
-          noise += (a - b) * (a - b)
-        }
-        cosineSum += nx > 0 && ny > 0 ? dot / (nx.squareRoot() * ny.squareRoot()) : (nx == ny ? 1 : 0)
-        elements += width
-      }
-      samples += 1
-    }
-  }
-
-  private func argmax(_ v: [Float], _ start: Int, _ n: Int) -> Int {
-    var best = 0
-    for k in 0..<n where v[start + k] > v[start + best] { best = k }
-    return best
-  }
-
-  func summary(hasLabels: Bool, hasReference: Bool) -> [String: Double] {
-    var m: [String: Double] = ["samples": Double(samples)]
-    let n = Double(max(samples, 1))
-    if hasLabels { m["accuracy"] = Double(correct) / n }
-    if hasReference {
-      m["agreement"] = Double(agree) / n
-      m["meanCosine"] = cosineSum / n
-      m["maxAbsError"] = maxAbs
-      m["meanAbsError"] = elements > 0 ? absSum / Double(elements) : 0
-      m["sqnrDb"] = noise == 0 ? .infinity : 10 * log10(signal / noise)
-    }
-    return m
-  }
 }

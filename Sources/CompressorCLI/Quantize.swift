@@ -92,6 +92,9 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "Calibrate on at most this many samples (rows).")
   var calibrationSamples: Int?
 
+  @Option(help: "Static: a quality to keep, cosine>=X or agreement>=X against the float model on the quality data (--eval-data, else --data). Every node is quantized; if that falls short, the most sensitive stay float, as few as meet it. Not met: the best model and the report are written, and the command exits 2 (a gate).")
+  var target: String?
+
   @Flag(inversion: .prefixedNo, help: "Static: int8 activations with zero point 0 (default: uint8 with a zero point).")
   var symmetricActivations = false
 
@@ -126,6 +129,26 @@ struct QuantizeStep: StepOptions, StepHelp {
     if let n = evalSamples, n < 0 { throw ValidationError("--eval-samples must be 0 or more, not \(n)") }
     if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
     if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
+    if target != nil {
+      if mode != .static { throw ValidationError("--target needs --mode static (it chooses which nodes stay float)") }
+      if evalSamples == 0 { throw ValidationError("--target measures quality; --eval-samples 0 leaves nothing to measure it on") }
+      _ = try parsedTarget()
+    }
+  }
+
+  /// `--target` as the gate it implies: cosine or agreement, a fraction at least this.
+  func parsedTarget() throws -> GateSpec? {
+    guard let target else { return nil }
+    let place = "--target '\(target)'"
+    let parts = target.components(separatedBy: ">=")
+    guard parts.count == 2 else { throw ValidationError("\(place) is not cosine>=X or agreement>=X") }
+    let name = parts[0].trimmingCharacters(in: .whitespaces)
+    guard name == "cosine" || name == "agreement" else {
+      throw ValidationError("\(place): the target is cosine or agreement, not '\(name)'")
+    }
+    let spec = try GateSpec.make(name: name, value: parts[1], where: place)
+    guard spec.limit > 0 && spec.limit <= 1 else { throw ValidationError("\(place): \(name) must be in (0, 1], not \(jsonNumber(spec.limit))") }
+    return spec
   }
 
   var inputFiles: [(role: String, path: String)] {
@@ -167,8 +190,13 @@ struct QuantizeStep: StepOptions, StepHelp {
         // One line, rewritten in place: only ever on a terminal.
         calibrator.progress = { FileHandle.standardError.write("\rcalibrating: \($0) samples\u{1B}[K") }
       }
+      let goal = try parsedTarget().map {
+        QualityTarget(metric: $0.kind == .cosine ? .cosine : .agreement, minimum: $0.limit, data: evalData ?? data ?? "",
+                      maxSamples: evalSamples, threads: threads)
+      }
       passes.append(QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
-                                   symmetricWeights: symmetricWeights, filter: filter))
+                                   symmetricWeights: symmetricWeights, filter: filter, target: goal,
+                                   weightsOfFloatNodes: goal == nil ? nil : weightOnly))
       if format == .qoperator { passes.append(QDQToQOperator()) }
     }
     passes.append(weightOnly)
@@ -187,7 +215,7 @@ struct QuantizeStep: StepOptions, StepHelp {
       if let n = alreadyQuantized {
         throw CompressorError.unsupported("\(label) is already quantized (\(n.displayName)); quantize the float model instead")
       }
-    }, notLargerThanInput: true, quality: quality, summary: { outcome in
+    }, notLargerThanInput: true, gates: try parsedTarget().map { [$0] } ?? [], quality: quality, summary: { outcome in
       let quantized = outcome.passes.filter { $0.pass.hasPrefix("quantize") }
         .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }
       let ratio = Double(outcome.outputBytes) / Double(max(outcome.input.bytes, 1))
@@ -201,6 +229,10 @@ struct QuantizeStep: StepOptions, StepHelp {
           line += ", opset \(from) kept\(keepOpset ? " (--keep-opset)" : ""): int8 weights per tensor"
           if !keepOpset { warnings.append(opset.detail) }
         }
+      }
+      if let t = outcome.passes.first(where: { $0.pass == QuantizeStatic.name })?.changes.first(where: { $0.action == "target" }),
+         let floatNodes = t.values?["floatNodes"], let candidates = t.values?["candidates"] {
+        line += ", \(Int(floatNodes)) of \(Int(candidates)) nodes kept float for the target"
       }
       line += outcome.quality?.headline ?? ""
       if quantized == 0 { warnings.append("nothing was quantized; see --report for the reasons") }

@@ -82,6 +82,8 @@ struct StepPlan {
   var afterPasses: ([PassResult], Model) throws -> Void = { _, _ in }
   /// Compressing steps: a result larger than the input is refused (69), nothing written.
   var notLargerThanInput = false
+  /// Gates the step's own options imply (`quantize --target`), checked like `--gate`.
+  var gates: [GateSpec] = []
   /// Shape-changing steps: MACs before and after, and deflated sizes.
   var measureSizes = false
   /// The quality section: the result against the input (or `qualityReference`) on data.

@@ -29,14 +29,15 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
   @discardableResult
   func callAsFunction() throws -> StepOutcome? {
     let start = DispatchTime.now().uptimeNanoseconds
-    let gates = run.parsedGates
+    let given = run.parsedGates
     if run.printStep {
-      FileHandle.standardOutput.write(printStepYAML(step, gates: gates))
+      FileHandle.standardOutput.write(printStepYAML(step, gates: given))
       return nil
     }
-    try checkGatesMeasurable(gates, hasQualityData: step.qualityData != nil, hasLabels: step.qualityData?.labels != nil,
+    try checkGatesMeasurable(given, hasQualityData: step.qualityData != nil, hasLabels: step.qualityData?.labels != nil,
                              where: "this command")
     let plan = try step.plan(StepEnvironment(inputLabel: model, original: nil, showProgress: showProgress && isatty(2) != 0))
+    let gates = given + plan.gates.filter { g in !given.contains { $0.kind == g.kind } }
     let identities = FileIdentity(path: model).map { [$0] } ?? []
     if writesModel { try ModelWriter.checkOutput(output, options: WriteOptions(force: run.force), inputs: identities) }
     for path in [run.report, run.html].compactMap({ $0 }) { try checkOutputPath(path, force: run.force, inputs: identities) }

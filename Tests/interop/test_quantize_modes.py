@@ -302,3 +302,61 @@ def test_axis_override_and_single_element(compressor, tmp_path):
     compressor("quantize", src, "-o", out, "--force")
     x = np.random.default_rng(7).standard_normal((1, 256)).astype(np.float32)
     assert cosine(ort_outputs(src, {"x": x})[0].T, ort_outputs(out, {"x": x})[0].T) >= 0.999
+
+
+def test_target_keeps_the_fewest_sensitive_nodes_float(compressor_release, tmp_path):
+    """`--target cosine>=X` above what full static int8 reaches: a few of the most sensitive nodes
+    stay float — fewer than excluding the op type would — the report's quality section meets the
+    target, and ONNX Runtime measures the same quality on the written model. (The search runs the
+    model some fifty times: the optimized build.)"""
+    compressor = compressor_release
+    entry = MANIFEST["transformer_block"]
+    model, data = FIXTURES / entry["file"], FIXTURES / "data" / CALIBRATION["transformer_block"]
+    evaluation = FIXTURES / "data" / EVAL["transformer_block"]
+    common = ["--mode", "static", "--data", data, "--eval-data", evaluation, "--eval-samples", "64"]
+    compressor("quantize", model, *common, "-o", tmp_path / "all.onnx", "--report", tmp_path / "all.json")
+    everything = json.loads((tmp_path / "all.json").read_text())["quality"]["compressed"]["meanCosine"]
+    goal = round(everything + (1 - everything) * 0.6, 6)
+    out, report = tmp_path / "t.onnx", tmp_path / "t.json"
+    r = compressor("quantize", model, *common, "--target", f"cosine>={goal}", "-o", out, "--report", report)
+    rep = json.loads(report.read_text())
+    jsonschema.validate(rep, SCHEMA)
+    changes = pass_changes(rep, "quantize-static")
+    (target,) = [c for c in changes if c["action"] == "target"]
+    floats = [c["target"] for c in changes if c["action"] == "kept float"]
+    matmuls = sum(n.op_type == "MatMul" for n in onnx.load(str(model)).graph.node)
+    assert target["values"]["met"] == 1 and target["values"]["allQuantized"] == pytest.approx(everything, abs=1e-9)
+    assert 1 <= len(floats) == target["values"]["floatNodes"] < matmuls
+    assert len([c for c in changes if c["action"] == "sensitivity"]) == target["values"]["candidates"]
+    assert rep["quality"]["compressed"]["meanCosine"] == pytest.approx(target["values"]["score"], abs=1e-9)
+    assert rep["quality"]["compressed"]["meanCosine"] >= goal
+    assert f"{len(floats)} of {int(target['values']['candidates'])} nodes kept float for the target" in r.stderr
+    assert rep["gates"][0]["passed"] and rep["gates"][0]["gate"] == "cosine"
+    feeds = {k: np.load(evaluation)[k][:64] for k in np.load(evaluation).files}
+    theirs = cosine(ort_outputs(model, feeds)[0], ort_outputs(out, feeds)[0])
+    assert theirs >= goal - 2e-4, (theirs, goal)
+
+
+def test_unmeetable_target_writes_the_best_and_exits_2(compressor_release, tmp_path):
+    compressor = compressor_release
+    entry = MANIFEST["transformer_block"]
+    out, report = tmp_path / "t.onnx", tmp_path / "t.json"
+    r = compressor("quantize", FIXTURES / entry["file"], "--mode", "static", "--data", FIXTURES / "data" / CALIBRATION["transformer_block"],
+                   "--eval-samples", "16", "--target", "cosine>=1", "-o", out, "--report", report, check=False)
+    assert r.returncode == 2, r.stderr
+    assert out.exists() and report.exists()
+    (target,) = [c for c in pass_changes(json.loads(report.read_text()), "quantize-static") if c["action"] == "target"]
+    assert target["values"]["met"] == 0 and target["values"]["score"] < 1
+    assert target["detail"].startswith("cosine>=1.0 not met: cosine 0.") and "short with every candidate tried" in target["detail"]
+    assert "compressor: gate failed: cosine" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "cosine>=0.99"], "--target needs --mode static (it chooses which nodes stay float)"),
+    (["--mode", "static", "--data", "D", "--target", "size<=0.5"], "--target 'size<=0.5' is not cosine>=X or agreement>=X"),
+    (["--mode", "static", "--data", "D", "--target", "accuracy>=0.9"], "--target 'accuracy>=0.9': the target is cosine or agreement, not 'accuracy'"),
+    (["--mode", "static", "--data", "D", "--target", "cosine>=1.5"], "--target 'cosine>=1.5': cosine must be in [0, 1] (or 0%…100%), not 1.5"),
+])
+def test_target_refusals(args, message, compressor, tmp_path):
+    r = compressor("quantize", FIXTURES / "mlp.onnx", *args, "-o", tmp_path / "x.onnx", check=False)
+    assert r.returncode == 64 and r.stderr.startswith(f"compressor: error: {message}\n"), r.stderr

@@ -23,14 +23,21 @@ public struct QuantizeStatic: Pass {
   public var symmetricActivations: Bool
   public var symmetricWeights: Bool
   public var filter: NodeFilter
+  /// Keep the most sensitive nodes float until this quality holds (nil: quantize every node).
+  public var target: QualityTarget?
+  /// The weight-only pass that follows, applied to each candidate before it is scored, so the
+  /// score is that of the model the command writes.
+  public var weightsOfFloatNodes: QuantizeWeights?
 
   public init(calibrator: Calibrator, data: String, symmetricActivations: Bool = false, symmetricWeights: Bool = true,
-              filter: NodeFilter = .init()) {
+              filter: NodeFilter = .init(), target: QualityTarget? = nil, weightsOfFloatNodes: QuantizeWeights? = nil) {
     self.calibrator = calibrator
     self.data = data
     self.symmetricActivations = symmetricActivations
     self.symmetricWeights = symmetricWeights
     self.filter = filter
+    self.target = target
+    self.weightsOfFloatNodes = weightsOfFloatNodes
   }
 
   static let quantizable: Set<String> = ["Conv", "MatMul", "Gemm"]
@@ -44,6 +51,9 @@ public struct QuantizeStatic: Pass {
     var bias: Int?
     var outputAnchor: String?
   }
+
+  /// An activation's quantization parameters.
+  struct Params { var scale: Float; var zeroPoint: Int32 }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
@@ -121,7 +131,6 @@ public struct QuantizeStatic: Pass {
     for n in graph.nodes { for o in n.outputs { producers[o] = n } }
 
     // 3. Quantization parameters per activation.
-    struct Params { var scale: Float; var zeroPoint: Int32 }
     var params = [String: Params]()
     var rangeChanges = [PassResult.Change]()
     for name in wanted.sorted() {
@@ -157,7 +166,22 @@ public struct QuantizeStatic: Pass {
       rangeChanges.append(.init(target: name, action: "calibrated", detail: detail + note, values: values))
     }
 
-    // 4. Rewrite: weights and biases first, then activation pairs after their producers.
+    // 4. Rewrite every planned node, or search for the fewest float nodes that meet the target.
+    if let target {
+      changes += try search(&model, target: target, plans: plans, params: params, perChannel: perChannel, context: context)
+    } else {
+      changes += try rewrite(&model, plans: plans, params: params, perChannel: perChannel)
+    }
+    return PassResult(pass: Self.name, changes: changes + rangeChanges)
+  }
+
+  /// Quantizes every node of `plans` with the calibrated `params`: weights and biases first, then
+  /// activation pairs after their producers.
+  func rewrite(_ model: inout Model, plans: [Plan], params: [String: Params], perChannel: Bool) throws -> [PassResult.Change] {
+    let graph = model.graph
+    var changes = [PassResult.Change]()
+    var initializers = [String: Tensor]()
+    for t in graph.initializers { initializers[t.name] = t }
     var newInitializers = [Tensor]()
     var removedInitializers = Set<String>()
     var front = [Node]()
@@ -269,6 +293,63 @@ public struct QuantizeStatic: Pass {
     model.graph.initializers.removeAll { removedInitializers.contains($0.name) }
     model.graph.initializers += newInitializers
     model.graph.inputs.removeAll { removedInitializers.contains($0.name) }
-    return PassResult(pass: Self.name, changes: changes + rangeChanges)
+    return changes
+  }
+
+  /// Quality-targeted mixed precision: quantize everything; if the target fails, measure each
+  /// node's sensitivity (the score with only that node float) and keep nodes float, most
+  /// sensitive first, until the target holds. Not met with every candidate tried: the best model
+  /// seen, and the report says by how much it fell short (the command's gate then exits 2).
+  func search(_ model: inout Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
+              context: PassContext) throws -> [PassResult.Change] {
+    let original = model
+    let scorer = try TargetScorer(reference: original, target: target)
+    func candidate(float: Set<Int>) throws -> (model: Model, changes: [PassResult.Change], score: Double) {
+      var m = original
+      let changes = try rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params,
+                                perChannel: perChannel)
+      var scored = m
+      if let weightsOfFloatNodes { _ = try weightsOfFloatNodes.run(&scored, context) }
+      return (m, changes, try scorer.score(scored))
+    }
+    let all = try candidate(float: [])
+    var best = (all, float: Set<Int>())
+    var sensitivity = [PassResult.Change]()
+    let name = target.metric.rawValue
+    func format(_ v: Double) -> String { String(format: "%.4f", v) }
+    if all.score < target.minimum {
+      var whenFloat = [(plan: Int, score: Double)]()
+      for i in plans.indices {
+        let c = try candidate(float: [i])
+        whenFloat.append((i, c.score))
+        let n = original.graph.nodes[plans[i].node]
+        sensitivity.append(.init(target: label(n), action: "sensitivity",
+                                 detail: "\(name) \(format(c.score)) with only this node float (\(format(all.score)) with none)",
+                                 values: ["whenFloat": c.score, "gain": c.score - all.score]))
+      }
+      // Most sensitive first; ties in graph order.
+      whenFloat.sort { $0.score != $1.score ? $0.score > $1.score : $0.plan < $1.plan }
+      var float = Set<Int>()
+      for (i, _) in whenFloat {
+        float.insert(i)
+        let c = try candidate(float: float)
+        if c.score > best.0.score { best = (c, float) }
+        if c.score >= target.minimum { best = (c, float); break }
+      }
+    }
+    model = best.0.model
+    var changes = best.0.changes
+    for i in best.float.sorted() {
+      changes.append(.init(target: label(original.graph.nodes[plans[i].node]), action: "kept float",
+                           detail: "among the most sensitive nodes for \(target.description)"))
+    }
+    let met = best.0.score >= target.minimum
+    let detail = "\(target.description) \(met ? "met" : "not met"): \(name) \(format(best.0.score)) with \(best.float.count) of \(plans.count) nodes float"
+      + " (\(format(all.score)) with every node quantized)"
+      + (met ? "" : "; \(format(target.minimum - best.0.score)) short with every candidate tried")
+    changes.append(.init(target: "model", action: "target", detail: detail,
+                         values: ["met": met ? 1 : 0, "score": best.0.score, "minimum": target.minimum, "allQuantized": all.score,
+                                  "floatNodes": Double(best.float.count), "candidates": Double(plans.count)]))
+    return changes + sensitivity
   }
 }
