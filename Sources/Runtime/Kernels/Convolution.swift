@@ -133,6 +133,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
   let rp = residualElements?.baseAddress
   guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialOut > 0 else { return out }
   try withExtendedLifetime((src, wt, dst)) {
+  if let b = c.optionalInput(2), b.rank != 1 { throw c.fail("bias has shape \(b.shape), not [\(m)]") }
   let bias = try c.optionalInput(2).map { try $0.floats() }
   if let bias, bias.count != m { throw c.fail("bias has \(bias.count) values for \(m) output channels") }
   /// Bias, the residual and the fused activation on output channels `channels` of sample `b`,
@@ -494,6 +495,7 @@ func convTranspose(_ c: KernelContext) throws -> NDArray {
     }
   }
   if let bias = c.optionalInput(2) {
+    guard bias.rank == 1 else { throw c.fail("bias has shape \(bias.shape), not [\(m)]") }
     let bv = try bias.floats()
     guard bv.count == m else { throw c.fail("bias has \(bv.count) values for \(m) output channels") }
     for b in 0..<n { for o in 0..<m { for i in 0..<(oh * ow) { dp[(b * m + o) * oh * ow + i] += bv[o] } } }

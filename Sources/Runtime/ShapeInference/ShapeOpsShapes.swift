@@ -266,6 +266,7 @@ private func concat(_ c: ShapeContext) throws -> InferredTensor {
 func concatShape(_ c: ShapeContext, _ parts: [InferredTensor], axis: Int) throws -> InferredTensor {
   let type = parts.lazy.compactMap(\.type).first
   guard let rank = parts.lazy.compactMap(\.rank).first else { return InferredTensor(type: type, shape: nil) }
+  guard axis >= 0 && axis < rank else { throw c.fail(rank == 0 ? "scalars do not concatenate" : "axis \(axis) is outside rank \(rank)") }
   var shape = [DimExpr?](repeating: nil, count: rank)
   var sum: DimExpr? = 0
   var first = true
