@@ -121,6 +121,16 @@ public final class Executor {
   /// lists weights among the inputs): a run that feeds one runs the unfolded graph.
   private var foldedFromInputs = Set<String>()
 
+  /// What kernels derived from constants of the main graph (`KernelContext.derived`).
+  let derivedArrays = DerivedArrays()
+
+  /// The storage of `array` when it is the main graph's constant `name` (an initializer, or a
+  /// folded value), not a feed that overrides it.
+  func constantStorage(_ array: NDArray, name: String) -> NDArray.Storage? {
+    guard let constant = mainInitializers[name], constant.storage === array.storage else { return nil }
+    return array.storage
+  }
+
   /// Nodes whose inputs are all constants — initializers, and outputs of nodes folded before
   /// them — run once here and their outputs become initializers: Paddle exports compute
   /// BatchNormalization's parameters with Constant nodes, caffe2-era models fill every weight with

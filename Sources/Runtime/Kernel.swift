@@ -31,6 +31,20 @@ public struct KernelContext {
 
   public func optionalInput(_ i: Int) -> NDArray? { i < inputs.count ? inputs[i] : nil }
 
+  /// `make()` — something computed from inputs `slots` only — made once per executor when every
+  /// one of those inputs that is present is a constant of the main graph, and on every call
+  /// otherwise (a fed or computed input, a subgraph).
+  public func derived(fromInputs slots: [Int], _ purpose: String, _ make: () throws -> NDArray) throws -> NDArray {
+    var sources = [NDArray.Storage]()
+    for i in slots {
+      guard let x = optionalInput(i) else { continue }
+      guard i < node.inputs.count, let storage = executor.constantStorage(x, name: node.inputs[i]) else { return try make() }
+      sources.append(storage)
+    }
+    guard !sources.isEmpty else { return try make() }
+    return try executor.derivedArrays.value(sources: sources, purpose: purpose, make)
+  }
+
   /// Value input `i` (value kernels); nil when omitted or past the node's inputs.
   public func optionalValue(_ i: Int) -> Value? { i < values.count ? values[i] : nil }
 

@@ -269,6 +269,7 @@ private func pad(_ c: KernelContext) throws -> NDArray {
   }
   if let axesInput = c.optionalInput(3) {
     let axes = try axesInput.integers().map { try c.axis($0, rank: x.rank) }
+    guard pads.count == 2 * axes.count else { throw c.fail("pads has \(pads.count) values for \(axes.count) axes") }
     var full = [Int](repeating: 0, count: 2 * x.rank)
     for (k, a) in axes.enumerated() {
       full[a] = pads[k]

@@ -24,13 +24,15 @@ extension Kernels {
     },
     "MatMulInteger": { c in
       let a = try shifted(c.input(0), zero: c.optionalInput(2), axisLength: nil)
-      let b = try shifted(c.input(1), zero: c.optionalInput(3), axisLength: try c.input(1).shape.last)
+      let b = try c.derived(fromInputs: [1, 3], "shifted") {
+        try shifted(c.input(1), zero: c.optionalInput(3), axisLength: try c.input(1).shape.last)
+      }
       let product = try matMul(c, a, b)
       return [try product.rounded(to: .int32)]
     },
     "ConvInteger": { c in
       let x = try shifted(c.input(0), zero: c.optionalInput(2), axisLength: nil)
-      let w = try shifted(c.input(1), zero: c.optionalInput(3), perChannel: true)
+      let w = try c.derived(fromInputs: [1, 3], "shifted") { try shifted(c.input(1), zero: c.optionalInput(3), perChannel: true) }
       let y = try conv(c.replacingInputs([x, w]))
       return [try y.rounded(to: .int32)]
     },
@@ -103,19 +105,38 @@ extension KernelContext {
 /// x - zero as Float; the zero point is a scalar, or per row of the last axis (`axisLength`),
 /// or per output channel (axis 0) for weights.
 private func shifted(_ x: NDArray, zero: NDArray?, axisLength: Int? = nil, perChannel: Bool = false) throws -> NDArray {
-  let v = try x.integers()
   let z = try zero.map { try $0.integers() } ?? [0]
   let inner = perChannel ? x.shape.dropFirst().reduce(1, *) : 1
   let needed = perChannel ? (x.shape.first ?? 1) : (axisLength ?? 1)
-  guard v.isEmpty || z.count == 1 || (z.count >= needed && needed > 0) else {
+  guard x.count == 0 || z.count == 1 || (z.count >= needed && needed > 0) else {
     throw CompressorError.invalid("\(z.count) zero points for \(needed) rows or channels")
   }
-  let shiftedValues = v.enumerated().map { i, value -> Float in
-    let zp: Int
-    if z.count == 1 { zp = z[0] } else if perChannel { zp = z[i / inner] } else { zp = z[i % (axisLength ?? 1)] }
-    return Float(value - zp)
+  var result = NDArray(uninitialized: .float, x.shape)
+  let out = result.mutableElements(Float.self)
+  let zf = z.map(Float.init)
+  // 8-bit elements, the common case, straight from storage; wider ones through `integers()`.
+  func fill<T: BinaryInteger>(_ values: Elements<T>) {
+    if zf.count == 1 {
+      let zp = zf[0]
+      for i in 0..<values.count { out[i] = Float(values[i]) - zp }
+    } else if perChannel {
+      for i in 0..<values.count { out[i] = Float(values[i]) - zf[i / inner] }
+    } else {
+      let cols = axisLength ?? 1
+      for i in 0..<values.count { out[i] = Float(values[i]) - zf[i % cols] }
+    }
   }
-  return NDArray(shiftedValues, shape: x.shape)
+  switch x.dataType {
+  case .uint8: fill(x.elements(UInt8.self))
+  case .int8: fill(x.elements(Int8.self))
+  default:
+    let v = try x.integers()
+    for i in v.indices {
+      let zp = zf.count == 1 ? zf[0] : perChannel ? zf[i / inner] : zf[i % (axisLength ?? 1)]
+      out[i] = Float(v[i]) - zp
+    }
+  }
+  return result
 }
 
 private func dequantize(_ x: NDArray, scale: NDArray, zero: NDArray, axisFromEnd: Int? = nil, perChannel: Bool = false) throws -> NDArray {

@@ -24,9 +24,10 @@ extension Kernels {
 }
 
 /// DynamicQuantizeLSTM's weights: the zero-point-shifted integers as Float ([directions, K, G],
-/// exact), and per direction the scale of each of the G columns.
+/// exact; made once per executor for constant weights), and per direction the scale of each of
+/// the G columns.
 private struct QuantizedRecurrentWeights {
-  var w: [Float], r: [Float]
+  var w: NDArray, r: NDArray
   var wScale: [[Float]], rScale: [[Float]]
   var inputSize: Int, hidden: Int, directions: Int
 
@@ -37,27 +38,30 @@ private struct QuantizedRecurrentWeights {
     }
     let directions = w0.shape[0], hidden = r0.shape[1]
     let g = 4 * hidden
-    func parameters(_ q: NDArray, _ scaleIndex: Int, _ zeroIndex: Int, rows: Int) throws -> ([Float], [[Float]]) {
+    func parameters(_ q: NDArray, _ index: Int, _ scaleIndex: Int, _ zeroIndex: Int, rows: Int) throws -> (NDArray, [[Float]]) {
       let scale = try c.input(scaleIndex).floats(), zero = try c.input(zeroIndex).integers()
       let perColumn = scale.count == directions * g
       guard scale.count == directions || perColumn, zero.count == scale.count else {
         throw c.fail("inputs \(scaleIndex) and \(zeroIndex) must have \(directions) or \(directions * g) values")
       }
-      let values = try q.integers()
-      var shifted = [Float](repeating: 0, count: values.count)
-      for d in 0..<directions {
-        for i in 0..<rows {
-          for j in 0..<g {
-            let z = zero[perColumn ? d * g + j : d]
-            shifted[(d * rows + i) * g + j] = Float(values[(d * rows + i) * g + j] - z)
+      let shifted = try c.derived(fromInputs: [index, zeroIndex], "shifted") {
+        let values = try q.integers()
+        var shifted = [Float](repeating: 0, count: values.count)
+        for d in 0..<directions {
+          for i in 0..<rows {
+            for j in 0..<g {
+              let z = zero[perColumn ? d * g + j : d]
+              shifted[(d * rows + i) * g + j] = Float(values[(d * rows + i) * g + j] - z)
+            }
           }
         }
+        return NDArray(shifted, shape: q.shape)
       }
       let scales = (0..<directions).map { d in (0..<g).map { scale[perColumn ? d * g + $0 : d] } }
       return (shifted, scales)
     }
-    (w, wScale) = try parameters(w0, 8, 9, rows: w0.shape[1])
-    (r, rScale) = try parameters(r0, 10, 11, rows: hidden)
+    (w, wScale) = try parameters(w0, 1, 8, 9, rows: w0.shape[1])
+    (r, rScale) = try parameters(r0, 2, 10, 11, rows: hidden)
     self.directions = directions
     self.hidden = hidden
     inputSize = w0.shape[1]
@@ -86,8 +90,8 @@ private struct QuantizedRecurrentWeights {
       }
       let dst = out + first * g
       q.withUnsafeBufferPointer { qp in
-        weights.withUnsafeBufferPointer { wp in
-          guard let qa = qp.baseAddress, let wb = wp.baseAddress, k > 0 else { return }
+        weights.elements(Float.self).withPointer { wb in
+          guard let qa = qp.baseAddress, let wb, k > 0 else { return }
           Linalg.gemm(m: rows, n: g, k: k, a: qa, b: wb + d * k * g, c: dst, parallel: false)
         }
       }
