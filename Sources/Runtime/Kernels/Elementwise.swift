@@ -194,6 +194,22 @@ extension NDArray {
   public func converted(to type: DataType) throws -> NDArray {
     if type == dataType { return self }
     if type.isNarrow || dataType.isNarrow { return try narrowConverted(to: type) }
+    // Integer to float without the Double array: the Casts around integer kernels are hot, and
+    // one rounding either way gives the same Float.
+    if type == .float {
+      func direct<T: BinaryInteger & ElementType>(_: T.Type) -> NDArray {
+        var out = NDArray(uninitialized: .float, shape)
+        let s = elements(T.self), d = out.mutableElements(Float.self)
+        for i in 0..<Swift.min(s.count, d.count) { d[i] = Float(s[i]) }
+        return out
+      }
+      switch dataType {
+      case .int32: return direct(Int32.self)
+      case .uint8: return direct(UInt8.self)
+      case .int8: return direct(Int8.self)
+      default: break
+      }
+    }
     let values: [Double]
     switch dataType {
     case .float: values = elements(Float.self).map(Double.init)
@@ -479,8 +495,11 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
     }
     return out
   }
-  if a.dataType == .int64 && b.dataType == .int64, ["Add", "Sum", "Sub", "Mul", "Div", "Max", "Min", "Mod"].contains(op) {
-    return int64Arithmetic(c, a, b, shape: shape, op: op)
+  if a.dataType == b.dataType, ["Add", "Sum", "Sub", "Mul", "Div", "Max", "Min", "Mod"].contains(op) {
+    // Exact integer arithmetic: Double loses precision above 2^53 (shape arithmetic, hashes),
+    // and the int32 sums of integer convolutions are hot.
+    if a.dataType == .int64 { return integerArithmetic(c, a, b, shape: shape, op: op, Int64.self) }
+    if a.dataType == .int32 { return integerArithmetic(c, a, b, shape: shape, op: op, Int32.self) }
   }
   let x = try a.converted(to: .double), y = try b.converted(to: .double)
   var out = NDArray(uninitialized: .double, shape)
@@ -493,10 +512,16 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
   return try out.converted(to: a.dataType)
 }
 
-/// Exact 64-bit integer arithmetic: Double loses precision above 2^53 (shape arithmetic, hashes).
-private func int64Arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, shape: [Int], op: String) -> NDArray {
-  var out = NDArray(uninitialized: .int64, shape)
-  let p = a.elements(Int64.self), q = b.elements(Int64.self), r = out.mutableElements(Int64.self)
+/// Wrapping two's-complement arithmetic on int32 or int64, as other runtimes compute it; division
+/// by zero gives 0 and min ÷ −1 wraps instead of trapping.
+private func integerArithmetic<T: FixedWidthInteger & SignedInteger & ElementType>(_ c: KernelContext, _ a: NDArray, _ b: NDArray, shape: [Int],
+                                                                    op: String, _: T.Type) -> NDArray {
+  var out = NDArray(uninitialized: a.dataType, shape)
+  let p = a.elements(T.self), q = b.elements(T.self), r = out.mutableElements(T.self)
+  if op == "Add" || op == "Sum", a.shape == b.shape {
+    for i in 0..<r.count { r[i] = p[i] &+ q[i] }
+    return out
+  }
   let fmod = c.int("fmod", 0) == 1
   forEachPair(shape, a.shape, b.shape) { o, i, j in
     let u = p[i], v = q[j]
@@ -504,10 +529,13 @@ private func int64Arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, sha
     case "Add", "Sum": r[o] = u &+ v
     case "Sub": r[o] = u &- v
     case "Mul": r[o] = u &* v
-    case "Div": r[o] = v == 0 ? 0 : u / v
+    case "Div": r[o] = v == 0 ? 0 : u.dividedReportingOverflow(by: v).partialValue
     case "Max": r[o] = Swift.max(u, v)
     case "Min": r[o] = Swift.min(u, v)
-    default: r[o] = v == 0 ? 0 : (fmod ? u % v : ((u % v) + v) % v)
+    default:
+      guard v != 0 else { r[o] = 0; return }
+      let m = u.remainderReportingOverflow(dividingBy: v).partialValue
+      r[o] = fmod || m == 0 || (m < 0) == (v < 0) ? m : m &+ v
     }
   }
   return out

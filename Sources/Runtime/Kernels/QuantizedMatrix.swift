@@ -10,13 +10,15 @@ import Support
 extension Kernels {
   static let quantizedMatrix: [String: Kernel] = [
     "DynamicQuantizeLinear": { c in
-      let x = try c.input(0).floats()
-      let lo = Swift.min(0, x.min() ?? 0), hi = Swift.max(0, x.max() ?? 0)
+      let input = try c.input(0)
+      let x = (input.dataType == .float ? input : try input.converted(to: .float)).elements(Float.self)
+      var lo: Float = 0, hi: Float = 0
+      for i in 0..<x.count { lo = Swift.min(lo, x[i]); hi = Swift.max(hi, x[i]) }
       let scale = (hi - lo) / 255
       let zero = scale == 0 ? 0 : Swift.min(255, Swift.max(0, (-lo / scale).rounded(.toNearestOrEven)))
-      var q = NDArray(uninitialized: .uint8, try c.input(0).shape)
+      var q = NDArray(uninitialized: .uint8, input.shape)
       let e = q.mutableElements(UInt8.self)
-      for i in x.indices {
+      for i in 0..<Swift.min(x.count, e.count) {
         let v = scale == 0 ? zero : (x[i] / scale).rounded(.toNearestOrEven) + zero
         e[i] = UInt8(Swift.min(255, Swift.max(0, v)))
       }
@@ -92,7 +94,16 @@ extension NDArray {
 
   /// Float values rounded to the nearest integer of `type`.
   func rounded(to type: DataType) throws -> NDArray {
-    try NDArray(doubles: try floats().map { Double($0.rounded(.toNearestOrEven)) }, as: type, shape: shape)
+    if type == .int32 && dataType == .float {
+      // The integer products' common case, without two intermediate arrays.
+      var out = NDArray(uninitialized: .int32, shape)
+      let s = elements(Float.self), d = out.mutableElements(Int32.self)
+      for i in 0..<Swift.min(s.count, d.count) {
+        d[i] = Int32(clamping: Int64(clampingDouble: Double(s[i].rounded(.toNearestOrEven))))
+      }
+      return out
+    }
+    return try NDArray(doubles: try floats().map { Double($0.rounded(.toNearestOrEven)) }, as: type, shape: shape)
   }
 }
 
