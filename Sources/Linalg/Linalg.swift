@@ -56,6 +56,17 @@ public enum Linalg {
     }
   }
 
+  /// y[n] = x[k] · B (B row-major k×n, or n×k when `transposeB`), one thread: the one-row
+  /// product of recurrent steps, where sgemm's packing costs more than the product.
+  public static func rowTimesMatrix(n: Int, k: Int, x: UnsafePointer<Float>, b: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                    transposeB: Bool = false) {
+    if transposeB {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(n), blasint(k), 1, b, blasint(k), x, 1, 0, y, 1)
+    } else {
+      cblas_sgemv(CblasRowMajor, CblasTrans, blasint(k), blasint(n), 1, b, blasint(n), x, 1, 0, y, 1)
+    }
+  }
+
   public enum Failure: Error, Equatable {
     case didNotConverge(info: Int32)
     case invalidArgument(info: Int32)

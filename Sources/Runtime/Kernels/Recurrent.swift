@@ -92,7 +92,11 @@ private struct QuantizedRecurrentWeights {
       q.withUnsafeBufferPointer { qp in
         weights.elements(Float.self).withPointer { wb in
           guard let qa = qp.baseAddress, let wb, k > 0 else { return }
-          Linalg.gemm(m: rows, n: g, k: k, a: qa, b: wb + d * k * g, c: dst, parallel: false)
+          if rows == 1 {
+            Linalg.rowTimesMatrix(n: g, k: k, x: qa, b: wb + d * k * g, y: dst)
+          } else {
+            Linalg.gemm(m: rows, n: g, k: k, a: qa, b: wb + d * k * g, c: dst, parallel: false)
+          }
         }
       }
       if k == 0 { for i in 0..<(rows * g) { dst[i] = 0 } }
@@ -213,7 +217,11 @@ private func recurrence(_ c: KernelContext, kind: Cell, quantized: QuantizedRecu
             if let quantized {
               quantized.product(a, m: batch, k: hidden, recurrent: true, direction: d, into: o)
             } else if let rp = rs.baseAddress {
-              Linalg.gemm(m: batch, n: G, k: hidden, a: a, b: rp + rOffset, c: o, transposeB: true)
+              if batch == 1 {
+                Linalg.rowTimesMatrix(n: G, k: hidden, x: a, b: rp + rOffset, y: o, transposeB: true)
+              } else {
+                Linalg.gemm(m: batch, n: G, k: hidden, a: a, b: rp + rOffset, c: o, transposeB: true)
+              }
             }
           }
         }

@@ -429,6 +429,7 @@ func sliceLength(n: DimExpr, start: DimExpr, end: DimExpr, step: Int) throws -> 
 private func gather(_ c: ShapeContext) throws -> InferredTensor {
   let x = c.input(0), idx = c.input(1)
   guard let shape = x.shape else { return InferredTensor(type: x.type, shape: nil) }
+  guard !shape.isEmpty else { throw c.fail("a scalar has no axis to gather along") }
   let axis = try c.axis(c.int("axis", 0), rank: shape.count)
   guard let ishape = idx.shape else { return InferredTensor(type: x.type, shape: nil) }
   let out = Array(shape[..<axis]) + ishape + Array(shape[(axis + 1)...])
