@@ -198,7 +198,7 @@ struct PipelineRun {
         throw CompressorError.unsupported("\(current.label): the result of step \(scheduled.at) (\(step.name)) would be \(outputBytes) bytes, larger than its input (\(current.bytes) bytes); its weights are too small for what the added nodes cost")
       }
       let isLast = index == schedule.count - 1
-      let gates = step.gates.map(\.spec) + stepPlan.gates.filter { g in !step.gates.contains { $0.spec.kind == g.kind } }
+      let gates = stepPlan.gates(besides: step.gates.map(\.spec))
       // The step's gates first: a failed one ends the run with this step's model as the output.
       var latency: (reference: Double, candidate: Double)?
       if gates.contains(where: { $0.kind == .latencyP50 }) {

@@ -84,6 +84,11 @@ struct StepPlan {
   var notLargerThanInput = false
   /// Gates the step's own options imply (`quantize --target`), checked like `--gate`.
   var gates: [GateSpec] = []
+
+  /// `given` gates, and the implied ones of a kind not given.
+  func gates(besides given: [GateSpec]) -> [GateSpec] {
+    given + gates.filter { g in !given.contains { $0.kind == g.kind } }
+  }
   /// Shape-changing steps: MACs before and after, and deflated sizes.
   var measureSizes = false
   /// The quality section: the result against the input (or `qualityReference`) on data.

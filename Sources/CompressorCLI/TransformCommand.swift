@@ -37,7 +37,7 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     try checkGatesMeasurable(given, hasQualityData: step.qualityData != nil, hasLabels: step.qualityData?.labels != nil,
                              where: "this command")
     let plan = try step.plan(StepEnvironment(inputLabel: model, original: nil, showProgress: showProgress && isatty(2) != 0))
-    let gates = given + plan.gates.filter { g in !given.contains { $0.kind == g.kind } }
+    let gates = plan.gates(besides: given)
     let identities = FileIdentity(path: model).map { [$0] } ?? []
     if writesModel { try ModelWriter.checkOutput(output, options: WriteOptions(force: run.force), inputs: identities) }
     for path in [run.report, run.html].compactMap({ $0 }) { try checkOutputPath(path, force: run.force, inputs: identities) }

@@ -483,22 +483,13 @@ struct PatchGeometry {
   /// output for `n` samples would not fit the memory budget (the convolution itself is then
   /// refused when it runs, naming the node).
   func outputSize(n: Int, h: Int, w: Int) -> (oh: Int, ow: Int)? {
-    func product(_ xs: [Int]) -> Int? {
-      var r = 1
-      for x in xs {
-        let (p, overflow) = r.multipliedReportingOverflow(by: x)
-        if overflow { return nil }
-        r = p
-      }
-      return r
-    }
     func extent(_ size: Int, _ pad0: Int, _ pad1: Int, _ d: Int, _ k: Int, _ s: Int) -> Int? {
       let (a, o1) = size.addingReportingOverflow(pad0), (span, o2) = a.addingReportingOverflow(pad1)
-      guard !o1, !o2, let reach = product([d, k - 1]) else { return nil }
+      guard !o1, !o2, let reach = numberOfElements([d, k - 1]) else { return nil }
       return (span - reach - 1) / s + 1
     }
     guard let oh = extent(h, top, bottom, dh, kh, sh), let ow = extent(w, left, right, dw, kw, sw), oh > 0, ow > 0,
-          let outputs = product([n, o, oh, ow, 4]), outputs <= MemoryBudget.limit else { return nil }
+          let outputs = numberOfElements([n, o, oh, ow, 4]), outputs <= MemoryBudget.limit else { return nil }
     return (oh, ow)
   }
 
@@ -506,7 +497,7 @@ struct PatchGeometry {
   /// (K×K), in blocks of positions; returns the number of positions.
   func accumulate(_ x: Elements<Float>, shape: [Int], into covariance: inout [Float]) -> Int {
     let (n, h, w) = (shape[0], shape[2], shape[3])
-    guard shape[1] == c, sh >= 1, sw >= 1, let (oh, ow) = outputSize(n: n, h: h, w: w) else { return 0 }
+    guard shape[1] == c, let (oh, ow) = outputSize(n: n, h: h, w: w) else { return 0 }
     let block = max(1, 4096 / max(1, k / 64))
     var patches = [Float](repeating: 0, count: block * k)
     var filled = 0

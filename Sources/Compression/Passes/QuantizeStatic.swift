@@ -313,7 +313,7 @@ public struct QuantizeStatic: Pass {
       return (m, changes, try scorer.score(scored))
     }
     let all = try candidate(float: [])
-    var best = (all, float: Set<Int>())
+    var best = (candidate: all, float: Set<Int>())
     var sensitivity = [PassResult.Change]()
     let name = target.metric.rawValue
     func format(_ v: Double) -> String { String(format: "%.4f", v) }
@@ -333,22 +333,23 @@ public struct QuantizeStatic: Pass {
       for (i, _) in whenFloat {
         float.insert(i)
         let c = try candidate(float: float)
-        if c.score > best.0.score { best = (c, float) }
-        if c.score >= target.minimum { best = (c, float); break }
+        let met = c.score >= target.minimum
+        if met || c.score > best.candidate.score { best = (c, float) }
+        if met { break }
       }
     }
-    model = best.0.model
-    var changes = best.0.changes
+    model = best.candidate.model
+    var changes = best.candidate.changes
     for i in best.float.sorted() {
       changes.append(.init(target: label(original.graph.nodes[plans[i].node]), action: "kept float",
                            detail: "among the most sensitive nodes for \(target.description)"))
     }
-    let met = best.0.score >= target.minimum
-    let detail = "\(target.description) \(met ? "met" : "not met"): \(name) \(format(best.0.score)) with \(best.float.count) of \(plans.count) nodes float"
+    let met = best.candidate.score >= target.minimum
+    let detail = "\(target.description) \(met ? "met" : "not met"): \(name) \(format(best.candidate.score)) with \(best.float.count) of \(plans.count) nodes float"
       + " (\(format(all.score)) with every node quantized)"
-      + (met ? "" : "; \(format(target.minimum - best.0.score)) short with every candidate tried")
+      + (met ? "" : "; \(format(target.minimum - best.candidate.score)) short with every candidate tried")
     changes.append(.init(target: "model", action: "target", detail: detail,
-                         values: ["met": met ? 1 : 0, "score": best.0.score, "minimum": target.minimum, "allQuantized": all.score,
+                         values: ["met": met ? 1 : 0, "score": best.candidate.score, "minimum": target.minimum, "allQuantized": all.score,
                                   "floatNodes": Double(best.float.count), "candidates": Double(plans.count)]))
     return changes + sensitivity
   }

@@ -319,7 +319,7 @@ struct ShapeContext {
 typealias ShapeRule = (ShapeContext) throws -> [InferredTensor]
 
 /// The number of elements of a shape of numbers; nil when it overflows or a size is negative.
-func numberOfElements(_ dims: [Int]) -> Int? {
+public func numberOfElements(_ dims: [Int]) -> Int? {
   var n = 1
   for d in dims {
     guard d >= 0 else { return nil }
