@@ -11,6 +11,8 @@ ratios (these machines are shared and noisy, so absolute times mean little).
                   and 8, ORT with and without its graph optimizations, and static-quantization
                   calibration on the largest suite model (bench/realmodels.py); `--only realmodels`
 
+  static-quality  static int8 quality on every suite model, default flags, against ORT
+                  quantize_static with each calibration method (bench/static_quality.py)
   distill-*       `compressor distill` training throughput (samples/s over the whole command)
                   against PyTorch training the same student (same weights, loss, optimizer,
                   schedule, batch size, 1 thread) on the same teacher outputs, same run
@@ -351,13 +353,15 @@ def main():
     ap.add_argument("--compressor")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--runtime-runs", type=int, default=20)
-    ap.add_argument("--only", choices=["io", "runtime", "realmodels", "quantize", "prune", "factorize", "distill"],
+    ap.add_argument("--only", choices=["io", "runtime", "realmodels", "static-quality", "quantize", "prune", "factorize", "distill"],
                     help="run one group of benchmarks")
     ap.add_argument("--realmodels-only", default="", help="realmodels: these suite models only (comma-separated)")
     ap.add_argument("--realmodels-cache", default="", help="realmodels: the suite's cache (default: fetch.py's)")
     ap.add_argument("--realmodel-rounds", type=int, default=3, help="realmodels: alternating rounds (one fewer above 100 ms)")
     ap.add_argument("--realmodel-seconds", type=float, default=0.3, help="realmodels: timed seconds per tool and round")
     ap.add_argument("--calibration-samples", type=int, default=64)
+    ap.add_argument("--static-extra", default="", help="static-quality: more flags for compressor quantize")
+    ap.add_argument("--static-no-ort", action="store_true", help="static-quality: compressor only")
     ap.add_argument("--generate", nargs=2, metavar=("MODEL", "EXTERNAL_MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generate:
@@ -377,6 +381,10 @@ def main():
     if args.only == "realmodels":
         import realmodels
         realmodels.main(args, OUT)
+        return
+    if args.only == "static-quality":
+        import static_quality
+        static_quality.main(args, OUT)
         return
     if args.only == "prune":
         print_prune(prune_benchmark(args))
