@@ -58,7 +58,7 @@ extension Compressor {
       let inputs = loaded.model.graph.feedNames
       let dataset = try Dataset(path: data, inputNames: inputs)
       let labelValues = try labels.map(loadLabels)
-      var metrics = QualityMetrics(), referenceMetrics = QualityMetrics()
+      var metrics = QualityMetrics(iouThresholds: iouThresholds(gate.parsedGates)), referenceMetrics = QualityMetrics()
       for i in 0..<dataset.files.count {
         let feeds = try dataset.batch(i)
         let out = try executor.run(feeds)[0].value
@@ -101,7 +101,7 @@ extension Compressor {
       }
       let macs = kinds.contains(.macs)
       let measures = GateMeasures(
-        referenceAccuracy: referenceAccuracy, accuracy: result["accuracy"], agreement: result["agreement"], meanCosine: result["meanCosine"],
+        referenceAccuracy: referenceAccuracy, accuracy: result["accuracy"], agreement: result["agreement"], meanCosine: result["meanCosine"], iou: iouMeasures(result),
         referenceBytes: ref?.totalBytes ?? 0, bytes: loaded.totalBytes,
         referenceParameters: ref.map { parameterCount($0.model) } ?? 0, parameters: parameterCount(loaded.model),
         referenceMACs: macs ? ref.flatMap { singleSampleMACs($0.model, data: data) } : nil,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import Foundation
 import Report
 import Support
@@ -7,18 +8,23 @@ import Support
 /// reference model (the command's input, the recipe's input); a limit with a unit is absolute.
 struct GateSpec: Equatable {
   enum Kind: String, CaseIterable {
-    case accuracyDrop = "accuracy-drop", accuracy, agreement, cosine, size, params, macs, latencyP50 = "latency-p50"
+    case accuracyDrop = "accuracy-drop", accuracy, agreement, cosine, iou, size, params, macs, latencyP50 = "latency-p50"
 
     /// Lower bounds (the value must be at least the limit) or upper bounds.
-    var isLowerBound: Bool { [.accuracy, .agreement, .cosine].contains(self) }
+    var isLowerBound: Bool { [.accuracy, .agreement, .cosine, .iou].contains(self) }
     var needsLabels: Bool { [.accuracyDrop, .accuracy].contains(self) }
-    var needsQualityData: Bool { [.accuracyDrop, .accuracy, .agreement, .cosine].contains(self) }
+    var needsQualityData: Bool { [.accuracyDrop, .accuracy, .agreement, .cosine, .iou].contains(self) }
   }
 
   var kind: Kind
   var limit: Double
   /// Absolute limits: bytes, parameters, MACs or milliseconds; nil for relative ones.
   var absoluteUnit: String?
+  /// iou: the value above which an output element counts as on (`iou>=0.95@0.3`; default 0.5).
+  var threshold: Double?
+
+  /// The report's and the quality section's name of an iou gate's measure: "iou@0.3".
+  var measureKey: String? { kind == .iou ? QualityMetrics.iouKey(threshold ?? 0.5) : nil }
 
   var comparison: String { kind.isLowerBound ? ">=" : "<=" }
 
@@ -27,7 +33,7 @@ struct GateSpec: Equatable {
     if let absoluteUnit { return absoluteUnit }
     switch kind {
     case .accuracyDrop: return "points"
-    case .accuracy, .agreement, .cosine: return "fraction"
+    case .accuracy, .agreement, .cosine, .iou: return "fraction"
     case .size, .params, .macs, .latencyP50: return "ratio"
     }
   }
@@ -39,7 +45,7 @@ struct GateSpec: Equatable {
     case "parameters"?: return "\(jsonNumber(limit))params"
     case "macs"?: return "\(jsonNumber(limit))macs"
     case "ms"?: return "\(jsonNumber(limit))ms"
-    default: return jsonNumber(limit)
+    default: return jsonNumber(limit) + (threshold.map { "@\(jsonNumber($0))" } ?? "")
     }
   }
 
@@ -64,6 +70,15 @@ struct GateSpec: Equatable {
       throw ValidationError("\(place): unknown gate '\(name)' (gates: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
     var value = rawValue.trimmingCharacters(in: .whitespaces)
+    // iou's threshold: "0.95@0.3".
+    var threshold: Double?
+    if let at = value.firstIndex(of: "@") {
+      guard kind == .iou else { throw ValidationError("\(place): only iou takes a threshold (@T), not \(name)") }
+      let t = value[value.index(after: at)...].trimmingCharacters(in: .whitespaces)
+      guard let v = Double(t), v.isFinite else { throw ValidationError("\(place): the threshold of iou must be a number, not '\(t)'") }
+      threshold = v
+      value = value[..<at].trimmingCharacters(in: .whitespaces)
+    }
     for op in ["<=", ">="] where value.hasPrefix(op) {
       if op != (kind.isLowerBound ? ">=" : "<=") {
         throw ValidationError("\(place): \(name) is \(kind.isLowerBound ? "a lower" : "an upper") bound (\(kind.isLowerBound ? ">=" : "<="))")
@@ -74,12 +89,12 @@ struct GateSpec: Equatable {
     guard let number, number.isFinite else {
       throw ValidationError("\(place): the limit of \(name) must be a number, not '\(rawValue)'")
     }
-    var spec = GateSpec(kind: kind, limit: number, absoluteUnit: nil)
+    var spec = GateSpec(kind: kind, limit: number, absoluteUnit: nil, threshold: threshold)
     let unit = suffix.lowercased()
     switch kind {
     case .accuracyDrop:
       guard unit.isEmpty || unit == "points" || unit == "%" else { throw badUnit(place, name, suffix, "points") }
-    case .accuracy, .agreement, .cosine:
+    case .accuracy, .agreement, .cosine, .iou:
       if unit == "%" { spec.limit = number / 100 } else if !unit.isEmpty { throw badUnit(place, name, suffix, "a fraction or N%") }
       if !(spec.limit >= 0 && spec.limit <= 1) { throw ValidationError("\(place): \(name) must be in [0, 1] (or 0%…100%), not \(rawValue)") }
     case .size:
@@ -134,6 +149,8 @@ struct GateMeasures {
   var accuracy: Double?
   var agreement: Double?
   var meanCosine: Double?
+  /// IoU of thresholded maps, by the quality section's key ("iou@0.3").
+  var iou: [String: Double] = [:]
   var referenceBytes: Int
   var bytes: Int
   var referenceParameters: Int
@@ -158,6 +175,7 @@ extension GateSpec {
     case .accuracy: value = m.accuracy
     case .agreement: value = m.agreement
     case .cosine: value = m.meanCosine
+    case .iou: value = measureKey.flatMap { m.iou[$0] }
     case .size: value = absoluteUnit != nil ? Double(m.bytes) : ratio(Double(m.bytes), Double(m.referenceBytes))
     case .params: value = absoluteUnit != nil ? Double(m.parameters) : ratio(Double(m.parameters), Double(m.referenceParameters))
     case .macs: value = absoluteUnit != nil ? m.macs.map(Double.init) : ratio(m.macs.map(Double.init), m.referenceMACs.map(Double.init))
@@ -172,7 +190,7 @@ extension GateSpec {
       passed = false
     }
     let shown = value.map(gateNumber) ?? "unmeasured"
-    var summary = "\(kind.rawValue) \(shown)"
+    var summary = "\(measureKey ?? kind.rawValue) \(shown)"
     if let value {
       let holds = kind.isLowerBound ? value >= limit : value <= limit
       summary += " \(holds ? (kind.isLowerBound ? ">=" : "<=") : (kind.isLowerBound ? "<" : ">")) \(limitText)"
@@ -199,6 +217,18 @@ extension GateSpec {
 func gateNumber(_ v: Double) -> String {
   if v == v.rounded() && abs(v) < 1e15 { return String(Int(v)) }
   return String(format: "%.4g", v)
+}
+
+/// The thresholds at which `gates` measure IoU.
+func iouThresholds(_ gates: [GateSpec]) -> [Double] {
+  var seen = [Double]()
+  for g in gates where g.kind == .iou && !seen.contains(g.threshold ?? 0.5) { seen.append(g.threshold ?? 0.5) }
+  return seen
+}
+
+/// The IoU measures of a quality dictionary ("iou@0.3": …).
+func iouMeasures(_ quality: [String: Double]?) -> [String: Double] {
+  quality?.filter { $0.key.hasPrefix("iou@") } ?? [:]
 }
 
 /// Checks that the gates can be measured with what the step or run has; usage errors.

@@ -170,7 +170,9 @@ struct PipelineRun {
     if keepsExternalData(loaded) != nil { SpillStorage.enable(in: directoryName(plan.output)) }
     let original = loaded.model
     var current = StepInput(loaded: loaded, path: recipe.model)
-    let evaluation = plan.evalData.map { QualityCheck(data: $0, labels: plan.evalLabels, threads: plan.threads) }
+    let evaluation = plan.evalData.map {
+      QualityCheck(data: $0, labels: plan.evalLabels, threads: plan.threads, iouThresholds: iouThresholds(recipe.gates.map(\.spec)))
+    }
     let measuresLatency = recipe.gates.contains { $0.spec.kind == .latencyP50 }
     let progress = !quiet && isatty(2) != 0
 
@@ -191,7 +193,7 @@ struct PipelineRun {
       let step = scheduled.step
       let stepStart = DispatchTime.now().uptimeNanoseconds
       if progress { FileHandle.standardError.write(colored("[\(index + 1)/\(schedule.count)] \(step.name)…", "2", fd: 2) + "\n") }
-      let stepPlan = try step.options.plan(StepEnvironment(inputLabel: current.label, original: original, showProgress: progress))
+      var stepPlan = try step.options.plan(StepEnvironment(inputLabel: current.label, original: original, showProgress: progress))
       let (result, passes, quality) = try executeStep(stepPlan, on: current, seed: step.options.seed)
       let outputBytes = try ModelWriter.encodedSize(result)
       if stepPlan.notLargerThanInput && outputBytes > current.bytes {
@@ -199,6 +201,7 @@ struct PipelineRun {
       }
       let isLast = index == schedule.count - 1
       let gates = stepPlan.gates(besides: step.gates.map(\.spec))
+      stepPlan.quality?.iouThresholds = iouThresholds(gates)
       // The step's gates first: a failed one ends the run with this step's model as the output.
       var latency: (reference: Double, candidate: Double)?
       if gates.contains(where: { $0.kind == .latencyP50 }) {
@@ -264,7 +267,7 @@ struct PipelineRun {
     if !recipe.gates.isEmpty {
       let measures = GateMeasures(
         referenceAccuracy: first.quality?["accuracy"], accuracy: last.quality?["accuracy"], agreement: last.quality?["agreement"],
-        meanCosine: last.quality?["meanCosine"], referenceBytes: first.bytes, bytes: last.bytes,
+        meanCosine: last.quality?["meanCosine"], iou: iouMeasures(last.quality), referenceBytes: first.bytes, bytes: last.bytes,
         referenceParameters: first.parameters, parameters: last.parameters, referenceMACs: first.macs, macs: last.macs,
         referenceLatencyMs: latencies.last?.inputP50Ms, latencyMs: latencies.last?.p50Ms)
       recipeGates = recipe.gates.map { $0.spec.evaluate(measures, against: "input", includeTimings: !noTimings) }
@@ -306,7 +309,7 @@ struct PipelineRun {
     let data = stepPlan.quality?.data
     return GateMeasures(
       referenceAccuracy: q?.float["accuracy"], accuracy: q?.compressed["accuracy"], agreement: q?.compressed["agreement"],
-      meanCosine: q?.compressed["meanCosine"], referenceBytes: outcome.input.bytes, bytes: outcome.outputBytes,
+      meanCosine: q?.compressed["meanCosine"], iou: iouMeasures(q?.compressed), referenceBytes: outcome.input.bytes, bytes: outcome.outputBytes,
       referenceParameters: parameterCount(outcome.input.model), parameters: parameterCount(outcome.result),
       referenceMACs: needsMACs ? singleSampleMACs(outcome.input.model, data: data) : nil,
       macs: needsMACs ? singleSampleMACs(outcome.result, data: data) : nil,

@@ -13,6 +13,8 @@ struct QualityCheck {
   var threads: Int
   /// Use at most this many samples.
   var maxSamples: Int?
+  /// Thresholds at which the IoU of the output maps is measured (iou gates and targets).
+  var iouThresholds: [Double] = []
 
   struct Result: Encodable {
     var data: String
@@ -24,7 +26,7 @@ struct QualityCheck {
 
     /// ", accuracy …, agreement …, meanCosine … (input accuracy …)" for a command's summary line.
     var headline: String {
-      var text = compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) }
+      var text = compressed.keys.sorted().filter { ["accuracy", "agreement", "meanCosine"].contains($0) || $0.hasPrefix("iou@") }
         .map { ", \($0) \(jsonNumber(compressed[$0] ?? 0))" }.joined()
       if let a = float["accuracy"] { text += " (input accuracy \(jsonNumber(a)))" }
       return text
@@ -36,7 +38,7 @@ struct QualityCheck {
     let candidate = try Executor(model: compressed, threads: threads)
     let dataset = try Dataset(path: data, inputNames: original.graph.feedNames)
     let labelValues = try labels.map(loadLabels)
-    var before = QualityMetrics(), after = QualityMetrics()
+    var before = QualityMetrics(), after = QualityMetrics(iouThresholds: iouThresholds)
     try dataset.forEachChunk(rows: 16, limit: maxSamples ?? Int.max) { feeds in
       let ref = try reference.run(feeds)[0].value
       let out = try candidate.run(feeds)[0].value

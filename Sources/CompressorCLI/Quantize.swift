@@ -92,8 +92,14 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "Calibrate on at most this many samples (rows).")
   var calibrationSamples: Int?
 
-  @Option(help: "Static: a quality to keep, cosine>=X or agreement>=X against the float model on the quality data (--eval-data, else --data). Every node is quantized; if that falls short, the most sensitive stay float, as few as meet it. Not met: the best model and the report are written, and the command exits 2 (a gate).")
+  @Option(help: "Static: a quality to keep against the float model on the quality data (--eval-data, else --data): cosine>=X, agreement>=X, iou>=X[@T] (maps thresholded at T, default 0.5) or accuracy-drop<=X (points; --labels). Every node is quantized; if that falls short, the most sensitive stay float, as few as meet it. Not met: the best model and the report are written, and the command exits 2 (a gate). Default: a floor of \(QuantizeStep.defaultFloor) kept the same way but never a gate; none: every node quantized whatever the quality.")
   var target: String?
+
+  @Option(help: "Static: end the search for --target (or the default floor) after this many seconds, with the best model so far.")
+  var maxSeconds: Double?
+
+  /// What static int8 keeps when no --target is given: measured and reported, never a gate.
+  static let defaultFloor = "cosine>=0.99"
 
   @Flag(inversion: .prefixedNo, help: "Static: int8 activations with zero point 0 (default: uint8 with a zero point).")
   var symmetricActivations = false
@@ -129,25 +135,32 @@ struct QuantizeStep: StepOptions, StepHelp {
     if let n = evalSamples, n < 0 { throw ValidationError("--eval-samples must be 0 or more, not \(n)") }
     if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
     if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
-    if target != nil {
+    if let s = maxSeconds, !(s > 0) { throw ValidationError("--max-seconds must be positive, not \(jsonNumber(s))") }
+    if target != nil && target != "none" {
       if mode != .static { throw ValidationError("--target needs --mode static (it chooses which nodes stay float)") }
       if evalSamples == 0 { throw ValidationError("--target measures quality; --eval-samples 0 leaves nothing to measure it on") }
-      _ = try parsedTarget()
+      if try parsedTarget()?.kind == .accuracyDrop && labels == nil {
+        throw ValidationError("--target accuracy-drop needs --labels (accuracy is measured against them)")
+      }
     }
   }
 
-  /// `--target` as the gate it implies: cosine or agreement, a fraction at least this.
+  /// `--target` as the gate it implies: cosine, agreement or iou at least a fraction, or
+  /// accuracy-drop at most some points.
   func parsedTarget() throws -> GateSpec? {
-    guard let target else { return nil }
+    guard let target, target != "none" else { return nil }
     let place = "--target '\(target)'"
-    let parts = target.components(separatedBy: ">=")
-    guard parts.count == 2 else { throw ValidationError("\(place) is not cosine>=X or agreement>=X") }
-    let name = parts[0].trimmingCharacters(in: .whitespaces)
-    guard name == "cosine" || name == "agreement" else {
-      throw ValidationError("\(place): the target is cosine or agreement, not '\(name)'")
+    let forms = "cosine>=X, agreement>=X, iou>=X[@T] or accuracy-drop<=X"
+    guard let op = ["<=", ">="].first(where: { target.contains($0) }), let r = target.range(of: op) else {
+      throw ValidationError("\(place) is not \(forms)")
     }
-    let spec = try GateSpec.make(name: name, value: parts[1], where: place)
-    guard spec.limit > 0 && spec.limit <= 1 else { throw ValidationError("\(place): \(name) must be in (0, 1], not \(jsonNumber(spec.limit))") }
+    let name = target[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
+    guard QualityTarget.Metric(rawValue: name) != nil else { throw ValidationError("\(place): the target is \(forms), not '\(name)'") }
+    let spec = try GateSpec.make(name: name, value: String(target[r.upperBound...]), where: place)
+    guard op == spec.comparison else { throw ValidationError("\(place): write \(name)\(spec.comparison)\(jsonNumber(spec.limit))") }
+    if spec.kind != .accuracyDrop && !(spec.limit > 0 && spec.limit <= 1) {
+      throw ValidationError("\(place): \(name) must be in (0, 1], not \(jsonNumber(spec.limit))")
+    }
     return spec
   }
 
@@ -166,12 +179,16 @@ struct QuantizeStep: StepOptions, StepHelp {
     // are converted after the preparation passes (which bring Constant-node weights into
     // initializers), exactly or not at all; the report and the summary line say which.
     let fourBitQDQ = bits == 4 && format == .qdq
-    let weightOnly = QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter)
+    // The nodes a static quality search keeps entirely float: the last weight-only pass leaves them.
+    let keptFloat = KeptFloatNodes()
+    var weightOnly = QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter)
+    weightOnly.keptFloat = keptFloat
+    let candidates = weightOnly
     let policy: ConvertOpset.Policy = keepOpset ? .keep : .atLeast(required: fourBitQDQ)
     var upgrade = ConvertOpset(target: fourBitQDQ ? 21 : 13, policy: policy,
                                purpose: fourBitQDQ ? "4-bit DequantizeLinear" : "per-channel weights")
     if !fourBitQDQ {
-      upgrade.isNeeded = { (model: Model) -> Bool in weightOnly.hasPerChannelCandidates(model) }
+      upgrade.isNeeded = { (model: Model) -> Bool in candidates.hasPerChannelCandidates(model) }
     }
     var passes: [Pass] = preparationPasses() + [upgrade]
     switch mode {
@@ -190,13 +207,21 @@ struct QuantizeStep: StepOptions, StepHelp {
         // One line, rewritten in place: only ever on a terminal.
         calibrator.progress = { FileHandle.standardError.write("\rcalibrating: \($0) samples\u{1B}[K") }
       }
-      let goal = try parsedTarget().map {
-        QualityTarget(metric: $0.kind == .cosine ? .cosine : .agreement, minimum: $0.limit, data: evalData ?? data ?? "",
-                      maxSamples: evalSamples, threads: threads)
+      // The target, or the default floor (not when quality is switched off, nor with --target none).
+      let floor = target == nil && evalSamples != 0 ? try GateSpec.make(name: "cosine", value: "0.99", where: "the default floor") : nil
+      let goal = try (parsedTarget() ?? floor).map {
+        var goal = QualityTarget(metric: QualityTarget.Metric(rawValue: $0.kind.rawValue) ?? .cosine, limit: $0.limit,
+                                 threshold: $0.kind == .iou ? $0.threshold ?? 0.5 : nil, data: evalData ?? data ?? "",
+                                 labels: $0.kind == .accuracyDrop ? labels : nil, maxSamples: evalSamples, threads: threads)
+        goal.isDefault = target == nil
+        return goal
       }
-      passes.append(QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
-                                   symmetricWeights: symmetricWeights, filter: filter, target: goal,
-                                   weightsOfFloatNodes: goal == nil ? nil : weightOnly))
+      var pass = QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
+                                symmetricWeights: symmetricWeights, filter: filter, target: goal,
+                                weightsOfFloatNodes: goal == nil ? nil : weightOnly)
+      pass.keptFloat = keptFloat
+      pass.maxSeconds = maxSeconds
+      passes.append(pass)
       if format == .qoperator { passes.append(QDQToQOperator()) }
     }
     passes.append(weightOnly)

@@ -36,8 +36,9 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     }
     try checkGatesMeasurable(given, hasQualityData: step.qualityData != nil, hasLabels: step.qualityData?.labels != nil,
                              where: "this command")
-    let plan = try step.plan(StepEnvironment(inputLabel: model, original: nil, showProgress: showProgress && isatty(2) != 0))
+    var plan = try step.plan(StepEnvironment(inputLabel: model, original: nil, showProgress: showProgress && isatty(2) != 0))
     let gates = plan.gates(besides: given)
+    plan.quality?.iouThresholds = iouThresholds(gates)
     let identities = FileIdentity(path: model).map { [$0] } ?? []
     if writesModel { try ModelWriter.checkOutput(output, options: WriteOptions(force: run.force), inputs: identities) }
     for path in [run.report, run.html].compactMap({ $0 }) { try checkOutputPath(path, force: run.force, inputs: identities) }
@@ -104,7 +105,7 @@ struct TransformCommandRun<S: StepOptions, Help: StepHelp> {
     let q = outcome.quality
     return GateMeasures(
       referenceAccuracy: q?.float["accuracy"], accuracy: q?.compressed["accuracy"], agreement: q?.compressed["agreement"],
-      meanCosine: q?.compressed["meanCosine"], referenceBytes: outcome.input.bytes, bytes: outcome.outputBytes,
+      meanCosine: q?.compressed["meanCosine"], iou: iouMeasures(q?.compressed), referenceBytes: outcome.input.bytes, bytes: outcome.outputBytes,
       referenceParameters: parameterCount(outcome.input.model), parameters: parameterCount(outcome.result),
       referenceMACs: needsMACs ? outcome.sizes?.macsBefore ?? singleSampleMACs(outcome.input.model, data: data) : nil,
       macs: needsMACs ? outcome.sizes?.macsAfter ?? singleSampleMACs(outcome.result, data: data) : nil,

@@ -104,7 +104,7 @@ func passSections(_ results: [PassResult]) -> [PassSection] {
 extension QualityCheck.Result {
   var section: QualitySection { QualitySection(data: data, samples: samples, float: float, compressed: compressed) }
   /// The result's quality as a metrics row gives it.
-  var headlineMetrics: [String: Double] { compressed.filter { ["accuracy", "agreement", "meanCosine"].contains($0.key) } }
+  var headlineMetrics: [String: Double] { compressed.filter { ["accuracy", "agreement", "meanCosine"].contains($0.key) || $0.key.hasPrefix("iou@") } }
 }
 
 func stepSection(command: String, at: String? = nil, options: [String: OptionValue], outcome: StepOutcome,

@@ -28,6 +28,10 @@ public struct QuantizeStatic: Pass {
   /// The weight-only pass that follows, applied to each candidate before it is scored, so the
   /// score is that of the model the command writes.
   public var weightsOfFloatNodes: QuantizeWeights?
+  /// Where the search leaves the nodes it kept entirely float (read by that weight-only pass).
+  public var keptFloat: KeptFloatNodes?
+  /// Ends the search with the best model so far (nil: no limit).
+  public var maxSeconds: Double?
 
   public init(calibrator: Calibrator, data: String, symmetricActivations: Bool = false, symmetricWeights: Bool = true,
               filter: NodeFilter = .init(), target: QualityTarget? = nil, weightsOfFloatNodes: QuantizeWeights? = nil) {
@@ -296,61 +300,111 @@ public struct QuantizeStatic: Pass {
     return changes
   }
 
-  /// Quality-targeted mixed precision: quantize everything; if the target fails, measure each
-  /// node's sensitivity (the score with only that node float) and keep nodes float, most
-  /// sensitive first, until the target holds. Not met with every candidate tried: the best model
-  /// seen, and the report says by how much it fell short (the command's gate then exits 2).
+  /// Quality-targeted mixed precision. Quantize everything; if the target fails, choose what a
+  /// node kept float keeps: its activations only (weights stay int8) when the weight-only model
+  /// meets the target, else its weights too (some models lose the target on int8 weights
+  /// alone). Then measure each node's sensitivity (the score with only it quantized), and find
+  /// by bisection the shortest most-damaging-first list to keep float that meets the target —
+  /// the score falls as nodes are quantized in practice, and every bisection step is measured,
+  /// so what is kept is a measured success. Not met: the best model seen, and the report says by how much it fell
+  /// short (the command's gate then exits 2). `maxSeconds` ends the search with the best so far.
   func search(_ model: inout Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
               context: PassContext) throws -> [PassResult.Change] {
+    let started = DispatchTime.now().uptimeNanoseconds
+    func outOfTime() -> Bool {
+      guard let maxSeconds else { return false }
+      return Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 > maxSeconds
+    }
     let original = model
     let scorer = try TargetScorer(reference: original, target: target)
-    func candidate(float: Set<Int>) throws -> (model: Model, changes: [PassResult.Change], score: Double) {
+    typealias Candidate = (model: Model, changes: [PassResult.Change], score: Double)
+    func candidate(float: Set<Int>, weightsToo: Bool) throws -> Candidate {
       var m = original
       let changes = try rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params,
                                 perChannel: perChannel)
       var scored = m
-      if let weightsOfFloatNodes { _ = try weightsOfFloatNodes.run(&scored, context) }
+      if var weights = weightsOfFloatNodes {
+        weights.keptFloat = KeptFloatNodes(weightsToo ? Set(float.map { label(original.graph.nodes[plans[$0].node]) }) : [])
+        _ = try weights.run(&scored, context)
+      }
       return (m, changes, try scorer.score(scored))
     }
-    let all = try candidate(float: [])
-    var best = (candidate: all, float: Set<Int>())
-    var sensitivity = [PassResult.Change]()
     let name = target.metric.rawValue
     func format(_ v: Double) -> String { String(format: "%.4f", v) }
-    if all.score < target.minimum {
-      var whenFloat = [(plan: Int, score: Double)]()
+    let all = try candidate(float: [], weightsToo: false)
+    var best = (candidate: all, float: Set<Int>())
+    var sensitivity = [PassResult.Change]()
+    var weightsToo = false
+    var stoppedEarly = false
+    var tried = 1
+    if !target.isMet(by: all.score) && !plans.isEmpty {
+      let everyNode = Set(plans.indices)
+      var base = try candidate(float: everyNode, weightsToo: false)
+      tried += 1
+      if !target.isMet(by: base.score) {
+        weightsToo = true
+        base = try candidate(float: everyNode, weightsToo: true)
+        tried += 1
+      }
+      if target.isBetter(base.score, than: best.candidate.score) { best = (base, everyNode) }
+      // Each node's damage: the score with only it quantized, everything else as `base`. Errors
+      // that spread over many nodes leave every single node's "kept float" gain in the noise of
+      // the others; alone, each shows what it costs.
+      var alone = [(plan: Int, score: Double)]()
       for i in plans.indices {
-        let c = try candidate(float: [i])
-        whenFloat.append((i, c.score))
+        if outOfTime() { stoppedEarly = true; break }
+        let c = try candidate(float: everyNode.subtracting([i]), weightsToo: weightsToo)
+        tried += 1
+        alone.append((i, c.score))
         let n = original.graph.nodes[plans[i].node]
         sensitivity.append(.init(target: label(n), action: "sensitivity",
-                                 detail: "\(name) \(format(c.score)) with only this node float (\(format(all.score)) with none)",
-                                 values: ["whenFloat": c.score, "gain": c.score - all.score]))
+                                 detail: "\(name) \(format(c.score)) with only this node quantized (\(format(base.score)) with none\(weightsToo ? ", weights float" : ""), \(format(all.score)) with all)",
+                                 values: ["whenAloneQuantized": c.score, "loss": target.lowerIsBetter ? c.score - base.score : base.score - c.score]))
       }
-      // Most sensitive first; ties in graph order.
-      whenFloat.sort { $0.score != $1.score ? $0.score > $1.score : $0.plan < $1.plan }
-      var float = Set<Int>()
-      for (i, _) in whenFloat {
-        float.insert(i)
-        let c = try candidate(float: float)
-        let met = c.score >= target.minimum
-        if met || c.score > best.candidate.score { best = (c, float) }
-        if met { break }
+      if target.isMet(by: base.score) && !stoppedEarly {
+        // Most damaging first; ties in graph order. Bisection on how many of them stay float:
+        // `lo` falls short, `hi` is the shortest list known to meet the target.
+        alone.sort { $0.score != $1.score ? target.isBetter($1.score, than: $0.score) : $0.plan < $1.plan }
+        let order = alone.map(\.plan)
+        var lo = 0, hi = order.count
+        while hi - lo > 1 {
+          if outOfTime() { stoppedEarly = true; break }
+          let mid = (lo + hi) / 2
+          let float = Set(order.prefix(mid))
+          let c = try candidate(float: float, weightsToo: weightsToo)
+          tried += 1
+          if target.isMet(by: c.score) {
+            hi = mid
+            best = (c, float)
+          } else {
+            lo = mid
+          }
+        }
       }
     }
     model = best.candidate.model
+    keptFloat?.nodes = weightsToo ? Set(best.float.map { label(original.graph.nodes[plans[$0].node]) }) : []
     var changes = best.candidate.changes
     for i in best.float.sorted() {
       changes.append(.init(target: label(original.graph.nodes[plans[i].node]), action: "kept float",
-                           detail: "among the most sensitive nodes for \(target.description)"))
+                           detail: "among the most sensitive nodes for \(target.description)\(weightsToo ? "; its weight too (the weight-only model misses the target)" : "")"))
     }
-    let met = best.candidate.score >= target.minimum
-    let detail = "\(target.description) \(met ? "met" : "not met"): \(name) \(format(best.candidate.score)) with \(best.float.count) of \(plans.count) nodes float"
-      + " (\(format(all.score)) with every node quantized)"
-      + (met ? "" : "; \(format(target.minimum - best.candidate.score)) short with every candidate tried")
+    let met = target.isMet(by: best.candidate.score)
+    var detail = "\(target.description)\(target.isDefault ? " (the default floor; not a gate)" : "") \(met ? "met" : "not met"): \(name) \(format(best.candidate.score)) with \(best.float.count) of \(plans.count) nodes float"
+      + (weightsToo && !best.float.isEmpty ? ", weights included" : "") + " (\(format(all.score)) with every node quantized; \(tried) candidates measured)"
+    if !met { detail += "; \(format(target.shortfall(best.candidate.score))) short with every candidate tried" }
+    if stoppedEarly { detail += "; stopped at the time limit (--max-seconds) with the best so far" }
     changes.append(.init(target: "model", action: "target", detail: detail,
-                         values: ["met": met ? 1 : 0, "score": best.candidate.score, "minimum": target.minimum, "allQuantized": all.score,
-                                  "floatNodes": Double(best.float.count), "candidates": Double(plans.count)]))
+                         values: ["met": met ? 1 : 0, "score": best.candidate.score, "limit": target.limit, "allQuantized": all.score,
+                                  "floatNodes": Double(best.float.count), "candidates": Double(plans.count),
+                                  "measured": Double(tried), "floatWeights": weightsToo ? 1 : 0, "stoppedEarly": stoppedEarly ? 1 : 0]))
     return changes + sensitivity
   }
+}
+
+/// The nodes a static quality search kept entirely float, for the weight-only pass that follows
+/// it in the same command: it leaves their weights float. Filled when the search ends.
+public final class KeptFloatNodes: @unchecked Sendable {
+  public var nodes: Set<String>
+  public init(_ nodes: Set<String> = []) { self.nodes = nodes }
 }

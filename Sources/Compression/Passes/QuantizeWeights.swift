@@ -19,6 +19,8 @@ public struct QuantizeWeights: Pass {
   /// Overrides the per-channel axis of every weight (`--axis`); negative counts from the end.
   public var axis: Int?
   public var filter: NodeFilter
+  /// Nodes a quality search kept entirely float (static `--target`): their weights stay float.
+  public var keptFloat: KeptFloatNodes?
   public init(minimumElements: Int = 256, symmetric: Bool = true, axis: Int? = nil, filter: NodeFilter = .init()) {
     self.minimumElements = minimumElements
     self.symmetric = symmetric
@@ -107,7 +109,7 @@ public struct QuantizeWeights: Pass {
             }
             continue
           }
-          if let why = filter.refusal(n) {
+          if let why = filter.refusal(n) ?? (keptFloat?.nodes.contains(label(n)) == true ? "kept float for the quality target" : nil) {
             refused[name] = why
             changes.append(.init(target: label(n), action: "skipped", detail: why))
             continue

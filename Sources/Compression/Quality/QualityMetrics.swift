@@ -14,8 +14,19 @@ public struct QualityMetrics {
   public var elements = 0
   public var signal = 0.0
   public var noise = 0.0
+  /// Detectors' and segmenters' maps: at each threshold, the intersection over union of
+  /// {output > threshold} and {reference > threshold}, pooled over every sample's elements (as
+  /// segmentation benchmarks count it): a mean of per-sample ratios would let a sample whose map
+  /// has a few dozen elements on count as much as a full page.
+  public var iouThresholds: [Double]
+  public var intersections: [Int]
+  public var unions: [Int]
 
-  public init() {}
+  public init(iouThresholds: [Double] = []) {
+    self.iouThresholds = iouThresholds
+    intersections = iouThresholds.map { _ in 0 }
+    unions = intersections
+  }
 
   public mutating func add(output: NDArray, reference: NDArray?, labels: [Int]?, file: String) throws {
     let rows = output.rank == 0 ? 1 : output.shape[0]
@@ -39,12 +50,23 @@ public struct QualityMetrics {
           signal += b * b
           noise += (a - b) * (a - b)
         }
+        for (j, threshold) in iouThresholds.enumerated() {
+          let t = Float(threshold)
+          for k in s..<(s + width) {
+            let inY = y[k] > t, inR = r[k] > t
+            if inY && inR { intersections[j] += 1 }
+            if inY || inR { unions[j] += 1 }
+          }
+        }
         cosineSum += nx > 0 && ny > 0 ? dot / (nx.squareRoot() * ny.squareRoot()) : (nx == ny ? 1 : 0)
         elements += width
       }
       samples += 1
     }
   }
+
+  /// The summary's name for the IoU at `threshold`: "iou@0.3".
+  public static func iouKey(_ threshold: Double) -> String { "iou@\(shortNumber(threshold))" }
 
   private func argmax(_ v: [Float], _ start: Int, _ n: Int) -> Int {
     var best = 0
@@ -62,7 +84,16 @@ public struct QualityMetrics {
       m["maxAbsError"] = maxAbs
       m["meanAbsError"] = elements > 0 ? absSum / Double(elements) : 0
       m["sqnrDb"] = noise == 0 ? .infinity : 10 * log10(signal / noise)
+      // Maps empty in both models agree perfectly.
+      for (j, t) in iouThresholds.enumerated() {
+        m[Self.iouKey(t)] = unions[j] == 0 ? 1 : Double(intersections[j]) / Double(unions[j])
+      }
     }
     return m
   }
+}
+
+/// 0.3 → "0.3", 1 → "1": a threshold as a person writes it.
+func shortNumber(_ v: Double) -> String {
+  v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : String(format: "%g", v)
 }
