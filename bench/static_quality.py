@@ -68,7 +68,7 @@ def figure(text):
 def ours(binary, model, work, extra):
     out = work / f"{model.name}.ours.onnx"
     argv = [binary, "quantize", str(model.path), "--mode", "static", "--data", str(model.folder / "calib"),
-            "-o", str(out), "--eval-samples", "0", "--threads", "1"] + extra
+            "-o", str(out), "--threads", "1"] + extra
     started = time.monotonic()
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT)

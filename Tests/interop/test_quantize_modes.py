@@ -314,7 +314,7 @@ def test_target_keeps_the_fewest_sensitive_nodes_float(compressor_release, tmp_p
     model, data = FIXTURES / entry["file"], FIXTURES / "data" / CALIBRATION["transformer_block"]
     evaluation = FIXTURES / "data" / EVAL["transformer_block"]
     common = ["--mode", "static", "--data", data, "--eval-data", evaluation, "--eval-samples", "64"]
-    compressor("quantize", model, *common, "-o", tmp_path / "all.onnx", "--report", tmp_path / "all.json")
+    compressor("quantize", model, *common, "--target", "none", "-o", tmp_path / "all.onnx", "--report", tmp_path / "all.json")
     everything = json.loads((tmp_path / "all.json").read_text())["quality"]["compressed"]["meanCosine"]
     goal = round(everything + (1 - everything) * 0.6, 6)
     out, report = tmp_path / "t.onnx", tmp_path / "t.json"
@@ -337,26 +337,135 @@ def test_target_keeps_the_fewest_sensitive_nodes_float(compressor_release, tmp_p
     assert theirs >= goal - 2e-4, (theirs, goal)
 
 
-def test_unmeetable_target_writes_the_best_and_exits_2(compressor_release, tmp_path):
+def test_unmet_target_writes_the_best_and_exits_2(compressor_release, tmp_path):
+    """The float model meets any target, so a target goes unmet when the search runs out of time
+    (--max-seconds): the best model so far and the report are written, and the gate exits 2."""
     compressor = compressor_release
     entry = MANIFEST["transformer_block"]
     out, report = tmp_path / "t.onnx", tmp_path / "t.json"
     r = compressor("quantize", FIXTURES / entry["file"], "--mode", "static", "--data", FIXTURES / "data" / CALIBRATION["transformer_block"],
-                   "--eval-samples", "16", "--target", "cosine>=1", "-o", out, "--report", report, check=False)
+                   "--eval-samples", "16", "--target", "cosine>=1", "--max-seconds", "0.001", "-o", out, "--report", report, check=False)
     assert r.returncode == 2, r.stderr
     assert out.exists() and report.exists()
     (target,) = [c for c in pass_changes(json.loads(report.read_text()), "quantize-static") if c["action"] == "target"]
-    assert target["values"]["met"] == 0 and target["values"]["score"] < 1
-    assert target["detail"].startswith("cosine>=1.0 not met: cosine 0.") and "short with every candidate tried" in target["detail"]
+    assert target["values"]["met"] == 0 and target["values"]["score"] < 1 and target["values"]["stoppedEarly"] == 1
+    assert target["detail"].startswith("cosine>=1 not met: cosine 0.") and "short with every candidate tried" in target["detail"]
+    assert target["detail"].endswith("stopped at the time limit (--max-seconds) with the best so far")
     assert "compressor: gate failed: cosine" in r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "cosine>=0.99"], "--target needs --mode static (it chooses which nodes stay float)"),
-    (["--mode", "static", "--data", "D", "--target", "size<=0.5"], "--target 'size<=0.5' is not cosine>=X or agreement>=X"),
-    (["--mode", "static", "--data", "D", "--target", "accuracy>=0.9"], "--target 'accuracy>=0.9': the target is cosine or agreement, not 'accuracy'"),
+    (["--mode", "static", "--data", "D", "--target", "size<=0.5"],
+     "--target 'size<=0.5': the target is cosine>=X, agreement>=X, iou>=X[@T] or accuracy-drop<=X, not 'size'"),
+    (["--mode", "static", "--data", "D", "--target", "accuracy>=0.9"],
+     "--target 'accuracy>=0.9': the target is cosine>=X, agreement>=X, iou>=X[@T] or accuracy-drop<=X, not 'accuracy'"),
+    (["--mode", "static", "--data", "D", "--target", "cosine"], "--target 'cosine' is not cosine>=X, agreement>=X, iou>=X[@T] or accuracy-drop<=X"),
+    (["--mode", "static", "--data", "D", "--target", "accuracy-drop>=1"], "--target 'accuracy-drop>=1': accuracy-drop is an upper bound (<=)"),
+    (["--mode", "static", "--data", "D", "--target", "accuracy-drop<=1"], "--target accuracy-drop needs --labels (accuracy is measured against them)"),
+    (["--mode", "static", "--data", "D", "--target", "cosine>=0.9@0.3"], "--target 'cosine>=0.9@0.3': only iou takes a threshold (@T), not cosine"),
+    (["--mode", "static", "--data", "D", "--max-seconds", "0"], "--max-seconds must be positive, not 0"),
     (["--mode", "static", "--data", "D", "--target", "cosine>=1.5"], "--target 'cosine>=1.5': cosine must be in [0, 1] (or 0%…100%), not 1.5"),
 ])
 def test_target_refusals(args, message, compressor, tmp_path):
     r = compressor("quantize", FIXTURES / "mlp.onnx", *args, "-o", tmp_path / "x.onnx", check=False)
     assert r.returncode == 64 and r.stderr.startswith(f"compressor: error: {message}\n"), r.stderr
+
+
+def _map_model(path, outlier=1.0):
+    """Three convolutions ending in a Sigmoid: a one-channel probability map per 8×8 digit, the
+    way text detectors and segmenters end (seeded weights). `outlier` scales one channel of the
+    first convolution up and its readers' weights down: the same function, but one activation
+    range that per-tensor int8 stretches over all sixteen channels."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(11)
+    shapes = [(16, 1, 3, 3), (16, 16, 3, 3), (1, 16, 3, 3)]
+    weights = [(rng.standard_normal(s) / np.sqrt(s[1] * 9) * 2).astype(np.float32) for s in shapes]
+    biases = [(rng.standard_normal(s[0]) * 0.1).astype(np.float32) for s in shapes]
+    weights[0][0] *= outlier
+    biases[0][0] *= outlier
+    weights[1][:, 0] /= outlier
+    inits, nodes, x = [], [], "x"
+    for i, s in enumerate(shapes):
+        inits += [numpy_helper.from_array(weights[i], f"w{i}"), numpy_helper.from_array(biases[i], f"b{i}")]
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]))
+        x = f"c{i}"
+        if i < len(shapes) - 1:
+            nodes.append(helper.make_node("Relu", [x], [f"r{i}"], name=f"relu{i}"))
+            x = f"r{i}"
+    nodes.append(helper.make_node("Sigmoid", [x], ["map"], name="sigmoid"))
+    graph = helper.make_graph(nodes, "map", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("map", TensorProto.FLOAT, ["N", 1, 8, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+
+
+def pooled_iou(a, b, threshold):
+    a, b = a > threshold, b > threshold
+    return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
+
+
+def test_iou_target_and_gate(compressor_release, tmp_path):
+    """`--gate iou>=X@T` measures the IoU of the maps above T pooled over the samples, as ONNX
+    Runtime's outputs give it; `--target iou>=X@T` between full int8 and float is met with some
+    nodes float, and ONNX Runtime measures the written model at the target."""
+    compressor = compressor_release
+    src = tmp_path / "map.onnx"
+    _map_model(src, outlier=30)
+    calib, evaluation = FIXTURES / "data" / "calib_img.npy", FIXTURES / "data" / "digits_img.npy"
+    common = ["--mode", "static", "--data", calib, "--eval-data", evaluation, "--eval-samples", "256"]
+    feeds = {"x": np.load(evaluation)[:256]}
+    reference = ort_outputs(src, feeds)[0]
+    assert 0.05 < float((reference > 0.5).mean()) < 0.95
+    r = compressor("quantize", src, *common, "--target", "none", "--gate", "iou>=0@0.5", "-o", tmp_path / "all.onnx",
+                   "--report", tmp_path / "all.json")
+    rep = json.loads((tmp_path / "all.json").read_text())
+    everything = rep["quality"]["compressed"]["iou@0.5"]
+    assert everything == pytest.approx(pooled_iou(ort_outputs(tmp_path / "all.onnx", feeds)[0], reference, 0.5), abs=2e-3)
+    assert rep["gates"][0]["gate"] == "iou" and rep["gates"][0]["value"] == everything and "iou@0.5 0." in r.stderr
+    assert everything < 0.999
+    goal = round(everything + (1 - everything) * 0.5, 4)
+    out, report = tmp_path / "t.onnx", tmp_path / "t.json"
+    compressor("quantize", src, *common, "--target", f"iou>={goal}@0.5", "-o", out, "--report", report)
+    rep = json.loads(report.read_text())
+    (target,) = [c for c in pass_changes(rep, "quantize-static") if c["action"] == "target"]
+    assert target["values"]["met"] == 1 and 1 <= target["values"]["floatNodes"] <= 3
+    assert target["detail"].startswith(f"iou>={goal}@0.5 met: iou ")
+    assert rep["gates"][0]["passed"] and rep["gates"][0]["gate"] == "iou"
+    assert pooled_iou(ort_outputs(out, feeds)[0], reference, 0.5) >= goal - 2e-3
+
+
+def test_accuracy_drop_target(compressor, tmp_path):
+    """`--target accuracy-drop<=X` with labels: met, and the implied gate measures the same drop."""
+    entry = MANIFEST["mlp"]
+    out, report = tmp_path / "t.onnx", tmp_path / "t.json"
+    compressor("quantize", FIXTURES / entry["file"], "--mode", "static", "--data", FIXTURES / "data" / CALIBRATION["mlp"],
+               "--eval-data", FIXTURES / "data" / "digits_x.npy", "--labels", FIXTURES / entry["labels"],
+               "--target", "accuracy-drop<=0.5", "-o", out, "--report", report)
+    rep = json.loads(report.read_text())
+    (target,) = [c for c in pass_changes(rep, "quantize-static") if c["action"] == "target"]
+    drop = (rep["quality"]["float"]["accuracy"] - rep["quality"]["compressed"]["accuracy"]) * 100
+    assert target["values"]["met"] == 1 and target["values"]["score"] == pytest.approx(drop, abs=1e-6) and drop <= 0.5
+    assert rep["gates"][0]["gate"] == "accuracy-drop" and rep["gates"][0]["passed"]
+
+
+def test_default_floor_is_kept_and_is_not_a_gate(compressor_release, tmp_path):
+    """Static int8 with no --target keeps cosine >= 0.99 on the quality data (the map model with
+    an outlier channel falls below it with every node quantized): nodes stay float, the report
+    says it is the default floor, there is no gate; --target none quantizes every node."""
+    compressor = compressor_release
+    src = tmp_path / "map.onnx"
+    _map_model(src, outlier=100)
+    common = ["--mode", "static", "--data", FIXTURES / "data" / "calib_img.npy",
+              "--eval-data", FIXTURES / "data" / "digits_img.npy", "--eval-samples", "256"]
+    compressor("quantize", src, *common, "--target", "none", "-o", tmp_path / "all.onnx", "--report", tmp_path / "all.json")
+    rep = json.loads((tmp_path / "all.json").read_text())
+    assert not [c for c in pass_changes(rep, "quantize-static") if c["action"] in ("target", "kept float")]
+    assert rep["quality"]["compressed"]["meanCosine"] < 0.99
+    r = compressor("quantize", src, *common, "-o", tmp_path / "d.onnx", "--report", tmp_path / "d.json")
+    rep = json.loads((tmp_path / "d.json").read_text())
+    (target,) = [c for c in pass_changes(rep, "quantize-static") if c["action"] == "target"]
+    assert target["detail"].startswith("cosine>=0.99 (the default floor; not a gate) met: cosine 0.99")
+    assert 1 <= target["values"]["floatNodes"] < 3 and rep["quality"]["compressed"]["meanCosine"] >= 0.99
+    assert not rep.get("gates") and "gate" not in r.stderr
+    feeds = {"x": np.load(FIXTURES / "data" / "digits_img.npy")[:256]}
+    assert cosine(ort_outputs(src, feeds)[0].reshape(256, -1), ort_outputs(tmp_path / "d.onnx", feeds)[0].reshape(256, -1)) >= 0.99 - 2e-4
