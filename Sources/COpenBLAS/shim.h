@@ -26,6 +26,8 @@ void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int 
 // Cholesky factorization of a symmetric positive definite matrix.
 void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+// The inverse of a symmetric positive definite matrix from its Cholesky factor.
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 // Eigen decomposition of a symmetric matrix by divide and conquer.
 void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
              double *w, double *work, const int *lwork, int *iwork, const int *liwork, int *info);

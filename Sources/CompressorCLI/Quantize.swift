@@ -42,7 +42,19 @@ extension Compressor {
 
     func run() throws {
       let out = output.output ?? defaultOutput(model, suffix: step.bits == 4 ? "int4" : "int8")
-      try TransformCommandRun(step: step, model: model, output: out, run: reporting)()
+      let outcome = try TransformCommandRun(step: step, model: model, output: out, run: reporting, writesModel: !step.analyze)()
+      guard step.analyze, let outcome else { return }
+      // The ranked table: most damaging first.
+      let changes = outcome.passes.first { $0.pass == QuantizeStatic.name }?.changes ?? []
+      func f(_ v: Double?) -> String { String(format: "%.4f", v ?? .nan) }
+      var text = ""
+      if let a = changes.first(where: { $0.action == "analysis" }) { text += a.detail + "\n" }
+      text += "rank  node  quantized alone  loss  float alone  gain\n"
+      for row in changes where row.action == "analyzed" {
+        let v = row.values ?? [:]
+        text += "\(Int(v["rank"] ?? 0))  \(row.target)  \(f(v["whenAloneQuantized"]))  \(f(v["loss"]))  \(f(v["whenAloneFloat"]))  \(f(v["gain"]))\n"
+      }
+      FileHandle.standardOutput.write(text)
     }
 
     static let quantizedOps: Set<String> = ["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -70,6 +82,9 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
   var blockSize = 32
 
+  @Flag(help: "With --bits 4: GPTQ — each MatMul weight's rounding error is spread over the rows not yet quantized, weighted by its inputs' Hessian on the --data samples (at most --calibration-samples), so the layer's output moves least; round-to-nearest is kept for a weight where it measures better. The report gives both output errors per weight.")
+  var gptq = false
+
   enum Format: String, ExpressibleByArgument, CaseIterable, StringChoice { case qdq, qoperator, matmulnbits }
 
   @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs, the default); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits, the default below opset 21).")
@@ -94,6 +109,9 @@ struct QuantizeStep: StepOptions, StepHelp {
 
   @Option(help: "Static: a quality to keep against the float model on the quality data (--eval-data, else --data): cosine>=X, agreement>=X, iou>=X[@T] (maps thresholded at T, default 0.5) or accuracy-drop<=X (points; --labels). Every node is quantized; if that falls short, the most sensitive stay float, as few as meet it. Not met: the best model and the report are written, and the command exits 2 (a gate). Default: a floor of \(QuantizeStep.defaultFloor) kept the same way but never a gate; none: every node quantized whatever the quality.")
   var target: String?
+
+  @Flag(help: "Static: measure instead of quantizing — every quantizable node's quality with only it quantized and with only it float, on the quality data, ranked (stdout, and --report); writes no model.")
+  var analyze = false
 
   @Option(help: "Static: end the search for --target (or the default floor) after this many seconds, with the best model so far.")
   var maxSeconds: Double?
@@ -124,6 +142,8 @@ struct QuantizeStep: StepOptions, StepHelp {
   func validate() throws {
     if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
     if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
+    if gptq && bits != 4 { throw ValidationError("--gptq needs --bits 4") }
+    if gptq && data == nil { throw ValidationError("--gptq needs --data (calibration samples for the Hessians)") }
     if bits == 4 && mode != .weightOnly { throw ValidationError("--bits 4 is weight-only; --mode \(mode.rawValue) is int8") }
     if format == .matmulnbits && bits != 4 { throw ValidationError("--format matmulnbits needs --bits 4") }
     if format == .qoperator && mode != .static { throw ValidationError("--format qoperator needs --mode static") }
@@ -136,6 +156,10 @@ struct QuantizeStep: StepOptions, StepHelp {
     if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
     if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
     if let s = maxSeconds, !(s > 0) { throw ValidationError("--max-seconds must be positive, not \(jsonNumber(s))") }
+    if analyze {
+      if mode != .static { throw ValidationError("--analyze needs --mode static") }
+      if evalSamples == 0 { throw ValidationError("--analyze measures quality; --eval-samples 0 leaves nothing to measure it on") }
+    }
     if target != nil && target != "none" {
       if mode != .static { throw ValidationError("--target needs --mode static (it chooses which nodes stay float)") }
       if evalSamples == 0 { throw ValidationError("--target measures quality; --eval-samples 0 leaves nothing to measure it on") }
@@ -157,7 +181,9 @@ struct QuantizeStep: StepOptions, StepHelp {
     let name = target[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
     guard QualityTarget.Metric(rawValue: name) != nil else { throw ValidationError("\(place): the target is \(forms), not '\(name)'") }
     let spec = try GateSpec.make(name: name, value: String(target[r.upperBound...]), where: place)
-    guard op == spec.comparison else { throw ValidationError("\(place): write \(name)\(spec.comparison)\(jsonNumber(spec.limit))") }
+    guard op == spec.comparison else {
+      throw ValidationError("\(place): \(name) is \(spec.kind.isLowerBound ? "a lower" : "an upper") bound (\(spec.comparison))")
+    }
     if spec.kind != .accuracyDrop && !(spec.limit > 0 && spec.limit <= 1) {
       throw ValidationError("\(place): \(name) must be in (0, 1], not \(jsonNumber(spec.limit))")
     }
@@ -167,6 +193,8 @@ struct QuantizeStep: StepOptions, StepHelp {
   var inputFiles: [(role: String, path: String)] {
     [("data", data), ("eval-data", evalData), ("labels", labels)].compactMap { r, p in p.map { (r, $0) } }
   }
+
+  var notAPipelineStep: String? { analyze ? "quantize --analyze writes no model" : nil }
 
   var qualityData: (data: String, labels: String?)? {
     evalSamples == 0 ? nil : (evalData ?? data).map { ($0, labels) }
@@ -195,7 +223,8 @@ struct QuantizeStep: StepOptions, StepHelp {
     case .weightOnly:
       if bits == 4 {
         let chosen: QuantizeWeights4Bit.Format? = format == .matmulnbits ? .matmulnbits : format == .qdq ? .qdq : nil
-        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter))
+        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter,
+                                          gptq: gptq ? .init(data: data ?? "", maxSamples: calibrationSamples, threads: threads) : nil))
       }
     case .dynamic:
       passes.append(QuantizeDynamic(filter: filter))
@@ -208,7 +237,7 @@ struct QuantizeStep: StepOptions, StepHelp {
         calibrator.progress = { FileHandle.standardError.write("\rcalibrating: \($0) samples\u{1B}[K") }
       }
       // The target, or the default floor (not when quality is switched off, nor with --target none).
-      let floor = target == nil && evalSamples != 0 ? try GateSpec.make(name: "cosine", value: "0.99", where: "the default floor") : nil
+      let floor = (target == nil || analyze) && evalSamples != 0 ? try GateSpec.make(name: "cosine", value: "0.99", where: "the default floor") : nil
       let goal = try (parsedTarget() ?? floor).map {
         var goal = QualityTarget(metric: QualityTarget.Metric(rawValue: $0.kind.rawValue) ?? .cosine, limit: $0.limit,
                                  threshold: $0.kind == .iou ? $0.threshold ?? 0.5 : nil, data: evalData ?? data ?? "",
@@ -221,7 +250,14 @@ struct QuantizeStep: StepOptions, StepHelp {
                                 weightsOfFloatNodes: goal == nil ? nil : weightOnly)
       pass.keptFloat = keptFloat
       pass.maxSeconds = maxSeconds
+      pass.analyze = analyze
       passes.append(pass)
+      if analyze {
+        return StepPlan(passes: passes, summary: { outcome in
+          let analyzed = outcome.passes.flatMap(\.changes).filter { $0.action == "analyzed" }.count
+          return ("\(analyzed) nodes analyzed", [])
+        })
+      }
       if format == .qoperator { passes.append(QDQToQOperator()) }
     }
     passes.append(weightOnly)

@@ -124,6 +124,38 @@ extension Linalg {
     return a
   }
 
+  /// The upper-triangular U with C⁻¹ = Uᵀ·U, row-major, for a symmetric positive definite
+  /// row-major n×n C (`dpotrf_`, `dpotri_`, `dpotrf_`): what GPTQ walks its rows with. nil when
+  /// C or its inverse is not positive definite.
+  public static func inverseCholeskyUpper(_ c: [Double], n: Int) -> [Double]? {
+    var a = c
+    var lower = Int8(UInt8(ascii: "L")), upper = Int8(UInt8(ascii: "U")), size = Int32(n), lda = Int32(n), info: Int32 = 0
+    // Column-major throughout (C is symmetric, so its row-major storage is its column-major one).
+    dpotrf_(&lower, &size, &a, &lda, &info)
+    guard info == 0 else { return nil }
+    dpotri_(&lower, &size, &a, &lda, &info)
+    guard info == 0 else { return nil }
+    for j in 0..<n { for i in 0..<j { a[i + j * n] = a[j + i * n] } }  // the upper half from the lower
+    dpotrf_(&upper, &size, &a, &lda, &info)
+    guard info == 0 else { return nil }
+    // Column-major upper U: element (i, j), i ≤ j, at i + j·n.
+    var u = [Double](repeating: 0, count: n * n)
+    for i in 0..<n { for j in i..<n { u[i * n + j] = a[i + j * n] } }
+    return u
+  }
+
+  /// G += Xᵀ·X (upper triangle only) for row-major X (rows×k), G row-major k×k (`cblas_ssyrk`).
+  public static func addGram(_ x: UnsafePointer<Float>, rows: Int, k: Int, into g: UnsafeMutablePointer<Float>) {
+    guard rows > 0, k > 0 else { return }
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, blasint(k), blasint(rows), 1, x, blasint(k), 1, g, blasint(k))
+  }
+
+  /// A -= x·yᵀ for row-major A (m×n) (`cblas_sger`).
+  public static func subtractOuter(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, m: Int, n: Int, _ a: UnsafeMutablePointer<Float>) {
+    guard m > 0, n > 0 else { return }
+    cblas_sger(CblasRowMajor, blasint(m), blasint(n), -1, x, 1, y, 1, a, blasint(n))
+  }
+
   /// Solves Lᵀ·X = B for X (row-major, L n×n lower-triangular, B n×k), in place (`cblas_dtrsm`).
   public static func solveLowerTransposed(_ l: [Double], n: Int, _ b: inout [Double], k: Int) {
     guard n > 0, k > 0 else { return }

@@ -32,6 +32,8 @@ public struct QuantizeStatic: Pass {
   public var keptFloat: KeptFloatNodes?
   /// Ends the search with the best model so far (nil: no limit).
   public var maxSeconds: Double?
+  /// Measure every node's sensitivity to `target`'s metric instead of quantizing (`--analyze`).
+  public var analyze = false
 
   public init(calibrator: Calibrator, data: String, symmetricActivations: Bool = false, symmetricWeights: Bool = true,
               filter: NodeFilter = .init(), target: QualityTarget? = nil, weightsOfFloatNodes: QuantizeWeights? = nil) {
@@ -171,7 +173,9 @@ public struct QuantizeStatic: Pass {
     }
 
     // 4. Rewrite every planned node, or search for the fewest float nodes that meet the target.
-    if let target {
+    if analyze, let target {
+      changes += try analyzeNodes(model, target: target, plans: plans, params: params, perChannel: perChannel, context: context)
+    } else if let target {
       changes += try search(&model, target: target, plans: plans, params: params, perChannel: perChannel, context: context)
     } else {
       changes += try rewrite(&model, plans: plans, params: params, perChannel: perChannel)
@@ -316,19 +320,10 @@ public struct QuantizeStatic: Pass {
       return Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 > maxSeconds
     }
     let original = model
-    let scorer = try TargetScorer(reference: original, target: target)
-    typealias Candidate = (model: Model, changes: [PassResult.Change], score: Double)
-    func candidate(float: Set<Int>, weightsToo: Bool) throws -> Candidate {
-      var m = original
-      let changes = try rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params,
-                                perChannel: perChannel)
-      var scored = m
-      if var weights = weightsOfFloatNodes {
-        weights.keptFloat = KeptFloatNodes(weightsToo ? Set(float.map { label(original.graph.nodes[plans[$0].node]) }) : [])
-        _ = try weights.run(&scored, context)
-      }
-      return (m, changes, try scorer.score(scored))
-    }
+    let candidates = try Candidates(pass: self, original: original, target: target, plans: plans, params: params,
+                                    perChannel: perChannel, context: context)
+    typealias Candidate = Candidates.Candidate
+    func candidate(float: Set<Int>, weightsToo: Bool) throws -> Candidate { try candidates.make(float: float, weightsToo: weightsToo) }
     let name = target.metric.rawValue
     func format(_ v: Double) -> String { String(format: "%.4f", v) }
     let all = try candidate(float: [], weightsToo: false)
@@ -337,7 +332,8 @@ public struct QuantizeStatic: Pass {
     var weightsToo = false
     var stoppedEarly = false
     var tried = 1
-    if !target.isMet(by: all.score) && !plans.isEmpty {
+    stoppedEarly = !target.isMet(by: all.score) && outOfTime()
+    if !target.isMet(by: all.score) && !plans.isEmpty && !stoppedEarly {
       let everyNode = Set(plans.indices)
       var base = try candidate(float: everyNode, weightsToo: false)
       tried += 1
@@ -399,6 +395,75 @@ public struct QuantizeStatic: Pass {
                                   "floatNodes": Double(best.float.count), "candidates": Double(plans.count),
                                   "measured": Double(tried), "floatWeights": weightsToo ? 1 : 0, "stoppedEarly": stoppedEarly ? 1 : 0]))
     return changes + sensitivity
+  }
+}
+
+extension QuantizeStatic {
+  /// Models with some planned nodes left float, scored against the float model. A node left
+  /// float keeps int8 weights (the weight-only pass that follows), or float ones too.
+  struct Candidates {
+    typealias Candidate = (model: Model, changes: [PassResult.Change], score: Double)
+    let pass: QuantizeStatic
+    let original: Model
+    let scorer: TargetScorer
+    let plans: [Plan]
+    let params: [String: Params]
+    let perChannel: Bool
+    let context: PassContext
+
+    init(pass: QuantizeStatic, original: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
+         context: PassContext) throws {
+      self.pass = pass; self.original = original; self.plans = plans; self.params = params; self.perChannel = perChannel
+      self.context = context
+      scorer = try TargetScorer(reference: original, target: target)
+    }
+
+    func make(float: Set<Int>, weightsToo: Bool) throws -> Candidate {
+      var m = original
+      let changes = try pass.rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params,
+                                     perChannel: perChannel)
+      var scored = m
+      if var weights = pass.weightsOfFloatNodes {
+        weights.keptFloat = KeptFloatNodes(weightsToo ? Set(float.map { label(original.graph.nodes[plans[$0].node]) }) : [])
+        _ = try weights.run(&scored, context)
+      }
+      return (m, changes, try scorer.score(scored))
+    }
+  }
+
+  /// `--analyze`: each node's sensitivity both ways — the score with only it quantized (every
+  /// other node float, int8 weights), and with only it float (every other node quantized) —
+  /// ranked by the first, most damaging first. The model is left as it was.
+  func analyzeNodes(_ model: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
+                    context: PassContext) throws -> [PassResult.Change] {
+    let candidates = try Candidates(pass: self, original: model, target: target, plans: plans, params: params,
+                                    perChannel: perChannel, context: context)
+    let everyNode = Set(plans.indices)
+    let all = try candidates.make(float: [], weightsToo: false).score
+    let none = try candidates.make(float: everyNode, weightsToo: false).score
+    var rows = [(change: PassResult.Change, alone: Double, plan: Int)]()
+    let name = target.metric.rawValue
+    func format(_ v: Double) -> String { String(format: "%.4f", v) }
+    for i in plans.indices {
+      let alone = try candidates.make(float: everyNode.subtracting([i]), weightsToo: false).score
+      let floatAlone = try candidates.make(float: [i], weightsToo: false).score
+      let loss = target.lowerIsBetter ? alone - none : none - alone
+      let gain = target.lowerIsBetter ? all - floatAlone : floatAlone - all
+      let n = model.graph.nodes[plans[i].node]
+      rows.append((.init(target: label(n), action: "analyzed",
+                         detail: "\(name) \(format(alone)) with only this node quantized (loss \(format(loss))), \(format(floatAlone)) with only this node float (gain \(format(gain)))",
+                         values: ["whenAloneQuantized": alone, "loss": loss, "whenAloneFloat": floatAlone, "gain": gain]), alone, i))
+    }
+    rows.sort { $0.alone != $1.alone ? target.isBetter($1.alone, than: $0.alone) : $0.plan < $1.plan }
+    var changes = rows.enumerated().map { rank, row -> PassResult.Change in
+      var c = row.change
+      c.values?["rank"] = Double(rank + 1)
+      return c
+    }
+    changes.append(.init(target: "model", action: "analysis",
+                         detail: "\(name) \(format(all)) with every node quantized, \(format(none)) with none (int8 weights); \(plans.count) nodes, \(2 * plans.count + 2) models measured on \(target.data)",
+                         values: ["allQuantized": all, "noneQuantized": none, "nodes": Double(plans.count)]))
+    return changes
   }
 }
 

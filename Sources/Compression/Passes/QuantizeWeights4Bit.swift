@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import IR
 import Runtime
@@ -14,8 +15,30 @@ public struct QuantizeWeights4Bit: Pass {
   public var blockSize: Int
   public var format: Format?
   public var filter: NodeFilter
-  public init(blockSize: Int, format: Format?, filter: NodeFilter = .init()) {
-    self.blockSize = blockSize; self.format = format; self.filter = filter
+  /// GPTQ instead of round-to-nearest, with Hessians from these calibration samples.
+  public var gptq: GPTQData?
+  public struct GPTQData: Sendable {
+    public var data: String
+    public var maxSamples: Int?
+    public var threads: Int
+    public init(data: String, maxSamples: Int?, threads: Int) { self.data = data; self.maxSamples = maxSamples; self.threads = threads }
+  }
+  public init(blockSize: Int, format: Format?, filter: NodeFilter = .init(), gptq: GPTQData? = nil) {
+    self.blockSize = blockSize; self.format = format; self.filter = filter; self.gptq = gptq
+  }
+
+  /// The Hessians of the activations that eligible MatMuls read, when GPTQ is asked for.
+  private func hessians(_ model: Model) throws -> [String: [Double]] {
+    guard let gptq else { return [:] }
+    var index = [String: Tensor]()
+    for t in model.graph.initializers { index[t.name] = t }
+    var widths = [String: Int]()
+    for n in model.graph.nodes where n.isDefaultDomain && n.opType == "MatMul" && n.inputs.count == 2 && filter.refusal(n) == nil {
+      guard let w = index[n.inputs[1]], w.dataType == .float, w.dims.count == 2, Int(w.dims[0]) >= blockSize else { continue }
+      widths[n.inputs[0]] = Int(w.dims[0])
+    }
+    let dataset = try Dataset(path: gptq.data, inputNames: model.graph.feedNames)
+    return try LayerHessians.collect(model: model, widths: widths, data: dataset, maxSamples: gptq.maxSamples, threads: gptq.threads)
   }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
@@ -32,6 +55,8 @@ public struct QuantizeWeights4Bit: Pass {
     var added = [Tensor]()
     var replaced = Set<String>()
     var names = NameScope(model)
+    let hessians = try self.hessians(model)
+    var totals = (rtn: 0.0, gptq: 0.0, weights: 0)
     for n in model.graph.nodes {
       guard n.isDefaultDomain, ["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"].contains(n.opType) else { nodes.append(n); continue }
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)); nodes.append(n) }
@@ -48,23 +73,34 @@ public struct QuantizeWeights4Bit: Pass {
         throw CompressorError.invalid("weight '\(w.name)' holds \(values[bad]) at element \(bad); compressor will not quantize it")
       }
       let blocks = (k + blockSize - 1) / blockSize
-      var scales = [Float](repeating: 1, count: blocks * cols)  // [blocks, N] for qdq; [N, blocks] for nbits
-      var q = [Int8](repeating: 0, count: k * cols)            // row-major [K, N]
+      var chosen = Int4Blocks.roundToNearest(values, k: k, n: cols, blockSize: blockSize)
+      var method = ""
+      var errors = [String: Double]()
+      if gptq != nil {
+        // GPTQ where it measures better than round-to-nearest on the layer's own inputs.
+        if let h = hessians[n.inputs[0]], let g = Int4Blocks.gptq(values, hessian: h, k: k, n: cols, blockSize: blockSize) {
+          let rtn = Int4Blocks.outputError(values, chosen.values(k: k, n: cols, blockSize: blockSize), hessian: h, k: k, n: cols)
+          let better = Int4Blocks.outputError(values, g.values(k: k, n: cols, blockSize: blockSize), hessian: h, k: k, n: cols)
+          errors = ["outputErrorRTN": rtn, "outputErrorGPTQ": better]
+          totals.rtn += rtn; totals.gptq += min(better, rtn); totals.weights += 1
+          if better <= rtn { chosen = g }
+          method = String(format: better <= rtn ? "; GPTQ: output error %.3g (round-to-nearest %.3g)" : "; round-to-nearest kept: output error %.3g (GPTQ %.3g)",
+                          min(better, rtn), max(better, rtn))
+        } else {
+          method = "; round-to-nearest (no usable calibration inputs for GPTQ)"
+        }
+      }
+      let q = chosen.q
+      var scales = chosen.scales  // [blocks, N] for qdq; [N, blocks] for nbits
+      if format == .matmulnbits {
+        for b in 0..<blocks { for col in 0..<cols { scales[col * blocks + b] = chosen.scales[b * cols + col] } }
+      }
       var signal = 0.0, noise = 0.0
-      for col in 0..<cols {
-        for b in 0..<blocks {
-          let rows = (b * blockSize)..<min(k, (b + 1) * blockSize)
-          var m: Float = 0
-          for r in rows { m = max(m, abs(values[r * cols + col])) }
-          let s = m == 0 ? 1 : m / 7
-          scales[format == .qdq ? b * cols + col : col * blocks + b] = s
-          for r in rows {
-            let v = values[r * cols + col]
-            let qv = Int8(max(-7, min(7, (v / s).rounded(.toNearestOrEven))))
-            q[r * cols + col] = qv
-            signal += Double(v * v)
-            noise += Double((v - Float(qv) * s) * (v - Float(qv) * s))
-          }
+      for r in 0..<k {
+        for col in 0..<cols {
+          let v = values[r * cols + col], e = v - Float(q[r * cols + col]) * chosen.scales[(r / blockSize) * cols + col]
+          signal += Double(v * v)
+          noise += Double(e * e)
         }
       }
       let sqnr = noise == 0 ? "inf" : String(format: "%.1f", 10 * log10(signal / noise))
@@ -102,10 +138,18 @@ public struct QuantizeWeights4Bit: Pass {
       }
       replaced.insert(w.name)
       changes.append(.init(target: w.name, action: "quantized",
-                           detail: "int4, blocks of \(blockSize) along K (\(blocks)×\(cols) scales), \(format.rawValue), for \(label(n)); SQNR \(sqnr) dB"))
+                           detail: "int4, blocks of \(blockSize) along K (\(blocks)×\(cols) scales), \(format.rawValue), for \(label(n)); SQNR \(sqnr) dB\(method)",
+                           values: errors.isEmpty ? nil : errors))
     }
     model.graph.nodes = nodes
     model.graph.initializers += added
+    if gptq != nil && totals.weights > 0 {
+      changes.append(.init(target: "model", action: "gptq",
+                           detail: String(format: "mean output error over %d weights: %.4g with GPTQ (or round-to-nearest where better), %.4g with round-to-nearest alone",
+                                          totals.weights, totals.gptq / Double(totals.weights), totals.rtn / Double(totals.weights)),
+                           values: ["weights": Double(totals.weights), "meanOutputErrorGPTQ": totals.gptq / Double(totals.weights),
+                                    "meanOutputErrorRTN": totals.rtn / Double(totals.weights)]))
+    }
     if format == .matmulnbits && !replaced.isEmpty && !model.opsetImports.contains(where: { $0.domain == "com.microsoft" }) {
       model.opsetImports.append(OpsetImport(domain: "com.microsoft", version: 1))
     }
