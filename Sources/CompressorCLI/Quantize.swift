@@ -101,8 +101,8 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "Measure quality on at most this many samples (0: no quality section).")
   var evalSamples: Int?
 
-  @Option(help: "Calibration: minmax, percentile[:P] (default P 99.99), entropy, mse, or auto (per tensor, the one its readers' outputs tolerate best).")
-  var calibration = "minmax"
+  @Option(help: "Calibration: auto (per tensor, the range among minmax, percentiles, mse and entropy that its readers' outputs tolerate best; the default), minmax, percentile[:P] (default P 99.99), entropy or mse.")
+  var calibration = "auto"
 
   @Option(help: "Calibrate on at most this many samples (rows).")
   var calibrationSamples: Int?
