@@ -212,3 +212,27 @@ def test_gptq_int4_beats_round_to_nearest(fmt, compressor, tmp_path):
 def test_gptq_refusals(args, message, compressor, tmp_path):
     r = compressor("quantize", FIXTURES / "mlp.onnx", *args, "-o", tmp_path / "x.onnx", check=False)
     assert r.returncode == 64 and r.stderr.startswith(f"compressor: error: {message}\n"), r.stderr
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_int4_gemm_becomes_matmul_and_add(trans_b, compressor, tmp_path):
+    """A linear layer written as Gemm (GPT-2's Conv1D, torch's Linear at rank 2) gets a 4-bit
+    weight as MatMul + Add, with the weight transposed to [K, N] when transB is set."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((64, 48) if not trans_b else (48, 64)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "W", "B"], ["y"], name="linear", transB=trans_b)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 48])],
+                              [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    src, out, report = tmp_path / "g.onnx", tmp_path / "q.onnx", tmp_path / "q.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(src))
+    compressor("quantize", src, "--bits", "4", "-o", out, "--report", report)
+    changes = pass_changes(json.loads(report.read_text()), "quantize-weights-4bit")
+    (rewritten,) = [c for c in changes if c["action"] == "rewritten"]
+    assert rewritten["detail"] == "Gemm as MatMul + Add" + (" (weight transposed to [K, N])" if trans_b else "") + " for a 4-bit weight"
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops == ["MatMulNBits", "Add"], ops
+    x = rng.standard_normal((16, 64)).astype(np.float32)
+    assert cosine(ort_outputs(src, {"x": x})[0], ort_outputs(out, {"x": x})[0]) >= 0.99

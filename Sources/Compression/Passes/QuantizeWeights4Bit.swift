@@ -28,7 +28,7 @@ public struct QuantizeWeights4Bit: Pass {
   }
 
   /// The Hessians of the activations that eligible MatMuls read, when GPTQ is asked for.
-  private func hessians(_ model: Model) throws -> [String: [Double]] {
+  private func hessians(_ model: Model) throws -> [String: (hessian: [Double], rows: Int)] {
     guard let gptq else { return [:] }
     var index = [String: Tensor]()
     for t in model.graph.initializers { index[t.name] = t }
@@ -41,8 +41,44 @@ public struct QuantizeWeights4Bit: Pass {
     return try LayerHessians.collect(model: model, widths: widths, data: dataset, maxSamples: gptq.maxSamples, threads: gptq.threads)
   }
 
-  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+  /// Gemm with a constant weight and nothing MatMul + Add cannot say (no transA, alpha = beta =
+  /// 1) becomes MatMul (weight transposed to [K, N] if transB) + Add, so its weight can be
+  /// 4-bit: exporters write linear layers as Gemm (GPT-2's Conv1D, torch's Linear at rank 2).
+  private func splitGemms(_ model: inout Model, names: inout NameScope) -> [PassResult.Change] {
     var changes = [PassResult.Change]()
+    let uses = model.graph.uses()
+    var index = [String: Int]()
+    for (i, t) in model.graph.initializers.enumerated() { index[t.name] = i }
+    var nodes = [Node]()
+    for n in model.graph.nodes {
+      guard n.isDefaultDomain, n.opType == "Gemm", filter.refusal(n) == nil, (2...3).contains(n.inputs.count), n.outputs.count == 1,
+            let wi = index[n.inputs[1]], uses[n.inputs[1]] == 1, n.attribute("transA")?.int ?? 0 == 0,
+            n.attribute("alpha")?.float ?? 1 == 1, n.attribute("beta")?.float ?? 1 == 1 || n.inputs.count == 2 else {
+        nodes.append(n); continue
+      }
+      let w = model.graph.initializers[wi]
+      let transB = n.attribute("transB")?.int ?? 0 != 0
+      guard w.dataType == .float, w.dims.count == 2, Int(w.dims[transB ? 1 : 0]) >= blockSize,
+            let values = try? NDArray(w).floats() else { nodes.append(n); continue }
+      if transB {
+        let (rows, cols) = (Int(w.dims[0]), Int(w.dims[1]))
+        let t = TensorEdits.transposed(values, rows: rows, cols: cols)
+        model.graph.initializers[wi] = Tensor(name: w.name, dataType: .float, dims: [w.dims[1], w.dims[0]],
+                                              data: ByteBuffer(copying: t.withUnsafeBytes { Array($0) }))
+      }
+      let hasBias = n.inputs.count == 3 && !n.inputs[2].isEmpty
+      let product = hasBias ? names.fresh("\(n.outputs[0]).matmul") : n.outputs[0]
+      nodes.append(Node(name: n.name, opType: "MatMul", inputs: [n.inputs[0], n.inputs[1]], outputs: [product]))
+      if hasBias { nodes.append(Node(name: names.fresh("\(n.name).bias"), opType: "Add", inputs: [product, n.inputs[2]], outputs: n.outputs)) }
+      changes.append(.init(target: label(n), action: "rewritten", detail: "Gemm as MatMul\(hasBias ? " + Add" : "")\(transB ? " (weight transposed to [K, N])" : "") for a 4-bit weight"))
+    }
+    model.graph.nodes = nodes
+    return changes
+  }
+
+  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+    var names = NameScope(model)
+    var changes = splitGemms(&model, names: &names)
     let opset = model.defaultOpsetVersion ?? 1
     let format = self.format ?? (opset >= 21 ? .qdq : .matmulnbits)
     if format == .qdq && opset < 21 {
@@ -54,14 +90,13 @@ public struct QuantizeWeights4Bit: Pass {
     var nodes = [Node]()
     var added = [Tensor]()
     var replaced = Set<String>()
-    var names = NameScope(model)
     let hessians = try self.hessians(model)
     var totals = (rtn: 0.0, gptq: 0.0, weights: 0)
     for n in model.graph.nodes {
       guard n.isDefaultDomain, ["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"].contains(n.opType) else { nodes.append(n); continue }
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)); nodes.append(n) }
       if let why = filter.refusal(n) { skip(why); continue }
-      guard n.opType == "MatMul" else { skip("4-bit applies to MatMul weights; \(n.opType) is left to the int8 pass"); continue }
+      guard n.opType == "MatMul" else { skip("4-bit applies to MatMul (and plain Gemm) weights; \(n.opType) is left to the int8 pass"); continue }
       guard n.inputs.count == 2, let wi = index[n.inputs[1]] else { skip("its weight input is computed, not an initializer"); continue }
       let w = model.graph.initializers[wi]
       guard w.dataType == .float, w.dims.count == 2 else { skip("weight '\(w.name)' is not a 2-D float matrix"); continue }
@@ -78,7 +113,7 @@ public struct QuantizeWeights4Bit: Pass {
       var errors = [String: Double]()
       if gptq != nil {
         // GPTQ where it measures better than round-to-nearest on the layer's own inputs.
-        if let h = hessians[n.inputs[0]], let g = Int4Blocks.gptq(values, hessian: h, k: k, n: cols, blockSize: blockSize) {
+        if let (h, rows) = hessians[n.inputs[0]], let g = Int4Blocks.gptq(values, hessian: h, k: k, n: cols, blockSize: blockSize) {
           let rtn = Int4Blocks.outputError(values, chosen.values(k: k, n: cols, blockSize: blockSize), hessian: h, k: k, n: cols)
           let better = Int4Blocks.outputError(values, g.values(k: k, n: cols, blockSize: blockSize), hessian: h, k: k, n: cols)
           errors = ["outputErrorRTN": rtn, "outputErrorGPTQ": better]
@@ -86,6 +121,8 @@ public struct QuantizeWeights4Bit: Pass {
           if better <= rtn { chosen = g }
           method = String(format: better <= rtn ? "; GPTQ: output error %.3g (round-to-nearest %.3g)" : "; round-to-nearest kept: output error %.3g (GPTQ %.3g)",
                           min(better, rtn), max(better, rtn))
+          // Fewer rows than inputs: H is singular but for the damping, and GPTQ fits those rows.
+          if rows < k { method += "; only \(rows) calibration rows for \(k) inputs: GPTQ may fit them rather than the data (give more samples)" }
         } else {
           method = "; round-to-nearest (no usable calibration inputs for GPTQ)"
         }

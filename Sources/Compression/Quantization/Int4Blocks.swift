@@ -107,11 +107,13 @@ struct Int4Blocks {
 enum LayerHessians {
   /// `widths`: activation tensor → K (its last dimension). Values of another width or type are
   /// refused (the weight then falls back to round-to-nearest).
-  static func collect(model: Model, widths: [String: Int], data: Dataset, maxSamples: Int?, threads: Int) throws -> [String: [Double]] {
+  static func collect(model: Model, widths: [String: Int], data: Dataset, maxSamples: Int?, threads: Int) throws
+    -> [String: (hessian: [Double], rows: Int)] {
     final class Sums {
       var sums: [String: [Double]] = [:]
       var scratch: [String: [Float]] = [:]
       var refused = Set<String>()
+      var rows: [String: Int] = [:]
       let widths: [String: Int]
       init(widths: [String: Int]) {
         self.widths = widths
@@ -122,6 +124,7 @@ enum LayerHessians {
         guard value.dataType == .float, value.rank >= 1, value.shape[value.rank - 1] == k, k > 0 else { refused.insert(name); return }
         let rows = value.count / k
         guard rows > 0, var g = scratch[name], var s = sums[name] else { return }
+        self.rows[name, default: 0] += rows
         scratch[name] = nil
         sums[name] = nil
         for i in g.indices { g[i] = 0 }
@@ -146,11 +149,11 @@ enum LayerHessians {
       _ = try executor.run(chunk)
     }
     if used == 0 { throw CompressorError.usage("the calibration data holds no samples") }
-    var result = [String: [Double]]()
+    var result = [String: (hessian: [Double], rows: Int)]()
     for (name, k) in widths where !sums.refused.contains(name) {
       guard var s = sums.sums[name] else { continue }
       for i in 0..<k { for j in 0..<i { s[i * k + j] = s[j * k + i] } }
-      result[name] = s
+      result[name] = (s, sums.rows[name] ?? 0)
     }
     return result
   }
