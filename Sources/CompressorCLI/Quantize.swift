@@ -65,7 +65,7 @@ extension Compressor {
 /// `quantize`'s options (a recipe's `quantize:` step).
 struct QuantizeStep: StepOptions, StepHelp {
   static let stepName = "quantize"
-  static let pathKeys: Set<String> = ["data", "labels", "eval-data"]
+  static let pathKeys: Set<String> = ["data", "labels", "eval-data", "overrides", "save-overrides"]
   static let outputHelp = "Where to write the result (default: beside the input, MODEL.int8.onnx)."
   static let dataHelp = "Calibration data: a directory of .npy/.npz/.pb samples or one such file (needed by --mode static); also the quality data unless --eval-data is given."
   static let labelsHelp = "A .npy of class indices aligned with the quality data, for accuracy."
@@ -113,6 +113,12 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Flag(help: "Static: measure instead of quantizing — every quantizable node's quality with only it quantized and with only it float, on the quality data, ranked (stdout, and --report); writes no model.")
   var analyze = false
 
+  @Option(help: "Static: per-node decisions from a YAML file — under nodes:, a name glob or op type → {skip: true[, weights: float]} (left float; its weight too) or {calibration: METHOD} (its activations' ranges); the first matching entry decides.")
+  var overrides: String?
+
+  @Option(help: "Static: write the run's per-node decisions (the --overrides given, and every node the quality search kept float) to this YAML file, for --overrides.")
+  var saveOverrides: String?
+
   @Option(help: "Static: end the search for --target (or the default floor) after this many seconds, with the best model so far.")
   var maxSeconds: Double?
 
@@ -156,6 +162,12 @@ struct QuantizeStep: StepOptions, StepHelp {
     if let n = calibrationSamples, n < 1 { throw ValidationError("--calibration-samples must be 1 or more, not \(n)") }
     if labels != nil && data == nil && evalData == nil { throw ValidationError("--labels needs --data or --eval-data") }
     if let s = maxSeconds, !(s > 0) { throw ValidationError("--max-seconds must be positive, not \(jsonNumber(s))") }
+    if (overrides != nil || saveOverrides != nil) && mode != .static {
+      throw ValidationError("--\(overrides != nil ? "overrides" : "save-overrides") needs --mode static")
+    }
+    if let o = overrides, let s = saveOverrides, FileIdentity(path: o) != nil, FileIdentity(path: o) == FileIdentity(path: s) {
+      throw ValidationError("--save-overrides '\(s)' is the --overrides file; write the decisions elsewhere")
+    }
     if analyze {
       if mode != .static { throw ValidationError("--analyze needs --mode static") }
       if evalSamples == 0 { throw ValidationError("--analyze measures quality; --eval-samples 0 leaves nothing to measure it on") }
@@ -191,7 +203,7 @@ struct QuantizeStep: StepOptions, StepHelp {
   }
 
   var inputFiles: [(role: String, path: String)] {
-    [("data", data), ("eval-data", evalData), ("labels", labels)].compactMap { r, p in p.map { (r, $0) } }
+    [("data", data), ("eval-data", evalData), ("labels", labels), ("overrides", overrides)].compactMap { r, p in p.map { (r, $0) } }
   }
 
   var notAPipelineStep: String? { analyze ? "quantize --analyze writes no model" : nil }
@@ -219,6 +231,10 @@ struct QuantizeStep: StepOptions, StepHelp {
       upgrade.isNeeded = { (model: Model) -> Bool in candidates.hasPerChannelCandidates(model) }
     }
     var passes: [Pass] = preparationPasses() + [upgrade]
+    let given = try overrides.map(OverridesFile.read) ?? QuantizeOverrides()
+    if let save = saveOverrides, let identity = FileIdentity(path: save), identity == FileIdentity(path: environment.inputLabel) {
+      throw CompressorError.usage("--save-overrides '\(save)' is the input model; write the decisions elsewhere")
+    }
     switch mode {
     case .weightOnly:
       if bits == 4 {
@@ -251,6 +267,7 @@ struct QuantizeStep: StepOptions, StepHelp {
       pass.keptFloat = keptFloat
       pass.maxSeconds = maxSeconds
       pass.analyze = analyze
+      pass.overrides = given
       passes.append(pass)
       if analyze {
         return StepPlan(passes: passes, summary: { outcome in
@@ -267,7 +284,7 @@ struct QuantizeStep: StepOptions, StepHelp {
       QualityCheck(data: $0, labels: labels, threads: threads, maxSamples: evalSamples)
     }
     let label = environment.inputLabel
-    let (mode, bits, keepOpset) = (self.mode, self.bits, self.keepOpset)
+    let (mode, bits, keepOpset, saveOverrides) = (self.mode, self.bits, self.keepOpset, self.saveOverrides)
     return StepPlan(passes: passes, check: { model in
       var alreadyQuantized: Node?
       model.graph.forEachGraph { g in
@@ -276,6 +293,8 @@ struct QuantizeStep: StepOptions, StepHelp {
       if let n = alreadyQuantized {
         throw CompressorError.unsupported("\(label) is already quantized (\(n.displayName)); quantize the float model instead")
       }
+    }, afterPasses: { results, _ in
+      if let saveOverrides { try OverridesFile.save(given, results: results, to: saveOverrides, command: "compressor quantize \(baseName(label))") }
     }, notLargerThanInput: true, gates: try parsedTarget().map { [$0] } ?? [], quality: quality, summary: { outcome in
       let quantized = outcome.passes.filter { $0.pass.hasPrefix("quantize") }
         .reduce(0) { $0 + $1.changes.filter { $0.action == "quantized" }.count }

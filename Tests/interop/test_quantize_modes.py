@@ -469,3 +469,49 @@ def test_default_floor_is_kept_and_is_not_a_gate(compressor_release, tmp_path):
     assert not rep.get("gates") and "gate" not in r.stderr
     feeds = {"x": np.load(FIXTURES / "data" / "digits_img.npy")[:256]}
     assert cosine(ort_outputs(src, feeds)[0].reshape(256, -1), ort_outputs(tmp_path / "d.onnx", feeds)[0].reshape(256, -1)) >= 0.99 - 2e-4
+
+
+def test_overrides_reproduce_a_search_and_steer_calibration(compressor, tmp_path):
+    """--save-overrides writes the nodes the floor kept float; --overrides with --target none
+    writes the same model byte for byte without searching; an override's calibration method
+    applies to its node's activations, and skip with weights: float leaves the weight float."""
+    src = tmp_path / "map.onnx"
+    _map_model(src, outlier=100)
+    common = ["--mode", "static", "--data", FIXTURES / "data" / "calib_img.npy",
+              "--eval-data", FIXTURES / "data" / "digits_img.npy", "--eval-samples", "256"]
+    saved = tmp_path / "decisions.yaml"
+    compressor("quantize", src, *common, "-o", tmp_path / "a.onnx", "--save-overrides", saved, "--report", tmp_path / "a.json")
+    floats = [c["target"] for c in pass_changes(json.loads((tmp_path / "a.json").read_text()), "quantize-static")
+              if c["action"] == "kept float"]
+    text = saved.read_text()
+    assert floats and text.startswith("# written by compressor quantize map.onnx;")
+    assert text.splitlines()[1:] == ["nodes:"] + [f'  "{name}": {{skip: true}}' for name in floats]
+    compressor("quantize", src, *common, "--overrides", saved, "--target", "none", "-o", tmp_path / "b.onnx")
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+    steer = tmp_path / "steer.yaml"
+    steer.write_text('nodes:\n  conv2: {skip: true, weights: float}\n  Conv: {calibration: "percentile:99.9"}\n')
+    compressor("quantize", src, *common, "--overrides", steer, "--target", "none", "-o", tmp_path / "c.onnx",
+               "--report", tmp_path / "c.json")
+    rep = json.loads((tmp_path / "c.json").read_text())
+    static = pass_changes(rep, "quantize-static")
+    assert [c["detail"] for c in static if c["target"] == "conv2"] == ["kept float by --overrides 'conv2', its weight too"]
+    ranges = {c["target"]: c for c in static if c["action"] == "calibrated"}
+    assert set(ranges) == {"x", "r0", "r1"} and all(r["values"]["clippedFraction"] > 0 for r in ranges.values())
+    initializers = {i.name for i in onnx.load(str(tmp_path / "c.onnx")).graph.initializer}
+    assert "w2" in initializers and "w2.int8" not in initializers
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nodes:\n  conv0: {skip: maybe}\n", "skip of 'conv0' must be true or false, not 'maybe', {f}:2:17"),
+    ("nodes:\n  conv0: {weights: float}\n", "'conv0': weights: float goes with skip: true, {f}:2:3"),
+    ("nodes:\n  conv0: {bits: 4}\n", "unknown field 'bits' for 'conv0' (skip, weights, calibration), {f}:2:11"),
+    ("layers: {}\n", "unknown key 'layers' (the overrides file has one key, nodes), {f}:1:1"),
+    ("nodes:\n  conv0: {calibration: kl}\n", "calibration of 'conv0' must be minmax, percentile[:P], entropy, mse or auto, not 'kl', {f}:2:24"),
+])
+def test_overrides_refusals(text, message, compressor, tmp_path):
+    f = tmp_path / "o.yaml"
+    f.write_text(text)
+    r = compressor("quantize", FIXTURES / "mlp.onnx", "--mode", "static", "--data", FIXTURES / "data" / "calib_x.npy",
+                   "--overrides", f, "-o", tmp_path / "x.onnx", check=False)
+    assert r.returncode == 64 and r.stderr == f"compressor: error: {message.format(f=f)}\n", r.stderr

@@ -98,13 +98,16 @@ public struct Calibrator {
 
   /// Ranges of `tensors` (main-graph values or graph inputs) over the samples of `data`.
   /// Returns the ranges and the number of samples used.
-  public func run(model: Model, tensors: [String], data: Dataset) throws -> (ranges: [String: ActivationRange], samples: Int) {
+  /// `methods` overrides the calibrator's method for some tensors (`--overrides`).
+  public func run(model: Model, tensors: [String], data: Dataset, methods: [String: CalibrationMethod] = [:])
+    throws -> (ranges: [String: ActivationRange], samples: Int) {
     let executor = try Executor(model: model, threads: threads)
     let recorder = Recorder()
-    let keepsBins = method != .minmax
-    for t in tensors { recorder.histograms[t] = StreamingHistogram(keepsBins: keepsBins) }
+    let methodOf = { (name: String) -> CalibrationMethod in methods[name] ?? method }
+    for t in tensors { recorder.histograms[t] = StreamingHistogram(keepsBins: methodOf(t) != .minmax) }
     // auto: the first chunk's inputs and outputs of every node that reads a calibrated tensor.
-    let readers = method == .auto ? ReaderSamples(tensors: Set(tensors)) : nil
+    let autoTensors = Set(tensors.filter { methodOf($0) == .auto })
+    let readers = autoTensors.isEmpty ? nil : ReaderSamples(tensors: autoTensors)
     executor.observer = { node, inputs, outputs in
       for (name, value) in zip(node.outputs, outputs) { recorder.record(name, value) }
       readers?.keep(node, inputs, outputs)
@@ -124,10 +127,10 @@ public struct Calibrator {
     var ranges = [String: ActivationRange]()
     for name in tensors {
       guard let h = recorder.histograms[name] else { continue }
-      if let readers, recorder.otherTypes[name] == nil, !h.isEmpty {
+      if let readers, autoTensors.contains(name), recorder.otherTypes[name] == nil, !h.isEmpty {
         ranges[name] = try select(h, for: name, readers: readers, executor: executor)
       } else {
-        ranges[name] = choose(h, otherType: recorder.otherTypes[name])
+        ranges[name] = choose(h, otherType: recorder.otherTypes[name], method: methodOf(name) == .auto ? .minmax : methodOf(name))
       }
     }
     return (ranges, used)

@@ -34,6 +34,8 @@ public struct QuantizeStatic: Pass {
   public var maxSeconds: Double?
   /// Measure every node's sensitivity to `target`'s metric instead of quantizing (`--analyze`).
   public var analyze = false
+  /// Per-node decisions from a file (`--overrides`): nodes left float, calibration methods.
+  public var overrides = QuantizeOverrides()
 
   public init(calibrator: Calibrator, data: String, symmetricActivations: Bool = false, symmetricWeights: Bool = true,
               filter: NodeFilter = .init(), target: QualityTarget? = nil, weightsOfFloatNodes: QuantizeWeights? = nil) {
@@ -87,9 +89,17 @@ public struct QuantizeStatic: Pass {
 
     // 1. Which nodes, and which of their values.
     var plans = [Plan]()
+    var floatByOverrides = Set<String>()
+    var methods = [String: CalibrationMethod]()
     for (i, n) in graph.nodes.enumerated() where n.isDefaultDomain && Self.quantizable.contains(n.opType) {
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
       if let why = filter.refusal(n) { skip(why); continue }
+      let rule = overrides.rule(for: n)
+      if let rule, rule.skip {
+        skip("kept float by --overrides '\(rule.pattern)'\(rule.floatWeights ? ", its weight too" : "")")
+        if rule.floatWeights { floatByOverrides.insert(label(n)) }
+        continue
+      }
       guard n.inputs.count >= 2, n.outputs.count == 1 else { skip("unexpected inputs or outputs"); continue }
       var plan = Plan(node: i, activations: [])
       var ok = true
@@ -122,6 +132,12 @@ public struct QuantizeStatic: Pass {
         anchor = graph.nodes[readers[0]].outputs[0]
       }
       plan.outputAnchor = graphOutputs.contains(anchor) ? nil : anchor
+      if let method = rule?.calibration {
+        // The first node in graph order that names a shared tensor's method decides it.
+        for name in plan.activations.map({ n.inputs[$0] }) + (plan.outputAnchor.map { [$0] } ?? []) where methods[name] == nil {
+          methods[name] = method
+        }
+      }
       plans.append(plan)
     }
 
@@ -132,7 +148,7 @@ public struct QuantizeStatic: Pass {
       if let o = p.outputAnchor { wanted.insert(o) }
     }
     let dataset = try Dataset(path: data, inputNames: graph.feedNames)
-    let (ranges, samples) = try calibrator.run(model: model, tensors: wanted.sorted(), data: dataset)
+    let (ranges, samples) = try calibrator.run(model: model, tensors: wanted.sorted(), data: dataset, methods: methods)
     var producers = [String: Node]()
     for n in graph.nodes { for o in n.outputs { producers[o] = n } }
 
@@ -173,6 +189,7 @@ public struct QuantizeStatic: Pass {
     }
 
     // 4. Rewrite every planned node, or search for the fewest float nodes that meet the target.
+    keptFloat?.nodes = floatByOverrides
     if analyze, let target {
       changes += try analyzeNodes(model, target: target, plans: plans, params: params, perChannel: perChannel, context: context)
     } else if let target {
@@ -379,11 +396,12 @@ public struct QuantizeStatic: Pass {
       }
     }
     model = best.candidate.model
-    keptFloat?.nodes = weightsToo ? Set(best.float.map { label(original.graph.nodes[plans[$0].node]) }) : []
+    if weightsToo { keptFloat?.nodes.formUnion(best.float.map { label(original.graph.nodes[plans[$0].node]) }) }
     var changes = best.candidate.changes
     for i in best.float.sorted() {
       changes.append(.init(target: label(original.graph.nodes[plans[i].node]), action: "kept float",
-                           detail: "among the most sensitive nodes for \(target.description)\(weightsToo ? "; its weight too (the weight-only model misses the target)" : "")"))
+                           detail: "among the most sensitive nodes for \(target.description)\(weightsToo ? "; its weight too (the weight-only model misses the target)" : "")",
+                           values: ["floatWeights": weightsToo ? 1 : 0]))
     }
     let met = target.isMet(by: best.candidate.score)
     var detail = "\(target.description)\(target.isDefault ? " (the default floor; not a gate)" : "") \(met ? "met" : "not met"): \(name) \(format(best.candidate.score)) with \(best.float.count) of \(plans.count) nodes float"
@@ -424,7 +442,8 @@ extension QuantizeStatic {
                                      perChannel: perChannel)
       var scored = m
       if var weights = pass.weightsOfFloatNodes {
-        weights.keptFloat = KeptFloatNodes(weightsToo ? Set(float.map { label(original.graph.nodes[plans[$0].node]) }) : [])
+        let chosen = weightsToo ? Set(float.map { label(original.graph.nodes[plans[$0].node]) }) : []
+        weights.keptFloat = KeptFloatNodes(chosen.union(pass.keptFloat?.nodes ?? []))
         _ = try weights.run(&scored, context)
       }
       return (m, changes, try scorer.score(scored))

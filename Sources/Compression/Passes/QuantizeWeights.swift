@@ -109,7 +109,7 @@ public struct QuantizeWeights: Pass {
             }
             continue
           }
-          if let why = filter.refusal(n) ?? (keptFloat?.nodes.contains(label(n)) == true ? "kept float for the quality target" : nil) {
+          if let why = filter.refusal(n) ?? (keptFloat?.nodes.contains(label(n)) == true ? "kept float by the static pass (its quality target or --overrides)" : nil) {
             refused[name] = why
             changes.append(.init(target: label(n), action: "skipped", detail: why))
             continue
