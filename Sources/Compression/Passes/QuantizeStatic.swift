@@ -337,8 +337,7 @@ public struct QuantizeStatic: Pass {
       return Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 > maxSeconds
     }
     let original = model
-    let candidates = try Candidates(pass: self, original: original, target: target, plans: plans, params: params,
-                                    perChannel: perChannel, context: context)
+    let candidates = try Candidates(pass: self, original: original, target: target, plans: plans, params: params, perChannel: perChannel)
     typealias Candidate = Candidates.Candidate
     func candidate(float: Set<Int>, weightsToo: Bool) throws -> Candidate { try candidates.make(float: float, weightsToo: weightsToo) }
     let name = target.metric.rawValue
@@ -395,9 +394,11 @@ public struct QuantizeStatic: Pass {
         }
       }
     }
-    model = best.candidate.model
+    let chosen = try candidates.final(best.candidate, context: context)
+    model = chosen.model
+    best.candidate.score = chosen.score
     if weightsToo { keptFloat?.nodes.formUnion(best.float.map { label(original.graph.nodes[plans[$0].node]) }) }
-    var changes = best.candidate.changes
+    var changes = chosen.changes
     for i in best.float.sorted() {
       changes.append(.init(target: label(original.graph.nodes[plans[i].node]), action: "kept float",
                            detail: "among the most sensitive nodes for \(target.description)\(weightsToo ? "; its weight too (the weight-only model misses the target)" : "")",
@@ -418,32 +419,51 @@ public struct QuantizeStatic: Pass {
 
 extension QuantizeStatic {
   /// Models with some planned nodes left float, scored against the float model. A node left
-  /// float keeps int8 weights (the weight-only pass that follows), or float ones too.
+  /// float keeps int8 weights (the weight-only pass that follows), or float ones too. Candidates
+  /// are scored with every such weight replaced once by the floats its DequantizeLinear will
+  /// give (the weight-only pass is not run, nor its dequantizers, for each of them); `final`
+  /// builds the chosen one for real.
   struct Candidates {
-    typealias Candidate = (model: Model, changes: [PassResult.Change], score: Double)
+    typealias Candidate = (float: Set<Int>, weightsToo: Bool, score: Double)
     let pass: QuantizeStatic
     let original: Model
     let scorer: TargetScorer
     let plans: [Plan]
     let params: [String: Params]
     let perChannel: Bool
-    let context: PassContext
+    /// Weight name → its int8 values as floats; and the weights of each plan's node.
+    let rounded: [String: Tensor]
 
-    init(pass: QuantizeStatic, original: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
-         context: PassContext) throws {
+    init(pass: QuantizeStatic, original: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool) throws {
       self.pass = pass; self.original = original; self.plans = plans; self.params = params; self.perChannel = perChannel
-      self.context = context
       scorer = try TargetScorer(reference: original, target: target)
+      rounded = try pass.weightsOfFloatNodes?.dequantizedWeights(original) ?? [:]
     }
 
     func make(float: Set<Int>, weightsToo: Bool) throws -> Candidate {
+      var keepFloat = pass.keptFloat?.nodes ?? []
+      if weightsToo { keepFloat.formUnion(float.map { label(original.graph.nodes[plans[$0].node]) }) }
+      var floatWeights = Set<String>()
+      for n in original.graph.nodes where keepFloat.contains(label(n)) {
+        for i in QuantizeWeights.weightInputs(of: n) where i < n.inputs.count { floatWeights.insert(n.inputs[i]) }
+      }
       var m = original
-      let changes = try pass.rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params,
+      m.graph.initializers = m.graph.initializers.map { t in floatWeights.contains(t.name) ? t : rounded[t.name] ?? t }
+      _ = try pass.rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params, perChannel: perChannel)
+      return (float, weightsToo, try scorer.score(m))
+    }
+
+    /// The chosen candidate built from the float weights, as the command writes it (the
+    /// weight-only pass follows), and its score measured on that model.
+    func final(_ c: Candidate, context: PassContext) throws -> (model: Model, changes: [PassResult.Change], score: Double) {
+      var m = original
+      let changes = try pass.rewrite(&m, plans: plans.indices.filter { !c.float.contains($0) }.map { plans[$0] }, params: params,
                                      perChannel: perChannel)
       var scored = m
       if var weights = pass.weightsOfFloatNodes {
-        let chosen = weightsToo ? Set(float.map { label(original.graph.nodes[plans[$0].node]) }) : []
-        weights.keptFloat = KeptFloatNodes(chosen.union(pass.keptFloat?.nodes ?? []))
+        var keep = pass.keptFloat?.nodes ?? []
+        if c.weightsToo { keep.formUnion(c.float.map { label(original.graph.nodes[plans[$0].node]) }) }
+        weights.keptFloat = KeptFloatNodes(keep)
         _ = try weights.run(&scored, context)
       }
       return (m, changes, try scorer.score(scored))
@@ -455,8 +475,7 @@ extension QuantizeStatic {
   /// ranked by the first, most damaging first. The model is left as it was.
   func analyzeNodes(_ model: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
                     context: PassContext) throws -> [PassResult.Change] {
-    let candidates = try Candidates(pass: self, original: model, target: target, plans: plans, params: params,
-                                    perChannel: perChannel, context: context)
+    let candidates = try Candidates(pass: self, original: model, target: target, plans: plans, params: params, perChannel: perChannel)
     let everyNode = Set(plans.indices)
     let all = try candidates.make(float: [], weightsToo: false).score
     let none = try candidates.make(float: everyNode, weightsToo: false).score

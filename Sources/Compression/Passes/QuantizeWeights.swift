@@ -77,9 +77,29 @@ public struct QuantizeWeights: Pass {
     return found
   }
 
-  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
-    var changes = [PassResult.Change]()
+  /// Which weights the pass stores int8, with their channel axes (nil: per tensor below opset
+  /// 13), as float tensors holding exactly the values their DequantizeLinear will give back: what
+  /// a quality search scores candidates with, without running the pass and its dequantizers for
+  /// each candidate.
+  func dequantizedWeights(_ model: Model) throws -> [String: Tensor] {
+    let (weights, conflicting, refused, _) = try selection(model)
     let opset = model.defaultOpsetVersion ?? 1
+    guard opset >= 10 else { return [:] }
+    var result = [String: Tensor]()
+    try model.graph.forEachGraph { g in
+      for t in g.initializers {
+        guard let (axis, _) = weights[t.name], refused[t.name] == nil, !conflicting.contains(t.name), t.dataType == .float,
+              t.elementCount >= minimumElements else { continue }
+        let q = try QuantizedWeight(t, axis: opset >= 13 ? axis : nil, symmetric: symmetric, names: (t.name, "", ""))
+        result[t.name] = q.dequantized(name: t.name)
+      }
+    }
+    return result
+  }
+
+  private func selection(_ model: Model) throws
+    -> (weights: [String: (axis: Int, reader: String)], conflicting: Set<String>, refused: [String: String], changes: [PassResult.Change]) {
+    var changes = [PassResult.Change]()
     var weights = [String: (axis: Int, reader: String)]()
     var conflicting = Set<String>()
     var ranks = [String: Int]()
@@ -130,6 +150,12 @@ public struct QuantizeWeights: Pass {
         }
       }
     }
+    return (weights, conflicting, refused, changes)
+  }
+
+  public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
+    let opset = model.defaultOpsetVersion ?? 1
+    var (weights, conflicting, refused, changes) = try selection(model)
     var names = NameScope(model)
     var replaced = Set<String>()
     // Each graph's own initializers, with their DequantizeLinear nodes in that graph (names are

@@ -79,6 +79,21 @@ struct QuantizedWeight {
     return Node(name: nodeName, opType: "DequantizeLinear", inputs: inputs, outputs: [output], attributes: attributes)
   }
 
+  /// The float tensor its DequantizeLinear gives back, under `name`.
+  func dequantized(name: String) -> Tensor {
+    let inner = axis.map { a in values.dims[(a + 1)...].reduce(1) { $0 * Int($1) } } ?? max(values.elementCount, 1)
+    let channels = scales.count
+    var out = [Float](repeating: 0, count: values.elementCount)
+    values.data.withUnsafeBytes { raw in
+      for i in out.indices {
+        let c = (i / inner) % channels
+        let q = zeroPoint == nil ? Float(Int8(bitPattern: raw[i])) : Float(raw[i])
+        out[i] = (q - Float(zeroPoints[c])) * scales[c]
+      }
+    }
+    return Tensor(name: name, dataType: .float, dims: values.dims, data: ByteBuffer(copying: out.withUnsafeBytes { Array($0) }))
+  }
+
   var sqnrText: String { sqnr.isInfinite ? "inf" : String(format: "%.1f", sqnr) }
 
   /// "int8 per-channel (axis 0, 16 scales)" and the like, for reports.

@@ -5,28 +5,34 @@ import Support
 /// for int8/uint8/int16/uint16/int32, the packed 4- and 2-bit integers, float8 (E4M3FN, E4M3FNUZ,
 /// E5M2, E5M2FNUZ) and float4 E2M1; scales may be float8e8m0 (MX formats).
 extension Kernels {
+  /// DequantizeLinear's output.
+  static func dequantizeLinear(_ c: KernelContext) throws -> NDArray {
+    let x = try c.input(0)
+    let scaleTensor = try c.input(1)
+    let scale = try scaleTensor.floats()
+    let zero = try c.optionalInput(2).map(quantizedDoubles) ?? []
+    let values = try quantizedDoubles(x)
+    let index = try parameterIndex(c, shape: x.shape, parameterShape: scaleTensor.shape)
+    guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
+      throw c.fail("\(scale.count) scales and \(zero.count) zero points")
+    }
+    var out = [Float](repeating: 0, count: values.count)
+    for i in values.indices {
+      let p = index(i)
+      guard p < scale.count, zero.isEmpty || p < zero.count else { throw c.fail("the scale has too few elements for the input") }
+      out[i] = Float(values[i] - (zero.isEmpty ? 0 : zero[p])) * scale[p]
+    }
+    // The output has the scale's type unless output_dtype says otherwise.
+    let declared = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
+    let outType = declared != .undefined ? declared : (scaleTensor.dataType == .float8e8m0 ? .float : scaleTensor.dataType)
+    let result = NDArray(out, shape: x.shape)
+    return outType == .float ? result : try result.converted(to: outType)
+  }
+
   static let quantization: [String: Kernel] = [
     "DequantizeLinear": { c in
-      let x = try c.input(0)
-      let scaleTensor = try c.input(1)
-      let scale = try scaleTensor.floats()
-      let zero = try c.optionalInput(2).map(quantizedDoubles) ?? []
-      let values = try quantizedDoubles(x)
-      let index = try parameterIndex(c, shape: x.shape, parameterShape: scaleTensor.shape)
-      guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
-        throw c.fail("\(scale.count) scales and \(zero.count) zero points")
-      }
-      var out = [Float](repeating: 0, count: values.count)
-      for i in values.indices {
-        let p = index(i)
-        guard p < scale.count, zero.isEmpty || p < zero.count else { throw c.fail("the scale has too few elements for the input") }
-        out[i] = Float(values[i] - (zero.isEmpty ? 0 : zero[p])) * scale[p]
-      }
-      // The output has the scale's type unless output_dtype says otherwise.
-      let declared = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
-      let outType = declared != .undefined ? declared : (scaleTensor.dataType == .float8e8m0 ? .float : scaleTensor.dataType)
-      let result = NDArray(out, shape: x.shape)
-      return [outType == .float ? result : try result.converted(to: outType)]
+      // A weight stored quantized is dequantized once per executor, not on every run.
+      [try c.derived(fromInputs: [0, 1, 2], "dequantized") { try dequantizeLinear(c) }]
     },
     "QuantizeLinear": { c in
       let x = try c.input(0).floats()
