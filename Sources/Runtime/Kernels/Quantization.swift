@@ -5,8 +5,34 @@ import Support
 /// for int8/uint8/int16/uint16/int32, the packed 4- and 2-bit integers, float8 (E4M3FN, E4M3FNUZ,
 /// E5M2, E5M2FNUZ) and float4 E2M1; scales may be float8e8m0 (MX formats).
 extension Kernels {
+  /// One float32 scale and an optional 8-bit zero point of the same type as `eightBit`: the
+  /// activations static int8 writes, handled without the general path's Double arrays.
+  private static func perTensorEightBit(_ c: KernelContext, eightBit type: DataType?) throws -> (scale: Float, zero: Float)? {
+    guard c.int("block_size", 0) == 0, let type, type == .uint8 || type == .int8 else { return nil }
+    let scale = try c.input(1)
+    guard scale.dataType == .float, scale.count == 1 else { return nil }
+    var zero: Float = 0
+    if let z = c.optionalInput(2) {
+      guard z.dataType == type, z.count == 1 else { return nil }
+      zero = type == .uint8 ? Float(z.elements(UInt8.self)[0]) : Float(z.elements(Int8.self)[0])
+    }
+    return (scale.elements(Float.self)[0], zero)
+  }
+
   /// DequantizeLinear's output.
   static func dequantizeLinear(_ c: KernelContext) throws -> NDArray {
+    if c.int("output_dtype", 0) == 0, let x = c.optionalInput(0), let (s, z) = try perTensorEightBit(c, eightBit: x.dataType) {
+      var out = NDArray(uninitialized: .float, x.shape)
+      let o = out.mutableElements(Float.self)
+      if x.dataType == .uint8 {
+        let v = x.elements(UInt8.self)
+        for i in 0..<x.count { o[i] = (Float(v[i]) - z) * s }
+      } else {
+        let v = x.elements(Int8.self)
+        for i in 0..<x.count { o[i] = (Float(v[i]) - z) * s }
+      }
+      return out
+    }
     let x = try c.input(0)
     let scaleTensor = try c.input(1)
     let scale = try scaleTensor.floats()
@@ -35,7 +61,28 @@ extension Kernels {
       [try c.derived(fromInputs: [0, 1, 2], "dequantized") { try dequantizeLinear(c) }]
     },
     "QuantizeLinear": { c in
-      let x = try c.input(0).floats()
+      let input = try c.input(0)
+      let declared0 = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
+      let target = c.optionalInput(2)?.dataType ?? (declared0 != .undefined ? declared0 : .uint8)
+      if input.dataType == .float, let (s, z) = try perTensorEightBit(c, eightBit: target) {
+        // Rounded half to even, then the zero point, saturated; NaN becomes the zero point's clamp of 0.
+        let (lo, hi): (Float, Float) = target == .uint8 ? (0, 255) : (-128, 127)
+        let x = input.elements(Float.self)
+        var out = NDArray(uninitialized: target, input.shape)
+        func level(_ v: Float) -> Float {
+          let q = (v / s).rounded(.toNearestOrEven) + z
+          return q.isNaN ? Swift.min(hi, Swift.max(lo, 0)) : Swift.min(hi, Swift.max(lo, q))
+        }
+        if target == .uint8 {
+          let o = out.mutableElements(UInt8.self)
+          for i in 0..<input.count { o[i] = UInt8(level(x[i])) }
+        } else {
+          let o = out.mutableElements(Int8.self)
+          for i in 0..<input.count { o[i] = Int8(level(x[i])) }
+        }
+        return [out]
+      }
+      let x = try input.floats()
       let scaleTensor = try c.input(1)
       let scale = try scaleTensor.floats()
       let zeroTensor = c.optionalInput(2)
