@@ -55,7 +55,7 @@ final class PipelineCLITests: XCTestCase {
       ("an impossible combination", head + "steps:\n  - prune: {structured: true}\n", 64,
        "step prune: --structured needs --ratio, recipe.yaml:3:25"),
       ("an unknown gate", head + "steps:\n  - optimize\ngates:\n  speed: 2\n", 64,
-       "gates: unknown gate 'speed' (gates: accuracy-drop, accuracy, agreement, cosine, size, params, macs, latency-p50), recipe.yaml:5:3"),
+       "gates: unknown gate 'speed' (gates: accuracy-drop, accuracy, agreement, cosine, iou, size, params, macs, latency-p50), recipe.yaml:5:3"),
       ("a gate bound the wrong way", head + "steps:\n  - optimize\ngates:\n  size: '>= 0.5'\n", 64,
        "gates: size is an upper bound (<=), recipe.yaml:5:9"),
       ("two names in one step", head + "steps:\n  - {optimize: {}, prune: {sparsity: 0.5}}\n", 64,
