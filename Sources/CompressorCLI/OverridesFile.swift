@@ -12,12 +12,7 @@ import Yams
 ///       "Conv": {calibration: "percentile:99.9"}            # an op type: every Conv
 enum OverridesFile {
   static func read(_ path: String) throws -> QuantizeOverrides {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CompressorError.missing("\(path): no such file") }
-    if isDirectory.boolValue { throw CompressorError.missing("\(path) is a directory") }
-    let file = try MappedFile(path: path)
-    if file.size > Recipe.maxFileBytes { throw CompressorError.invalid("\(path): \(file.size) bytes is too large for an overrides file (at most 1 MiB)") }
-    guard let text = String(validating: file.bytes, as: UTF8.self) else { throw CompressorError.invalid("\(path): not UTF-8 text") }
+    let text = try Recipe.readText(path, what: "an overrides file")
     var reader = RecipeReader(file: path, text: text)
     let root: Yams.Node?
     do {

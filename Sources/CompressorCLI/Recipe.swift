@@ -78,18 +78,23 @@ struct Recipe {
 
 extension Recipe {
   static func load(_ path: String) throws -> Recipe {
+    var reader = RecipeReader(file: path, text: try readText(path, what: "a recipe"))
+    return try reader.read()
+  }
+
+  /// A small YAML file's text (a recipe, quantize's overrides): at most 1 MiB of UTF-8.
+  static func readText(_ path: String, what: String) throws -> String {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw CompressorError.missing("\(path): no such file")
     }
     if isDirectory.boolValue { throw CompressorError.missing("\(path) is a directory") }
     let file = try MappedFile(path: path)
-    if file.size > maxFileBytes { throw CompressorError.invalid("\(path): \(file.size) bytes is too large for a recipe (at most 1 MiB)") }
+    if file.size > maxFileBytes { throw CompressorError.invalid("\(path): \(file.size) bytes is too large for \(what) (at most 1 MiB)") }
     guard let text = String(validating: file.bytes, as: UTF8.self) else {
       throw CompressorError.invalid("\(path): not UTF-8 text")
     }
-    var reader = RecipeReader(file: path, text: text)
-    return try reader.read()
+    return text
   }
 }
 

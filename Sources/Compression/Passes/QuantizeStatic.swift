@@ -343,7 +343,7 @@ public struct QuantizeStatic: Pass {
     let name = target.metric.rawValue
     func format(_ v: Double) -> String { String(format: "%.4f", v) }
     let all = try candidate(float: [], weightsToo: false)
-    var best = (candidate: all, float: Set<Int>())
+    var best = all
     var sensitivity = [PassResult.Change]()
     var weightsToo = false
     var stoppedEarly = false
@@ -358,7 +358,7 @@ public struct QuantizeStatic: Pass {
         base = try candidate(float: everyNode, weightsToo: true)
         tried += 1
       }
-      if target.isBetter(base.score, than: best.candidate.score) { best = (base, everyNode) }
+      if target.isBetter(base.score, than: best.score) { best = base }
       // Each node's damage: the score with only it quantized, everything else as `base`. Errors
       // that spread over many nodes leave every single node's "kept float" gain in the noise of
       // the others; alone, each shows what it costs.
@@ -387,16 +387,16 @@ public struct QuantizeStatic: Pass {
           tried += 1
           if target.isMet(by: c.score) {
             hi = mid
-            best = (c, float)
+            best = c
           } else {
             lo = mid
           }
         }
       }
     }
-    let chosen = try candidates.final(best.candidate, context: context)
+    let chosen = try candidates.final(best, context: context)
     model = chosen.model
-    best.candidate.score = chosen.score
+    best.score = chosen.score
     if weightsToo { keptFloat?.nodes.formUnion(best.float.map { label(original.graph.nodes[plans[$0].node]) }) }
     var changes = chosen.changes
     for i in best.float.sorted() {
@@ -404,13 +404,13 @@ public struct QuantizeStatic: Pass {
                            detail: "among the most sensitive nodes for \(target.description)\(weightsToo ? "; its weight too (the weight-only model misses the target)" : "")",
                            values: ["floatWeights": weightsToo ? 1 : 0]))
     }
-    let met = target.isMet(by: best.candidate.score)
-    var detail = "\(target.description)\(target.isDefault ? " (the default floor; not a gate)" : "") \(met ? "met" : "not met"): \(name) \(format(best.candidate.score)) with \(best.float.count) of \(plans.count) nodes float"
+    let met = target.isMet(by: best.score)
+    var detail = "\(target.description)\(target.isDefault ? " (the default floor; not a gate)" : "") \(met ? "met" : "not met"): \(name) \(format(best.score)) with \(best.float.count) of \(plans.count) nodes float"
       + (weightsToo && !best.float.isEmpty ? ", weights included" : "") + " (\(format(all.score)) with every node quantized; \(tried) candidates measured)"
-    if !met { detail += "; \(format(target.shortfall(best.candidate.score))) short with every candidate tried" }
+    if !met { detail += "; \(format(target.shortfall(best.score))) short with every candidate tried" }
     if stoppedEarly { detail += "; stopped at the time limit (--max-seconds) with the best so far" }
     changes.append(.init(target: "model", action: "target", detail: detail,
-                         values: ["met": met ? 1 : 0, "score": best.candidate.score, "limit": target.limit, "allQuantized": all.score,
+                         values: ["met": met ? 1 : 0, "score": best.score, "limit": target.limit, "allQuantized": all.score,
                                   "floatNodes": Double(best.float.count), "candidates": Double(plans.count),
                                   "measured": Double(tried), "floatWeights": weightsToo ? 1 : 0, "stoppedEarly": stoppedEarly ? 1 : 0]))
     return changes + sensitivity
@@ -440,9 +440,14 @@ extension QuantizeStatic {
       rounded = try pass.weightsOfFloatNodes?.dequantizedWeights(original) ?? [:]
     }
 
+    /// The nodes whose weights stay float: the overrides', and `float` with `weightsToo`.
+    func nodesWithFloatWeights(float: Set<Int>, weightsToo: Bool) -> Set<String> {
+      let given = pass.keptFloat?.nodes ?? []
+      return weightsToo ? given.union(float.map { label(original.graph.nodes[plans[$0].node]) }) : given
+    }
+
     func make(float: Set<Int>, weightsToo: Bool) throws -> Candidate {
-      var keepFloat = pass.keptFloat?.nodes ?? []
-      if weightsToo { keepFloat.formUnion(float.map { label(original.graph.nodes[plans[$0].node]) }) }
+      let keepFloat = nodesWithFloatWeights(float: float, weightsToo: weightsToo)
       var floatWeights = Set<String>()
       for n in original.graph.nodes where keepFloat.contains(label(n)) {
         for i in QuantizeWeights.weightInputs(of: n) where i < n.inputs.count { floatWeights.insert(n.inputs[i]) }
@@ -461,9 +466,7 @@ extension QuantizeStatic {
                                      perChannel: perChannel)
       var scored = m
       if var weights = pass.weightsOfFloatNodes {
-        var keep = pass.keptFloat?.nodes ?? []
-        if c.weightsToo { keep.formUnion(c.float.map { label(original.graph.nodes[plans[$0].node]) }) }
-        weights.keptFloat = KeptFloatNodes(keep)
+        weights.keptFloat = KeptFloatNodes(nodesWithFloatWeights(float: c.float, weightsToo: c.weightsToo))
         _ = try weights.run(&scored, context)
       }
       return (m, changes, try scorer.score(scored))

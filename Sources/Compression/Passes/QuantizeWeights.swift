@@ -84,17 +84,26 @@ public struct QuantizeWeights: Pass {
   func dequantizedWeights(_ model: Model) throws -> [String: Tensor] {
     let (weights, conflicting, refused, _) = try selection(model)
     let opset = model.defaultOpsetVersion ?? 1
-    guard opset >= 10 else { return [:] }
     var result = [String: Tensor]()
     try model.graph.forEachGraph { g in
       for t in g.initializers {
-        guard let (axis, _) = weights[t.name], refused[t.name] == nil, !conflicting.contains(t.name), t.dataType == .float,
-              t.elementCount >= minimumElements else { continue }
+        guard let (axis, _) = weights[t.name],
+              refusal(t, opset: opset, refused: refused, conflicting: conflicting) == nil else { continue }
         let q = try QuantizedWeight(t, axis: opset >= 13 ? axis : nil, symmetric: symmetric, names: (t.name, "", ""))
         result[t.name] = q.dequantized(name: t.name)
       }
     }
     return result
+  }
+
+  /// Why weight `t`, which some node reads as a weight, stays float (nil: it is quantized).
+  private func refusal(_ t: Tensor, opset: Int64, refused: [String: String], conflicting: Set<String>) -> String? {
+    if let why = refused[t.name] { return "also read by a node \(why)" }
+    if t.dataType != .float { return "\(t.dataType), not float" }
+    if t.elementCount < minimumElements { return "\(t.elementCount) elements, fewer than \(minimumElements)" }
+    if conflicting.contains(t.name) { return "read as a weight along different axes" }
+    if opset < 10 { return "opset \(opset) has no DequantizeLinear (needs 10)" }
+    return nil
   }
 
   private func selection(_ model: Model) throws
@@ -165,11 +174,7 @@ public struct QuantizeWeights: Pass {
       for (index, t) in g.initializers.enumerated() {
         guard let (axis, reader) = weights[t.name] else { continue }
         func skip(_ why: String) { changes.append(.init(target: t.name, action: "skipped", detail: why)) }
-        if let why = refused[t.name] { skip("also read by a node \(why)"); continue }
-        if t.dataType != .float { skip("\(t.dataType), not float"); continue }
-        if t.elementCount < minimumElements { skip("\(t.elementCount) elements, fewer than \(minimumElements)"); continue }
-        if conflicting.contains(t.name) { skip("read as a weight along different axes"); continue }
-        if opset < 10 { skip("opset \(opset) has no DequantizeLinear (needs 10)"); continue }
+        if let why = refusal(t, opset: opset, refused: refused, conflicting: conflicting) { skip(why); continue }
         let perChannel = opset >= 13
         let q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetric,
                                     names: (names.fresh("\(t.name).int8"), names.fresh("\(t.name).scale"),

@@ -62,18 +62,19 @@ extension Kernels {
     },
     "QuantizeLinear": { c in
       let input = try c.input(0)
-      let declared0 = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
-      let target = c.optionalInput(2)?.dataType ?? (declared0 != .undefined ? declared0 : .uint8)
-      if input.dataType == .float, let (s, z) = try perTensorEightBit(c, eightBit: target) {
+      let declared = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
+      // The zero point's type, else output_dtype, else uint8.
+      let type = c.optionalInput(2)?.dataType ?? (declared != .undefined ? declared : .uint8)
+      if input.dataType == .float, let (s, z) = try perTensorEightBit(c, eightBit: type) {
         // Rounded half to even, then the zero point, saturated; NaN becomes the zero point's clamp of 0.
-        let (lo, hi): (Float, Float) = target == .uint8 ? (0, 255) : (-128, 127)
+        let (lo, hi): (Float, Float) = type == .uint8 ? (0, 255) : (-128, 127)
         let x = input.elements(Float.self)
-        var out = NDArray(uninitialized: target, input.shape)
+        var out = NDArray(uninitialized: type, input.shape)
         func level(_ v: Float) -> Float {
           let q = (v / s).rounded(.toNearestOrEven) + z
           return q.isNaN ? Swift.min(hi, Swift.max(lo, 0)) : Swift.min(hi, Swift.max(lo, q))
         }
-        if target == .uint8 {
+        if type == .uint8 {
           let o = out.mutableElements(UInt8.self)
           for i in 0..<input.count { o[i] = UInt8(level(x[i])) }
         } else {
@@ -85,10 +86,7 @@ extension Kernels {
       let x = try input.floats()
       let scaleTensor = try c.input(1)
       let scale = try scaleTensor.floats()
-      let zeroTensor = c.optionalInput(2)
-      let zero = try zeroTensor.map(quantizedDoubles) ?? []
-      let declared = DataType(rawValue: Int32(clamping: c.int("output_dtype", 0)))
-      let type = zeroTensor?.dataType ?? (declared != .undefined ? declared : .uint8)
+      let zero = try c.optionalInput(2).map(quantizedDoubles) ?? []
       let shape = try c.input(0).shape
       let index = try parameterIndex(c, shape: shape, parameterShape: scaleTensor.shape)
       guard !scale.isEmpty, zero.isEmpty || zero.count == scale.count else {
