@@ -119,6 +119,12 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "Static: write the run's per-node decisions (the --overrides given, and every node the quality search kept float) to this YAML file, for --overrides.")
   var saveOverrides: String?
 
+  @Flag(help: "Static: cross-layer equalization before calibration — in each Conv/Gemm/MatMul pair joined through Relu, LeakyRelu, PRelu or pooling (depthwise convolutions included), the first node's output channels and the second's input channels are rescaled to the same weight range; the float function is unchanged. The report compares the result with plain PTQ.")
+  var equalize = false
+
+  @Flag(help: "Static: bias correction — each int8 weight's output shift ε·E[x] (E[x]: its input's per-channel mean on the calibration data) is taken off the node's bias. The report compares the result with plain PTQ.")
+  var biasCorrection = false
+
   @Option(help: "Static: end the search for --target (or the default floor) after this many seconds, with the best model so far.")
   var maxSeconds: Double?
 
@@ -167,6 +173,9 @@ struct QuantizeStep: StepOptions, StepHelp {
     }
     if let o = overrides, let s = saveOverrides, FileIdentity(path: o) != nil, FileIdentity(path: o) == FileIdentity(path: s) {
       throw ValidationError("--save-overrides '\(s)' is the --overrides file; write the decisions elsewhere")
+    }
+    if (equalize || biasCorrection) && mode != .static {
+      throw ValidationError("--\(equalize ? "equalize" : "bias-correction") needs --mode static")
     }
     if analyze {
       if mode != .static { throw ValidationError("--analyze needs --mode static") }
@@ -262,8 +271,14 @@ struct QuantizeStep: StepOptions, StepHelp {
         return goal
       }
       var pass = QuantizeStatic(calibrator: calibrator, data: data ?? "", symmetricActivations: symmetricActivations,
-                                symmetricWeights: symmetricWeights, filter: filter, target: goal,
-                                weightsOfFloatNodes: goal == nil ? nil : weightOnly)
+                                symmetricWeights: symmetricWeights, filter: filter, target: goal, weightsOfFloatNodes: weightOnly)
+      pass.equalize = equalize
+      pass.biasCorrection = biasCorrection
+      if goal == nil, let quality = qualityData {
+        // --target none: the algorithms are still measured against plain PTQ, by cosine.
+        pass.comparison = QualityTarget(metric: .cosine, limit: 1, threshold: nil, data: quality.data, labels: nil,
+                                        maxSamples: evalSamples, threads: threads)
+      }
       pass.keptFloat = keptFloat
       pass.maxSeconds = maxSeconds
       pass.analyze = analyze

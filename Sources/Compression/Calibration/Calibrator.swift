@@ -64,6 +64,8 @@ public struct ActivationRange {
   /// squared error summed over them); nil for the other methods or when no reader could be run.
   public var chosen: CalibrationMethod?
   public var errors: [(method: CalibrationMethod, error: Double)] = []
+  /// The mean of each channel along the axis `Calibrator.meanAxes` names (nil when not asked).
+  public var channelMeans: [Double]?
 }
 
 /// Runs the float model over calibration samples and records, for each requested tensor, a
@@ -79,6 +81,9 @@ public struct Calibrator {
   public var progress: ((Int) -> Void)?
   /// `auto` measures ranges as the pass will use them: int8 symmetric or uint8 with a zero point.
   public var symmetricActivations = false
+  /// Tensors whose per-channel means are also recorded, with their channel axis (negative:
+  /// from the end) — what bias correction needs to know of each quantized node's input.
+  public var meanAxes: [String: Int] = [:]
   public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 8, threads: Int = 1) {
     self.method = method; self.maxSamples = maxSamples; self.chunkRows = chunkRows; self.threads = threads
   }
@@ -87,12 +92,43 @@ public struct Calibrator {
   private final class Recorder {
     var histograms: [String: StreamingHistogram] = [:]
     var otherTypes: [String: DataType] = [:]
+    var meanAxes: [String: Int] = [:]
+    /// Per-channel sums and the elements summed per channel; nil once the channels disagree.
+    var sums: [String: (sums: [Double], count: Int)?] = [:]
     func record(_ name: String, _ value: NDArray) {
       guard histograms[name] != nil else { return }
       guard value.dataType == .float else { otherTypes[name] = value.dataType; return }
       value.elements(Float.self).withPointer { p in
         histograms[name]?.add(UnsafeBufferPointer(start: p, count: value.count))
+        if let axis = meanAxes[name] { addSums(name, axis: axis, UnsafeBufferPointer(start: p, count: value.count), shape: value.shape) }
       }
+    }
+    func addSums(_ name: String, axis: Int, _ v: UnsafeBufferPointer<Float>, shape: [Int]) {
+      let a = axis < 0 ? shape.count + axis : axis
+      guard a >= 0, a < shape.count, shape[a] > 0 else { sums[name] = .some(nil); return }
+      let channels = shape[a], inner = shape[(a + 1)...].reduce(1, *), outer = shape[..<a].reduce(1, *)
+      var s: [Double], count: Int
+      switch sums[name] {
+      case .none: (s, count) = ([Double](repeating: 0, count: channels), 0)
+      case .some(.none): return
+      case .some(.some(let p)):
+        guard p.sums.count == channels else { sums[name] = .some(nil); return }
+        (s, count) = p
+      }
+      var i = 0
+      for _ in 0..<outer {
+        for c in 0..<channels {
+          var total = 0.0
+          for x in v[i..<(i + inner)] where x.isFinite { total += Double(x) }
+          s[c] += total
+          i += inner
+        }
+      }
+      sums[name] = (s, count + outer * inner)
+    }
+    func means(_ name: String) -> [Double]? {
+      guard case let (s, count)?? = sums[name], count > 0 else { return nil }
+      return s.map { $0 / Double(count) }
     }
   }
 
@@ -103,6 +139,7 @@ public struct Calibrator {
     throws -> (ranges: [String: ActivationRange], samples: Int) {
     let executor = try Executor(model: model, threads: threads)
     let recorder = Recorder()
+    recorder.meanAxes = meanAxes
     let methodOf = { (name: String) -> CalibrationMethod in methods[name] ?? method }
     for t in tensors { recorder.histograms[t] = StreamingHistogram(keepsBins: methodOf(t) != .minmax) }
     // auto: the first chunk's inputs and outputs of every node that reads a calibrated tensor.
@@ -132,6 +169,7 @@ public struct Calibrator {
       } else {
         ranges[name] = choose(h, otherType: recorder.otherTypes[name], method: methodOf(name) == .auto ? .minmax : methodOf(name))
       }
+      ranges[name]?.channelMeans = recorder.means(name)
     }
     return (ranges, used)
   }

@@ -36,6 +36,13 @@ public struct QuantizeStatic: Pass {
   public var analyze = false
   /// Per-node decisions from a file (`--overrides`): nodes left float, calibration methods.
   public var overrides = QuantizeOverrides()
+  /// Cross-layer equalization before calibration (`--equalize`: `EqualizeCrossLayer`).
+  public var equalize = false
+  /// Subtract each quantized node's weight-rounding shift ε·E[x] from its bias (`--bias-correction`).
+  public var biasCorrection = false
+  /// What `equalize` and `biasCorrection` are measured with against plain PTQ when there is no
+  /// `target` (nil: not measured).
+  public var comparison: QualityTarget?
 
   public init(calibrator: Calibrator, data: String, symmetricActivations: Bool = false, symmetricWeights: Bool = true,
               filter: NodeFilter = .init(), target: QualityTarget? = nil, weightsOfFloatNodes: QuantizeWeights? = nil) {
@@ -80,6 +87,53 @@ public struct QuantizeStatic: Pass {
       return PassResult(pass: Self.name, changes: changes)
     }
     let perChannel = opset >= 13
+    let plain = model
+    var algorithmChanges = [PassResult.Change]()
+    if equalize { algorithmChanges += try EqualizeCrossLayer().run(&model, context).changes }
+    let setup = try calibrate(model, perChannel: perChannel, withMeans: biasCorrection)
+    changes += setup.changes
+    let rangeChanges = setup.rangeChanges
+    let (plans, params) = (setup.plans, setup.params)
+    var corrections = [Int: BiasCorrection.Correction]()
+    if biasCorrection {
+      let found = try correctBiases(model, setup: setup, perChannel: perChannel)
+      corrections = found.corrections
+      algorithmChanges += found.changes
+    }
+    keptFloat?.nodes = setup.floatByOverrides
+    if equalize || biasCorrection, let goal = target ?? comparison {
+      algorithmChanges.append(try compareWithPlain(plain, model, setup: setup, corrections: corrections, goal: goal, perChannel: perChannel))
+    }
+
+    // 4. Rewrite every planned node, or search for the fewest float nodes that meet the target.
+    if analyze, let target {
+      changes += try analyzeNodes(model, target: target, plans: plans, params: params, perChannel: perChannel,
+                                  corrections: corrections, context: context)
+    } else if let target {
+      changes += try search(&model, target: target, plans: plans, params: params, perChannel: perChannel,
+                            corrections: corrections, context: context)
+    } else {
+      let corrected = Dictionary(corrections.values.map { ($0.bias.name, $0.bias) }, uniquingKeysWith: { a, _ in a })
+      model.graph.initializers = model.graph.initializers.map { corrected[$0.name] ?? $0 }
+      changes += try rewrite(&model, plans: plans, params: params, perChannel: perChannel)
+    }
+    return PassResult(pass: Self.name, changes: changes + algorithmChanges + rangeChanges)
+  }
+
+  /// What calibration decides: the nodes to quantize (and why others are not), each
+  /// activation's parameters, and, for bias correction, each quantized node's input means.
+  struct Setup {
+    var plans: [Plan]
+    var params: [String: Params]
+    var changes: [PassResult.Change]
+    var rangeChanges: [PassResult.Change]
+    var floatByOverrides: Set<String>
+    var means: [String: [Double]]
+  }
+
+  func calibrate(_ model: Model, perChannel: Bool, withMeans: Bool) throws -> Setup {
+    var changes = [PassResult.Change]()
+    let graph = model.graph
     var initializers = [String: Tensor]()
     for t in graph.initializers { initializers[t.name] = t }
     var consumers = [String: [Int]]()
@@ -148,6 +202,14 @@ public struct QuantizeStatic: Pass {
       if let o = p.outputAnchor { wanted.insert(o) }
     }
     let dataset = try Dataset(path: data, inputNames: graph.feedNames)
+    var calibrator = self.calibrator
+    if withMeans {
+      // The data input of each node: channels on axis 1 for a Conv, last for a MatMul/Gemm.
+      for p in plans where p.weight != nil {
+        let n = graph.nodes[p.node]
+        calibrator.meanAxes[n.inputs[0]] = n.opType == "Conv" ? 1 : -1
+      }
+    }
     let (ranges, samples) = try calibrator.run(model: model, tensors: wanted.sorted(), data: dataset, methods: methods)
     var producers = [String: Node]()
     for n in graph.nodes { for o in n.outputs { producers[o] = n } }
@@ -188,16 +250,10 @@ public struct QuantizeStatic: Pass {
       rangeChanges.append(.init(target: name, action: "calibrated", detail: detail + note, values: values))
     }
 
-    // 4. Rewrite every planned node, or search for the fewest float nodes that meet the target.
-    keptFloat?.nodes = floatByOverrides
-    if analyze, let target {
-      changes += try analyzeNodes(model, target: target, plans: plans, params: params, perChannel: perChannel, context: context)
-    } else if let target {
-      changes += try search(&model, target: target, plans: plans, params: params, perChannel: perChannel, context: context)
-    } else {
-      changes += try rewrite(&model, plans: plans, params: params, perChannel: perChannel)
-    }
-    return PassResult(pass: Self.name, changes: changes + rangeChanges)
+    var means = [String: [Double]]()
+    for (name, r) in ranges { if let m = r.channelMeans { means[name] = m } }
+    return Setup(plans: plans, params: params, changes: changes, rangeChanges: rangeChanges, floatByOverrides: floatByOverrides,
+                 means: means)
   }
 
   /// Quantizes every node of `plans` with the calibrated `params`: weights and biases first, then
@@ -330,14 +386,15 @@ public struct QuantizeStatic: Pass {
   /// so what is kept is a measured success. Not met: the best model seen, and the report says by how much it fell
   /// short (the command's gate then exits 2). `maxSeconds` ends the search with the best so far.
   func search(_ model: inout Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
-              context: PassContext) throws -> [PassResult.Change] {
+              corrections: [Int: BiasCorrection.Correction], context: PassContext) throws -> [PassResult.Change] {
     let started = DispatchTime.now().uptimeNanoseconds
     func outOfTime() -> Bool {
       guard let maxSeconds else { return false }
       return Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 > maxSeconds
     }
     let original = model
-    let candidates = try Candidates(pass: self, original: original, target: target, plans: plans, params: params, perChannel: perChannel)
+    let candidates = try Candidates(pass: self, original: original, target: target, plans: plans, params: params, perChannel: perChannel,
+                                    corrections: corrections)
     typealias Candidate = Candidates.Candidate
     func candidate(float: Set<Int>, weightsToo: Bool) throws -> Candidate { try candidates.make(float: float, weightsToo: weightsToo) }
     let name = target.metric.rawValue
@@ -433,11 +490,22 @@ extension QuantizeStatic {
     let perChannel: Bool
     /// Weight name → its int8 values as floats; and the weights of each plan's node.
     let rounded: [String: Tensor]
+    /// Bias correction: each plan's corrected bias, used while its weight is int8.
+    let corrections: [Int: BiasCorrection.Correction]
 
-    init(pass: QuantizeStatic, original: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool) throws {
+    init(pass: QuantizeStatic, original: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
+         corrections: [Int: BiasCorrection.Correction] = [:]) throws {
       self.pass = pass; self.original = original; self.plans = plans; self.params = params; self.perChannel = perChannel
+      self.corrections = corrections
       scorer = try TargetScorer(reference: original, target: target)
       rounded = try pass.weightsOfFloatNodes?.dequantizedWeights(original) ?? [:]
+    }
+
+    /// The corrected biases of the nodes whose weights are quantized.
+    func correctedBiases(floatWeights keepFloat: Set<String>) -> [String: Tensor] {
+      var biases = [String: Tensor]()
+      for c in corrections.values where !keepFloat.contains(c.node) { biases[c.bias.name] = c.bias }
+      return biases
     }
 
     /// The nodes whose weights stay float: the overrides', and `float` with `weightsToo`.
@@ -453,7 +521,8 @@ extension QuantizeStatic {
         for i in QuantizeWeights.weightInputs(of: n) where i < n.inputs.count { floatWeights.insert(n.inputs[i]) }
       }
       var m = original
-      m.graph.initializers = m.graph.initializers.map { t in floatWeights.contains(t.name) ? t : rounded[t.name] ?? t }
+      let biases = correctedBiases(floatWeights: keepFloat)
+      m.graph.initializers = m.graph.initializers.map { t in floatWeights.contains(t.name) ? t : rounded[t.name] ?? biases[t.name] ?? t }
       _ = try pass.rewrite(&m, plans: plans.indices.filter { !float.contains($0) }.map { plans[$0] }, params: params, perChannel: perChannel)
       return (float, weightsToo, try scorer.score(m))
     }
@@ -462,6 +531,8 @@ extension QuantizeStatic {
     /// weight-only pass follows), and its score measured on that model.
     func final(_ c: Candidate, context: PassContext) throws -> (model: Model, changes: [PassResult.Change], score: Double) {
       var m = original
+      let biases = correctedBiases(floatWeights: nodesWithFloatWeights(float: c.float, weightsToo: c.weightsToo))
+      m.graph.initializers = m.graph.initializers.map { biases[$0.name] ?? $0 }
       let changes = try pass.rewrite(&m, plans: plans.indices.filter { !c.float.contains($0) }.map { plans[$0] }, params: params,
                                      perChannel: perChannel)
       var scored = m
@@ -477,8 +548,9 @@ extension QuantizeStatic {
   /// other node float, int8 weights), and with only it float (every other node quantized) —
   /// ranked by the first, most damaging first. The model is left as it was.
   func analyzeNodes(_ model: Model, target: QualityTarget, plans: [Plan], params: [String: Params], perChannel: Bool,
-                    context: PassContext) throws -> [PassResult.Change] {
-    let candidates = try Candidates(pass: self, original: model, target: target, plans: plans, params: params, perChannel: perChannel)
+                    corrections: [Int: BiasCorrection.Correction], context: PassContext) throws -> [PassResult.Change] {
+    let candidates = try Candidates(pass: self, original: model, target: target, plans: plans, params: params, perChannel: perChannel,
+                                    corrections: corrections)
     let everyNode = Set(plans.indices)
     let all = try candidates.make(float: [], weightsToo: false).score
     let none = try candidates.make(float: everyNode, weightsToo: false).score
@@ -505,6 +577,60 @@ extension QuantizeStatic {
                          detail: "\(name) \(format(all)) with every node quantized, \(format(none)) with none (int8 weights); \(plans.count) nodes, \(2 * plans.count + 2) models measured on \(target.data)",
                          values: ["allQuantized": all, "noneQuantized": none, "nodes": Double(plans.count)]))
     return changes
+  }
+}
+
+extension QuantizeStatic {
+  /// Bias correction for every planned node with a weight, a bias of its own and its input's
+  /// means: the weight rounded as the pass will round it, its shift ε·E[x] taken off the bias.
+  func correctBiases(_ model: Model, setup: Setup, perChannel: Bool)
+    throws -> (corrections: [Int: BiasCorrection.Correction], changes: [PassResult.Change]) {
+    let graph = model.graph
+    var initializers = [String: Tensor]()
+    for t in graph.initializers { initializers[t.name] = t }
+    var readers = [String: [Int]]()
+    for (i, n) in graph.nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { readers[name, default: []].append(i) } }
+    let uses = graph.uses()
+    var corrections = [Int: BiasCorrection.Correction]()
+    var changes = [PassResult.Change]()
+    for (k, p) in setup.plans.enumerated() {
+      guard let (wi, axis) = p.weight else { continue }
+      let n = graph.nodes[p.node]
+      func skip(_ why: String) { changes.append(.init(target: label(n), action: "bias not corrected", detail: why)) }
+      guard let w = initializers[n.inputs[wi]] else { continue }
+      guard let bias = BiasCorrection.bias(of: n, in: graph, initializers: initializers, uses: uses, readers: readers) else {
+        skip("no bias of its own to correct"); continue
+      }
+      guard let means = setup.means[n.inputs[0]] else { skip("its input's channel means were not measured"); continue }
+      let q = try QuantizedWeight(w, axis: perChannel ? axis : nil, symmetric: symmetricWeights, names: (w.name, "", ""))
+      guard let c = try BiasCorrection.correct(n, weight: w, rounded: try NDArray(q.dequantized(name: w.name)).floats(),
+                                               means: means, bias: bias) else {
+        skip("its weight, input and bias do not line up channel by channel"); continue
+      }
+      corrections[k] = c
+      changes.append(.init(target: label(n), action: "bias corrected",
+                           detail: String(format: "'%@': the int8 weight's output shift ε·E[x] taken off, up to %.3g (mean %.3g) per channel",
+                                          bias.tensor.name, c.largestShift, c.meanShift),
+                           values: ["largestShift": c.largestShift, "meanShift": c.meanShift]))
+    }
+    return (corrections, changes)
+  }
+
+  /// Every node quantized with the algorithms asked for, against plain PTQ (the model as it
+  /// came, calibrated the same way), scored on the same data.
+  func compareWithPlain(_ plain: Model, _ model: Model, setup: Setup, corrections: [Int: BiasCorrection.Correction],
+                        goal: QualityTarget, perChannel: Bool) throws -> PassResult.Change {
+    let plainSetup = equalize ? try calibrate(plain, perChannel: perChannel, withMeans: false) : setup
+    let before = try Candidates(pass: self, original: plain, target: goal, plans: plainSetup.plans, params: plainSetup.params,
+                                perChannel: perChannel).make(float: [], weightsToo: false).score
+    let after = try Candidates(pass: self, original: model, target: goal, plans: setup.plans, params: setup.params,
+                               perChannel: perChannel, corrections: corrections).make(float: [], weightsToo: false).score
+    let names = (equalize ? ["cross-layer equalization"] : []) + (biasCorrection ? ["bias correction"] : [])
+    let metric = goal.metric.rawValue
+    return .init(target: "model", action: "algorithms",
+                 detail: String(format: "%@ %.6f with %@, %.6f with plain PTQ (every node quantized; same calibration and quality data)",
+                                metric, after, names.joined(separator: " and "), before),
+                 values: ["plain": before, "withAlgorithms": after, "equalize": equalize ? 1 : 0, "biasCorrection": biasCorrection ? 1 : 0])
   }
 }
 
