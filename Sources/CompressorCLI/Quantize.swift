@@ -122,6 +122,9 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Flag(help: "Static: cross-layer equalization before calibration — in each Conv/Gemm/MatMul pair joined through Relu, LeakyRelu, PRelu or pooling (depthwise convolutions included), the first node's output channels and the second's input channels are rescaled to the same weight range; the float function is unchanged. The report compares the result with plain PTQ.")
   var equalize = false
 
+  @Option(help: "Static: SmoothQuant with this α in [0, 1] — each activation read by MatMul/Gemm weights is divided per channel by max|x|^α / max|W|^(1−α) (measured on the calibration data) and their weight rows multiplied by it, into the LayerNorm that produces it where it can (else a float Mul); α 0.5 is the usual choice for transformers. The report compares the result with plain PTQ.")
+  var smoothAlpha: Float?
+
   @Flag(help: "Static: bias correction — each int8 weight's output shift ε·E[x] (E[x]: its input's per-channel mean on the calibration data) is taken off the node's bias. The report compares the result with plain PTQ.")
   var biasCorrection = false
 
@@ -174,9 +177,10 @@ struct QuantizeStep: StepOptions, StepHelp {
     if let o = overrides, let s = saveOverrides, FileIdentity(path: o) != nil, FileIdentity(path: o) == FileIdentity(path: s) {
       throw ValidationError("--save-overrides '\(s)' is the --overrides file; write the decisions elsewhere")
     }
-    if (equalize || biasCorrection) && mode != .static {
-      throw ValidationError("--\(equalize ? "equalize" : "bias-correction") needs --mode static")
+    if (equalize || biasCorrection || smoothAlpha != nil) && mode != .static {
+      throw ValidationError("--\(equalize ? "equalize" : biasCorrection ? "bias-correction" : "smooth-alpha") needs --mode static")
     }
+    if let a = smoothAlpha, !(a >= 0 && a <= 1) { throw ValidationError("--smooth-alpha must be in [0, 1], not \(a)") }
     if analyze {
       if mode != .static { throw ValidationError("--analyze needs --mode static") }
       if evalSamples == 0 { throw ValidationError("--analyze measures quality; --eval-samples 0 leaves nothing to measure it on") }
@@ -274,6 +278,7 @@ struct QuantizeStep: StepOptions, StepHelp {
                                 symmetricWeights: symmetricWeights, filter: filter, target: goal, weightsOfFloatNodes: weightOnly)
       pass.equalize = equalize
       pass.biasCorrection = biasCorrection
+      pass.smoothAlpha = smoothAlpha
       if goal == nil, let quality = qualityData {
         // --target none: the algorithms are still measured against plain PTQ, by cosine.
         pass.comparison = QualityTarget(metric: .cosine, limit: 1, threshold: nil, data: quality.data, labels: nil,

@@ -106,7 +106,7 @@ final class EqualizationTests: XCTestCase {
     m.graph.nodes = [Node(name: "r", opType: "Relu", inputs: ["x"], outputs: ["y"])]
     m.graph.initializers = []
     var calibrator = Calibrator(method: .minmax, chunkRows: 8)
-    calibrator.meanAxes = ["x": 1, "y": -3]
+    calibrator.channelAxes = ["x": 1, "y": -3]
     let (ranges, samples) = try calibrator.run(model: m, tensors: ["x", "y"], data: try Dataset(path: dir + "/x.npy", inputNames: ["x"]))
     XCTAssertEqual(samples, 20)
     for name in ["x", "y"] {
@@ -114,5 +114,68 @@ final class EqualizationTests: XCTestCase {
       XCTAssertEqual(means.count, 3)
       for (c, v) in means.enumerated() { XCTAssertEqual(v, Double(c) + 2, accuracy: 1e-9) }
     }
+  }
+}
+
+/// SmoothQuant keeps the float function, folds 1/s into a LayerNorm whose only readers are the
+/// MatMuls, and inserts a Mul where the LayerNorm has another reader.
+final class SmoothingTests: XCTestCase {
+  /// x[n, 4, 8] → LayerNorm (channel 3 scaled ×40: an outlier channel) → q, k MatMuls (→ y1, y2)
+  /// and, with `residual`, an Add of the LayerNorm output to x (→ y3).
+  func model(residual: Bool) -> Model {
+    func values(_ n: Int, seed: Int) -> [Float] { (0..<n).map { Float(((($0 + seed) * 7919) % 211) - 105) / 105 } }
+    var gamma = [Float](repeating: 1, count: 8)
+    gamma[3] = 40
+    let shape = TensorShape([Dimension(.symbolic("n")), Dimension(.known(4)), Dimension(.known(8))])
+    let x = ValueInfo(name: "x", type: TypeInfo(.tensor(elementType: .float, shape: shape)))
+    var nodes = [
+      Node(name: "ln", opType: "LayerNormalization", inputs: ["x", "gamma", "beta"], outputs: ["h"]),
+      Node(name: "q", opType: "MatMul", inputs: ["h", "wq"], outputs: ["y1"]),
+      Node(name: "k", opType: "MatMul", inputs: ["h", "wk"], outputs: ["y2"]),
+    ]
+    var outputs = ["y1", "y2"]
+    if residual {
+      nodes.append(Node(name: "res", opType: "Add", inputs: ["h", "x"], outputs: ["y3"]))
+      outputs.append("y3")
+    }
+    let g = Graph(name: "g", nodes: nodes, initializers: [
+      floatTensor("gamma", [8], gamma), floatTensor("beta", [8], values(8, seed: 2)),
+      floatTensor("wq", [8, 6], values(48, seed: 3)), floatTensor("wk", [8, 6], values(48, seed: 5)),
+    ], inputs: [x], outputs: outputs.map { ValueInfo(name: $0, type: TypeInfo(.tensor(elementType: .float, shape: nil))) })
+    return Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: g)
+  }
+
+  func check(residual: Bool) throws -> PassResult {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smooth-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let samples: [Float] = (0..<512).map { (i: Int) -> Float in Float((i * 37) % 101) / 50 - 1 }
+    let input = NDArray(samples, shape: [16, 4, 8])
+    FileManager.default.createFile(atPath: dir + "/x.npy", contents: Data(try NPY.encode(input)))
+    var m = model(residual: residual)
+    let want = try Executor(model: m).run(["x": input]).map { try $0.value.floats() }
+    let r = try SmoothActivations(alpha: 0.5, calibrator: Calibrator(method: .minmax), data: dir + "/x.npy").run(&m, PassContext())
+    try validate(m, file: "test")
+    let got = try Executor(model: m).run(["x": input]).map { try $0.value.floats() }
+    for (w, g) in zip(want, got) {
+      let scale = w.map(abs).max() ?? 1
+      for (a, b) in zip(w, g) { XCTAssertEqual(a, b, accuracy: 1e-5 * scale) }
+    }
+    let smoothed = try XCTUnwrap(r.changes.first { $0.action == "smoothed" })
+    XCTAssertEqual(smoothed.target, "h")
+    // α 0.5 takes the square root of the outlier's lead (the weights' ranges are alike).
+    XCTAssertGreaterThan(smoothed.values?["spreadBefore"] ?? 0, 20)
+    XCTAssertLessThan(smoothed.values?["spreadAfter"] ?? .infinity, 10)
+    return r
+  }
+
+  func testFoldsIntoTheLayerNorm() throws {
+    let r = try check(residual: false)
+    XCTAssertTrue(r.changes[0].detail.contains("for q, k (folded into ln)"), r.changes[0].detail)
+  }
+
+  func testInsertsAMulWhereTheLayerNormHasOtherReaders() throws {
+    let r = try check(residual: true)
+    XCTAssertTrue(r.changes[0].detail.contains("for q, k (a Mul by 1/s before them)"), r.changes[0].detail)
   }
 }

@@ -64,8 +64,10 @@ public struct ActivationRange {
   /// squared error summed over them); nil for the other methods or when no reader could be run.
   public var chosen: CalibrationMethod?
   public var errors: [(method: CalibrationMethod, error: Double)] = []
-  /// The mean of each channel along the axis `Calibrator.meanAxes` names (nil when not asked).
+  /// The mean of each channel along the axis `Calibrator.channelAxes` names (nil when not asked).
   public var channelMeans: [Double]?
+  /// The largest magnitude seen in each channel (the same axis).
+  public var channelMaxima: [Float]?
 }
 
 /// Runs the float model over calibration samples and records, for each requested tensor, a
@@ -81,9 +83,9 @@ public struct Calibrator {
   public var progress: ((Int) -> Void)?
   /// `auto` measures ranges as the pass will use them: int8 symmetric or uint8 with a zero point.
   public var symmetricActivations = false
-  /// Tensors whose per-channel means are also recorded, with their channel axis (negative:
-  /// from the end) — what bias correction needs to know of each quantized node's input.
-  public var meanAxes: [String: Int] = [:]
+  /// Tensors whose per-channel means and largest magnitudes are also recorded, with their
+  /// channel axis (negative: from the end) — what bias correction and smoothing need to know.
+  public var channelAxes: [String: Int] = [:]
   public init(method: CalibrationMethod, maxSamples: Int? = nil, chunkRows: Int = 8, threads: Int = 1) {
     self.method = method; self.maxSamples = maxSamples; self.chunkRows = chunkRows; self.threads = threads
   }
@@ -92,44 +94,56 @@ public struct Calibrator {
   private final class Recorder {
     var histograms: [String: StreamingHistogram] = [:]
     var otherTypes: [String: DataType] = [:]
-    var meanAxes: [String: Int] = [:]
-    /// Per-channel sums and the elements summed per channel; nil once the channels disagree.
-    var sums: [String: (sums: [Double], count: Int)?] = [:]
+    var channelAxes: [String: Int] = [:]
+    /// Per-channel sums, largest magnitudes and elements per channel; nil once the channels disagree.
+    var channels: [String: ChannelStatistics?] = [:]
     func record(_ name: String, _ value: NDArray) {
       guard histograms[name] != nil else { return }
       guard value.dataType == .float else { otherTypes[name] = value.dataType; return }
       value.elements(Float.self).withPointer { p in
-        histograms[name]?.add(UnsafeBufferPointer(start: p, count: value.count))
-        if let axis = meanAxes[name] { addSums(name, axis: axis, UnsafeBufferPointer(start: p, count: value.count), shape: value.shape) }
+        let v = UnsafeBufferPointer(start: p, count: value.count)
+        histograms[name]?.add(v)
+        if let axis = channelAxes[name] { addChannels(name, axis: axis, v, shape: value.shape) }
       }
     }
-    func addSums(_ name: String, axis: Int, _ v: UnsafeBufferPointer<Float>, shape: [Int]) {
+    func addChannels(_ name: String, axis: Int, _ v: UnsafeBufferPointer<Float>, shape: [Int]) {
       let a = axis < 0 ? shape.count + axis : axis
-      guard a >= 0, a < shape.count, shape[a] > 0 else { sums[name] = .some(nil); return }
-      let channels = shape[a], inner = shape[(a + 1)...].reduce(1, *), outer = shape[..<a].reduce(1, *)
-      var s: [Double], count: Int
-      switch sums[name] {
-      case .none: (s, count) = ([Double](repeating: 0, count: channels), 0)
+      guard a >= 0, a < shape.count, shape[a] > 0 else { channels[name] = .some(nil); return }
+      let count = shape[a], inner = shape[(a + 1)...].reduce(1, *), outer = shape[..<a].reduce(1, *)
+      var stats: ChannelStatistics
+      switch channels[name] {
+      case .none: stats = ChannelStatistics(count)
       case .some(.none): return
-      case .some(.some(let p)):
-        guard p.sums.count == channels else { sums[name] = .some(nil); return }
-        (s, count) = p
+      case .some(.some(let seen)):
+        guard seen.sums.count == count else { channels[name] = .some(nil); return }
+        stats = seen
       }
+      channels[name] = nil  // the arrays below are then uniquely referenced: no copy
       var i = 0
       for _ in 0..<outer {
-        for c in 0..<channels {
+        for c in 0..<count {
           var total = 0.0
-          for x in v[i..<(i + inner)] where x.isFinite { total += Double(x) }
-          s[c] += total
+          var largest = stats.maxima[c]
+          for x in v[i..<(i + inner)] where x.isFinite {
+            total += Double(x)
+            largest = max(largest, abs(x))
+          }
+          stats.sums[c] += total
+          stats.maxima[c] = largest
           i += inner
         }
       }
-      sums[name] = (s, count + outer * inner)
+      stats.elements += outer * inner
+      channels[name] = .some(stats)
     }
-    func means(_ name: String) -> [Double]? {
-      guard case let (s, count)?? = sums[name], count > 0 else { return nil }
-      return s.map { $0 / Double(count) }
-    }
+  }
+
+  struct ChannelStatistics {
+    var sums: [Double]
+    var maxima: [Float]
+    var elements = 0
+    init(_ count: Int) { sums = [Double](repeating: 0, count: count); maxima = [Float](repeating: 0, count: count) }
+    var means: [Double]? { elements > 0 ? sums.map { $0 / Double(elements) } : nil }
   }
 
   /// Ranges of `tensors` (main-graph values or graph inputs) over the samples of `data`.
@@ -139,7 +153,7 @@ public struct Calibrator {
     throws -> (ranges: [String: ActivationRange], samples: Int) {
     let executor = try Executor(model: model, threads: threads)
     let recorder = Recorder()
-    recorder.meanAxes = meanAxes
+    recorder.channelAxes = channelAxes
     let methodOf = { (name: String) -> CalibrationMethod in methods[name] ?? method }
     for t in tensors { recorder.histograms[t] = StreamingHistogram(keepsBins: methodOf(t) != .minmax) }
     // auto: the first chunk's inputs and outputs of every node that reads a calibrated tensor.
@@ -169,7 +183,10 @@ public struct Calibrator {
       } else {
         ranges[name] = choose(h, otherType: recorder.otherTypes[name], method: methodOf(name) == .auto ? .minmax : methodOf(name))
       }
-      ranges[name]?.channelMeans = recorder.means(name)
+      if case let stats?? = recorder.channels[name] {
+        ranges[name]?.channelMeans = stats.means
+        ranges[name]?.channelMaxima = stats.maxima
+      }
     }
     return (ranges, used)
   }

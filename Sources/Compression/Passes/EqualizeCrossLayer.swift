@@ -139,7 +139,7 @@ public struct EqualizeCrossLayer: Pass {
     }
     func rangesOut(_ p: Pair) -> [Float] { ranges(p.a, channels: outputChannels(p.a), output: true) }
     func rangesIn(_ p: Pair) -> [Float] { ranges(p.b, channels: inputChannels(p.b), output: false) }
-    let before = pairs.map { (spread(rangesOut($0)), spread(rangesIn($0))) }
+    let before = pairs.map { (WeightLayout.spread(rangesOut($0)), WeightLayout.spread(rangesIn($0))) }
     var sweeps = 0
     var moved = Float.infinity
     while sweeps < maxSweeps && moved > 1e-4 {
@@ -169,7 +169,7 @@ public struct EqualizeCrossLayer: Pass {
       model.graph.initializers[k] = NDArray(v, shape: t.dims.map { Int($0) }).irTensor(name: t.name)
     }
     for (p, (a0, b0)) in zip(pairs, before) {
-      let a1 = spread(rangesOut(p)), b1 = spread(rangesIn(p))
+      let a1 = WeightLayout.spread(rangesOut(p)), b1 = WeightLayout.spread(rangesIn(p))
       let path = ([label(graph.nodes[p.a.node])] + p.through + [label(graph.nodes[p.b.node])]).joined(separator: " → ")
       changes.append(.init(target: label(graph.nodes[p.b.node]), action: "equalized",
                            detail: String(format: "%@ over %d channels: largest/smallest channel range %@ %.3g → %.3g, %@ %.3g → %.3g",
@@ -182,12 +182,5 @@ public struct EqualizeCrossLayer: Pass {
                          detail: "\(pairs.count) pairs equalized in \(sweeps) sweeps\(moved > 1e-4 ? " (scales still moving by \(moved))" : "")",
                          values: ["pairs": Double(pairs.count), "sweeps": Double(sweeps)]))
     return PassResult(pass: Self.name, changes: changes)
-  }
-
-  /// Largest over smallest nonzero channel range: how unevenly the channels are spread.
-  func spread(_ r: [Float]) -> Double {
-    let nonzero = r.filter { $0 > 0 }
-    guard let lo = nonzero.min(), let hi = nonzero.max() else { return 1 }
-    return Double(hi / lo)
   }
 }

@@ -36,6 +36,8 @@ public struct QuantizeStatic: Pass {
   public var analyze = false
   /// Per-node decisions from a file (`--overrides`): nodes left float, calibration methods.
   public var overrides = QuantizeOverrides()
+  /// SmoothQuant's α (`--smooth-alpha`: `SmoothActivations`), before calibration; nil: none.
+  public var smoothAlpha: Float?
   /// Cross-layer equalization before calibration (`--equalize`: `EqualizeCrossLayer`).
   public var equalize = false
   /// Subtract each quantized node's weight-rounding shift ε·E[x] from its bias (`--bias-correction`).
@@ -89,6 +91,9 @@ public struct QuantizeStatic: Pass {
     let perChannel = opset >= 13
     let plain = model
     var algorithmChanges = [PassResult.Change]()
+    if let alpha = smoothAlpha {
+      algorithmChanges += try SmoothActivations(alpha: alpha, calibrator: calibrator, data: data).run(&model, context).changes
+    }
     if equalize { algorithmChanges += try EqualizeCrossLayer().run(&model, context).changes }
     let setup = try calibrate(model, perChannel: perChannel, withMeans: biasCorrection)
     changes += setup.changes
@@ -101,7 +106,7 @@ public struct QuantizeStatic: Pass {
       algorithmChanges += found.changes
     }
     keptFloat?.nodes = setup.floatByOverrides
-    if equalize || biasCorrection, let goal = target ?? comparison {
+    if equalize || biasCorrection || smoothAlpha != nil, let goal = target ?? comparison {
       algorithmChanges.append(try compareWithPlain(plain, model, setup: setup, corrections: corrections, goal: goal, perChannel: perChannel))
     }
 
@@ -207,7 +212,7 @@ public struct QuantizeStatic: Pass {
       // The data input of each node: channels on axis 1 for a Conv, last for a MatMul/Gemm.
       for p in plans where p.weight != nil {
         let n = graph.nodes[p.node]
-        calibrator.meanAxes[n.inputs[0]] = n.opType == "Conv" ? 1 : -1
+        calibrator.channelAxes[n.inputs[0]] = n.opType == "Conv" ? 1 : -1
       }
     }
     let (ranges, samples) = try calibrator.run(model: model, tensors: wanted.sorted(), data: dataset, methods: methods)
@@ -620,17 +625,18 @@ extension QuantizeStatic {
   /// came, calibrated the same way), scored on the same data.
   func compareWithPlain(_ plain: Model, _ model: Model, setup: Setup, corrections: [Int: BiasCorrection.Correction],
                         goal: QualityTarget, perChannel: Bool) throws -> PassResult.Change {
-    let plainSetup = equalize ? try calibrate(plain, perChannel: perChannel, withMeans: false) : setup
+    let plainSetup = equalize || smoothAlpha != nil ? try calibrate(plain, perChannel: perChannel, withMeans: false) : setup
     let before = try Candidates(pass: self, original: plain, target: goal, plans: plainSetup.plans, params: plainSetup.params,
                                 perChannel: perChannel).make(float: [], weightsToo: false).score
     let after = try Candidates(pass: self, original: model, target: goal, plans: setup.plans, params: setup.params,
                                perChannel: perChannel, corrections: corrections).make(float: [], weightsToo: false).score
-    let names = (equalize ? ["cross-layer equalization"] : []) + (biasCorrection ? ["bias correction"] : [])
+    let names = (smoothAlpha.map { [String(format: "SmoothQuant α %.2f", $0)] } ?? []) + (equalize ? ["cross-layer equalization"] : [])
+      + (biasCorrection ? ["bias correction"] : [])
     let metric = goal.metric.rawValue
     return .init(target: "model", action: "algorithms",
                  detail: String(format: "%@ %.6f with %@, %.6f with plain PTQ (every node quantized; same calibration and quality data)",
                                 metric, after, names.joined(separator: " and "), before),
-                 values: ["plain": before, "withAlgorithms": after, "equalize": equalize ? 1 : 0, "biasCorrection": biasCorrection ? 1 : 0])
+                 values: ["plain": before, "withAlgorithms": after, "equalize": equalize ? 1 : 0, "smoothAlpha": smoothAlpha.map(Double.init) ?? 0, "biasCorrection": biasCorrection ? 1 : 0])
   }
 }
 

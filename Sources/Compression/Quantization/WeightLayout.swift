@@ -55,4 +55,11 @@ struct WeightLayout {
     }
     return (out, input)
   }
+
+  /// Largest over smallest nonzero value: how unevenly channels are spread (1 when none is nonzero).
+  static func spread(_ r: [Float]) -> Double {
+    let nonzero = r.filter { $0 > 0 }
+    guard let lo = nonzero.min(), let hi = nonzero.max() else { return 1 }
+    return Double(hi / lo)
+  }
 }
