@@ -550,3 +550,35 @@ def test_equalization_and_bias_correction_on_cnn_fixtures(name, pairs, compresso
 def test_algorithm_flags_need_static(compressor, tmp_path):
     r = compressor("quantize", FIXTURES / "mlp.onnx", "--equalize", "-o", tmp_path / "o.onnx", check=False)
     assert r.returncode == 64 and r.stderr.startswith("compressor: error: --equalize needs --mode static\n")
+
+
+def test_smoothing_runs_in_onnx_runtime_and_is_kept_only_when_better(compressor, tmp_path):
+    """--smooth-alpha on the transformer fixture. Without quality data it is applied as asked:
+    a float Mul by 1/s before each group of MatMuls (their LayerNorms have other readers), and
+    ONNX Runtime runs the result as compressor does, close to float. With quality data it is
+    measured against plain PTQ; here plain measures better, so the model written is plain PTQ's,
+    byte for byte, and the report says why."""
+    entry = MANIFEST["transformer_block"]
+    src, calib = FIXTURES / entry["file"], FIXTURES / "data" / CALIBRATION["transformer_block"]
+    evaluation = FIXTURES / "data" / EVAL["transformer_block"]
+    compressor("quantize", src, "--mode", "static", "--data", calib, "--eval-samples", "0", "--smooth-alpha", "0.5",
+               "-o", tmp_path / "s.onnx", "--report", tmp_path / "s.json")
+    changes = pass_changes(json.loads((tmp_path / "s.json").read_text()), "quantize-static")
+    smoothed = [c for c in changes if c["action"] == "smoothed"]
+    assert [c["target"] for c in smoothed] == ["x0", "ctx", "x1", "gelu", "pooled"]
+    assert all("a Mul by 1/s before them" in c["detail"] and c["values"]["spreadAfter"] < c["values"]["spreadBefore"] for c in smoothed)
+    assert not [c for c in changes if c["action"] == "algorithms"]
+    assert sum(n.op_type == "Mul" and n.name.endswith(".smooth") for n in onnx.load(str(tmp_path / "s.onnx")).graph.node) == 5
+    check_runs_alike(compressor, tmp_path / "s.onnx", "transformer_block", tmp_path)
+    feeds = {k: v for k, v in np.load(evaluation).items()}
+    assert cosine(ort_outputs(src, feeds)[0], ort_outputs(tmp_path / "s.onnx", feeds)[0]) >= 0.99
+
+    common = ["--mode", "static", "--data", calib, "--eval-data", evaluation, "--target", "none"]
+    compressor("quantize", src, *common, "-o", tmp_path / "plain.onnx")
+    compressor("quantize", src, *common, "--smooth-alpha", "0.5", "-o", tmp_path / "m.onnx", "--report", tmp_path / "m.json")
+    changes = pass_changes(json.loads((tmp_path / "m.json").read_text()), "quantize-static")
+    (compared,) = [c for c in changes if c["action"] == "algorithms"]
+    assert compared["values"]["applied"] == 0 and compared["values"]["plain"] > compared["values"]["withAlgorithms"]
+    assert compared["detail"].endswith("; not applied: plain PTQ measures better")
+    assert not [c for c in changes if c["action"] == "smoothed"]
+    assert (tmp_path / "m.onnx").read_bytes() == (tmp_path / "plain.onnx").read_bytes()

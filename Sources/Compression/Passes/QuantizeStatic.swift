@@ -95,10 +95,7 @@ public struct QuantizeStatic: Pass {
       algorithmChanges += try SmoothActivations(alpha: alpha, calibrator: calibrator, data: data).run(&model, context).changes
     }
     if equalize { algorithmChanges += try EqualizeCrossLayer().run(&model, context).changes }
-    let setup = try calibrate(model, perChannel: perChannel, withMeans: biasCorrection)
-    changes += setup.changes
-    let rangeChanges = setup.rangeChanges
-    let (plans, params) = (setup.plans, setup.params)
+    var setup = try calibrate(model, perChannel: perChannel, withMeans: biasCorrection)
     var corrections = [Int: BiasCorrection.Correction]()
     if biasCorrection {
       let found = try correctBiases(model, setup: setup, perChannel: perChannel)
@@ -107,8 +104,20 @@ public struct QuantizeStatic: Pass {
     }
     keptFloat?.nodes = setup.floatByOverrides
     if equalize || biasCorrection || smoothAlpha != nil, let goal = target ?? comparison {
-      algorithmChanges.append(try compareWithPlain(plain, model, setup: setup, corrections: corrections, goal: goal, perChannel: perChannel))
+      // Kept only where they measure better, as GPTQ keeps round-to-nearest where it is better.
+      let compared = try compareWithPlain(plain, model, setup: setup, corrections: corrections, goal: goal, perChannel: perChannel)
+      if let plainSetup = compared.plainIsBetter {
+        // What the algorithms would have done is not what the model got: only the comparison stays.
+        algorithmChanges = []
+        model = plain
+        setup = plainSetup
+        corrections = [:]
+      }
+      algorithmChanges.append(compared.change)
     }
+    changes += setup.changes
+    let rangeChanges = setup.rangeChanges
+    let (plans, params) = (setup.plans, setup.params)
 
     // 4. Rewrite every planned node, or search for the fewest float nodes that meet the target.
     if analyze, let target {
@@ -622,9 +631,10 @@ extension QuantizeStatic {
   }
 
   /// Every node quantized with the algorithms asked for, against plain PTQ (the model as it
-  /// came, calibrated the same way), scored on the same data.
+  /// came, calibrated the same way), scored on the same data. When plain PTQ scores better, its
+  /// calibration is returned: the pass goes on without the algorithms.
   func compareWithPlain(_ plain: Model, _ model: Model, setup: Setup, corrections: [Int: BiasCorrection.Correction],
-                        goal: QualityTarget, perChannel: Bool) throws -> PassResult.Change {
+                        goal: QualityTarget, perChannel: Bool) throws -> (change: PassResult.Change, plainIsBetter: Setup?) {
     let plainSetup = equalize || smoothAlpha != nil ? try calibrate(plain, perChannel: perChannel, withMeans: false) : setup
     let before = try Candidates(pass: self, original: plain, target: goal, plans: plainSetup.plans, params: plainSetup.params,
                                 perChannel: perChannel).make(float: [], weightsToo: false).score
@@ -633,10 +643,14 @@ extension QuantizeStatic {
     let names = (smoothAlpha.map { [String(format: "SmoothQuant α %.2f", $0)] } ?? []) + (equalize ? ["cross-layer equalization"] : [])
       + (biasCorrection ? ["bias correction"] : [])
     let metric = goal.metric.rawValue
-    return .init(target: "model", action: "algorithms",
-                 detail: String(format: "%@ %.6f with %@, %.6f with plain PTQ (every node quantized; same calibration and quality data)",
-                                metric, after, names.joined(separator: " and "), before),
-                 values: ["plain": before, "withAlgorithms": after, "equalize": equalize ? 1 : 0, "smoothAlpha": smoothAlpha.map(Double.init) ?? 0, "biasCorrection": biasCorrection ? 1 : 0])
+    let kept = !goal.isBetter(before, than: after)
+    var detail = String(format: "%@ %.6f with %@, %.6f with plain PTQ (every node quantized; same calibration and quality data)",
+                        metric, after, names.joined(separator: " and "), before)
+    detail += kept ? "; applied" : "; not applied: plain PTQ measures better"
+    let change = PassResult.Change(target: "model", action: "algorithms", detail: detail,
+                                   values: ["plain": before, "withAlgorithms": after, "applied": kept ? 1 : 0, "equalize": equalize ? 1 : 0,
+                                            "smoothAlpha": smoothAlpha.map(Double.init) ?? 0, "biasCorrection": biasCorrection ? 1 : 0])
+    return (change, kept ? nil : plainSetup)
   }
 }
 
