@@ -113,6 +113,7 @@ public final class Executor {
     fuseDecomposedHardSwish()
     fuseResidualAddIntoConv()
     fuseActivationsIntoConv()
+    fuseSoftmaxAttention()
     mainPlan = try plan(mainGraph)
     mainInitialValues = mainInitializers.mapValues(Value.tensor)
   }
@@ -306,6 +307,63 @@ public final class Executor {
         removed.insert(a)
         break
       }
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+  }
+
+  /// MatMul(Q, Kᵀ) [→ Add(mask)] → Softmax(last axis) [→ Where(IsNaN(p), 0, p)] → MatMul(·, V),
+  /// each value read by the next node alone, becomes one MatMul node with inputs [Q, Kᵀ, V, mask]
+  /// (`SoftmaxAttention`): the scores of every head are never held at once. The Where(IsNaN)
+  /// step is what exporters add for fully masked rows.
+  private func fuseSoftmaxAttention() {
+    guard (opsets[""] ?? 1) >= 13 else { return }  // before 13 Softmax flattens the axes after `axis`
+    let (readers, producer) = readersAndProducers()
+    var removed = Set<Int>()
+    func node(_ value: String, _ op: String) -> Int? {
+      guard let i = producer[value], !removed.contains(i), mainGraph.nodes[i].opType == op, mainGraph.nodes[i].isDefaultDomain,
+            mainGraph.nodes[i].outputs.count == 1 else { return nil }
+      return i
+    }
+    for (bi, b) in mainGraph.nodes.enumerated() where b.opType == "MatMul" && b.isDefaultDomain && b.inputs.count == 2
+      && b.outputs.count == 1 && b.attribute(SoftmaxAttention.attribute) == nil && !removed.contains(bi) {
+      var parts = [Int]()
+      var probabilities = b.inputs[0]
+      var nanTo: Float?
+      if let wi = node(probabilities, "Where"), readers[probabilities] == 1 {
+        // Where(IsNaN(p), zero, p), zero a constant scalar.
+        let w = mainGraph.nodes[wi]
+        guard w.inputs.count == 3, let ni = node(w.inputs[0], "IsNaN"), readers[w.inputs[0]] == 1,
+              mainGraph.nodes[ni].inputs.first == w.inputs[2], readers[w.inputs[2]] == 2,
+              let zero = mainInitializers[w.inputs[1]], zero.dataType == .float, zero.count == 1 else { continue }
+        nanTo = zero.elements(Float.self)[0]
+        parts += [wi, ni]
+        probabilities = w.inputs[2]
+      } else if readers[probabilities] != 1 {
+        continue
+      }
+      guard let si = node(probabilities, "Softmax"), (mainGraph.nodes[si].attribute("axis")?.int ?? -1) == -1 else { continue }
+      var scores = mainGraph.nodes[si].inputs[0]
+      guard readers[scores] == 1 else { continue }
+      parts.append(si)
+      var mask = ""
+      if let ai = node(scores, "Add") {
+        let add = mainGraph.nodes[ai]
+        guard add.inputs.count == 2, let side = [0, 1].first(where: { node(add.inputs[$0], "MatMul") != nil && readers[add.inputs[$0]] == 1 })
+        else { continue }
+        mask = add.inputs[1 - side]
+        scores = add.inputs[side]
+        parts.append(ai)
+      }
+      guard let pi = node(scores, "MatMul"), readers[scores] == 1, mainGraph.nodes[pi].inputs.count == 2,
+            mainGraph.nodes[pi].attribute(SoftmaxAttention.attribute) == nil else { continue }
+      parts.append(pi)
+      var fused = b
+      fused.inputs = [mainGraph.nodes[pi].inputs[0], mainGraph.nodes[pi].inputs[1], b.inputs[1], mask]
+      fused.attributes.append(SoftmaxAttention.make(nanTo: nanTo))
+      mainGraph.nodes[bi] = fused
+      removed.formUnion(parts)
     }
     if !removed.isEmpty {
       mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)

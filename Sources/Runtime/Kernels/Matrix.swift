@@ -6,7 +6,9 @@ import Support
 /// converted back (float16 models, as other CPU runtimes do). Det by LU decomposition in Double.
 extension Kernels {
   static let matrix: [String: Kernel] = [
-    "MatMul": { c in [try matMul(c, c.input(0), c.input(1))] },
+    "MatMul": { c in
+      [c.node.attribute(SoftmaxAttention.attribute) != nil ? try SoftmaxAttention.run(c) : try matMul(c, c.input(0), c.input(1))]
+    },
     "Gemm": { c in [try gemm(c)] },
     "Det": { c in [try determinant(c)] },
   ]
