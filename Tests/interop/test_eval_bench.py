@@ -83,3 +83,35 @@ def test_bench_profile_lists_operators_and_the_slowest_nodes(compressor):
     assert {"Conv", "Gemm", "GlobalAveragePool"} <= set(shares) and sum(shares.values()) == pytest.approx(100, abs=0.5)
     assert len(nodes) == 7 and all(re.match(r"^  node '\w+' \(\w+\)  [0-9.e-]+ ms/run  [0-9.]+%$", n) for n in nodes)
     assert any(n.startswith("  node 'c2' (Conv)") for n in nodes)
+
+
+def _cpu_flags():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.parametrize("chosen", ["Haswell", "Prescott"])
+def test_an_openblas_core_in_the_environment_is_kept(chosen, compressor):
+    """OPENBLAS_CORETYPE set by a user or an administrator is what OpenBLAS runs with, even
+    where compressor would pick faster kernels (OPENBLAS_VERBOSE=2 prints the core on load)."""
+    import os
+    r = compressor("bench", FIXTURES / "mlp.onnx", "--runs", "1", "--warmup", "0",
+                   env={**os.environ, "OPENBLAS_CORETYPE": chosen, "OPENBLAS_VERBOSE": "2"})
+    assert re.findall(r"Core: (\w+)", r.stdout + r.stderr)[-1] == chosen
+
+
+def test_unset_openblas_core_gets_the_widest_kernels_the_cpu_runs(compressor):
+    """With OPENBLAS_CORETYPE unset, a CPU OpenBLAS 0.3.21 does not recognize (this machine's
+    Xeon is taken for a Prescott) still gets AVX-512 kernels where it has AVX-512 F/CD/BW/DQ/VL,
+    AVX2 ones where it has AVX2 and FMA."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    r = compressor("bench", FIXTURES / "mlp.onnx", "--runs", "1", "--warmup", "0", env={**env, "OPENBLAS_VERBOSE": "2"})
+    core = re.findall(r"Core: (\w+)", r.stdout + r.stderr)[-1].lower()
+    flags = _cpu_flags()
+    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        assert core in ("skylakex", "cooperlake", "sapphirerapids"), core
+    elif {"avx2", "fma"} <= flags:
+        assert core in ("haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"), core
