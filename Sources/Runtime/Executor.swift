@@ -113,6 +113,7 @@ public final class Executor {
     fuseDecomposedHardSwish()
     fuseResidualAddIntoConv()
     fuseActivationsIntoConv()
+    fuseDecomposedSiLUIntoConv()
     fuseSoftmaxAttention()
     mainPlan = try plan(mainGraph)
     mainInitialValues = mainInitializers.mapValues(Value.tensor)
@@ -364,6 +365,36 @@ public final class Executor {
       fused.attributes.append(SoftmaxAttention.make(nanTo: nanTo))
       mainGraph.nodes[bi] = fused
       removed.formUnion(parts)
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+  }
+
+  /// Conv → Sigmoid and Mul(conv, sigmoid) — SiLU as exporters write it (EfficientNet, YOLO) —
+  /// where the Conv's output feeds just those two becomes one Conv applying x·σ(x) to each block
+  /// of output: two passes over the feature map, and their two tensors, become none.
+  private func fuseDecomposedSiLUIntoConv() {
+    let (readers, producer) = readersAndProducers()
+    var removed = Set<Int>()
+    for (mi, mul) in mainGraph.nodes.enumerated() where mul.opType == "Mul" && mul.isDefaultDomain && mul.inputs.count == 2
+      && mul.outputs.count == 1 {
+      for side in 0..<2 {
+        let x = mul.inputs[side], s = mul.inputs[1 - side]
+        guard let si = producer[s], readers[s] == 1, !removed.contains(si), mainGraph.nodes[si].opType == "Sigmoid",
+              mainGraph.nodes[si].isDefaultDomain, mainGraph.nodes[si].inputs.first == x,
+              let ci = producer[x], readers[x] == 2, !removed.contains(ci) else { continue }
+        let conv = mainGraph.nodes[ci]
+        guard conv.opType == "Conv", conv.isDefaultDomain, conv.outputs.count == 1, conv.attribute(FusedActivation.attribute) == nil,
+              let w = mainInitializers[conv.inputs.count > 1 ? conv.inputs[1] : ""], w.dataType == .float, w.rank == 3 || w.rank == 4
+        else { continue }
+        var node = conv
+        node.attributes.append(FusedActivation.attribute(.silu))
+        node.outputs = mul.outputs
+        mainGraph.nodes[ci] = node
+        removed.formUnion([si, mi])
+        break
+      }
     }
     if !removed.isEmpty {
       mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)

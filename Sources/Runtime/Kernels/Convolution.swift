@@ -532,7 +532,7 @@ public func col2im(_ cols: UnsafePointer<Float>, _ x: UnsafeMutablePointer<Float
 /// map instead of three. Never written to a model: the attributes live in the executor's copy.
 struct FusedActivation {
   static let attribute = "__compressor_activation"
-  enum Kind: String { case none, relu, clip, hardSwish, hardSigmoid, leakyRelu }
+  enum Kind: String { case none, relu, clip, hardSwish, hardSigmoid, leakyRelu, silu }
   var kind = Kind.none
   var alpha: Float = 0, beta: Float = 0
 
@@ -572,6 +572,15 @@ struct FusedActivation {
     case .hardSwish: for i in 0..<count { let v = p[i] + bias; p[i] = v * Swift.max(0, Swift.min(1, v / 6 + 0.5)) }
     case .hardSigmoid: for i in 0..<count { p[i] = Swift.max(0, Swift.min(1, alpha * (p[i] + bias) + beta)) }
     case .leakyRelu: for i in 0..<count { let v = p[i] + bias; p[i] = v < 0 ? alpha * v : v }
+    case .silu:
+      // x·σ(x) with the Sigmoid kernel's σ: the same bits as the Sigmoid and Mul nodes it replaces.
+      var i = 0
+      while i + 8 <= count {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) + bias
+        UnsafeMutableRawPointer(p + i).storeBytes(of: v * FastMath.sigmoid(v), as: SIMD8<Float>.self)
+        i += 8
+      }
+      while i < count { let v = p[i] + bias; p[i] = v * FastMath.sigmoid(SIMD8(repeating: v))[0]; i += 1 }
     }
   }
 }

@@ -71,3 +71,29 @@ final class FusedAttentionTests: XCTestCase {
   }
   func testBroadcastBatchFallsBackToTheNodesOneByOne() throws { try check(mask: [1, 3, 37, 300], kBatch: [1, 3], fused: false) }
 }
+
+/// Conv → Sigmoid, Mul (SiLU as exporters write it) runs as one Conv and gives the same bits
+/// as the three nodes one by one (an observer undoes the fusion).
+final class FusedSiLUTests: XCTestCase {
+  func testSiLUFusedIntoConvGivesTheSameBits() throws {
+    func values(_ n: Int, seed: Int) -> [Float] { (0..<n).map { Float(((($0 + seed) * 7919) % 211) - 105) / 60 } }
+    let w = Tensor(name: "w", dataType: .float, dims: [6, 3, 3, 3], data: ByteBuffer(copying: values(162, seed: 1).withUnsafeBytes { Array($0) }))
+    let b = Tensor(name: "b", dataType: .float, dims: [6], data: ByteBuffer(copying: values(6, seed: 2).withUnsafeBytes { Array($0) }))
+    let m = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: Graph(name: "g", nodes: [
+      Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))]),
+      Node(name: "sig", opType: "Sigmoid", inputs: ["c"], outputs: ["s"]),
+      Node(name: "silu", opType: "Mul", inputs: ["s", "c"], outputs: ["y"]),
+    ], initializers: [w, b], inputs: [ValueInfo(name: "x", type: nil)], outputs: [ValueInfo(name: "y", type: nil)]))
+    let x = NDArray(values(2 * 3 * 7 * 5, seed: 3), shape: [2, 3, 7, 5])
+    let fused = try Executor(model: m)
+    let got = try fused.run(["x": x])[0].value.floats()
+    let reference = try Executor(model: m)
+    var seen = [String]()
+    reference.observer = { node, _, _ in seen.append(node.opType) }
+    let want = try reference.run(["x": x])[0].value.floats()
+    XCTAssertEqual(seen, ["Conv", "Sigmoid", "Mul"])
+    XCTAssertEqual(got, want)
+    // The conv output and the sigmoid are not tensors of the fused run.
+    XCTAssertLessThan(fused.peakLiveBytes, reference.peakLiveBytes)
+  }
+}
