@@ -34,6 +34,20 @@ public enum Linalg {
       // rows i0..<i1 of C need rows i0..<i1 of A (columns when A is transposed).
       let bBlock = transposeB ? b + j0 * ldb : b + j0
       let aBlock = transposeA ? a + i0 : a + i0 * lda
+      if i1 - i0 == 1 && !transposeA {
+        // One row (a classifier at batch 1, a decoder step): sgemv streams B once, where sgemm
+        // would first copy all of it into its packed layout. β = 0 must ignore C, which may hold
+        // NaN bit patterns (uninitialized outputs): zeroed first, not scaled by 0.
+        if beta == 0 { (c + i0 * ldc + j0).update(repeating: 0, count: j1 - j0) }
+        if transposeB {
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(j1 - j0), blasint(k), alpha, bBlock, blasint(ldb), aBlock, 1, beta,
+                      c + i0 * ldc + j0, 1)
+        } else {
+          cblas_sgemv(CblasRowMajor, CblasTrans, blasint(k), blasint(j1 - j0), alpha, bBlock, blasint(ldb), aBlock, 1, beta,
+                      c + i0 * ldc + j0, 1)
+        }
+        return
+      }
       cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                   blasint(i1 - i0), blasint(j1 - j0), blasint(k), alpha, aBlock, blasint(lda), bBlock, blasint(ldb),
                   beta, c + i0 * ldc + j0, blasint(ldc))
