@@ -106,6 +106,20 @@ public struct Graph: Equatable, Sendable {
     return count
   }
 
+  /// This graph's own initializers by name (the first of a repeated name wins).
+  public var initializersByName: [String: Tensor] {
+    var byName = [String: Tensor]()
+    for t in initializers where byName[t.name] == nil { byName[t.name] = t }
+    return byName
+  }
+
+  /// For each value, the indices of this graph's nodes that read it (each node once).
+  public func readers() -> [String: [Int]] {
+    var readers = [String: [Int]]()
+    for (i, n) in nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { readers[name, default: []].append(i) } }
+    return readers
+  }
+
   /// Every initializer of this graph and its subgraphs by name (names are unique across scopes;
   /// the outermost wins if a malformed model repeats one).
   public var initializersEverywhere: [String: Tensor] {

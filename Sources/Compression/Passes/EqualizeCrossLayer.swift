@@ -47,10 +47,8 @@ public struct EqualizeCrossLayer: Pass {
     var changes = [PassResult.Change]()
     let graph = model.graph
     let uses = graph.uses()
-    var initializers = [String: Tensor]()
-    for t in graph.initializers { initializers[t.name] = t }
-    var readers = [String: [Int]]()
-    for (i, n) in graph.nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { readers[name, default: []].append(i) } }
+    let initializers = graph.initializersByName
+    let readers = graph.readers()
     let graphOutputs = Set(graph.outputs.map(\.name))
 
     /// The node's float weight, read only by it, with its layout; nil when it has none.

@@ -148,10 +148,8 @@ public struct QuantizeStatic: Pass {
   func calibrate(_ model: Model, perChannel: Bool, withMeans: Bool) throws -> Setup {
     var changes = [PassResult.Change]()
     let graph = model.graph
-    var initializers = [String: Tensor]()
-    for t in graph.initializers { initializers[t.name] = t }
-    var consumers = [String: [Int]]()
-    for (i, n) in graph.nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { consumers[name, default: []].append(i) } }
+    let initializers = graph.initializersByName
+    let consumers = graph.readers()
     let graphOutputs = Set(graph.outputs.map(\.name))
     let uses = graph.uses()
 
@@ -275,8 +273,7 @@ public struct QuantizeStatic: Pass {
   func rewrite(_ model: inout Model, plans: [Plan], params: [String: Params], perChannel: Bool) throws -> [PassResult.Change] {
     let graph = model.graph
     var changes = [PassResult.Change]()
-    var initializers = [String: Tensor]()
-    for t in graph.initializers { initializers[t.name] = t }
+    let initializers = graph.initializersByName
     var newInitializers = [Tensor]()
     var removedInitializers = Set<String>()
     var front = [Node]()
@@ -600,10 +597,8 @@ extension QuantizeStatic {
   func correctBiases(_ model: Model, setup: Setup, perChannel: Bool)
     throws -> (corrections: [Int: BiasCorrection.Correction], changes: [PassResult.Change]) {
     let graph = model.graph
-    var initializers = [String: Tensor]()
-    for t in graph.initializers { initializers[t.name] = t }
-    var readers = [String: [Int]]()
-    for (i, n) in graph.nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { readers[name, default: []].append(i) } }
+    let initializers = graph.initializersByName
+    let readers = graph.readers()
     let uses = graph.uses()
     var corrections = [Int: BiasCorrection.Correction]()
     var changes = [PassResult.Change]()

@@ -35,10 +35,8 @@ public struct SmoothActivations: Pass {
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     let graph = model.graph
     let uses = graph.uses()
-    var initializers = [String: Tensor]()
-    for t in graph.initializers { initializers[t.name] = t }
-    var readers = [String: [Int]]()
-    for (i, n) in graph.nodes.enumerated() { for name in Set(n.inputs) where !name.isEmpty { readers[name, default: []].append(i) } }
+    let initializers = graph.initializersByName
+    let readers = graph.readers()
     let graphOutputs = Set(graph.outputs.map(\.name))
 
     // 1. The activations read by MatMul/Gemm nodes with a 2-D float weight of their own.
