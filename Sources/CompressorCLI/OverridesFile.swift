@@ -10,6 +10,8 @@ import Yams
 ///       "encoder.layer.0.*": {skip: true}                  # float activations, int8 weight
 ///       "ffn2_matmul": {skip: true, weights: float}         # entirely float
 ///       "Conv": {calibration: "percentile:99.9"}            # an op type: every Conv
+///       "head/*": {bits: 16}                                # 16-bit activations
+///       "fc": {scheme: symmetric, weights: per-tensor}      # int8 activations, one weight scale
 enum OverridesFile {
   static func read(_ path: String) throws -> QuantizeOverrides {
     let text = try Recipe.readText(path, what: "an overrides file")
@@ -36,18 +38,32 @@ enum OverridesFile {
             guard let b = reader.bool(text) else { throw reader.usage("skip of '\(pattern)' must be true or false, not '\(text)'", v) }
             rule.skip = b
           case "weights":
-            guard text == "float" || text == "int8" else { throw reader.usage("weights of '\(pattern)' must be float or int8, not '\(text)'", v) }
+            guard ["float", "int8", "per-tensor"].contains(text) else {
+              throw reader.usage("weights of '\(pattern)' must be int8, per-tensor or float, not '\(text)'", v)
+            }
             rule.floatWeights = text == "float"
+            rule.perTensorWeight = text == "per-tensor"
+          case "bits":
+            guard text == "8" || text == "16" else { throw reader.usage("bits of '\(pattern)' must be 8 or 16 (activations), not '\(text)'", v) }
+            rule.bits = Int(text)
+          case "scheme":
+            guard text == "symmetric" || text == "asymmetric" else {
+              throw reader.usage("scheme of '\(pattern)' must be symmetric or asymmetric, not '\(text)'", v)
+            }
+            rule.symmetric = text == "symmetric"
           case "calibration":
             guard let m = CalibrationMethod(argument: text) else {
               throw reader.usage("calibration of '\(pattern)' must be minmax, percentile[:P], entropy, mse or auto, not '\(text)'", v)
             }
             rule.calibration = m
           default:
-            throw reader.usage("unknown field '\(field)' for '\(pattern)' (skip, weights, calibration)", fieldNode)
+            throw reader.usage("unknown field '\(field)' for '\(pattern)' (skip, weights, bits, scheme, calibration)", fieldNode)
           }
         }
         if rule.floatWeights && !rule.skip { throw reader.usage("'\(pattern)': weights: float goes with skip: true", patternNode) }
+        if rule.skip && (rule.bits != nil || rule.symmetric != nil || rule.perTensorWeight || rule.calibration != nil) {
+          throw reader.usage("'\(pattern)': skip: true leaves the node float; bits, scheme, calibration and weights: per-tensor are for quantized nodes", patternNode)
+        }
         overrides.rules.append(rule)
       }
     }

@@ -163,7 +163,7 @@ public enum Kernels {
   /// The com.microsoft operators (ONNX Runtime's contrib operators).
   static let microsoft: [String: Kernel] = {
     var all = [String: Kernel]()
-    for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib, quantizedContrib, attentionContrib, recurrentContrib] {
+    for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib, quantizedContrib, quantizationContrib, attentionContrib, recurrentContrib] {
       all.merge(family) { a, _ in a }
     }
     return all

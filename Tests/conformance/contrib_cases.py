@@ -486,6 +486,26 @@ def recurrent():
                         dict(hidden_size=hidden, direction=direction), inits, node_inputs=names))
     return out
 
+def quantize_dequantize():
+    """com.microsoft QuantizeLinear / DequantizeLinear with the 16-bit types static quantization
+    writes below opset 21 (per tensor and per axis), and 8-bit for the same kernel."""
+    r = rng(9)
+    out = []
+    x = f32(r, 2, 3, 5, low=-3, high=3)
+    for dtype, zero in [(np.uint16, 32000), (np.int16, -40), (np.uint8, 120)]:
+        name = np.dtype(dtype).name
+        t = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        out.append(case(f"quantize_linear_{name}", "QuantizeLinear", [("x", x)], [("y", t)],
+                        initializers=[("s", scalar(0.0001 if dtype != np.uint8 else 0.03)), ("z", np.array(zero, dtype))], tolerance=0))
+        q = r.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, (2, 3, 5), endpoint=True).astype(dtype)
+        out.append(case(f"dequantize_linear_{name}", "DequantizeLinear", [("q", q)], [("y", F)],
+                        initializers=[("s", scalar(0.0002)), ("z", np.array(zero, dtype))]))
+    axis_scales = np.array([0.001, 0.0005, 0.002], np.float32)
+    out.append(case("quantize_linear_uint16_axis", "QuantizeLinear", [("x", x)], [("y", helper.np_dtype_to_tensor_dtype(np.dtype(np.uint16)))],
+                    dict(axis=1), initializers=[("s", axis_scales), ("z", np.array([30000, 32768, 100], np.uint16))], tolerance=0))
+    return out
+
 
 def all_cases():
-    return activations() + normalizations() + products() + quantized_products() + qlinear() + attention() + recurrent()
+    return (activations() + normalizations() + products() + quantized_products() + qlinear() + quantize_dequantize()
+            + attention() + recurrent())

@@ -502,10 +502,67 @@ def test_overrides_reproduce_a_search_and_steer_calibration(compressor, tmp_path
     assert "w2" in initializers and "w2.int8" not in initializers
 
 
+@pytest.mark.parametrize("opset", [13, 21])
+def test_overrides_bits_scheme_and_weight_granularity(opset, compressor, tmp_path):
+    """--overrides bits: 16 gives a node 16-bit activations (ONNX Runtime's com.microsoft
+    QuantizeLinear below opset 21, the standard one from 21), which recovers most of what int8
+    loses on an outlier channel; scheme: symmetric gives int8 zero points of 0 and weights:
+    per-tensor one weight scale. ONNX Runtime runs each model and agrees with the report's score."""
+    src = tmp_path / "map.onnx"
+    _map_model(src, outlier=60)
+    if opset != 13:
+        m = onnx.load(str(src))
+        m.opset_import[0].version = opset
+        m.ir_version = 10
+        onnx.save(m, str(src))
+    common = ["--mode", "static", "--data", FIXTURES / "data" / "calib_img.npy", "--target", "none",
+              "--eval-data", FIXTURES / "data" / "digits_img.npy", "--eval-samples", "256"]
+    feeds = {"x": np.load(FIXTURES / "data" / "digits_img.npy")[:256]}
+    reference = ort_outputs(src, feeds)[0].reshape(256, -1)
+    scores = {}
+    for name, text in [("plain", None), ("wide", "nodes:\n  conv1: {bits: 16}\n"),
+                       ("symmetric", "nodes:\n  Conv: {scheme: symmetric, weights: per-tensor}\n")]:
+        out, report = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+        extra = []
+        if text:
+            (tmp_path / f"{name}.yaml").write_text(text)
+            extra = ["--overrides", tmp_path / f"{name}.yaml"]
+        compressor("quantize", src, *common, *extra, "-o", out, "--report", report)
+        rep = json.loads(report.read_text())
+        scores[name] = cosine(reference, ort_outputs(out, feeds)[0].reshape(256, -1))
+        assert abs(scores[name] - rep["quality"]["compressed"]["meanCosine"]) < 2e-3, (name, scores[name])
+        model = onnx.load(str(out))
+        inits = {t.name: t for t in model.graph.initializer}
+        pairs = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
+        types = {v: onnx.helper.tensor_dtype_to_np_dtype(inits[q.input[2]].data_type) for v, q in pairs.items()}
+        if name == "wide":
+            # conv1 reads r0 and writes r1 (after its Relu): both 16-bit; x and c2 stay 8-bit.
+            assert types == {"x": np.uint8, "r0": np.uint16, "r1": np.uint16, "c2": np.uint8}
+            assert {pairs[v].domain for v in ("r0", "r1")} == {"com.microsoft" if opset < 21 else ""}
+            assert ("com.microsoft" in {o.domain for o in model.opset_import}) == (opset < 21)
+            # QLinearConv takes 8-bit activations only: every Conv touching r0 or r1 stays QDQ.
+            compressor("quantize", src, *common, *extra, "--format", "qoperator", "-o", tmp_path / "q.onnx",
+                       "--report", tmp_path / "q.json")
+            skipped = {c["target"]: c["detail"] for c in pass_changes(json.loads((tmp_path / "q.json").read_text()), "qdq-to-qoperator")}
+            assert skipped == {f"conv{i}": "its activations are not 8-bit (QLinear operators take 8-bit activations only)" for i in range(3)}
+            assert cosine(reference, ort_outputs(tmp_path / "q.onnx", feeds)[0].reshape(256, -1)) == pytest.approx(scores[name], abs=1e-5)
+        elif name == "symmetric":
+            assert set(types.values()) == {np.dtype(np.int8)}
+            assert all(onnx.numpy_helper.to_array(inits[q.input[2]]) == 0 for q in pairs.values())
+            scales = [inits[n.input[1]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0].startswith("w")]
+            assert len(scales) == 3 and all(list(t.dims) == [] for t in scales)
+    assert scores["wide"] > scores["plain"] + 0.004 and scores["wide"] >= 0.996, scores
+
+
 @pytest.mark.parametrize("text, message", [
     ("nodes:\n  conv0: {skip: maybe}\n", "skip of 'conv0' must be true or false, not 'maybe', {f}:2:17"),
     ("nodes:\n  conv0: {weights: float}\n", "'conv0': weights: float goes with skip: true, {f}:2:3"),
-    ("nodes:\n  conv0: {bits: 4}\n", "unknown field 'bits' for 'conv0' (skip, weights, calibration), {f}:2:11"),
+    ("nodes:\n  conv0: {precision: 4}\n", "unknown field 'precision' for 'conv0' (skip, weights, bits, scheme, calibration), {f}:2:11"),
+    ("nodes:\n  conv0: {bits: 4}\n", "bits of 'conv0' must be 8 or 16 (activations), not '4', {f}:2:17"),
+    ("nodes:\n  conv0: {scheme: affine}\n", "scheme of 'conv0' must be symmetric or asymmetric, not 'affine', {f}:2:19"),
+    ("nodes:\n  conv0: {weights: int4}\n", "weights of 'conv0' must be int8, per-tensor or float, not 'int4', {f}:2:20"),
+    ("nodes:\n  conv0: {skip: true, bits: 16}\n",
+     "'conv0': skip: true leaves the node float; bits, scheme, calibration and weights: per-tensor are for quantized nodes, {f}:2:3"),
     ("layers: {}\n", "unknown key 'layers' (the overrides file has one key, nodes), {f}:1:1"),
     ("nodes:\n  conv0: {calibration: kl}\n", "calibration of 'conv0' must be minmax, percentile[:P], entropy, mse or auto, not 'kl', {f}:2:24"),
 ])

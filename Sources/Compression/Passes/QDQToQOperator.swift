@@ -29,7 +29,9 @@ public struct QDQToQOperator: Pass {
     var zeroPoints = [String: String]()  // weight → the zero point made for it
 
     func dequantizer(_ name: String) -> Node? {
-      guard let p = producer[name], g.nodes[p].opType == "DequantizeLinear", g.nodes[p].isDefaultDomain else { return nil }
+      // ONNX Runtime's com.microsoft pair too (16-bit activations), so its refusal is reported.
+      guard let p = producer[name], g.nodes[p].opType == "DequantizeLinear",
+            g.nodes[p].isDefaultDomain || g.nodes[p].domain == "com.microsoft" else { return nil }
       return g.nodes[p]
     }
     func zeroPointIsFloor(_ name: String) -> Bool {
@@ -54,6 +56,11 @@ public struct QDQToQOperator: Pass {
         skip("its output is not quantized"); continue
       }
       let q = g.nodes[qi]
+      // QLinearConv and QLinearMatMul take 8-bit activations only.
+      let eightBit: Set<DataType> = [.uint8, .int8]
+      guard [dx.inputs[2], q.inputs[2]].allSatisfy({ initializers[$0].map { eightBit.contains($0.dataType) } ?? false }) else {
+        skip("its activations are not 8-bit (QLinear operators take 8-bit activations only)"); continue
+      }
       if relu != nil && !zeroPointIsFloor(q.inputs[2]) { skip("a Relu follows and the output zero point does not clamp at 0"); continue }
       var wZero = dw.inputs.count > 2 ? dw.inputs[2] : ""
       if wZero.isEmpty {

@@ -67,10 +67,23 @@ public struct QuantizeStatic: Pass {
     var weight: (input: Int, axis: Int)?
     var bias: Int?
     var outputAnchor: String?
+    /// One weight scale, not one per channel (`--overrides` weights: per-tensor).
+    var perTensorWeight = false
+
+    /// The axis of the weight's scales: nil for one scale (per tensor).
+    func weightAxis(perChannel: Bool) -> Int? { perChannel && !perTensorWeight ? weight?.axis : nil }
   }
 
-  /// An activation's quantization parameters.
-  struct Params { var scale: Float; var zeroPoint: Int32 }
+  /// An activation's quantization parameters; `type` is uint8/int8, or uint16/int16 for
+  /// `--overrides` bits: 16.
+  struct Params {
+    var scale: Float
+    var zeroPoint: Int32
+    var type: DataType
+  }
+
+  /// Activations' width and zero-point scheme, per tensor, where `--overrides` gives them.
+  struct ActivationKind: Equatable { var bits: Int; var symmetric: Bool }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     var changes = [PassResult.Change]()
@@ -157,6 +170,7 @@ public struct QuantizeStatic: Pass {
     var plans = [Plan]()
     var floatByOverrides = Set<String>()
     var methods = [String: CalibrationMethod]()
+    var kinds = [String: ActivationKind]()
     for (i, n) in graph.nodes.enumerated() where n.isDefaultDomain && Self.quantizable.contains(n.opType) {
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "skipped", detail: why)) }
       if let why = filter.refusal(n) { skip(why); continue }
@@ -198,11 +212,15 @@ public struct QuantizeStatic: Pass {
         anchor = graph.nodes[readers[0]].outputs[0]
       }
       plan.outputAnchor = graphOutputs.contains(anchor) ? nil : anchor
+      plan.perTensorWeight = rule?.perTensorWeight ?? false
+      // The first node in graph order that names a shared tensor's method or kind decides it.
+      let activations = plan.activations.map({ n.inputs[$0] }) + (plan.outputAnchor.map { [$0] } ?? [])
+      if let rule, rule.bits != nil || rule.symmetric != nil {
+        let kind = ActivationKind(bits: rule.bits ?? 8, symmetric: rule.symmetric ?? symmetricActivations)
+        for name in activations where kinds[name] == nil { kinds[name] = kind }
+      }
       if let method = rule?.calibration {
-        // The first node in graph order that names a shared tensor's method decides it.
-        for name in plan.activations.map({ n.inputs[$0] }) + (plan.outputAnchor.map { [$0] } ?? []) where methods[name] == nil {
-          methods[name] = method
-        }
+        for name in activations where methods[name] == nil { methods[name] = method }
       }
       plans.append(plan)
     }
@@ -222,6 +240,9 @@ public struct QuantizeStatic: Pass {
         calibrator.channelAxes[n.inputs[0]] = n.opType == "Conv" ? 1 : -1
       }
     }
+    // 16 bits: the range itself, since with 65536 levels clipping costs more than rounding (the
+    // other methods trade one for the other at 8-bit resolution).
+    for (name, kind) in kinds where kind.bits == 16 && methods[name] == nil { methods[name] = .minmax }
     let (ranges, samples) = try calibrator.run(model: model, tensors: wanted.sorted(), data: dataset, methods: methods)
     var producers = [String: Node]()
     for n in graph.nodes { for o in n.outputs { producers[o] = n } }
@@ -238,15 +259,16 @@ public struct QuantizeStatic: Pass {
       var lo = r.lo, hi = r.hi, note = ""
       if producers[name]?.opType == "Softmax" { lo = 0; hi = 1; note = "; Softmax output: fixed range [0, 1]" }
       var scale: Float = 1, zp: Int32 = 0
-      if let p = affineParameters(lo: lo, hi: hi, symmetric: symmetricActivations) {
+      let kind = kinds[name] ?? ActivationKind(bits: 8, symmetric: symmetricActivations)
+      if let p = affineParameters(lo: lo, hi: hi, symmetric: kind.symmetric, bits: kind.bits) {
         (scale, zp) = p
       } else {
         note += "; constant zero: scale 1"
       }
-      params[name] = Params(scale: scale, zeroPoint: zp)
+      let type: DataType = kind.bits == 16 ? (kind.symmetric ? .int16 : .uint16) : (kind.symmetric ? .int8 : .uint8)
+      params[name] = Params(scale: scale, zeroPoint: zp, type: type)
       var detail = String(format: "range [%g, %g] (seen [%g, %g] over %d samples) → %@ scale %g zero point %d; clipped %.4f%%",
-                          lo, hi, r.observedMin, r.observedMax, samples, symmetricActivations ? "int8" : "uint8",
-                          scale, zp, r.clippedFraction * 100)
+                          lo, hi, r.observedMin, r.observedMax, samples, "\(type)", scale, zp, r.clippedFraction * 100)
       if r.excluded > 0 { detail += "; \(r.excluded) non-finite or |x| ≥ 1e6 values left out of the range" }
       var values: [String: Double] = [
         "lo": Double(lo), "hi": Double(hi), "observedMin": Double(r.observedMin), "observedMax": Double(r.observedMax),
@@ -288,17 +310,19 @@ public struct QuantizeStatic: Pass {
         changes.append(.init(target: label(n), action: "skipped", detail: "activation '\(n.inputs[bad])' is not float32"))
         continue
       }
-      var detail = "QDQ: activations \(symmetricActivations ? "int8 symmetric" : "uint8 asymmetric") per-tensor"
+      let types = Set(p.activations.compactMap { params[n.inputs[$0]]?.type } + [p.outputAnchor.flatMap { params[$0]?.type }].compactMap { $0 })
+      let typeNames = types.isEmpty ? [symmetricActivations ? "int8" : "uint8"] : types.map { "\($0)" }.sorted()
+      var detail = "QDQ: activations \(typeNames.map { "\($0) \($0.hasPrefix("u") ? "asymmetric" : "symmetric")" }.joined(separator: " and ")) per-tensor"
       var values = [String: Double]()
       var weightScales: [Float]?
-      if let (wi, axis) = p.weight {
+      if let (wi, _) = p.weight {
         let name = n.inputs[wi]
         let q: QuantizedWeight
         if let seen = quantizedWeights[name] {
           q = seen
         } else {
           guard let t = initializers[name] else { continue }
-          q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetricWeights,
+          q = try QuantizedWeight(t, axis: p.weightAxis(perChannel: perChannel), symmetric: symmetricWeights,
                                   names: (names.fresh("\(name).int8"), names.fresh("\(name).scale"),
                                           names.fresh("\(name).zero_point")))
           quantizedWeights[name] = q
@@ -354,17 +378,28 @@ public struct QuantizeStatic: Pass {
         }
       }
     }
+    // 16-bit QuantizeLinear is standard from opset 21; below it, ONNX Runtime's com.microsoft
+    // pair has the same inputs and meaning.
+    let sixteenBitDomain = (model.defaultOpsetVersion ?? 1) >= 21 ? "" : "com.microsoft"
+    var usedContribPair = false
     func pair(_ name: String) -> [Node] {
       guard let p = params[name], let pn = pairNames[name] else { return [] }
       let sName = pn.scale, zName = pn.zeroPoint
       newInitializers.append(Tensor(name: sName, dataType: .float, dims: [],
                                     data: ByteBuffer(copying: [p.scale].withUnsafeBytes { Array($0) })))
-      newInitializers.append(symmetricActivations
-        ? Tensor(name: zName, dataType: .int8, dims: [], data: ByteBuffer(copying: [UInt8(bitPattern: Int8(p.zeroPoint))]))
-        : Tensor(name: zName, dataType: .uint8, dims: [], data: ByteBuffer(copying: [UInt8(p.zeroPoint)])))
-      return [Node(name: names.fresh("\(name).quantize"), opType: "QuantizeLinear", inputs: [name, sName, zName],
+      let zeroBytes: [UInt8]
+      switch p.type {
+      case .int8: zeroBytes = [UInt8(bitPattern: Int8(p.zeroPoint))]
+      case .uint16: zeroBytes = withUnsafeBytes(of: UInt16(p.zeroPoint).littleEndian) { Array($0) }
+      case .int16: zeroBytes = withUnsafeBytes(of: Int16(p.zeroPoint).littleEndian) { Array($0) }
+      default: zeroBytes = [UInt8(p.zeroPoint)]
+      }
+      newInitializers.append(Tensor(name: zName, dataType: p.type, dims: [], data: ByteBuffer(copying: zeroBytes)))
+      let domain = p.type == .int16 || p.type == .uint16 ? sixteenBitDomain : ""
+      if !domain.isEmpty { usedContribPair = true }
+      return [Node(name: names.fresh("\(name).quantize"), opType: "QuantizeLinear", domain: domain, inputs: [name, sName, zName],
                    outputs: [pn.quantized]),
-              Node(name: names.fresh("\(name).dequantize"), opType: "DequantizeLinear", inputs: [pn.quantized, sName, zName],
+              Node(name: names.fresh("\(name).dequantize"), opType: "DequantizeLinear", domain: domain, inputs: [pn.quantized, sName, zName],
                    outputs: [pn.dequantized])]
     }
     var nodes = front
@@ -385,6 +420,9 @@ public struct QuantizeStatic: Pass {
     model.graph.initializers.removeAll { removedInitializers.contains($0.name) }
     model.graph.initializers += newInitializers
     model.graph.inputs.removeAll { removedInitializers.contains($0.name) }
+    if usedContribPair && !model.opsetImports.contains(where: { $0.domain == "com.microsoft" }) {
+      model.opsetImports.append(OpsetImport(domain: "com.microsoft", version: 1))
+    }
     return changes
   }
 
@@ -603,7 +641,7 @@ extension QuantizeStatic {
     var corrections = [Int: BiasCorrection.Correction]()
     var changes = [PassResult.Change]()
     for (k, p) in setup.plans.enumerated() {
-      guard let (wi, axis) = p.weight else { continue }
+      guard let (wi, _) = p.weight else { continue }
       let n = graph.nodes[p.node]
       func skip(_ why: String) { changes.append(.init(target: label(n), action: "bias not corrected", detail: why)) }
       guard let w = initializers[n.inputs[wi]] else { continue }
@@ -611,7 +649,7 @@ extension QuantizeStatic {
         skip("no bias of its own to correct"); continue
       }
       guard let means = setup.means[n.inputs[0]] else { skip("its input's channel means were not measured"); continue }
-      let q = try QuantizedWeight(w, axis: perChannel ? axis : nil, symmetric: symmetricWeights, names: (w.name, "", ""))
+      let q = try QuantizedWeight(w, axis: p.weightAxis(perChannel: perChannel), symmetric: symmetricWeights, names: (w.name, "", ""))
       guard let c = try BiasCorrection.correct(n, weight: w, rounded: try NDArray(q.dequantized(name: w.name)).floats(),
                                                means: means, bias: bias) else {
         skip("its weight, input and bias do not line up channel by channel"); continue

@@ -12,8 +12,18 @@ public struct QuantizeOverrides: Equatable {
     public var floatWeights: Bool
     /// The calibration of the node's activations (its inputs and quantized output).
     public var calibration: CalibrationMethod?
-    public init(pattern: String, skip: Bool = false, floatWeights: Bool = false, calibration: CalibrationMethod? = nil) {
+    /// The width of the node's activations: 8, or 16 for a node too sensitive for 8 bits that
+    /// should still run quantized (nil: the command's, 8).
+    public var bits: Int?
+    /// Zero-point scheme of the node's activations: symmetric (signed, zero point 0) or
+    /// asymmetric (unsigned with a zero point); nil: the command's.
+    public var symmetric: Bool?
+    /// One scale for the whole weight instead of one per output channel.
+    public var perTensorWeight: Bool
+    public init(pattern: String, skip: Bool = false, floatWeights: Bool = false, calibration: CalibrationMethod? = nil,
+                bits: Int? = nil, symmetric: Bool? = nil, perTensorWeight: Bool = false) {
       self.pattern = pattern; self.skip = skip; self.floatWeights = floatWeights; self.calibration = calibration
+      self.bits = bits; self.symmetric = symmetric; self.perTensorWeight = perTensorWeight
     }
   }
 
@@ -40,6 +50,9 @@ public struct QuantizeOverrides: Equatable {
       var fields = [String]()
       if r.skip { fields.append("skip: true") }
       if r.floatWeights { fields.append("weights: float") }
+      if r.perTensorWeight { fields.append("weights: per-tensor") }
+      if let b = r.bits { fields.append("bits: \(b)") }
+      if let s = r.symmetric { fields.append("scheme: \(s ? "symmetric" : "asymmetric")") }
       if let c = r.calibration { fields.append("calibration: \"\(c)\"") }
       let key = "\"" + r.pattern.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
       text += "  \(key): {\(fields.joined(separator: ", "))}\n"

@@ -114,12 +114,14 @@ struct QuantizedWeight {
 }
 
 /// The scale and zero point mapping [lo, hi] (a range holding 0) onto int8 [-127, 127] with zero
-/// point 0 (symmetric) or onto uint8 [0, 255]; nil for a zero range, or one so small (subnormal)
+/// point 0 (symmetric) or onto uint8 [0, 255] — int16 [-32767, 32767] or uint16 [0, 65535] with
+/// `bits` 16; nil for a zero range, or one so small (subnormal)
 /// that its reciprocal would be infinite — such values are zero for all purposes.
-func affineParameters(lo: Float, hi: Float, symmetric: Bool) -> (scale: Float, zeroPoint: Int32)? {
-  let scale = symmetric ? max(-lo, hi) / 127 : (hi - lo) / 255
+func affineParameters(lo: Float, hi: Float, symmetric: Bool, bits: Int = 8) -> (scale: Float, zeroPoint: Int32)? {
+  let levels = Float((1 << bits) - 1)
+  let scale = symmetric ? max(-lo, hi) / (levels / 2).rounded(.down) : (hi - lo) / levels
   guard scale.isNormal else { return nil }
-  return (scale, symmetric ? 0 : Int32(max(0, min(255, (-lo / scale).rounded(.toNearestOrEven)))))
+  return (scale, symmetric ? 0 : Int32(max(0, min(levels, (-lo / scale).rounded(.toNearestOrEven)))))
 }
 
 /// Which nodes a quantizing pass may touch: `--include` / `--exclude` patterns, each a node-name

@@ -127,6 +127,13 @@ extension Kernels {
   ]
 }
 
+extension Kernels {
+  /// ONNX Runtime's com.microsoft QuantizeLinear and DequantizeLinear: the standard operators'
+  /// inputs, axis and meaning, with 16-bit (and 4-bit) types at any opset — what static
+  /// quantization writes for 16-bit activations below opset 21.
+  static let quantizationContrib: [String: Kernel] = quantization
+}
+
 /// Element values of a quantized tensor (or zero point) as Double: integers of any width,
 /// float8 and float4 values decoded.
 func quantizedDoubles(_ x: NDArray) throws -> [Double] {

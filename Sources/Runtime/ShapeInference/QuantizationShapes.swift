@@ -17,3 +17,8 @@ extension ShapeRules {
     },
   ]
 }
+
+extension ShapeRules {
+  /// ONNX Runtime's com.microsoft QuantizeLinear and DequantizeLinear (16-bit types at any opset).
+  static let quantizationContrib: [String: ShapeRule] = quantization
+}

@@ -363,7 +363,7 @@ enum ShapeRules {
   static let microsoft: [String: ShapeRule] = {
     var all = [String: ShapeRule]()
     for family in [quantizedMatrixContrib, activationContrib, normalizationContrib, matrixContrib, convolutionContrib,
-                   quantizedContrib, attentionContrib, recurrentContrib] {
+                   quantizedContrib, quantizationContrib, attentionContrib, recurrentContrib] {
       all.merge(family) { a, _ in a }
     }
     return all
