@@ -25,16 +25,21 @@ public func foldBatchNorm(weight: NDArray, bias: NDArray?, scale: NDArray, shift
   return (folded, NDArray(newBias, shape: [m]))
 }
 
-/// Values visible while a graph runs: its own, then those of the graphs around it.
+/// Values visible while a graph runs: its own, in the slots its plan numbered, then those of
+/// the graphs around it. A run reads and writes slots by index; names are looked up only for
+/// what a subgraph reads from outside it (and by kernels that ask by name).
 final class Scope {
-  var values: [String: Value] = [:]
+  var values: [Value?]
+  let slots: [String: Int]
   let parent: Scope?
-  init(parent: Scope?) { self.parent = parent }
+  init(parent: Scope?, slots: [String: Int] = [:], values: [Value?] = []) {
+    self.parent = parent; self.slots = slots; self.values = values
+  }
 
   func lookup(_ name: String) -> Value? {
     var s: Scope? = self
     while let scope = s {
-      if let v = scope.values[name] { return v }
+      if let slot = scope.slots[name], let v = scope.values[slot] { return v }
       s = scope.parent
     }
     return nil
@@ -52,15 +57,33 @@ public final class Executor {
   /// The main graph as it runs (BatchNormalization folded into Conv) and its schedule,
   /// computed once: every run reuses them.
   private var mainGraph: Graph
-  private var mainPlan: Plan?
+  private var mainPlan: Plan? { didSet { mainStart = mainPlan?.initialValues(mainInitialValues) ?? [] } }
+  /// The main plan's value table with the initializers in place, as every run starts.
+  private var mainStart = [Value?]()
 
-  /// Node order, each step's kernel, and per step the values whose last reader that step is.
+  /// Node order, each step's kernel, and the run's value table: one slot per name the graph
+  /// holds or reads (its inputs, initializers, node outputs, and what its nodes and their
+  /// subgraphs read), so a run moves values by index instead of hashing names for every input.
   struct Plan {
     var order: [Int]
     var kernels: [ResolvedKernel]
     /// The version of each step's domain in the model's opset imports.
     var opsets: [Int64]
-    var lastUse: [[String]]
+    var slots: [String: Int]
+    /// Per step, the slot of each node input (−1: an omitted optional input) and output (−1: unnamed).
+    var inputSlots: [[Int]]
+    var outputSlots: [[Int]]
+    /// Per step, the slots whose last reader that step is (graph outputs never).
+    var frees: [[Int]]
+    var graphInputSlots: [Int]
+    var graphOutputSlots: [Int]
+
+    /// The value table a run starts from: the initializers in their slots.
+    func initialValues(_ initializers: [String: Value]) -> [Value?] {
+      var values = [Value?](repeating: nil, count: slots.count)
+      for (name, slot) in slots { if let v = initializers[name] { values[slot] = v } }
+      return values
+    }
   }
   /// Bytes of intermediate values alive at once, at most, in the last run.
   public private(set) var peakLiveBytes = 0
@@ -86,7 +109,15 @@ public final class Executor {
   /// than running it (silero-vad: 130 ms of a 150 ms run). Keyed by the address of the subgraph's
   /// node storage; the entry holds the graph, so that storage lives and no other graph can take
   /// its address.
-  private var subgraphs: [UnsafeRawPointer: (graph: Graph, plan: Plan, initializers: [String: Value])] = [:]
+  private var subgraphs: [UnsafeRawPointer: SubgraphEntry] = [:]
+  /// `source` keeps the key's storage alive; `graph` is what runs (its Constant nodes evaluated
+  /// into `start`, the value table a run begins with).
+  private struct SubgraphEntry {
+    var source: Graph
+    var graph: Graph
+    var plan: Plan
+    var start: [Value?]
+  }
   private var liveBytes = 0
 
   public init(model: Model, threads: Int = 1) throws {
@@ -117,6 +148,7 @@ public final class Executor {
     fuseSoftmaxAttention()
     mainPlan = try plan(mainGraph)
     mainInitialValues = mainInitializers.mapValues(Value.tensor)
+    mainStart = mainPlan?.initialValues(mainInitialValues) ?? []
   }
 
   /// Initializers that folded constants were computed from and that a feed may override (IR 3
@@ -179,7 +211,26 @@ public final class Executor {
       return k
     }
     let versions = order.map { opsets[g.nodes[$0].isDefaultDomain ? "" : g.nodes[$0].domain] ?? 1 }
-    return Plan(order: order, kernels: kernels, opsets: versions, lastUse: lastUses(g, order: order))
+    var slots = [String: Int]()
+    func slot(_ name: String) -> Int {
+      if name.isEmpty { return -1 }
+      if let s = slots[name] { return s }
+      slots[name] = slots.count
+      return slots.count - 1
+    }
+    let graphInputSlots = g.inputs.map { slot($0.name) }
+    var inputSlots = [[Int]](), outputSlots = [[Int]]()
+    for i in order {
+      let n = g.nodes[i]
+      inputSlots.append(n.inputs.map(slot))
+      outputSlots.append(n.outputs.map(slot))
+      for name in dependencies(n) { _ = slot(name) }
+    }
+    let graphOutputSlots = g.outputs.map { slot($0.name) }
+    let outputs = Set(g.outputs.map(\.name))
+    let frees = lastUses(g, order: order).map { names in names.filter { !outputs.contains($0) }.compactMap { slots[$0] } }
+    return Plan(order: order, kernels: kernels, opsets: versions, slots: slots, inputSlots: inputSlots, outputSlots: outputSlots,
+                frees: frees, graphInputSlots: graphInputSlots, graphOutputSlots: graphOutputSlots)
   }
 
   /// For the load-time fusions: how many readers each value of the main graph has (graph outputs
@@ -500,10 +551,11 @@ public final class Executor {
     if !foldedFromInputs.isEmpty, feeds.keys.contains(where: foldedFromInputs.contains), observer == nil,
        let unfolded = graphWithoutFusedActivations {
       // A feed overrides a weight that constants were folded from: run the nodes as the model has them.
-      let outputs = try runGraph(unfolded, outer: nil, feeds: ordered, initializers: mainInitialValues, plan: try plan(unfolded))
+      let p = try plan(unfolded)
+      let outputs = try runGraph(unfolded, outer: nil, feeds: ordered, start: p.initialValues(mainInitialValues), plan: p)
       return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
     }
-    let outputs = try runGraph(g, outer: nil, feeds: ordered, initializers: mainInitialValues, plan: mainPlan)
+    let outputs = try runGraph(g, outer: nil, feeds: ordered, start: mainStart, plan: mainPlan)
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
 
@@ -555,45 +607,47 @@ public final class Executor {
   }
 
   /// Runs `g` with `feeds` bound to its inputs in order (nil: not fed); returns its outputs in order.
-  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], initializers: [String: Value]? = nil,
-                plan cached: Plan? = nil) throws -> [Value] {
-    let scope = Scope(parent: outer)
-    var cached = cached
-    if let initializers {
-      scope.values = initializers
+  /// `start` is the value table of `cached` with the initializers in place.
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], start: [Value?]? = nil, plan cached: Plan? = nil) throws -> [Value] {
+    var g = g
+    let schedule: Plan, table: [Value?]
+    if let cached, let start {
+      (schedule, table) = (cached, start)
     } else if let entry = try subgraphEntry(g) {
-      scope.values = entry.initializers
-      cached = cached ?? entry.plan
+      (g, schedule, table) = (entry.graph, entry.plan, entry.start)
     } else {
-      for t in g.initializers { scope.values[t.name] = .tensor(try NDArray(t)) }
+      schedule = try plan(g)
+      var initializers = [String: Value]()
+      for t in g.initializers { initializers[t.name] = .tensor(try NDArray(t)) }
+      table = schedule.initialValues(initializers)
     }
+    let scope = Scope(parent: outer, slots: schedule.slots, values: table)
     // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
-    for (i, input) in g.inputs.enumerated() where i < feeds.count {
-      if let v = feeds[i] { scope.values[input.name] = v }
+    for (i, slot) in schedule.graphInputSlots.enumerated() where i < feeds.count {
+      if let v = feeds[i] { scope.values[slot] = v }
     }
-    let schedule = try cached ?? plan(g)
-    let order = schedule.order, lastUse = schedule.lastUse, kernels = schedule.kernels, domainOpsets = schedule.opsets
-    let outputs = Set(g.outputs.map(\.name))
-    var produced = Set<String>()
+    let order = schedule.order, kernels = schedule.kernels, domainOpsets = schedule.opsets
+    var produced = [Bool](repeating: false, count: schedule.slots.count)
+    /// A node input: this graph's slot, else (a name this graph reads from around it) the outer scopes'.
+    func input(_ node: Node, _ k: Int, _ slot: Int) throws -> Value {
+      if let v = scope.values[slot] ?? outer?.lookup(node.inputs[k]) { return v }
+      throw CompressorError.invalid("\(node.displayName): input '\(node.inputs[k])' has no value")
+    }
     for (step, n) in order.enumerated() {
       let node = g.nodes[n]
+      let inputSlots = schedule.inputSlots[step]
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       switch kernels[step] {
       case .tensor(let kernel):
         // The common path: tensors in, tensors out, exactly as before sequences existed.
         var inputs = [NDArray?]()
-        inputs.reserveCapacity(node.inputs.count)
-        for name in node.inputs {
-          if name.isEmpty {
-            inputs.append(nil)
-          } else if let v = scope.lookup(name) {
-            guard case .tensor(let t) = v else {
-              throw CompressorError.invalid("\(node.displayName): input '\(name)' is a \(v.typeDescription); \(node.opType) takes tensors")
-            }
-            inputs.append(t)
-          } else {
-            throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
+        inputs.reserveCapacity(inputSlots.count)
+        for (k, slot) in inputSlots.enumerated() {
+          if slot < 0 { inputs.append(nil); continue }
+          guard case .tensor(let t) = try input(node, k, slot) else {
+            throw CompressorError.invalid("\(node.displayName): input '\(node.inputs[k])' is a \(try input(node, k, slot).typeDescription); \(node.opType) takes tensors")
           }
+          inputs.append(t)
         }
         try Self.checkPackedInputs(node, inputs)
         let context = KernelContext(node: node, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
@@ -608,22 +662,14 @@ public final class Executor {
           profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
         }
         if let observer, outer == nil { observer(node, inputs, results) }
-        for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
-          scope.values[name] = .tensor(results[i])
-          if produced.insert(name).inserted { liveBytes += results[i].storage.byteCount }
+        for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
+          scope.values[slot] = .tensor(results[i])
+          if !produced[slot] { produced[slot] = true; liveBytes += results[i].storage.byteCount }
         }
       case .value(let kernel):
         var values = [Value?]()
-        values.reserveCapacity(node.inputs.count)
-        for name in node.inputs {
-          if name.isEmpty {
-            values.append(nil)
-          } else if let v = scope.lookup(name) {
-            values.append(v)
-          } else {
-            throw CompressorError.invalid("\(node.displayName): input '\(name)' has no value")
-          }
-        }
+        values.reserveCapacity(inputSlots.count)
+        for (k, slot) in inputSlots.enumerated() { values.append(slot < 0 ? nil : try input(node, k, slot)) }
         let context = KernelContext(node: node, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
                                     values: values)
         let results: [Value]
@@ -642,22 +688,22 @@ public final class Executor {
           let tensors = results.compactMap(\.tensor)
           if tensors.count == results.count { observer(node, values.map { $0?.tensor }, tensors) }
         }
-        for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < results.count {
-          scope.values[name] = results[i]
-          if produced.insert(name).inserted { liveBytes += results[i].byteCount }
+        for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
+          scope.values[slot] = results[i]
+          if !produced[slot] { produced[slot] = true; liveBytes += results[i].byteCount }
         }
       }
       peakLiveBytes = max(peakLiveBytes, liveBytes)
       // Free what no later node (nor a graph output) needs.
-      for name in lastUse[step] where !outputs.contains(name) {
-        if let v = scope.values.removeValue(forKey: name), produced.remove(name) != nil {
-          liveBytes -= v.byteCount
-        }
+      for slot in schedule.frees[step] {
+        guard let v = scope.values[slot] else { continue }
+        scope.values[slot] = nil
+        if produced[slot] { produced[slot] = false; liveBytes -= v.byteCount }
       }
     }
-    for name in produced { liveBytes -= scope.values[name]?.byteCount ?? 0 }
-    return try g.outputs.map { o in
-      guard let v = scope.lookup(o.name) else {
+    for (slot, was) in produced.enumerated() where was { liveBytes -= scope.values[slot]?.byteCount ?? 0 }
+    return try zip(g.outputs, schedule.graphOutputSlots).map { o, slot in
+      guard let v = scope.values[slot] ?? outer?.lookup(o.name) else {
         throw CompressorError.invalid("graph output '\(o.name)' has no value")
       }
       return v
@@ -696,7 +742,7 @@ public final class Executor {
 
   /// The cached schedule and initializers of subgraph `g` (nil for a graph without nodes: every
   /// empty array shares one address).
-  private func subgraphEntry(_ g: Graph) throws -> (graph: Graph, plan: Plan, initializers: [String: Value])? {
+  private func subgraphEntry(_ g: Graph) throws -> SubgraphEntry? {
     guard let key = g.nodes.withUnsafeBufferPointer({ $0.baseAddress.map { UnsafeRawPointer($0) } }) else { return nil }
     if let entry = subgraphs[key] { return entry }
     var values = [String: Value]()
@@ -705,7 +751,19 @@ public final class Executor {
       a.makeAligned()
       values[t.name] = .tensor(a)
     }
-    let entry = (graph: g, plan: try plan(g), initializers: values)
+    // Constant nodes are evaluated here once, not on every run (exporters write dozens in the
+    // branches of an If that runs on every inference). One that fails stays, to fail when it runs.
+    var runnable = g
+    runnable.nodes = g.nodes.filter { n in
+      guard n.isDefaultDomain, n.opType == "Constant", n.outputs.count == 1, !n.outputs[0].isEmpty,
+            let r = try? evaluate(n, []), r.count == 1 else { return true }
+      var a = r[0]
+      a.makeAligned()
+      values[n.outputs[0]] = .tensor(a)
+      return false
+    }
+    let p = try plan(runnable)
+    let entry = SubgraphEntry(source: g, graph: runnable, plan: p, start: p.initialValues(values))
     subgraphs[key] = entry
     return entry
   }
