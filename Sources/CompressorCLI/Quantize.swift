@@ -85,6 +85,9 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Flag(help: "With --bits 4: GPTQ — each MatMul weight's rounding error is spread over the rows not yet quantized, weighted by its inputs' Hessian on the --data samples (at most --calibration-samples), so the layer's output moves least; round-to-nearest is kept for a weight where it measures better. The report gives both output errors per weight.")
   var gptq = false
 
+  @Flag(help: "With --bits 4: AWQ — each activation the 4-bit MatMuls read is divided per channel by s = a^α (a: the channel's root mean square on the --data samples) and their weight rows multiplied by s before rounding, so the channels that carry the most get the finest steps; α is searched from 0 to 1 by the readers' output error, and 1/s goes into the LayerNorm that produces the activation where it can (else a float Mul). Kept only where it measures better (with --gptq, against GPTQ too). The report gives every output error per weight and activation.")
+  var awq = false
+
   enum Format: String, ExpressibleByArgument, CaseIterable, StringChoice { case qdq, qoperator, matmulnbits }
 
   @Option(help: "qdq (QuantizeLinear/DequantizeLinear pairs, the default); static: qoperator (QLinearConv, QLinearMatMul); --bits 4: matmulnbits (ONNX Runtime's com.microsoft MatMulNBits, the default below opset 21).")
@@ -161,6 +164,8 @@ struct QuantizeStep: StepOptions, StepHelp {
     if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
     if gptq && bits != 4 { throw ValidationError("--gptq needs --bits 4") }
     if gptq && data == nil { throw ValidationError("--gptq needs --data (calibration samples for the Hessians)") }
+    if awq && bits != 4 { throw ValidationError("--awq needs --bits 4") }
+    if awq && data == nil { throw ValidationError("--awq needs --data (calibration samples for the activation scales)") }
     if bits == 4 && mode != .weightOnly { throw ValidationError("--bits 4 is weight-only; --mode \(mode.rawValue) is int8") }
     if format == .matmulnbits && bits != 4 { throw ValidationError("--format matmulnbits needs --bits 4") }
     if format == .qoperator && mode != .static { throw ValidationError("--format qoperator needs --mode static") }
@@ -254,8 +259,8 @@ struct QuantizeStep: StepOptions, StepHelp {
     case .weightOnly:
       if bits == 4 {
         let chosen: QuantizeWeights4Bit.Format? = format == .matmulnbits ? .matmulnbits : format == .qdq ? .qdq : nil
-        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter,
-                                          gptq: gptq ? .init(data: data ?? "", maxSamples: calibrationSamples, threads: threads) : nil))
+        let calibration = (gptq || awq) ? QuantizeWeights4Bit.Calibration(data: data ?? "", maxSamples: calibrationSamples, threads: threads) : nil
+        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter, calibration: calibration, gptq: gptq, awq: awq))
       }
     case .dynamic:
       passes.append(QuantizeDynamic(filter: filter))
@@ -337,6 +342,11 @@ struct QuantizeStep: StepOptions, StepHelp {
         line += ", \(Int(floatNodes)) of \(Int(candidates)) nodes kept float for the target"
       }
       line += outcome.quality?.headline ?? ""
+      if let awq = outcome.passes.first(where: { $0.pass == QuantizeWeights4Bit.name })?.changes.first(where: { $0.action == "awq-total" })?.values,
+         let rtn = awq["meanOutputErrorRTN"], let kept = awq["meanOutputErrorKept"] {
+        line += String(format: ", AWQ scales on %d of %d activations, mean output error %.4g → %.4g",
+                       Int(awq["activationsScaled"] ?? 0), Int(awq["activations"] ?? 0), rtn, kept)
+      }
       if quantized == 0 { warnings.append("nothing was quantized; see --report for the reasons") }
       return (line, warnings)
     })

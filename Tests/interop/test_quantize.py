@@ -1,6 +1,7 @@
 """`compressor quantize` (weight-only int8): outputs pass the onnx checker, run in ONNX Runtime
 close to the float model, run the same in compressor's own runtime, and every weight is reported."""
 import json
+import re
 
 import jsonschema
 import numpy as np
@@ -205,11 +206,75 @@ def test_gptq_int4_beats_round_to_nearest(fmt, compressor, tmp_path):
     assert gptq > rtn and gptq >= 0.99, (rtn, gptq)
 
 
+@pytest.mark.parametrize("fmt", ["matmulnbits", "qdq"])
+def test_awq_int4_beats_round_to_nearest(fmt, compressor, tmp_path):
+    """`--bits 4 --awq`: on the transformer fixture every activation's scales measure better
+    than round-to-nearest on the calibration inputs (the report gives both errors), are applied
+    as a float Mul before the readers (no LayerNorm produces them alone), and ONNX Runtime
+    measures the model closer to the float one on held-out digits than the RTN model."""
+    src = FIXTURES / "transformer_block.onnx"
+    calib, held_out = FIXTURES / "data" / "calib_tokens.npz", FIXTURES / "data" / "digits_tokens.npz"
+    outs = {}
+    for method in ("rtn", "awq"):
+        out, report = tmp_path / f"{method}.onnx", tmp_path / f"{method}.json"
+        r = compressor("quantize", src, "--bits", "4", "--format", fmt, "--data", calib, "--eval-samples", "0",
+                       *(["--awq"] if method == "awq" else []), "-o", out, "--report", report)
+        outs[method] = out
+    assert re.search(r", AWQ scales on 5 of 5 activations, mean output error 0\.0045\d* → 0\.0038\d*\)\n", r.stderr), r.stderr
+    report = json.loads((tmp_path / "awq.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    changes = pass_changes(report, "quantize-weights-4bit")
+    groups = {c["target"]: c["values"] for c in changes if c["action"] == "awq"}
+    assert sorted(groups) == ["ctx", "gelu", "pooled", "x0", "x1"]
+    for name, v in groups.items():
+        assert v["applied"] == 1 and v["folded"] == 0 and 0 < v["alpha"] <= 1, (name, v)
+        assert v["outputErrorAWQ"] < v["outputErrorRTN"], (name, v)
+    assert groups["x0"]["alpha"] == pytest.approx(0.7) and groups["x0"]["outputErrorAWQ"] == pytest.approx(0.00448, rel=0.01)
+    assert groups["x0"]["outputErrorRTN"] == pytest.approx(0.00557, rel=0.01)
+    (total,) = [c["values"] for c in changes if c["action"] == "awq-total"]
+    assert total["weights"] == 7 and total["activationsScaled"] == 5
+    assert total["meanOutputErrorRTN"] == pytest.approx(0.00455, rel=0.01)
+    assert total["meanOutputErrorAWQ"] == pytest.approx(0.00385, rel=0.01) and total["meanOutputErrorKept"] == total["meanOutputErrorAWQ"]
+    model = onnx.load(str(outs["awq"]))
+    muls = [n for n in model.graph.node if n.op_type == "Mul" and n.name.endswith(".awq")]
+    assert sorted(n.input[0] for n in muls) == ["ctx", "gelu", "pooled", "x0", "x1"]
+    feeds = {k: v[:256] for k, v in np.load(held_out).items()}
+    reference = ort_outputs(src, feeds)[0]
+    rtn, awq = (cosine(ort_outputs(outs[m], feeds)[0], reference) for m in ("rtn", "awq"))
+    assert rtn == pytest.approx(0.9736, abs=0.002) and awq == pytest.approx(0.9891, abs=0.002), (rtn, awq)
+
+
+def test_awq_with_gptq_keeps_the_better_side(compressor, tmp_path):
+    """`--awq --gptq`: each activation keeps its scales only where the weights rounded either way
+    on the scaled side beat the unscaled side (GPTQ or round-to-nearest); the kept error is the
+    smallest of the group's two sides, and no larger than GPTQ's alone."""
+    src = FIXTURES / "transformer_block.onnx"
+    out, report = tmp_path / "q.onnx", tmp_path / "q.json"
+    compressor("quantize", src, "--bits", "4", "--data", FIXTURES / "data" / "calib_tokens.npz", "--eval-samples", "0",
+               "--awq", "--gptq", "-o", out, "--report", report)
+    changes = pass_changes(json.loads(report.read_text()), "quantize-weights-4bit")
+    groups = {c["target"]: c["values"] for c in changes if c["action"] == "awq"}
+    assert {k for k, v in groups.items() if v["applied"]} == {"x0"}
+    for name, v in groups.items():
+        assert v["outputErrorKept"] <= min(v["outputErrorRTN"], v["outputErrorAWQ"], v["outputErrorGPTQ"]) + 1e-12, (name, v)
+    weights = {c["target"]: c for c in changes if c["action"] == "quantized"}
+    assert weights["q.weight"]["detail"].endswith("AWQ α 0.70 + GPTQ: output error 0.00195 (round-to-nearest 0.00534, AWQ α 0.70 0.00421, GPTQ 0.00235)")
+    assert "GPTQ: output error 0.00127" in weights["o.weight"]["detail"] and "'ctx' do worse over its readers" in weights["o.weight"]["detail"]
+    (total,) = [c["values"] for c in changes if c["action"] == "awq-total"]
+    (gptq,) = [c["values"] for c in changes if c["action"] == "gptq"]
+    assert total["meanOutputErrorKept"] == pytest.approx(0.001528, rel=0.01)
+    assert total["meanOutputErrorKept"] <= gptq["meanOutputErrorGPTQ"]
+    onnx.checker.check_model(str(out))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--gptq", "--data", "D"], "--gptq needs --bits 4"),
     (["--bits", "4", "--gptq"], "--gptq needs --data (calibration samples for the Hessians)"),
+    (["--awq", "--data", "D"], "--awq needs --bits 4"),
+    (["--bits", "4", "--awq"], "--awq needs --data (calibration samples for the activation scales)"),
+    (["--bits", "4", "--awq", "--gptq"], "--gptq needs --data (calibration samples for the Hessians)"),
 ])
-def test_gptq_refusals(args, message, compressor, tmp_path):
+def test_gptq_and_awq_refusals(args, message, compressor, tmp_path):
     r = compressor("quantize", FIXTURES / "mlp.onnx", *args, "-o", tmp_path / "x.onnx", check=False)
     assert r.returncode == 64 and r.stderr.startswith(f"compressor: error: {message}\n"), r.stderr
 

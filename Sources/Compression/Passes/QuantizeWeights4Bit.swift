@@ -8,37 +8,50 @@ import Support
 /// one symmetric scale per block (values −7…7). Written either as ONNX Runtime's com.microsoft
 /// MatMulNBits (any opset; B packed [N, blocks, blockSize/2], zero point 8) or as a standard
 /// blocked int4 DequantizeLinear (opset 21 and later) in front of the unchanged MatMul. Without a
-/// chosen format, QDQ where the model's opset has it (21), else MatMulNBits.
+/// chosen format, QDQ where the model's opset has it (21), else MatMulNBits. With calibration
+/// data, GPTQ rounds a weight where it measures better than round-to-nearest, and AWQ rescales
+/// the input channels of an activation's readers first where that measures better.
 public struct QuantizeWeights4Bit: Pass {
   public static let name = "quantize-weights-4bit"
   public enum Format: String, Sendable { case qdq, matmulnbits }
   public var blockSize: Int
   public var format: Format?
   public var filter: NodeFilter
-  /// GPTQ instead of round-to-nearest, with Hessians from these calibration samples.
-  public var gptq: GPTQData?
-  public struct GPTQData: Sendable {
+  /// Where the Hessians H = XᵀX of `gptq` and `awq` come from.
+  public var calibration: Calibration?
+  /// GPTQ instead of round-to-nearest (needs `calibration`).
+  public var gptq: Bool
+  /// AWQ's activation-aware scales before rounding (needs `calibration`).
+  public var awq: Bool
+  public struct Calibration: Sendable {
     public var data: String
     public var maxSamples: Int?
     public var threads: Int
     public init(data: String, maxSamples: Int?, threads: Int) { self.data = data; self.maxSamples = maxSamples; self.threads = threads }
   }
-  public init(blockSize: Int, format: Format?, filter: NodeFilter = .init(), gptq: GPTQData? = nil) {
-    self.blockSize = blockSize; self.format = format; self.filter = filter; self.gptq = gptq
+  public init(blockSize: Int, format: Format?, filter: NodeFilter = .init(), calibration: Calibration? = nil,
+              gptq: Bool = false, awq: Bool = false) {
+    self.blockSize = blockSize; self.format = format; self.filter = filter; self.calibration = calibration; self.gptq = gptq; self.awq = awq
   }
 
-  /// The Hessians of the activations that eligible MatMuls read, when GPTQ is asked for.
+  /// A MatMul whose weight this pass makes 4-bit, if its weight is `w`.
+  private func isCandidate(_ n: Node, weight w: Tensor) -> Bool {
+    n.isDefaultDomain && n.opType == "MatMul" && n.inputs.count == 2 && filter.refusal(n) == nil
+      && w.dataType == .float && w.dims.count == 2 && Int(w.dims[0]) >= blockSize
+  }
+
+  /// The Hessians of the activations that eligible MatMuls read, when GPTQ or AWQ is asked for.
   private func hessians(_ model: Model) throws -> [String: (hessian: [Double], rows: Int)] {
-    guard let gptq else { return [:] }
-    var index = [String: Tensor]()
-    for t in model.graph.initializers { index[t.name] = t }
+    guard let calibration, gptq || awq else { return [:] }
+    let index = model.graph.initializersByName
     var widths = [String: Int]()
-    for n in model.graph.nodes where n.isDefaultDomain && n.opType == "MatMul" && n.inputs.count == 2 && filter.refusal(n) == nil {
-      guard let w = index[n.inputs[1]], w.dataType == .float, w.dims.count == 2, Int(w.dims[0]) >= blockSize else { continue }
+    for n in model.graph.nodes where n.inputs.count == 2 {
+      guard let w = index[n.inputs[1]], isCandidate(n, weight: w) else { continue }
       widths[n.inputs[0]] = Int(w.dims[0])
     }
-    let dataset = try Dataset(path: gptq.data, inputNames: model.graph.feedNames)
-    return try LayerHessians.collect(model: model, widths: widths, data: dataset, maxSamples: gptq.maxSamples, threads: gptq.threads)
+    let dataset = try Dataset(path: calibration.data, inputNames: model.graph.feedNames)
+    return try LayerHessians.collect(model: model, widths: widths, data: dataset, maxSamples: calibration.maxSamples,
+                                     threads: calibration.threads)
   }
 
   /// Gemm with a constant weight and nothing MatMul + Add cannot say (no transA, alpha = beta =
@@ -84,13 +97,19 @@ public struct QuantizeWeights4Bit: Pass {
     if format == .qdq && opset < 21 {
       throw CompressorError.unsupported("4-bit DequantizeLinear needs opset 21 and the model imports opset \(opset); use --format matmulnbits")
     }
+    let hessians = try self.hessians(model)
+    var rounded = [String: Rounded]()
+    if awq {
+      let scaled = try scaleActivations(&model, hessians: hessians, names: &names)
+      changes += scaled.changes
+      rounded = scaled.rounded
+    }
     let uses = model.graph.uses()
     var index = [String: Int]()
     for (i, t) in model.graph.initializers.enumerated() { index[t.name] = i }
     var nodes = [Node]()
     var added = [Tensor]()
     var replaced = Set<String>()
-    let hessians = try self.hessians(model)
     var totals = (rtn: 0.0, gptq: 0.0, weights: 0)
     for n in model.graph.nodes {
       guard n.isDefaultDomain, ["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"].contains(n.opType) else { nodes.append(n); continue }
@@ -111,7 +130,13 @@ public struct QuantizeWeights4Bit: Pass {
       var chosen = Int4Blocks.roundToNearest(values, k: k, n: cols, blockSize: blockSize)
       var method = ""
       var errors = [String: Double]()
-      if gptq != nil {
+      if let r = rounded[w.name] {
+        // Rounded with its activation's AWQ scales (or measured against them).
+        (chosen, method, errors) = (r.blocks, r.method, r.errors)
+        if let rtn = errors["outputErrorRTN"], let better = errors["outputErrorGPTQ"] {
+          totals.rtn += rtn; totals.gptq += min(better, rtn); totals.weights += 1
+        }
+      } else if gptq {
         // GPTQ where it measures better than round-to-nearest on the layer's own inputs.
         if let (h, rows) = hessians[n.inputs[0]], let g = Int4Blocks.gptq(values, hessian: h, k: k, n: cols, blockSize: blockSize) {
           let rtn = Int4Blocks.outputError(values, chosen.values(k: k, n: cols, blockSize: blockSize), hessian: h, k: k, n: cols)
@@ -121,8 +146,7 @@ public struct QuantizeWeights4Bit: Pass {
           if better <= rtn { chosen = g }
           method = String(format: better <= rtn ? "; GPTQ: output error %.3g (round-to-nearest %.3g)" : "; round-to-nearest kept: output error %.3g (GPTQ %.3g)",
                           min(better, rtn), max(better, rtn))
-          // Fewer rows than inputs: H is singular but for the damping, and GPTQ fits those rows.
-          if rows < k { method += "; only \(rows) calibration rows for \(k) inputs: GPTQ may fit them rather than the data (give more samples)" }
+          if rows < k { method += Self.fewRows(rows, k) }
         } else {
           method = "; round-to-nearest (no usable calibration inputs for GPTQ)"
         }
@@ -180,7 +204,7 @@ public struct QuantizeWeights4Bit: Pass {
     }
     model.graph.nodes = nodes
     model.graph.initializers += added
-    if gptq != nil && totals.weights > 0 {
+    if gptq && totals.weights > 0 {
       changes.append(.init(target: "model", action: "gptq",
                            detail: String(format: "mean output error over %d weights: %.4g with GPTQ (or round-to-nearest where better), %.4g with round-to-nearest alone",
                                           totals.weights, totals.gptq / Double(totals.weights), totals.rtn / Double(totals.weights)),
@@ -191,6 +215,151 @@ public struct QuantizeWeights4Bit: Pass {
       model.opsetImports.append(OpsetImport(domain: "com.microsoft", version: 1))
     }
     return PassResult(pass: Self.name, changes: changes)
+  }
+
+  /// Fewer calibration rows than inputs: H is singular but for the damping, and GPTQ fits those rows.
+  private static func fewRows(_ rows: Int, _ k: Int) -> String {
+    "; only \(rows) calibration rows for \(k) inputs: GPTQ may fit them rather than the data (give more samples)"
+  }
+
+  /// A weight's int4 blocks as decided before it is written, with what its report row says of them.
+  private struct Rounded {
+    var blocks: Int4Blocks
+    var method: String
+    var errors: [String: Double]
+  }
+
+  /// One way of rounding a weight, measured in the unscaled space.
+  private struct Candidate {
+    var name: String
+    /// Its report key: outputError<key>.
+    var key: String
+    var blocks: Int4Blocks
+    var energy: Double
+    /// Needs the activation divided by the AWQ scales.
+    var scaled: Bool
+  }
+
+  /// Each weight of a group rounded every way asked for: round-to-nearest and, with α > 0, AWQ's
+  /// scales; with GPTQ also GPTQ, and GPTQ of the scaled problem (diag(s)·W against the Hessian
+  /// of x/s, D⁻¹HD⁻¹). Every error is measured against the unscaled W and H.
+  private func measure(_ weights: [ActivationAwareScales.Weight], _ choice: ActivationAwareScales.Choice,
+                       hessian h: [Double], k: Int) -> [[Candidate]] {
+    let s = choice.scales, searched = choice.alpha > 0
+    let awqName = String(format: "AWQ α %.2f", choice.alpha)
+    let ones = [Float](repeating: 1, count: k)
+    let scaledHessian = gptq && searched ? ActivationAwareScales.scaledHessian(h, by: s) : []
+    return weights.enumerated().map { i, w in
+      var c = [Candidate(name: "round-to-nearest", key: "RTN", blocks: choice.rtn[i], energy: choice.rtnEnergy[i], scaled: false)]
+      if searched { c.append(Candidate(name: awqName, key: "AWQ", blocks: choice.scaled[i], energy: choice.scaledEnergy[i], scaled: true)) }
+      if gptq, let q = Int4Blocks.gptq(w.values, hessian: h, k: k, n: w.n, blockSize: blockSize) {
+        let energy = ActivationAwareScales.errorEnergy(w.values, q, scales: ones, hessian: h, k: k, n: w.n, blockSize: blockSize)
+        c.append(Candidate(name: "GPTQ", key: "GPTQ", blocks: q, energy: energy, scaled: false))
+      }
+      if gptq && searched, let q = Int4Blocks.gptq(ActivationAwareScales.scaled(w.values, by: s, n: w.n), hessian: scaledHessian,
+                                                   k: k, n: w.n, blockSize: blockSize) {
+        let energy = ActivationAwareScales.errorEnergy(w.values, q, scales: s, hessian: h, k: k, n: w.n, blockSize: blockSize)
+        c.append(Candidate(name: awqName + " + GPTQ", key: "AWQGPTQ", blocks: q, energy: energy, scaled: true))
+      }
+      return c
+    }
+  }
+
+  /// AWQ for each activation the 4-bit MatMuls read: the grid's best scales (`ActivationAwareScales`)
+  /// are applied — weight rows × s, 1/s into the producer or a Mul — only when they beat the
+  /// unscaled weights over all the readers (with GPTQ, each weight rounded the better way on
+  /// either side). The scales are the activation's, so the choice is per group; each weight then
+  /// keeps its best rounding on the chosen side. Returns the report rows and every measured
+  /// weight's blocks.
+  private func scaleActivations(_ model: inout Model, hessians: [String: (hessian: [Double], rows: Int)],
+                                names: inout NameScope) throws -> (changes: [PassResult.Change], rounded: [String: Rounded]) {
+    let graph = model.graph
+    var scaling = ActivationScaling(graph)
+    var changes = [PassResult.Change]()
+    var rounded = [String: Rounded]()
+    var sums = [String: (total: Double, weights: Int)]()  // per report key, over the weights that have it
+    var (weightCount, groupCount, scaledCount) = (0, 0, 0)
+    for g in ActivationScaling.groups(in: graph, accepts: isCandidate) {
+      let readers = g.readers.map { label(graph.nodes[$0.node]) }.joined(separator: ", ")
+      guard let (h, rows) = hessians[g.value] else {
+        changes.append(.init(target: g.value, action: "skipped",
+                             detail: "AWQ for \(readers): no usable calibration inputs (not float, or another width)"))
+        continue
+      }
+      let weights = try ActivationScaling.weights(of: g, in: graph)
+      // A non-finite weight is refused by name when it is written.
+      guard weights.allSatisfy({ $0.values.allSatisfy(\.isFinite) }) else { continue }
+      let k = g.inputs
+      let problem = weights.map { ActivationAwareScales.Weight(values: $0.values, n: $0.values.count / k) }
+      guard let choice = ActivationAwareScales.search(problem, hessian: h, rows: rows, k: k, blockSize: blockSize) else {
+        changes.append(.init(target: g.value, action: "skipped",
+                             detail: "AWQ for \(readers): their outputs are zero on the calibration data"))
+        continue
+      }
+      let searched = choice.alpha > 0
+      let candidates = measure(problem, choice, hessian: h, k: k)
+      func best(_ c: [Candidate], scaled: Bool) -> Candidate? { c.filter { $0.scaled == scaled }.min { $0.energy < $1.energy } }
+      let unscaledBest = candidates.compactMap { best($0, scaled: false) }
+      let scaledBest = candidates.compactMap { best($0, scaled: true) }
+      let apply = scaledBest.count == candidates.count
+        && scaledBest.map(\.energy).reduce(0, +) < unscaledBest.map(\.energy).reduce(0, +)
+      let kept = apply ? scaledBest : unscaledBest
+      // Each weight's and the group's errors relative to their outputs; AWQ at α 0 is round-to-nearest.
+      func relative(_ energy: Double, _ i: Int) -> Double { choice.weightEnergy[i] > 0 ? energy / choice.weightEnergy[i] : 0 }
+      var groupEnergy = [String: Double]()
+      for (i, c) in candidates.enumerated() {
+        var errors = [String: Double]()
+        for x in c { errors["outputError" + x.key] = relative(x.energy, i) }
+        if !searched { errors["outputErrorAWQ"] = errors["outputErrorRTN"] }
+        if !searched, let q = errors["outputErrorGPTQ"] { errors["outputErrorAWQGPTQ"] = q }
+        errors["outputErrorKept"] = relative(kept[i].energy, i)
+        let others = c.filter { $0.key != kept[i].key }.map { String(format: "%@ %.3g", $0.name, relative($0.energy, i)) }
+        var method = String(format: "; %@: output error %.3g", kept[i].name, relative(kept[i].energy, i))
+        if !others.isEmpty { method += " (\(others.joined(separator: ", ")))" }
+        if !searched { method += "; no AWQ scales beat round-to-nearest on '\(g.value)'" }
+        if searched && !apply { method += "; the AWQ scales of '\(g.value)' do worse over its readers and were not applied" }
+        if gptq && rows < k { method += Self.fewRows(rows, k) }
+        rounded[weights[i].name] = Rounded(blocks: kept[i].blocks, method: method, errors: errors)
+        for (key, e) in errors { sums[key, default: (0, 0)].total += e; sums[key, default: (0, 0)].weights += 1 }
+        for x in c { groupEnergy[x.key, default: 0] += x.energy }
+        groupEnergy["Kept", default: 0] += kept[i].energy
+      }
+      weightCount += weights.count
+      groupCount += 1
+      let total = choice.weightEnergy.reduce(0, +)
+      var values = ["alpha": choice.alpha, "channels": Double(k), "applied": apply ? 1 : 0]
+      for (key, e) in groupEnergy where candidates.allSatisfy({ c in key == "Kept" || c.contains { $0.key == key } }) {
+        values["outputError" + key] = e / total
+      }
+      if !searched { values["outputErrorAWQ"] = values["outputErrorRTN"] }
+      if !searched, let q = values["outputErrorGPTQ"] { values["outputErrorAWQGPTQ"] = q }
+      var detail = String(format: "α %.2f for %@: output error %.3g with round-to-nearest, %.3g with AWQ", choice.alpha, readers,
+                          values["outputErrorRTN"] ?? 0, values["outputErrorAWQ"] ?? 0)
+      if let q = values["outputErrorGPTQ"] { detail += String(format: ", %.3g with GPTQ", q) }
+      if let q = values["outputErrorAWQGPTQ"], searched { detail += String(format: ", %.3g with AWQ + GPTQ", q) }
+      if apply {
+        let placement = scaling.scale(g, weights: weights, by: choice.scales, names: &names, naming: ("awq", "awq_scaled"))
+        values["folded"] = placement == .mul ? 0 : 1
+        scaledCount += 1
+        detail += String(format: "; scales applied (%@), output error %.3g", placement.description, values["outputErrorKept"] ?? 0)
+      } else {
+        detail += searched ? "; scales not applied: the unscaled weights do better" : "; no α beat round-to-nearest: unchanged"
+      }
+      changes.append(.init(target: g.value, action: "awq", detail: detail, values: values))
+    }
+    scaling.apply(to: &model)
+    if weightCount > 0 {
+      var values = ["weights": Double(weightCount), "activations": Double(groupCount), "activationsScaled": Double(scaledCount)]
+      for (key, sum) in sums { values["mean" + key.prefix(1).uppercased() + key.dropFirst()] = sum.total / Double(sum.weights) }
+      var detail = String(format: "mean output error over %d weights: %.4g kept, %.4g with round-to-nearest, %.4g with AWQ",
+                          weightCount, values["meanOutputErrorKept"] ?? 0, values["meanOutputErrorRTN"] ?? 0, values["meanOutputErrorAWQ"] ?? 0)
+      if let q = values["meanOutputErrorGPTQ"], let aq = values["meanOutputErrorAWQGPTQ"] {
+        detail += String(format: ", %.4g with GPTQ, %.4g with AWQ + GPTQ", q, aq)
+      }
+      detail += "; scales applied on \(scaledCount) of \(groupCount) activations"
+      changes.append(.init(target: "model", action: "awq-total", detail: detail, values: values))
+    }
+    return (changes, rounded)
   }
 
   private func packNibbles(_ nibbles: [UInt8]) -> [UInt8] {

@@ -92,13 +92,16 @@ struct Int4Blocks {
   /// How far the layer's output moves on the calibration inputs, relative to its size:
   /// Σ_c eᵀHe / Σ_c wᵀHw with e = W − Ŵ per output column (‖X(W − Ŵ)‖² / ‖XW‖²).
   static func outputError(_ w: [Float], _ approx: [Float], hessian: [Double], k: Int, n: Int) -> Double {
-    let e = zip(w, approx).map { Double($0 - $1) }
-    let wd = w.map(Double.init)
+    let den = outputEnergy(w.map(Double.init), hessian: hessian, k: k, n: n)
+    return den > 0 ? outputEnergy(zip(w, approx).map { Double($0 - $1) }, hessian: hessian, k: k, n: n) / den : 0
+  }
+
+  /// Σ_c eᵀHe over the columns of E [K, N] (‖XE‖²): a weight's output energy, or its error's.
+  static func outputEnergy(_ e: [Double], hessian: [Double], k: Int, n: Int) -> Double {
     let he = Linalg.gemmTransposedA(hessian, e, k: k, m: k, n: n)
-    let hw = Linalg.gemmTransposedA(hessian, wd, k: k, m: k, n: n)
-    var num = 0.0, den = 0.0
-    for i in 0..<(k * n) { num += e[i] * he[i]; den += wd[i] * hw[i] }
-    return den > 0 ? num / den : 0
+    var sum = 0.0
+    for i in 0..<(k * n) { sum += e[i] * he[i] }
+    return sum
   }
 }
 
