@@ -503,6 +503,25 @@ def quantize_dequantize():
     axis_scales = np.array([0.001, 0.0005, 0.002], np.float32)
     out.append(case("quantize_linear_uint16_axis", "QuantizeLinear", [("x", x)], [("y", helper.np_dtype_to_tensor_dtype(np.dtype(np.uint16)))],
                     dict(axis=1), initializers=[("s", axis_scales), ("z", np.array([30000, 32768, 100], np.uint16))], tolerance=0))
+    # Default-domain kernels with fast paths that must stay exact: DynamicQuantizeLinear over a
+    # whole feature map (an odd length: the tail), int32/int64 arithmetic broadcast per channel
+    # (the sums of integer convolutions and their biases), and ConvInteger sums past 2^22.
+    out.append(case("dynamic_quantize_linear_large", "DynamicQuantizeLinear", [("x", f32(r, 3, 7, 53, low=-4, high=9))],
+                    [("y", U8), ("y_scale", F), ("y_zero_point", U8)], tolerance=0, domain=""))
+    out.append(case("dynamic_quantize_linear_negative", "DynamicQuantizeLinear", [("x", f32(r, 1003, low=-6, high=-1))],
+                    [("y", U8), ("y_scale", F), ("y_zero_point", U8)], tolerance=0, domain=""))
+    big = r.integers(-2**20, 2**20, (2, 3, 4, 5)).astype(np.int32)
+    for op in ("Add", "Sub", "Mul"):
+        out.append(case(f"int32_{op.lower()}_channel_broadcast", op, [("a", big)], [("y", I32)], tolerance=0, domain="",
+                        initializers=[("b", r.integers(-999, 999, (3, 1, 1)).astype(np.int32))]))
+    out.append(case("int64_add_suffix_broadcast", "Add", [("a", big.astype(np.int64))], [("y", I64)], tolerance=0, domain="",
+                    initializers=[("b", r.integers(-999, 999, (5,)).astype(np.int64))]))
+    x8 = r.integers(0, 256, (1, 64, 6, 6)).astype(np.uint8)
+    x8[0, :, 0, 0] = 255
+    w8 = r.integers(-128, 128, (4, 64, 3, 3)).astype(np.int8)
+    w8[0] = -128
+    out.append(case("conv_integer_large_sums", "ConvInteger", [("x", x8)], [("y", I32)], tolerance=0, domain="",
+                    initializers=[("w", w8), ("x_zero", np.array(3, np.uint8))], attrs=dict(pads=[1, 1, 1, 1])))
     return out
 
 

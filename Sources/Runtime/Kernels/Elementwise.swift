@@ -518,9 +518,13 @@ private func integerArithmetic<T: FixedWidthInteger & SignedInteger & ElementTyp
                                                                     op: String, _: T.Type) -> NDArray {
   var out = NDArray(uninitialized: a.dataType, shape)
   let p = a.elements(T.self), q = b.elements(T.self), r = out.mutableElements(T.self)
-  if op == "Add" || op == "Sum", a.shape == b.shape {
-    for i in 0..<r.count { r[i] = p[i] &+ q[i] }
-    return out
+  // Rows of the broadcast, with the operation inlined: the int32 sums of integer convolutions
+  // and their per-channel biases are hot in dynamically quantized models.
+  switch op {
+  case "Add", "Sum": integerRows(shape, a.shape, b.shape, p, q, r) { $0 &+ $1 }; return out
+  case "Sub": integerRows(shape, a.shape, b.shape, p, q, r) { $0 &- $1 }; return out
+  case "Mul": integerRows(shape, a.shape, b.shape, p, q, r) { $0 &* $1 }; return out
+  default: break
   }
   let fmod = c.int("fmod", 0) == 1
   forEachPair(shape, a.shape, b.shape) { o, i, j in
@@ -539,6 +543,29 @@ private func integerArithmetic<T: FixedWidthInteger & SignedInteger & ElementTyp
     }
   }
   return out
+}
+
+@inline(__always)
+private func integerRows<T: FixedWidthInteger>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements<T>, _ y: Elements<T>,
+                                               _ z: Elements<T>, _ g: (T, T) -> T) {
+  withExtendedLifetime((x, y, z)) {
+    guard let xp = x.baseAddress, let yp = y.baseAddress, let zp = z.baseAddress else { return }
+    broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
+      let xa = xp + offs[0], yb = yp + offs[1], zo = zp + o
+      switch (st[0], st[1]) {
+      case (1, 1): for k in 0..<n { zo[k] = g(xa[k], yb[k]) }
+      case (1, 0): let v = yb[0]; for k in 0..<n { zo[k] = g(xa[k], v) }
+      case (0, 1): let v = xa[0]; for k in 0..<n { zo[k] = g(v, yb[k]) }
+      default:
+        var i = 0, j = 0
+        for k in 0..<n {
+          zo[k] = g(xa[i], yb[j])
+          i += st[0]
+          j += st[1]
+        }
+      }
+    }
+  }
 }
 
 /// A bool tensor of `test` on every element of a floating-point tensor (IsNaN, IsInf).

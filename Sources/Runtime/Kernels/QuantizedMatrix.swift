@@ -12,16 +12,9 @@ extension Kernels {
     "DynamicQuantizeLinear": { c in
       let input = try c.input(0)
       let x = (input.dataType == .float ? input : try input.converted(to: .float)).elements(Float.self)
-      var lo: Float = 0, hi: Float = 0
-      for i in 0..<x.count { lo = Swift.min(lo, x[i]); hi = Swift.max(hi, x[i]) }
-      let scale = (hi - lo) / 255
-      let zero = scale == 0 ? 0 : Swift.min(255, Swift.max(0, (-lo / scale).rounded(.toNearestOrEven)))
       var q = NDArray(uninitialized: .uint8, input.shape)
       let e = q.mutableElements(UInt8.self)
-      for i in 0..<Swift.min(x.count, e.count) {
-        let v = scale == 0 ? zero : (x[i] / scale).rounded(.toNearestOrEven) + zero
-        e[i] = UInt8(Swift.min(255, Swift.max(0, v)))
-      }
+      let (scale, zero) = dynamicQuantize(x, into: e)
       return [q, NDArray([scale], shape: []), NDArray([UInt8(zero)], shape: []).reinterpreted(as: .uint8)]
     },
     "MatMulInteger": { c in
@@ -98,8 +91,16 @@ extension NDArray {
       // The integer products' common case, without two intermediate arrays.
       var out = NDArray(uninitialized: .int32, shape)
       let s = elements(Float.self), d = out.mutableElements(Int32.self)
+      // Below 2²² in magnitude, adding 1.5·2²³ rounds half to even and leaves the integer in the
+      // low bits (no libm call, no trapping conversion); the rest take the general path.
+      let magic: Float = 12_582_912
       for i in 0..<Swift.min(s.count, d.count) {
-        d[i] = Int32(clamping: Int64(clampingDouble: Double(s[i].rounded(.toNearestOrEven))))
+        let v = s[i]
+        if abs(v) < 4_194_304 {
+          d[i] = Int32(truncatingIfNeeded: Int32(bitPattern: (v + magic).bitPattern) - Int32(bitPattern: magic.bitPattern))
+        } else {
+          d[i] = Int32(clamping: Int64(clampingDouble: Double(v.rounded(.toNearestOrEven))))
+        }
       }
       return out
     }
@@ -419,4 +420,55 @@ private func gatherBlockQuantized(_ c: KernelContext) throws -> NDArray {
   }
   let result = NDArray(out, shape: outShape)
   return scales0.dataType == .float ? result : try result.converted(to: scales0.dataType)
+}
+
+/// DynamicQuantizeLinear's arithmetic: the range of `x` widened to hold 0 (NaN ignored), scale =
+/// range / 255, the zero point rounded half to even, each element x / scale rounded half to even
+/// plus the zero point, saturated to [0, 255] (NaN to 0). It runs before every integer
+/// convolution of a dynamically quantized model, over whole feature maps, so both loops are
+/// written for speed: the range in eight independent chains, and the rounding by adding 1.5·2²³ (exact
+/// half-to-even in the default rounding mode for |v| < 2²², and here |x / scale| ≤ 255), which
+/// also leaves the integer in the low bits, without a trapping conversion.
+func dynamicQuantize(_ x: Elements<Float>, into e: Elements<UInt8>) -> (scale: Float, zero: Float) {
+  let n = Swift.min(x.count, e.count)
+  return x.withPointer { xp in
+    e.withPointer { ep in
+      guard let xp, let ep, n > 0 else { return (0, 0) }
+      return dynamicQuantize(xp, ep, n)
+    }
+  }
+}
+
+private func dynamicQuantize(_ xp: UnsafeMutablePointer<Float>, _ ep: UnsafeMutablePointer<UInt8>, _ n: Int) -> (scale: Float, zero: Float) {
+    // Eight independent running minima and maxima: one chain of compares would wait on itself.
+    var l0: Float = 0, l1: Float = 0, l2: Float = 0, l3: Float = 0, l4: Float = 0, l5: Float = 0, l6: Float = 0, l7: Float = 0
+    var h0: Float = 0, h1: Float = 0, h2: Float = 0, h3: Float = 0, h4: Float = 0, h5: Float = 0, h6: Float = 0, h7: Float = 0
+    var i = 0
+    while i + 8 <= n {
+      let a = xp[i], b = xp[i + 1], c = xp[i + 2], d = xp[i + 3], e = xp[i + 4], f = xp[i + 5], g = xp[i + 6], h = xp[i + 7]
+      l0 = a < l0 ? a : l0; h0 = a > h0 ? a : h0
+      l1 = b < l1 ? b : l1; h1 = b > h1 ? b : h1
+      l2 = c < l2 ? c : l2; h2 = c > h2 ? c : h2
+      l3 = d < l3 ? d : l3; h3 = d > h3 ? d : h3
+      l4 = e < l4 ? e : l4; h4 = e > h4 ? e : h4
+      l5 = f < l5 ? f : l5; h5 = f > h5 ? f : h5
+      l6 = g < l6 ? g : l6; h6 = g > h6 ? g : h6
+      l7 = h < l7 ? h : l7; h7 = h > h7 ? h : h7
+      i += 8
+    }
+    var low = Swift.min(Swift.min(Swift.min(l0, l1), Swift.min(l2, l3)), Swift.min(Swift.min(l4, l5), Swift.min(l6, l7)))
+    var high = Swift.max(Swift.max(Swift.max(h0, h1), Swift.max(h2, h3)), Swift.max(Swift.max(h4, h5), Swift.max(h6, h7)))
+    while i < n { low = Swift.min(low, xp[i]); high = Swift.max(high, xp[i]); i += 1 }
+    let scale = (high - low) / 255
+    let zero = scale == 0 ? 0 : Swift.min(255, Swift.max(0, (-low / scale).rounded(.toNearestOrEven)))
+    if scale == 0 || !scale.isFinite {
+      for i in 0..<n { ep[i] = UInt8(Swift.min(255, Swift.max(0, scale == 0 ? zero : (xp[i] / scale).rounded(.toNearestOrEven) + zero))) }
+      return (scale, zero)
+    }
+    let magic: Float = 12_582_912
+    for i in 0..<n {
+      let q = Swift.min(255, Swift.max(0, ((xp[i] / scale) + magic) - magic + zero))
+      ep[i] = UInt8(truncatingIfNeeded: (q + magic).bitPattern)
+    }
+    return (scale, zero)
 }
