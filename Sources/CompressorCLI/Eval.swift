@@ -63,8 +63,9 @@ extension Compressor {
         let feeds = try dataset.batch(i)
         let out = try executor.run(feeds)[0].value
         let ref = try refExecutor.map { try $0.run(feeds)[0].value }
-        try metrics.add(output: out, reference: ref, labels: labelValues, file: dataset.files[i])
-        if let ref { try referenceMetrics.add(output: ref, reference: nil, labels: labelValues, file: dataset.files[i]) }
+        let rows = QualityMetrics.rows(feeds)
+        try metrics.add(output: out, reference: ref, labels: labelValues, file: dataset.files[i], inputRows: rows)
+        if let ref { try referenceMetrics.add(output: ref, reference: nil, labels: labelValues, file: dataset.files[i], inputRows: rows) }
       }
       if let labelValues, labelValues.count != metrics.samples {
         throw CompressorError.invalid("\(labels ?? ""): \(labelValues.count) labels for \(metrics.samples) samples")

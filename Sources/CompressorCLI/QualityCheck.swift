@@ -42,8 +42,9 @@ struct QualityCheck {
     try dataset.forEachChunk(rows: 16, limit: maxSamples ?? Int.max) { feeds in
       let ref = try reference.run(feeds)[0].value
       let out = try candidate.run(feeds)[0].value
-      try before.add(output: ref, reference: nil, labels: labelValues, file: data)
-      try after.add(output: out, reference: ref, labels: labelValues, file: data)
+      let rows = QualityMetrics.rows(feeds)
+      try before.add(output: ref, reference: nil, labels: labelValues, file: data, inputRows: rows)
+      try after.add(output: out, reference: ref, labels: labelValues, file: data, inputRows: rows)
     }
     if let labelValues, labelValues.count != after.samples, maxSamples == nil || labelValues.count < after.samples {
       throw CompressorError.invalid("\(labels ?? ""): \(labelValues.count) labels for \(after.samples) samples")

@@ -40,6 +40,49 @@ def test_eval_against_a_reference(compressor):
     assert 0 < m["maxAbsError"] < 0.05
 
 
+def _detections_model(path, extra_rows=0, shift=0.0):
+    """x [1, 8] → [2 + extra_rows, 4]: an output whose first axis is not the batch (one row per
+    detection, as after NMS); `shift` moves the second row's first value."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+    inits = [numpy_helper.from_array(np.array([-1, 4], np.int64), "shape"),
+             numpy_helper.from_array(np.array([[0, 0, 0, 0, shift, 0, 0, 0] + [0] * 4 * extra_rows], np.float32), "delta")]
+    nodes = []
+    x = "x"
+    if extra_rows:
+        inits.append(numpy_helper.from_array(np.ones((1, 4 * extra_rows), np.float32), "pad"))
+        nodes.append(helper.make_node("Concat", ["x", "pad"], ["padded"], axis=1))
+        x = "padded"
+    nodes += [helper.make_node("Add", [x, "delta"], ["moved"]), helper.make_node("Reshape", ["moved", "shape"], ["boxes"])]
+    graph = helper.make_graph(nodes, "detections", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["N", 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+
+
+def test_eval_compares_a_sample_whole_when_the_output_is_not_batched(compressor, tmp_path):
+    """A sample is an input row: boxes [N, 4] of one image are one vector for the cosine (not N
+    samples of four coordinates), and an image whose detections differ in number from the
+    reference's is a sample with cosine 0, not an error."""
+    rng = np.random.default_rng(3)
+    samples = [rng.uniform(1, 5, (1, 8)).astype(np.float32) for _ in range(3)]
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, s in enumerate(samples):
+        np.save(data / f"{i}.npy", s)
+    _detections_model(tmp_path / "ref.onnx")
+    _detections_model(tmp_path / "moved.onnx", shift=6.0)
+    _detections_model(tmp_path / "more.onnx", extra_rows=1)
+    m = json.loads(compressor("eval", tmp_path / "moved.onnx", "--reference", tmp_path / "ref.onnx", "--data", data, "--json").stdout)
+    expected = []
+    for s in samples:
+        a, b = s.ravel().astype(np.float64), s.ravel().astype(np.float64).copy()
+        b[4] += 6
+        expected.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert m["samples"] == 3 and m["meanCosine"] == pytest.approx(np.mean(expected), abs=1e-6)
+    m = json.loads(compressor("eval", tmp_path / "more.onnx", "--reference", tmp_path / "ref.onnx", "--data", data, "--json").stdout)
+    assert m["samples"] == 3 and m["meanCosine"] == 0 and m["agreement"] == 0
+
+
 def test_eval_label_count_mismatch(compressor, tmp_path):
     labels = tmp_path / "y.npy"
     np.save(labels, np.zeros(10, np.int64))

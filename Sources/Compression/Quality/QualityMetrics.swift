@@ -28,12 +28,21 @@ public struct QualityMetrics {
     unions = intersections
   }
 
-  public mutating func add(output: NDArray, reference: NDArray?, labels: [Int]?, file: String) throws {
-    let rows = output.rank == 0 ? 1 : output.shape[0]
+  /// `inputRows`: the samples the output was computed from. A sample is a row of the output when
+  /// its first axis has that length; otherwise (detections after NMS, a variable-length list)
+  /// the whole output is one sample, and outputs of different sizes are a sample that does not
+  /// agree (cosine 0) rather than an error.
+  public mutating func add(output: NDArray, reference: NDArray?, labels: [Int]?, file: String, inputRows: Int? = nil) throws {
+    let perRow = inputRows == nil || (output.rank > 0 && output.shape[0] == inputRows)
+    let rows = !perRow || output.rank == 0 ? 1 : output.shape[0]
     let width = rows == 0 ? 0 : output.count / rows
     let y = try output.floats()
     let r = try reference?.floats()
-    if let r, r.count != y.count { throw CompressorError.invalid("\(file): the reference's output has \(r.count) values, the model's \(y.count)") }
+    if let r, r.count != y.count {
+      guard !perRow else { throw CompressorError.invalid("\(file): the reference's output has \(r.count) values, the model's \(y.count)") }
+      samples += 1
+      return
+    }
     for row in 0..<rows {
       let s = row * width
       let top = argmax(y, s, width)
@@ -63,6 +72,11 @@ public struct QualityMetrics {
       }
       samples += 1
     }
+  }
+
+  /// The number of samples in a batch of feeds (the shortest first axis).
+  public static func rows(_ feeds: [String: NDArray]) -> Int? {
+    feeds.values.map { $0.rank == 0 ? 1 : $0.shape[0] }.min()
   }
 
   /// The summary's name for the IoU at `threshold`: "iou@0.3".

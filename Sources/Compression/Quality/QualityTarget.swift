@@ -66,7 +66,7 @@ final class TargetScorer {
     var metrics = QualityMetrics()
     _ = try dataset.forEachChunk(rows: 16, limit: target.maxSamples ?? Int.max) { feeds in
       let out = try executor.run(feeds)[0].value
-      try metrics.add(output: out, reference: nil, labels: labels, file: target.data)
+      try metrics.add(output: out, reference: nil, labels: labels, file: target.data, inputRows: QualityMetrics.rows(feeds))
       references.append(out)
     }
     if references.isEmpty { throw CompressorError.usage("\(target.data): no samples to measure the target \(target.description) on") }
@@ -83,7 +83,8 @@ final class TargetScorer {
     var chunk = 0
     _ = try dataset.forEachChunk(rows: 16, limit: target.maxSamples ?? Int.max) { feeds in
       guard chunk < references.count else { return }
-      try metrics.add(output: try executor.run(feeds)[0].value, reference: references[chunk], labels: labels, file: target.data)
+      try metrics.add(output: try executor.run(feeds)[0].value, reference: references[chunk], labels: labels, file: target.data,
+                      inputRows: QualityMetrics.rows(feeds))
       chunk += 1
     }
     let summary = metrics.summary(hasLabels: labels != nil, hasReference: true)
