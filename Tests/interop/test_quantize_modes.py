@@ -449,7 +449,8 @@ def test_accuracy_drop_target(compressor, tmp_path):
 
 
 def test_default_floor_is_kept_and_is_not_a_gate(compressor_release, tmp_path):
-    """Static int8 with no --target keeps cosine >= 0.995 on the quality data (the map model with
+    """Static int8 with no --target keeps cosine >= 0.995 on the quality data — the mean less two
+    standard errors over the samples (the map model with
     an outlier channel falls below it with every node quantized): nodes stay float, the report
     says it is the default floor, there is no gate; --target none quantizes every node."""
     compressor = compressor_release
@@ -464,8 +465,10 @@ def test_default_floor_is_kept_and_is_not_a_gate(compressor_release, tmp_path):
     r = compressor("quantize", src, *common, "-o", tmp_path / "d.onnx", "--report", tmp_path / "d.json")
     rep = json.loads((tmp_path / "d.json").read_text())
     (target,) = [c for c in pass_changes(rep, "quantize-static") if c["action"] == "target"]
-    assert target["detail"].startswith("cosine>=0.995 (the default floor; not a gate) met: cosine 0.99")
-    assert 1 <= target["values"]["floatNodes"] < 3 and rep["quality"]["compressed"]["meanCosine"] >= 0.995
+    # The floor holds for the mean less two standard errors over the 256 quality samples.
+    assert target["detail"].startswith("cosine>=0.995 (the default floor; not a gate) met: cosine lower bound 0.99")
+    assert 0.995 <= target["values"]["score"] < rep["quality"]["compressed"]["meanCosine"]
+    assert 1 <= target["values"]["floatNodes"] < 3
     assert not rep.get("gates") and "gate" not in r.stderr
     feeds = {"x": np.load(FIXTURES / "data" / "digits_img.npy")[:256]}
     assert cosine(ort_outputs(src, feeds)[0].reshape(256, -1), ort_outputs(tmp_path / "d.onnx", feeds)[0].reshape(256, -1)) >= 0.995 - 2e-4

@@ -51,7 +51,7 @@ public struct PruneChannels: Pass {
 
   /// The groups this pass could prune, by name, with their channel counts.
   static func prunableGroups(_ model: Model) -> [(name: String, channels: Int)] {
-    var groups = ChannelGroups(model)
+    let groups = ChannelGroups(model)
     return groups.roots.compactMap { r in
       let g = groups.group(r)
       return g.blocked == nil && !g.consumers.isEmpty ? (g.producerNodes.joined(separator: "+"), g.channels) : nil
@@ -59,7 +59,7 @@ public struct PruneChannels: Pass {
   }
 
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
-    var groups = ChannelGroups(model)
+    let groups = ChannelGroups(model)
     var changes = [PassResult.Change]()
     var initializers = [String: Tensor]()
     for t in model.graph.initializers { initializers[t.name] = t }

@@ -446,7 +446,7 @@ public struct QuantizeStatic: Pass {
                                     corrections: corrections)
     typealias Candidate = Candidates.Candidate
     func candidate(float: Set<Int>, weightsToo: Bool) throws -> Candidate { try candidates.make(float: float, weightsToo: weightsToo) }
-    let name = target.metric.rawValue
+    let name = target.measureName
     func format(_ v: Double) -> String { String(format: "%.4f", v) }
     let all = try candidate(float: [], weightsToo: false)
     var best = all
@@ -604,7 +604,7 @@ extension QuantizeStatic {
     let all = try candidates.make(float: [], weightsToo: false).score
     let none = try candidates.make(float: everyNode, weightsToo: false).score
     var rows = [(change: PassResult.Change, alone: Double, plan: Int)]()
-    let name = target.metric.rawValue
+    let name = target.measureName
     func format(_ v: Double) -> String { String(format: "%.4f", v) }
     for i in plans.indices {
       let alone = try candidates.make(float: everyNode.subtracting([i]), weightsToo: false).score
@@ -675,7 +675,7 @@ extension QuantizeStatic {
                                perChannel: perChannel, corrections: corrections).make(float: [], weightsToo: false).score
     let names = (smoothAlpha.map { [String(format: "SmoothQuant α %.2f", $0)] } ?? []) + (equalize ? ["cross-layer equalization"] : [])
       + (biasCorrection ? ["bias correction"] : [])
-    let metric = goal.metric.rawValue
+    let metric = goal.measureName
     let kept = !goal.isBetter(before, than: after)
     var detail = String(format: "%@ %.6f with %@, %.6f with plain PTQ (every node quantized; same calibration and quality data)",
                         metric, after, names.joined(separator: " and "), before)

@@ -9,6 +9,7 @@ public struct QualityMetrics {
   public var correct = 0
   public var agree = 0
   public var cosineSum = 0.0
+  public var cosineSquares = 0.0
   public var maxAbs = 0.0
   public var absSum = 0.0
   public var elements = 0
@@ -67,11 +68,22 @@ public struct QualityMetrics {
             if inY || inR { unions[j] += 1 }
           }
         }
-        cosineSum += nx > 0 && ny > 0 ? dot / (nx.squareRoot() * ny.squareRoot()) : (nx == ny ? 1 : 0)
+        let cosine = nx > 0 && ny > 0 ? dot / (nx.squareRoot() * ny.squareRoot()) : (nx == ny ? 1 : 0)
+        cosineSum += cosine
+        cosineSquares += cosine * cosine
         elements += width
       }
       samples += 1
     }
+  }
+
+  /// The mean cosine less two standard errors of it (sample variance over the samples): what the
+  /// mean may be on other samples from the same source, with a few of them measured.
+  public var cosineLowerBound: Double {
+    guard samples > 1 else { return cosineSum / Double(max(samples, 1)) }
+    let n = Double(samples), mean = cosineSum / n
+    let variance = max(0, (cosineSquares - n * mean * mean) / (n - 1))
+    return mean - 2 * (variance / n).squareRoot()
   }
 
   /// The number of samples in a batch of feeds (the shortest first axis).

@@ -434,19 +434,26 @@ func floatBinary<G: FloatBinaryMap>(_ shape: [Int], _ aShape: [Int], _ bShape: [
       }
       return
     }
-    broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
-      let xa = xp + offs[0], yb = yp + offs[1], zo = zp + o
-      switch (st[0], st[1]) {
-      case (1, 1): for k in 0..<n { zo[k] = g(xa[k], yb[k]) }
-      case (1, 0): let v = yb[0]; for k in 0..<n { zo[k] = g(xa[k], v) }
-      case (0, 1): let v = xa[0]; for k in 0..<n { zo[k] = g(v, yb[k]) }
-      default:
-        var i = 0, j = 0
-        for k in 0..<n {
-          zo[k] = g(xa[i], yb[j])
-          i += st[0]
-          j += st[1]
-        }
+    binaryRows(shape, aShape, bShape, xp, yp, zp) { g($0, $1) }
+  }
+}
+
+/// z = g(x, y) over the rows of a broadcast (`broadcastRows`), with `g` inlined into each loop.
+@inline(__always)
+func binaryRows<T>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ xp: UnsafeMutablePointer<T>, _ yp: UnsafeMutablePointer<T>,
+                   _ zp: UnsafeMutablePointer<T>, _ g: (T, T) -> T) {
+  broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
+    let xa = xp + offs[0], yb = yp + offs[1], zo = zp + o
+    switch (st[0], st[1]) {
+    case (1, 1): for k in 0..<n { zo[k] = g(xa[k], yb[k]) }
+    case (1, 0): let v = yb[0]; for k in 0..<n { zo[k] = g(xa[k], v) }
+    case (0, 1): let v = xa[0]; for k in 0..<n { zo[k] = g(v, yb[k]) }
+    default:
+      var i = 0, j = 0
+      for k in 0..<n {
+        zo[k] = g(xa[i], yb[j])
+        i += st[0]
+        j += st[1]
       }
     }
   }
@@ -550,21 +557,7 @@ private func integerRows<T: FixedWidthInteger>(_ shape: [Int], _ aShape: [Int], 
                                                _ z: Elements<T>, _ g: (T, T) -> T) {
   withExtendedLifetime((x, y, z)) {
     guard let xp = x.baseAddress, let yp = y.baseAddress, let zp = z.baseAddress else { return }
-    broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
-      let xa = xp + offs[0], yb = yp + offs[1], zo = zp + o
-      switch (st[0], st[1]) {
-      case (1, 1): for k in 0..<n { zo[k] = g(xa[k], yb[k]) }
-      case (1, 0): let v = yb[0]; for k in 0..<n { zo[k] = g(xa[k], v) }
-      case (0, 1): let v = xa[0]; for k in 0..<n { zo[k] = g(v, yb[k]) }
-      default:
-        var i = 0, j = 0
-        for k in 0..<n {
-          zo[k] = g(xa[i], yb[j])
-          i += st[0]
-          j += st[1]
-        }
-      }
-    }
+    binaryRows(shape, aShape, bShape, xp, yp, zp, g)
   }
 }
 
