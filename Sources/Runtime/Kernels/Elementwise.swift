@@ -377,7 +377,19 @@ func unaryFloat<F: FloatMap>(_ c: KernelContext, _ fast: F, _ slow: (Double) -> 
 }
 
 /// A Float function of two arguments as a type, for the reason of `FloatMap`.
-protocol FloatBinaryMap { func callAsFunction(_ a: Float, _ b: Float) -> Float }
+/// An elementwise operation as a type, so the loops that take one are specialized with it inlined.
+protocol BinaryMap {
+  associatedtype Element
+  func callAsFunction(_ a: Element, _ b: Element) -> Element
+}
+protocol FloatBinaryMap: BinaryMap where Element == Float {}
+
+/// Wrapping two's-complement integer arithmetic.
+enum IntegerBinaryMaps {
+  struct Add<T: FixedWidthInteger>: BinaryMap { @inline(__always) func callAsFunction(_ a: T, _ b: T) -> T { a &+ b } }
+  struct Sub<T: FixedWidthInteger>: BinaryMap { @inline(__always) func callAsFunction(_ a: T, _ b: T) -> T { a &- b } }
+  struct Mul<T: FixedWidthInteger>: BinaryMap { @inline(__always) func callAsFunction(_ a: T, _ b: T) -> T { a &* b } }
+}
 
 enum FloatBinaryMaps {
   struct Add: FloatBinaryMap { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b } }
@@ -434,14 +446,14 @@ func floatBinary<G: FloatBinaryMap>(_ shape: [Int], _ aShape: [Int], _ bShape: [
       }
       return
     }
-    binaryRows(shape, aShape, bShape, xp, yp, zp) { g($0, $1) }
+    binaryRows(shape, aShape, bShape, xp, yp, zp, g)
   }
 }
 
 /// z = g(x, y) over the rows of a broadcast (`broadcastRows`), with `g` inlined into each loop.
 @inline(__always)
-func binaryRows<T>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ xp: UnsafeMutablePointer<T>, _ yp: UnsafeMutablePointer<T>,
-                   _ zp: UnsafeMutablePointer<T>, _ g: (T, T) -> T) {
+func binaryRows<G: BinaryMap>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ xp: UnsafeMutablePointer<G.Element>,
+                              _ yp: UnsafeMutablePointer<G.Element>, _ zp: UnsafeMutablePointer<G.Element>, _ g: G) {
   broadcastRows(shape, [aShape, bShape]) { o, offs, st, n in
     let xa = xp + offs[0], yb = yp + offs[1], zo = zp + o
     switch (st[0], st[1]) {
@@ -528,9 +540,9 @@ private func integerArithmetic<T: FixedWidthInteger & SignedInteger & ElementTyp
   // Rows of the broadcast, with the operation inlined: the int32 sums of integer convolutions
   // and their per-channel biases are hot in dynamically quantized models.
   switch op {
-  case "Add", "Sum": integerRows(shape, a.shape, b.shape, p, q, r) { $0 &+ $1 }; return out
-  case "Sub": integerRows(shape, a.shape, b.shape, p, q, r) { $0 &- $1 }; return out
-  case "Mul": integerRows(shape, a.shape, b.shape, p, q, r) { $0 &* $1 }; return out
+  case "Add", "Sum": integerRows(shape, a.shape, b.shape, p, q, r, IntegerBinaryMaps.Add<T>()); return out
+  case "Sub": integerRows(shape, a.shape, b.shape, p, q, r, IntegerBinaryMaps.Sub<T>()); return out
+  case "Mul": integerRows(shape, a.shape, b.shape, p, q, r, IntegerBinaryMaps.Mul<T>()); return out
   default: break
   }
   let fmod = c.int("fmod", 0) == 1
@@ -553,8 +565,8 @@ private func integerArithmetic<T: FixedWidthInteger & SignedInteger & ElementTyp
 }
 
 @inline(__always)
-private func integerRows<T: FixedWidthInteger>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements<T>, _ y: Elements<T>,
-                                               _ z: Elements<T>, _ g: (T, T) -> T) {
+private func integerRows<G: BinaryMap>(_ shape: [Int], _ aShape: [Int], _ bShape: [Int], _ x: Elements<G.Element>,
+                                       _ y: Elements<G.Element>, _ z: Elements<G.Element>, _ g: G) {
   withExtendedLifetime((x, y, z)) {
     guard let xp = x.baseAddress, let yp = y.baseAddress, let zp = z.baseAddress else { return }
     binaryRows(shape, aShape, bShape, xp, yp, zp, g)
