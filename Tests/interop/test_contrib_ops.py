@@ -35,9 +35,11 @@ def test_contrib_operator(c, compressor, tmp_path):
 
 
 def test_every_operator_has_three_cases():
+    """Every com.microsoft operator (the default-domain cases there check fast paths' exactness)."""
     ops = {}
     for c in CASES:
-        ops[c["op"]] = ops.get(c["op"], 0) + 1
+        if c["domain"] == "com.microsoft":
+            ops[c["op"]] = ops.get(c["op"], 0) + 1
     thin = {op: n for op, n in ops.items() if n < 3}
     assert not thin, thin
 

@@ -574,13 +574,7 @@ struct FusedActivation {
     case .leakyRelu: for i in 0..<count { let v = p[i] + bias; p[i] = v < 0 ? alpha * v : v }
     case .silu:
       // x·σ(x) with the Sigmoid kernel's σ: the same bits as the Sigmoid and Mul nodes it replaces.
-      var i = 0
-      while i + 8 <= count {
-        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) + bias
-        UnsafeMutableRawPointer(p + i).storeBytes(of: v * FastMath.sigmoid(v), as: SIMD8<Float>.self)
-        i += 8
-      }
-      while i < count { let v = p[i] + bias; p[i] = v * FastMath.sigmoid(SIMD8(repeating: v))[0]; i += 1 }
+      FastMath.siluWithBias(p, count, bias: bias)
     }
   }
 }

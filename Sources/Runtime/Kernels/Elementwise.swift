@@ -272,18 +272,15 @@ extension Int64 {
 /// the worker's part called it once per element, and two threads ran slower than one.)
 protocol FloatMap {
   func callAsFunction(_ x: Float) -> Float
-  /// Whether `vector` is the map's own (then `unaryFloat` uses it for every element, tails too, so
-  /// an element's value never depends on where a thread's part begins).
-  static var vectorized: Bool { get }
-  func vector(_ x: SIMD8<Float>) -> SIMD8<Float>
+  /// The map over `n` contiguous elements; each element's result depends on it alone, so it never
+  /// depends on where a thread's part begins. A map with a vectorized array function of its own
+  /// (FastMath) gives it here.
+  func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int)
 }
 
 extension FloatMap {
-  static var vectorized: Bool { false }
-  @inline(__always) func vector(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    var r = x
-    for i in 0..<8 { r[i] = self(x[i]) }
-    return r
+  @inline(__always) func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { d[i] = self(s[i]) }
   }
 }
 
@@ -297,17 +294,18 @@ enum FloatMaps {
   struct Reciprocal: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / x } }
   struct Exp: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.exp(x) } }
   struct Tanh: FloatMap {
-    static var vectorized: Bool { true }
-    @inline(__always) func callAsFunction(_ x: Float) -> Float { vector(SIMD8(repeating: x))[0] }
-    @inline(__always) func vector(_ x: SIMD8<Float>) -> SIMD8<Float> { FastMath.tanh(x) }
+    func callAsFunction(_ x: Float) -> Float { FastMath.scalar(x, FastMath.tanh) }
+    func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) { FastMath.tanh(s, d, n) }
   }
-  struct Erf: FloatMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { FastMath.erf(x) } }
+  struct Erf: FloatMap {
+    func callAsFunction(_ x: Float) -> Float { FastMath.scalar(x, FastMath.erf) }
+    func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) { FastMath.erf(s, d, n) }
+  }
   /// 1/(1 + e^−x) from e^−|x| (FastMath, within 2 ulp): libm's exp per element was most of
   /// EfficientNet's time.
   struct Sigmoid: FloatMap {
-    static var vectorized: Bool { true }
-    @inline(__always) func callAsFunction(_ x: Float) -> Float { vector(SIMD8(repeating: x))[0] }
-    @inline(__always) func vector(_ x: SIMD8<Float>) -> SIMD8<Float> { FastMath.sigmoid(x) }
+    func callAsFunction(_ x: Float) -> Float { FastMath.scalar(x, FastMath.sigmoid) }
+    func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) { FastMath.sigmoid(s, d, n) }
   }
   struct Clip: FloatMap {
     var low: Float, high: Float
@@ -323,9 +321,8 @@ enum FloatMaps {
   }
   struct Swish: FloatMap {
     var alpha: Float
-    static var vectorized: Bool { true }
-    @inline(__always) func callAsFunction(_ x: Float) -> Float { vector(SIMD8(repeating: x))[0] }
-    @inline(__always) func vector(_ x: SIMD8<Float>) -> SIMD8<Float> { x * FastMath.sigmoid(alpha * x) }
+    func callAsFunction(_ x: Float) -> Float { FastMath.scalar(x) { FastMath.swish($0, $1, $2, alpha: alpha) } }
+    func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) { FastMath.swish(s, d, n, alpha: alpha) }
   }
   struct Celu: FloatMap {
     var alpha: Float
@@ -354,30 +351,13 @@ func unaryFloat<F: FloatMap>(_ c: KernelContext, _ fast: F, _ slow: (Double) -> 
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
   withExtendedLifetime((src, dst)) {
     guard let s = src.baseAddress, let d = dst.baseAddress else { return }
-    Parallel.forEach(src.count, costPerItem: 4) { range in
-      guard F.vectorized else {
-        for i in range { d[i] = fast(s[i]) }
-        return
-      }
-      var i = range.lowerBound
-      while i + 8 <= range.upperBound {
-        UnsafeMutableRawPointer(d + i).storeBytes(of: fast.vector(UnsafeRawPointer(s + i).loadUnaligned(as: SIMD8<Float>.self)),
-                                                  as: SIMD8<Float>.self)
-        i += 8
-      }
-      if i < range.upperBound {
-        var tail = SIMD8<Float>(repeating: 0)
-        for k in i..<range.upperBound { tail[k - i] = s[k] }
-        let r = fast.vector(tail)
-        for k in i..<range.upperBound { d[k] = r[k - i] }
-      }
-    }
+    Parallel.forEach(src.count, costPerItem: 4) { range in fast.apply(s + range.lowerBound, d + range.lowerBound, range.count) }
   }
   return out
 }
 
-/// A Float function of two arguments as a type, for the reason of `FloatMap`.
-/// An elementwise operation as a type, so the loops that take one are specialized with it inlined.
+/// An elementwise operation as a type, so the loops that take one are specialized with it inlined
+/// (for the reason of `FloatMap`).
 protocol BinaryMap {
   associatedtype Element
   func callAsFunction(_ a: Element, _ b: Element) -> Element
@@ -670,9 +650,9 @@ func whereOp(_ c: KernelContext) throws -> NDArray {
 /// skip). Computed in Float for every float type, as ONNX Runtime's CPU kernels do.
 extension Kernels {
   static let activationContrib: [String: Kernel] = [
-    "Gelu": { c in [try floatMap(c, try c.input(0), bias: nil) { x in 0.5 * x * (1 + FastMath.erf(x * Float(0.5.squareRoot()))) }] },
+    "Gelu": { c in [try floatMap(c, try c.input(0), bias: nil) { x in 0.5 * x * (1 + FastMath.scalar(x * Float(0.5.squareRoot()), FastMath.erf)) }] },
     "BiasGelu": { c in
-      [try floatMap(c, try c.input(0), bias: try c.input(1)) { x in 0.5 * x * (1 + FastMath.erf(x * Float(0.5.squareRoot()))) }]
+      [try floatMap(c, try c.input(0), bias: try c.input(1)) { x in 0.5 * x * (1 + FastMath.scalar(x * Float(0.5.squareRoot()), FastMath.erf)) }]
     },
     "FastGelu": { c in
       // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the constants as ONNX Runtime writes them.

@@ -56,7 +56,7 @@ enum SoftmaxAttention {
             for r in 0..<rows {
               let row = scratch + r * t
               if let mp { maskLayout.add(mp, batch: b, row: i0 + r, to: row, length: t) }
-              softmaxRow(row, row, t)
+              FastMath.softmaxRow(row, row, t)
               if let nanTo { for j in 0..<t where row[j].isNaN { row[j] = nanTo } }
             }
             Linalg.gemm(m: rows, n: dv, k: t, a: scratch, b: vp + b * t * dv, c: op + (b * s + i0) * dv, parallel: false)

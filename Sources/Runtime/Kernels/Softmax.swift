@@ -38,13 +38,15 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
       for o in rows {
         let input = from + o * length, row = base + o * length
         if log {
-          let m = rowMaximum(input, length)
+          let m = FastMath.rowMaximum(input, length)
+          for k in 0..<length { row[k] = input[k] - m }
+          FastMath.expNonPositive(row, row, length)
           var sum: Float = 0
-          for k in 0..<length { sum += FastMath.expNonPositive(input[k] - m) }
+          for k in 0..<length { sum += row[k] }
           let shift = m + Foundation.log(sum)
           for k in 0..<length { row[k] = input[k] - shift }
         } else {
-          softmaxRow(input, row, length)
+          FastMath.softmaxRow(input, row, length)
         }
       }
       }
@@ -70,39 +72,6 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
     }
   }
   return x0.dataType == .float ? x : try x.converted(to: x0.dataType)
-}
-
-/// The largest of `length` values, over sixteen lanes (one running maximum is a serial chain of compares).
-@inline(__always)
-private func rowMaximum(_ input: UnsafePointer<Float>, _ length: Int) -> Float {
-  var lanes = SIMD16<Float>(repeating: -.infinity)
-  var k = 0
-  while k + 16 <= length {
-    let v = UnsafeRawPointer(input + k).loadUnaligned(as: SIMD16<Float>.self)
-    lanes = lanes.replacing(with: v, where: v .> lanes)
-    k += 16
-  }
-  var m = lanes.max()
-  while k < length { m = max(m, input[k]); k += 1 }
-  return m
-}
-
-/// Softmax of one contiguous row into `row` (which may be `input`): the exponentials and their
-/// sum eight lanes at a time. A row of −∞ gives NaN, as ONNX's Softmax does.
-func softmaxRow(_ input: UnsafePointer<Float>, _ row: UnsafeMutablePointer<Float>, _ length: Int) {
-  let m = rowMaximum(input, length)
-  var acc = SIMD8<Float>(repeating: 0)
-  var k = 0
-  while k + 8 <= length {
-    let v = FastMath.expNonPositive(UnsafeRawPointer(input + k).loadUnaligned(as: SIMD8<Float>.self) - m)
-    UnsafeMutableRawPointer(row + k).storeBytes(of: v, as: SIMD8<Float>.self)
-    acc += v
-    k += 8
-  }
-  var sum = acc.sum()
-  while k < length { let v = FastMath.expNonPositive(input[k] - m); row[k] = v; sum += v; k += 1 }
-  let r = 1 / sum
-  for k in 0..<length { row[k] *= r }
 }
 
 /// 1 at the first maximum of each row along the axis (the axes after it, before opset 13), 0

@@ -1,0 +1,162 @@
+#include "vectormath.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+static inline uint32_t bits_of(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
+static inline float float_of(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
+
+// Rounding x*log2(e) to an integer n by adding 1.5*2^23 leaves n in the low mantissa bits, from
+// which 2^n is built directly; a degree-7 polynomial takes e^r for the rest.
+static inline float exp_nonpositive(float x) {
+  const float magic = 12582912.0f;
+  float clamped = x < -87.3f ? -87.3f : x;
+  float shifted = clamped * 1.442695041f + magic;
+  float n = shifted - magic;
+  float r = clamped - n * 0.693145752f - n * 1.42860677e-06f;
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1;
+  p = p * r + 1;
+  uint32_t integer = bits_of(shifted) - bits_of(magic);
+  float scale = float_of((integer + 127u) << 23);
+  float y = p * scale;
+  y = x < -87.3f ? 0 : y;
+  return x != x ? x : y;
+}
+
+// e = e^-|x| <= 1 never overflows; x < 0 takes e / (1 + e).
+static inline float sigmoid(float x) {
+  float e = exp_nonpositive(x > 0 ? -x : x);
+  float s = 1 / (1 + e);
+  return x < 0 ? e * s : s;
+}
+
+// y[i] = f(x[i]) for an elementwise f: in place as a loop of its own, since a loop reading one
+// array and writing another that overlaps it is not vectorized.
+#define ELEMENTWISE(f)                                                   \
+  do {                                                                   \
+    if (x == y) {                                                        \
+      for (long i = 0; i < n; i++) y[i] = f(y[i]);                       \
+    } else {                                                             \
+      for (long i = 0; i < n; i++) y[i] = f(x[i]);                       \
+    }                                                                    \
+  } while (0)
+
+CLONES void vm_exp_nonpositive(const float *x, float *y, long n) { ELEMENTWISE(exp_nonpositive); }
+
+CLONES void vm_sigmoid(const float *x, float *y, long n) { ELEMENTWISE(sigmoid); }
+
+CLONES void vm_swish(const float *x, float *y, long n, float alpha) {
+#define SWISH(v) ((v) * sigmoid(alpha * (v)))
+  ELEMENTWISE(SWISH);
+#undef SWISH
+}
+
+CLONES void vm_silu_bias(float *p, long n, float bias) {
+  for (long i = 0; i < n; i++) {
+    float v = p[i] + bias;
+    p[i] = v * sigmoid(v);
+  }
+}
+
+// The odd Taylor series through x^11 below |x| = 0.4, where (1 - e)/(1 + e) with e = e^-2|x|
+// would lose digits, and that formula above.
+static inline float tanh_approximation(float x) {
+  float a = x < 0 ? -x : x;
+  float e = exp_nonpositive(-2 * a);
+  float large = (1 - e) / (1 + e);
+  float s = a * a;
+  float p = -1382.0f / 155925;
+  p = p * s + 62.0f / 2835;
+  p = p * s - 17.0f / 315;
+  p = p * s + 2.0f / 15;
+  p = p * s - 1.0f / 3;
+  p = p * s + 1;
+  float r = a < 0.4f ? a * p : large;
+  return x < 0 ? -r : r;
+}
+
+CLONES void vm_tanh(const float *x, float *y, long n) { ELEMENTWISE(tanh_approximation); }
+
+// The odd Taylor series below |x| = 0.5, Abramowitz & Stegun 7.1.28 (1 - (1 + a1 x + ... +
+// a6 x^6)^-16) above, saturating to +-1.
+static inline float erf_approximation(float v) {
+  float a = v < 0 ? -v : v;
+  float s = a * a;
+  float t = 1.0f / 9360;
+  t = t * s - 1.0f / 1320;
+  t = t * s + 1.0f / 216;
+  t = t * s - 1.0f / 42;
+  t = t * s + 1.0f / 10;
+  t = t * s - 1.0f / 3;
+  t = t * s + 1;
+  float small = 1.128379167f * a * t;
+  float q = 0.0000430638f;
+  q = q * a + 0.0002765672f;
+  q = q * a + 0.0001520143f;
+  q = q * a + 0.0092705272f;
+  q = q * a + 0.0422820123f;
+  q = q * a + 0.0705230784f;
+  q = q * a + 1;
+  float q2 = q * q, q4 = q2 * q2, q8 = q4 * q4, q16 = q8 * q8;
+  float large = a > 9 ? 1 : 1 - 1 / q16;
+  float r = a < 0.5f ? small : large;
+  r = v < 0 ? -r : r;
+  return v != v ? v : r;
+}
+
+CLONES void vm_erf(const float *x, float *y, long n) { ELEMENTWISE(erf_approximation); }
+
+// Sixteen lanes as one value: one zmm register with AVX-512, two ymm with AVX2, four xmm
+// otherwise; the lanes are combined in one fixed order, so the result is the same on each.
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+static inline float row_maximum(const float *in, long n) {
+  // Sixteen running maxima (one is a serial chain of compares); NaN never wins a compare.
+  v16 lanes;
+  for (int j = 0; j < 16; j++) lanes[j] = -__builtin_inff();
+  long k = 0;
+  for (; k + 16 <= n; k += 16) {
+    v16 v;
+    memcpy(&v, in + k, sizeof v);
+    v16i greater = v > lanes;
+    lanes = (v16)(((v16i)v & greater) | ((v16i)lanes & ~greater));
+  }
+  float m = -__builtin_inff();
+  for (int j = 0; j < 16; j++) m = lanes[j] > m ? lanes[j] : m;
+  for (; k < n; k++) m = in[k] > m ? in[k] : m;
+  return m;
+}
+
+CLONES float vm_row_maximum(const float *in, long n) { return row_maximum(in, n); }
+
+CLONES void vm_softmax_row(const float *in, float *out, long n) {
+  float m = row_maximum(in, n);
+  // In place (attention's score rows) as a loop of its own: a loop reading one array and writing
+  // another that overlaps it is not vectorized.
+  if (in == out) {
+    for (long i = 0; i < n; i++) out[i] = exp_nonpositive(out[i] - m);
+  } else {
+    for (long i = 0; i < n; i++) out[i] = exp_nonpositive(in[i] - m);
+  }
+  v16 acc = {0};
+  long k = 0;
+  for (; k + 16 <= n; k += 16) {
+    v16 v;
+    memcpy(&v, out + k, sizeof v);
+    acc += v;
+  }
+  float sum = 0;
+  for (int j = 0; j < 16; j++) sum += acc[j];
+  for (; k < n; k++) sum += out[k];
+  float r = 1 / sum;
+  for (long i = 0; i < n; i++) out[i] *= r;
+}
