@@ -440,35 +440,35 @@ func dynamicQuantize(_ x: Elements<Float>, into e: Elements<UInt8>) -> (scale: F
 }
 
 private func dynamicQuantize(_ xp: UnsafeMutablePointer<Float>, _ ep: UnsafeMutablePointer<UInt8>, _ n: Int) -> (scale: Float, zero: Float) {
-    // Eight independent running minima and maxima: one chain of compares would wait on itself.
-    var l0: Float = 0, l1: Float = 0, l2: Float = 0, l3: Float = 0, l4: Float = 0, l5: Float = 0, l6: Float = 0, l7: Float = 0
-    var h0: Float = 0, h1: Float = 0, h2: Float = 0, h3: Float = 0, h4: Float = 0, h5: Float = 0, h6: Float = 0, h7: Float = 0
-    var i = 0
-    while i + 8 <= n {
-      let a = xp[i], b = xp[i + 1], c = xp[i + 2], d = xp[i + 3], e = xp[i + 4], f = xp[i + 5], g = xp[i + 6], h = xp[i + 7]
-      l0 = a < l0 ? a : l0; h0 = a > h0 ? a : h0
-      l1 = b < l1 ? b : l1; h1 = b > h1 ? b : h1
-      l2 = c < l2 ? c : l2; h2 = c > h2 ? c : h2
-      l3 = d < l3 ? d : l3; h3 = d > h3 ? d : h3
-      l4 = e < l4 ? e : l4; h4 = e > h4 ? e : h4
-      l5 = f < l5 ? f : l5; h5 = f > h5 ? f : h5
-      l6 = g < l6 ? g : l6; h6 = g > h6 ? g : h6
-      l7 = h < l7 ? h : l7; h7 = h > h7 ? h : h7
-      i += 8
-    }
-    var low = Swift.min(Swift.min(Swift.min(l0, l1), Swift.min(l2, l3)), Swift.min(Swift.min(l4, l5), Swift.min(l6, l7)))
-    var high = Swift.max(Swift.max(Swift.max(h0, h1), Swift.max(h2, h3)), Swift.max(Swift.max(h4, h5), Swift.max(h6, h7)))
-    while i < n { low = Swift.min(low, xp[i]); high = Swift.max(high, xp[i]); i += 1 }
-    let scale = (high - low) / 255
-    let zero = scale == 0 ? 0 : Swift.min(255, Swift.max(0, (-low / scale).rounded(.toNearestOrEven)))
-    if scale == 0 || !scale.isFinite {
-      for i in 0..<n { ep[i] = UInt8(Swift.min(255, Swift.max(0, scale == 0 ? zero : (xp[i] / scale).rounded(.toNearestOrEven) + zero))) }
-      return (scale, zero)
-    }
-    let magic: Float = 12_582_912
-    for i in 0..<n {
-      let q = Swift.min(255, Swift.max(0, ((xp[i] / scale) + magic) - magic + zero))
-      ep[i] = UInt8(truncatingIfNeeded: (q + magic).bitPattern)
-    }
+  // Eight independent running minima and maxima: one chain of compares would wait on itself.
+  var l0: Float = 0, l1: Float = 0, l2: Float = 0, l3: Float = 0, l4: Float = 0, l5: Float = 0, l6: Float = 0, l7: Float = 0
+  var h0: Float = 0, h1: Float = 0, h2: Float = 0, h3: Float = 0, h4: Float = 0, h5: Float = 0, h6: Float = 0, h7: Float = 0
+  var i = 0
+  while i + 8 <= n {
+    let a = xp[i], b = xp[i + 1], c = xp[i + 2], d = xp[i + 3], e = xp[i + 4], f = xp[i + 5], g = xp[i + 6], h = xp[i + 7]
+    l0 = a < l0 ? a : l0; h0 = a > h0 ? a : h0
+    l1 = b < l1 ? b : l1; h1 = b > h1 ? b : h1
+    l2 = c < l2 ? c : l2; h2 = c > h2 ? c : h2
+    l3 = d < l3 ? d : l3; h3 = d > h3 ? d : h3
+    l4 = e < l4 ? e : l4; h4 = e > h4 ? e : h4
+    l5 = f < l5 ? f : l5; h5 = f > h5 ? f : h5
+    l6 = g < l6 ? g : l6; h6 = g > h6 ? g : h6
+    l7 = h < l7 ? h : l7; h7 = h > h7 ? h : h7
+    i += 8
+  }
+  var low = Swift.min(Swift.min(Swift.min(l0, l1), Swift.min(l2, l3)), Swift.min(Swift.min(l4, l5), Swift.min(l6, l7)))
+  var high = Swift.max(Swift.max(Swift.max(h0, h1), Swift.max(h2, h3)), Swift.max(Swift.max(h4, h5), Swift.max(h6, h7)))
+  while i < n { low = Swift.min(low, xp[i]); high = Swift.max(high, xp[i]); i += 1 }
+  let scale = (high - low) / 255
+  let zero = scale == 0 ? 0 : Swift.min(255, Swift.max(0, (-low / scale).rounded(.toNearestOrEven)))
+  if scale == 0 || !scale.isFinite {
+    for i in 0..<n { ep[i] = UInt8(Swift.min(255, Swift.max(0, scale == 0 ? zero : (xp[i] / scale).rounded(.toNearestOrEven) + zero))) }
     return (scale, zero)
+  }
+  let magic: Float = 12_582_912
+  for i in 0..<n {
+    let q = Swift.min(255, Swift.max(0, ((xp[i] / scale) + magic) - magic + zero))
+    ep[i] = UInt8(truncatingIfNeeded: (q + magic).bitPattern)
+  }
+  return (scale, zero)
 }
