@@ -152,14 +152,17 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
   } else if pointwise {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
+    let packed = try packedWeights(c, wp, m: m, group: group, k: cg, purpose: "conv-packed")
     for b in 0..<n {
       for g in 0..<group {
-        convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, columns: sp + (b * ch + g * cg) * h * wd,
-                           output: dp + (b * m + g * mg) * spatialOut, ldc: spatialOut, parallel: true)
+        convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, packed: packed?.group(g),
+                           columns: sp + (b * ch + g * cg) * h * wd, output: dp + (b * m + g * mg) * spatialOut,
+                           ldc: spatialOut, parallel: true)
       }
       // Bias and activation over all channels, split among the threads like the product.
       Parallel.forEach(m, costPerItem: spatialOut) { channels in finish(b, channels, 0, spatialOut) }
     }
+    withExtendedLifetime(packed) {}
   } else {
     // Taps that read only padding for every output — dilated convolutions on maps smaller than
     // their dilation (DeepLab's ASPP: rates 24 and 36 on a 16×16 map) — add nothing: convolve
@@ -185,6 +188,8 @@ func conv(_ c: KernelContext) throws -> NDArray {
       win.kw = live.kx.count
     }
     let wp = full ? UnsafePointer(wp) : UnsafePointer(reduced)
+    let packed = try packedWeights(c, wp, m: m, group: group, k: kk,
+                                   purpose: full ? "conv-packed" : "conv-packed \(live.ky) \(live.kx)")
     // im2col a band of output rows at a time, small enough to stay in cache while sgemm reads
     // it. Bands are independent: with several threads each takes every T-th band with its own
     // buffer (single-threaded sgemm), and one narrow band falls back to a parallel sgemm.
@@ -204,7 +209,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
         let rows = oy0..<min(oh, oy0 + bandRows), p0 = oy0 * ow, width = rows.count * ow
         for g in 0..<group {
           im2col(sp + (b * ch + g * cg) * h * wd, colp, c: cg, h: h, w: wd, oh: oh, ow: ow, win: win, rows: rows, parallel: workers == 1)
-          convolutionProduct(m: mg, n: width, k: kk, weights: wp + g * mg * kk, columns: colp,
+          convolutionProduct(m: mg, n: width, k: kk, weights: wp + g * mg * kk, packed: packed?.group(g), columns: colp,
                              output: dp + (b * m + g * mg) * spatialOut + p0, ldc: spatialOut, parallel: workers == 1)
         }
         finish(b, 0..<m, p0, p0 + width)
@@ -221,6 +226,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     } else {
       withBand { run(0, $0) }
     }
+    withExtendedLifetime(packed) {}
   }
   withExtendedLifetime(residualElements) {}
   }
@@ -253,12 +259,18 @@ private func liveWindow(_ win: Window, h: Int, w: Int, oh: Int, ow: Int) -> (ky:
   return ky.isEmpty || kx.isEmpty ? (0..<win.kh, 0..<win.kw) : (ky, kx)
 }
 
-/// output (m×n, rows `ldc` apart) = weights (m×k) · columns (k×n). Few output positions and many
-/// channels (7×7 maps of 512) run faster as the transposed product, positions × channels, into
-/// scratch and transposed back: sgemm's kernels are blocked along the first dimension, and 49
-/// rows leave most of a block empty (8% faster on ResNet's last stage; slower from 196 up).
-private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, columns: UnsafePointer<Float>,
-                                output: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+/// output (m×n, rows `ldc` apart) = weights (m×k) · columns (k×n, rows n apart): through the
+/// packed AVX-512 kernel when the weights were packed, else OpenBLAS. There, few output
+/// positions and many channels (7×7 maps of 512) run faster as the transposed product,
+/// positions × channels, into scratch and transposed back: sgemm's kernels are blocked along the
+/// first dimension, and 49 rows leave most of a block empty (8% faster on ResNet's last stage).
+private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, packed: UnsafePointer<Float>?,
+                                columns: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
+                                parallel: Bool) {
+  if let packed {
+    packedProduct(m: m, n: n, k: k, packed: packed, columns: columns, output: output, ldc: ldc, parallel: parallel)
+    return
+  }
   guard n < 128 && m >= 64 else {
     Linalg.gemm(m: m, n: n, k: k, a: weights, b: columns, c: output, ldc: ldc, parallel: parallel)
     return

@@ -1,0 +1,223 @@
+#include "vectormath.h"
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+// C = A·B for convolutions, with A (the weights) packed once when a model is loaded and B (the
+// unfolded input) packed panel by panel while it is still in cache. OpenBLAS repacks both
+// operands on every call and blocks for large square products; a convolution's product is
+// M = output channels (16…2048), N = positions of a band (49…3136), K = input channels × taps,
+// called thousands of times per run with the same A.
+//
+// The micro-kernel keeps an 8 × 32 tile of C in 16 AVX-512 registers: per step of k it loads
+// 32 values of B (two vectors) and broadcasts 8 values of A. K is cut into blocks of GEMM_KC so
+// one B panel (GEMM_KC × 32) stays in L1 while every A panel of the block passes over it. Each
+// element of C is summed in the same order (k ascending, one FMA per k, blocks added in order)
+// whatever the split of M and N among threads, so results do not depend on the thread count.
+
+#define GEMM_MR 8
+#define GEMM_NR 32
+#define GEMM_KC 256
+
+int vm_gemm_supported(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+long vm_gemm_panel_rows(void) { return GEMM_MR; }
+
+long vm_gemm_packed_size(long m, long k) {
+  return ((m + GEMM_MR - 1) / GEMM_MR) * GEMM_MR * k;
+}
+
+// Layout: for each block of GEMM_KC values of k, for each panel of GEMM_MR rows, the panel's
+// columns k0…k1 one after another, GEMM_MR values each (rows past m are zero).
+void vm_gemm_pack_a(const float *a, long m, long k, long lda, float *packed) {
+  long panels = (m + GEMM_MR - 1) / GEMM_MR;
+  float *out = packed;
+  for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
+    long kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+    for (long p = 0; p < panels; p++) {
+      for (long kk = 0; kk < kc; kk++) {
+        for (long r = 0; r < GEMM_MR; r++) {
+          long row = p * GEMM_MR + r;
+          *out++ = row < m ? a[row * lda + k0 + kk] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// Copies rows k0…k0+kc of B's columns j…j+width into a dense kc × 32 panel, zero past width:
+// the panel is then in L1 for every panel of A that passes over it.
+__attribute__((target("avx512f")))
+static void pack_b(const float *b, long ldb, long kc, long width, float *panel) {
+  __mmask16 low = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
+  __mmask16 high = width <= 16 ? 0 : width >= 32 ? 0xffff : (__mmask16)((1u << (width - 16)) - 1);
+  for (long kk = 0; kk < kc; kk++) {
+    _mm512_store_ps(panel + kk * GEMM_NR, _mm512_maskz_loadu_ps(low, b + kk * ldb));
+    _mm512_store_ps(panel + kk * GEMM_NR + 16, _mm512_maskz_loadu_ps(high, b + kk * ldb + 16));
+  }
+}
+
+// c (rows × width, ldc) = or += apanel · bpanel over kc steps; rows ≤ 8, width ≤ 32.
+__attribute__((target("avx512f")))
+static void micro_kernel(long kc, const float *apanel, const float *bpanel, float *c, long ldc, long rows,
+                         long width, int accumulate) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+  __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+  __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+  __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+  __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+  __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+  __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
+  __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+  // The tile of C is read at the end (after the first block of k): fetched now, it arrives
+  // while the products run instead of stalling the stores.
+  if (accumulate) {
+    for (long r = 0; r < rows; r++) {
+      _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+      _mm_prefetch((const char *)(c + r * ldc + width - 1), _MM_HINT_T0);
+    }
+  }
+  for (long kk = 0; kk < kc; kk++) {
+    __m512 b0 = _mm512_loadu_ps(bpanel), b1 = _mm512_loadu_ps(bpanel + 16);
+    __m512 a;
+#define STEP(r)                                        \
+    a = _mm512_set1_ps(apanel[r]);                     \
+    c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);         \
+    c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);
+    STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+#undef STEP
+    apanel += GEMM_MR;
+    bpanel += GEMM_NR;
+  }
+  __m512 tile[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                             {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+  __mmask16 low = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
+  __mmask16 high = width <= 16 ? 0 : width >= 32 ? 0xffff : (__mmask16)((1u << (width - 16)) - 1);
+  for (long r = 0; r < rows; r++) {
+    float *row = c + r * ldc;
+    __m512 v0 = tile[r][0], v1 = tile[r][1];
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(low, row));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(high, row + 16));
+    }
+    _mm512_mask_storeu_ps(row, low, v0);
+    _mm512_mask_storeu_ps(row + 16, high, v1);
+  }
+}
+
+// One cache line more, to start the panel on a line: loads split across lines cost a tenth.
+long vm_gemm_workspace_size(void) { return GEMM_KC * GEMM_NR + 16; }
+
+__attribute__((target("avx512f")))
+void vm_gemm_packed(long m, long first_panel, long end_panel, long n, long k, const float *packed_a, const float *b,
+                    long ldb, float *c, long ldc, float *workspace) {
+  long panels = (m + GEMM_MR - 1) / GEMM_MR;
+  if (end_panel > panels) end_panel = panels;
+  if (k == 0) {
+    for (long i = first_panel * GEMM_MR; i < m && i < end_panel * GEMM_MR; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+    return;
+  }
+  float *panel = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+  for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
+    long kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+    const float *ablock = packed_a + k0 * panels * GEMM_MR;
+    for (long j = 0; j < n; j += GEMM_NR) {
+      long width = n - j < GEMM_NR ? n - j : GEMM_NR;
+      pack_b(b + k0 * ldb + j, ldb, kc, width, panel);
+      for (long p = first_panel; p < end_panel; p++) {
+        long rows = m - p * GEMM_MR < GEMM_MR ? m - p * GEMM_MR : GEMM_MR;
+        micro_kernel(kc, ablock + p * kc * GEMM_MR, panel, c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0);
+      }
+    }
+  }
+}
+
+// The other way round: B constant (a MatMul's weights; a convolution's weights as B = Wᵀ when
+// the output has few positions), packed once into GEMM_KC × 32 panels, and A packed per call
+// into 8-row panels of a block of GEMM_MC rows. The same micro-kernel, so the same order of
+// summation for every element.
+
+#define GEMM_MC 128
+
+long vm_gemm_packed_b_size(long k, long n) {
+  return ((n + GEMM_NR - 1) / GEMM_NR) * GEMM_NR * k;
+}
+
+// Layout: for each block of GEMM_KC values of k, for each panel of 32 columns, the panel's rows
+// k0…k1 one after another, 32 values each (columns past n are zero). B is k × n with rows ldb
+// apart, or given as Bᵀ (n × k, rows ldb apart) when transposed.
+void vm_gemm_pack_b(const float *b, long k, long n, long ldb, int transposed, float *packed) {
+  long panels = (n + GEMM_NR - 1) / GEMM_NR;
+  float *out = packed;
+  for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
+    long kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+    for (long p = 0; p < panels; p++) {
+      for (long kk = 0; kk < kc; kk++) {
+        for (long col = p * GEMM_NR; col < (p + 1) * GEMM_NR; col++) {
+          *out++ = col >= n ? 0.0f : transposed ? b[col * ldb + k0 + kk] : b[(k0 + kk) * ldb + col];
+        }
+      }
+    }
+  }
+}
+
+long vm_gemm_a_workspace_size(void) { return GEMM_MC * GEMM_KC + 16; }
+
+// Rows i…i+rows (≤ 8) of A, columns k0…k0+kc, into a kc × 8 panel (zero past rows). A is m × k
+// with rows lda apart, or given as Aᵀ (k × m, rows lda apart) when transposed: then each step of
+// k is 8 consecutive values.
+static void pack_a_panel(const float *a, long lda, int transposed, long i, long rows, long k0, long kc, float *panel) {
+  if (transposed) {
+    for (long kk = 0; kk < kc; kk++) {
+      const float *src = a + (k0 + kk) * lda + i;
+      float *dst = panel + kk * GEMM_MR;
+      for (long r = 0; r < GEMM_MR; r++) dst[r] = r < rows ? src[r] : 0.0f;
+    }
+    return;
+  }
+  for (long r = 0; r < GEMM_MR; r++) {
+    const float *src = a + (i + r) * lda + k0;
+    if (r < rows) {
+      for (long kk = 0; kk < kc; kk++) panel[kk * GEMM_MR + r] = src[kk];
+    } else {
+      for (long kk = 0; kk < kc; kk++) panel[kk * GEMM_MR + r] = 0.0f;
+    }
+  }
+}
+
+__attribute__((target("avx512f")))
+void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, const float *a, long lda, int a_transposed,
+                      const float *packed_b, float *c, long ldc, float *workspace) {
+  long panels = (n + GEMM_NR - 1) / GEMM_NR;
+  if (end_panel > panels) end_panel = panels;
+  long c0 = first_panel * GEMM_NR, c1 = end_panel * GEMM_NR < n ? end_panel * GEMM_NR : n;
+  if (c1 <= c0) return;
+  if (k == 0) {
+    for (long i = 0; i < m; i++) memset(c + i * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+    return;
+  }
+  float *apack = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+  for (long i0 = 0; i0 < m; i0 += GEMM_MC) {
+    long mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
+    for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
+      long kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+      for (long i = 0; i < mc; i += GEMM_MR) {
+        pack_a_panel(a, lda, a_transposed, i0 + i, mc - i < GEMM_MR ? mc - i : GEMM_MR, k0, kc, apack + i * kc);
+      }
+      const float *bblock = packed_b + k0 * panels * GEMM_NR;
+      for (long p = first_panel; p < end_panel; p++) {
+        long width = n - p * GEMM_NR < GEMM_NR ? n - p * GEMM_NR : GEMM_NR;
+        const float *bpanel = bblock + p * kc * GEMM_NR;
+        for (long i = 0; i < mc; i += GEMM_MR) {
+          long rows = mc - i < GEMM_MR ? mc - i : GEMM_MR;
+          micro_kernel(kc, apack + i * kc, bpanel, c + (i0 + i) * ldc + p * GEMM_NR, ldc, rows, width, k0 > 0);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import CVectorMath
+import Linalg
+
+// The runtime's own matrix products (Sources/CVectorMath/gemm.c, AVX-512) for products with a
+// constant operand: a convolution's weights (packed as the left operand) and a MatMul's weights
+// (packed as the right one), packed once per executor and shared among the threads here. Where
+// the processor has no AVX-512 the kernels use OpenBLAS instead.
+
+/// Each group's weights (m/group × k, one after another) packed for `vm_gemm_packed`: made once
+/// per executor when the weight is a constant. nil where that kernel does not run (no AVX-512),
+/// and the products go to OpenBLAS.
+struct PackedWeights {
+  let array: NDArray
+  let groupStride: Int
+  let base: UnsafePointer<Float>
+
+  func group(_ g: Int) -> UnsafePointer<Float> { base + g * groupStride }
+}
+
+let packedKernelRuns = vm_gemm_supported() != 0
+
+func packedWeights(_ c: KernelContext, _ weights: UnsafePointer<Float>, m: Int, group: Int, k: Int,
+                           purpose: String) throws -> PackedWeights? {
+  guard packedKernelRuns else { return nil }
+  let mg = m / group, stride = vm_gemm_packed_size(mg, k)
+  let array = try c.derived(fromInputs: [1], purpose) {
+    try NDArray.checkAllocation([group * stride], .float, c)
+    var packed = NDArray(uninitialized: .float, [group * stride])
+    packed.mutableElements(Float.self).withPointer { p in
+      guard let p else { return }
+      for g in 0..<group { vm_gemm_pack_a(weights + g * mg * k, mg, k, k, p + g * stride) }
+    }
+    return packed
+  }
+  guard let base = array.elements(Float.self).baseAddress else { return nil }
+  return PackedWeights(array: array, groupStride: stride, base: base)
+}
+
+/// The packed product, its columns (in whole 32-column panels) or else its 8-row panels of
+/// output channels shared among the threads. Every element is computed the same way whichever
+/// thread computes it.
+func packedProduct(m: Int, n: Int, k: Int, packed: UnsafePointer<Float>, columns: UnsafePointer<Float>,
+                           output: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
+  let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
+  func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+    var scratch = NDArray(uninitialized: .float, [vm_gemm_workspace_size()])
+    scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
+  }
+  if parts <= 1 {
+    withWorkspace { vm_gemm_packed(m, 0, rowPanels, n, k, packed, columns, n, output, ldc, $0) }
+  } else if n >= 64 * parts {
+    let chunks = (n + 31) / 32
+    WorkerPool.shared.run(parts: parts) { p in
+      let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
+      guard c1 > c0 else { return }
+      withWorkspace { vm_gemm_packed(m, 0, rowPanels, c1 - c0, k, packed, columns + c0, n, output + c0, ldc, $0) }
+    }
+  } else {
+    let parts = min(parts, rowPanels)
+    WorkerPool.shared.run(parts: parts) { p in
+      withWorkspace {
+        vm_gemm_packed(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, packed, columns, n, output, ldc, $0)
+      }
+    }
+  }
+}
+
+/// Whether input `i` is a constant of the main graph (an initializer or folded), whose packing
+/// `KernelContext.derived` keeps.
+extension KernelContext {
+  func isConstant(_ i: Int) -> Bool {
+    guard let x = optionalInput(i), i < node.inputs.count else { return false }
+    return executor.constantStorage(x, name: node.inputs[i]) != nil
+  }
+}
+
+/// A MatMul's constant right operand (k × n) packed for `vm_gemm_packed_b`; nil where that kernel
+/// does not run or the operand is not a constant.
+func packedRightOperand(_ c: KernelContext, _ b: UnsafePointer<Float>, k: Int, n: Int) throws -> NDArray? {
+  guard packedKernelRuns, c.isConstant(1) else { return nil }
+  return try c.derived(fromInputs: [1], "matmul-packed") {
+    let size = vm_gemm_packed_b_size(k, n)
+    try NDArray.checkAllocation([size], .float, c)
+    var packed = NDArray(uninitialized: .float, [size])
+    packed.mutableElements(Float.self).withPointer { p in if let p { vm_gemm_pack_b(b, k, n, n, 0, p) } }
+    return packed
+  }
+}
+
+/// c (m × n) = a (m × k) · the packed right operand, its 32-column panels shared among the threads.
+func packedRightProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, packed: NDArray, c: UnsafeMutablePointer<Float>) {
+  guard let pb = packed.elements(Float.self).baseAddress else { return }
+  let panels = (n + 31) / 32
+  let parts = min(Parallel.threads, panels, max(1, m * n * k / (1 << 20)))
+  WorkerPool.shared.run(parts: parts) { p in
+    var scratch = NDArray(uninitialized: .float, [vm_gemm_a_workspace_size()])
+    scratch.mutableElements(Float.self).withPointer { w in
+      guard let w else { return }
+      vm_gemm_packed_b(m, n, p * panels / parts, (p + 1) * panels / parts, k, a, k, 0, pb, c, n, w)
+    }
+  }
+  withExtendedLifetime(packed) {}
+}
