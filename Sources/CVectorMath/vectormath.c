@@ -160,3 +160,55 @@ CLONES void vm_softmax_row(const float *in, float *out, long n) {
   float r = 1 / sum;
   for (long i = 0; i < n; i++) out[i] *= r;
 }
+
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
+// Macros, not functions: a function taking or returning a 64-byte vector has a different ABI
+// in each clone.
+#define load16(p) ({ v16f v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define store16(p, v) do { v16f w_ = (v); memcpy((p), &w_, sizeof w_); } while (0)
+
+// dst[q] = Σ_t filter[t] · in[offsets[t] + q] for q < n rounded up to 16 (reads and writes that
+// far), taps in order, four vectors' sums kept in registers across the taps.
+__attribute__((always_inline)) static inline void depthwise_span(const float *in, const long *offsets, const float *filter, long taps, long n,
+                                  float *dst) {
+  long q = 0;
+  for (; q + 64 <= n; q += 64) {
+    const float *s = in + offsets[0] + q;
+    float f = filter[0];
+    v16f a0 = 0.0f + f * load16(s), a1 = 0.0f + f * load16(s + 16);
+    v16f a2 = 0.0f + f * load16(s + 32), a3 = 0.0f + f * load16(s + 48);
+    for (long t = 1; t < taps; t++) {
+      s = in + offsets[t] + q;
+      f = filter[t];
+      a0 += f * load16(s);
+      a1 += f * load16(s + 16);
+      a2 += f * load16(s + 32);
+      a3 += f * load16(s + 48);
+    }
+    store16(dst + q, a0);
+    store16(dst + q + 16, a1);
+    store16(dst + q + 32, a2);
+    store16(dst + q + 48, a3);
+  }
+  for (; q < n; q += 16) {
+    v16f a = 0.0f + filter[0] * load16(in + offsets[0] + q);
+    for (long t = 1; t < taps; t++) a += filter[t] * load16(in + offsets[t] + q);
+    store16(dst + q, a);
+  }
+}
+
+CLONES void vm_depthwise_plane(const float *in, long row_step, long row_width, const long *offsets, const float *filter,
+                               long taps, long oh, long ow, float *out, float *scratch) {
+  if (oh <= 0 || ow <= 0) return;
+  if (row_step == row_width) {
+    // Consecutive output rows read consecutive buffer rows: one span over all of them, the
+    // columns between rows computed and dropped (a 7-wide row alone would not fill a vector).
+    depthwise_span(in, offsets, filter, taps, (oh - 1) * row_step + ow, scratch);
+    for (long oy = 0; oy < oh; oy++) memcpy(out + oy * ow, scratch + oy * row_step, (size_t)ow * sizeof(float));
+    return;
+  }
+  for (long oy = 0; oy < oh; oy++) {
+    depthwise_span(in + oy * row_step, offsets, filter, taps, ow, scratch);
+    memcpy(out + oy * ow, scratch, (size_t)ow * sizeof(float));
+  }
+}

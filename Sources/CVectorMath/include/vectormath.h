@@ -1,7 +1,7 @@
 #ifndef COMPRESSOR_VECTORMATH_H
 #define COMPRESSOR_VECTORMATH_H
 
-// Transcendental loops of the runtime (Softmax, Sigmoid and SiLU, Tanh, Erf) in C, compiled once
+// Loops of the runtime in C (Softmax, Sigmoid and SiLU, Tanh, Erf, depthwise convolution), compiled once
 // per instruction set (AVX-512, AVX2, baseline) and chosen at load by the CPU (target_clones):
 // Swift code here is compiled for baseline x86-64, four lanes, and these loops were a third of
 // EfficientNet's time and most of Whisper's attention. Each element's result is the same on
@@ -21,6 +21,13 @@ void vm_tanh(const float *x, float *y, long n);
 void vm_erf(const float *x, float *y, long n);
 // Softmax of one contiguous row (out may be in): a row of -inf gives NaN, as ONNX's Softmax does.
 void vm_softmax_row(const float *in, float *out, long n);
+// A depthwise convolution of one plane read from a zero-padded buffer: out[oy·ow + ox] =
+// Σ_t filter[t] · in[oy·row_step + offsets[t] + ox], taps summed in order. row_width is the
+// buffer's row length (row_step is a multiple of it). Reads up to 15 floats past the last one
+// used, so the buffer needs that much (finite) slack; scratch holds (oh − 1)·row_step + ow
+// floats rounded up to 16.
+void vm_depthwise_plane(const float *in, long row_step, long row_width, const long *offsets, const float *filter,
+                        long taps, long oh, long ow, float *out, float *scratch);
 // The largest value of a row (NaN ignored; -inf for an empty row).
 float vm_row_maximum(const float *in, long n);
 

@@ -1,3 +1,4 @@
+import CVectorMath
 import IR
 import Linalg
 import Support
@@ -338,16 +339,13 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
 
 /// One filter per channel: a direct loop beats im2col, whose matrix would be a single row. Each
 /// plane is first copied into a zero-padded buffer split into `stride` column phases, so every
-/// tap of every output row reads contiguous, in-bounds memory; sixteen outputs accumulate all
-/// taps in registers before they are stored. Rows are padded to a whole number of 16-wide
-/// chunks so the last chunk of a row is computed like the others and only partly stored (a
-/// scalar tail was most of the time on 14- and 7-wide layers).
+/// tap of every output row reads contiguous, in-bounds memory; the taps are then summed by
+/// `vm_depthwise_plane` (C, vectorized for the machine's instruction set).
 private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        n: Int, c: Int, h: Int, w: Int, oh: Int, ow: Int, win: Window, finished: (Int) -> Void) {
   let sw = win.sw, taps = win.kh * win.kw
-  let chunkedOW = (ow + 15) / 16 * 16
   let paddedH = max(h + win.padTop + win.padBottom, (oh - 1) * win.sh + (win.kh - 1) * win.dh + 1)
-  let paddedW = max(w + win.padLeft + win.padRight, (chunkedOW - 1) * sw + (win.kw - 1) * win.dw + 1)
+  let paddedW = max(w + win.padLeft + win.padRight, (ow - 1) * sw + (win.kw - 1) * win.dw + 1)
   let phaseW = (paddedW + sw - 1) / sw, phaseSize = paddedH * phaseW
   // Where tap (ky, kx) of output (0, 0) reads, in the phase buffers.
   var tapOffset = [Int](repeating: 0, count: taps)
@@ -358,11 +356,13 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
     }
   }
   Parallel.forEach(n * c, costPerItem: oh * ow * taps) { planes in
-    var scratch = NDArray(uninitialized: .float, [sw * phaseSize])
+    // The phases, 16 floats of slack the kernel's last vector may read, and its sums.
+    let input = sw * phaseSize + 16, sums = ((oh - 1) * win.sh * phaseW + ow + 15) / 16 * 16
+    var scratch = NDArray(uninitialized: .float, [input + sums])
     scratch.mutableElements(Float.self).withPointer { pointer in
     guard let buffer = pointer else { return }
     // Every plane writes the same interior positions, so the padding stays zero from here on.
-    buffer.update(repeating: 0, count: sw * phaseSize)
+    buffer.update(repeating: 0, count: input)
     tapOffset.withUnsafeBufferPointer { offsets in
     for p in planes {
       let ch = p % c
@@ -371,55 +371,13 @@ private func depthwise(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
         splitPhases(plane + iy * w, w: w, into: buffer + (iy + win.padTop) * phaseW, phaseSize: phaseSize,
                     stride: sw, padLeft: win.padLeft)
       }
-      // Two output rows at a time: twice the independent accumulators hide the add latency.
-      var oy = 0
-      while oy < oh {
-        let pair = oy + 1 < oh
-        let base0 = buffer + oy * win.sh * phaseW, base1 = pair ? base0 + win.sh * phaseW : base0
-        let line0 = out + oy * ow, line1 = line0 + ow
-        var ox = 0
-        while ox < ow {
-          // The first row's last chunk may spill into the second only while that is unwritten.
-          let room0 = pair && ox > 0 ? ow - ox : (oh - oy) * ow - ox, room1 = (oh - oy - 1) * ow - ox
-          if ow - ox <= 8 {
-            var acc0 = SIMD8<Float>(repeating: 0), acc1 = SIMD8<Float>(repeating: 0)
-            for t in 0..<taps {
-              let f = SIMD8<Float>(repeating: filter[t])
-              acc0 += f * UnsafeRawPointer(base0 + offsets[t] + ox).loadUnaligned(as: SIMD8<Float>.self)
-              acc1 += f * UnsafeRawPointer(base1 + offsets[t] + ox).loadUnaligned(as: SIMD8<Float>.self)
-            }
-            store(acc0, line0 + ox, count: ow - ox, room: room0)
-            if pair { store(acc1, line1 + ox, count: ow - ox, room: room1) }
-            break
-          }
-          var acc0 = SIMD16<Float>(repeating: 0), acc1 = SIMD16<Float>(repeating: 0)
-          for t in 0..<taps {
-            let f = SIMD16<Float>(repeating: filter[t])
-            acc0 += f * UnsafeRawPointer(base0 + offsets[t] + ox).loadUnaligned(as: SIMD16<Float>.self)
-            acc1 += f * UnsafeRawPointer(base1 + offsets[t] + ox).loadUnaligned(as: SIMD16<Float>.self)
-          }
-          store(acc0, line0 + ox, count: ow - ox, room: room0)
-          if pair { store(acc1, line1 + ox, count: ow - ox, room: room1) }
-          ox += 16
-        }
-        oy += pair ? 2 : 1
-      }
+      vm_depthwise_plane(buffer, win.sh * phaseW, phaseW, offsets.baseAddress, filter, taps, oh, ow, out,
+                         buffer + input)
       // Bias and activation while the plane is in cache, on the thread that computed it.
       finished(p)
     }
     }
     }
-  }
-}
-
-/// Stores the first `count` lanes of `v`. When the plane has `room` for the whole vector, it is
-/// stored whole: the lanes past `count` land on later output rows, which are written after.
-@inline(__always)
-private func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>, count: Int, room: Int) where V.Scalar == Float {
-  if room >= V.scalarCount {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
-  } else {
-    for i in 0..<min(count, V.scalarCount) { p[i] = v[i] }
   }
 }
 
