@@ -32,8 +32,24 @@ final class Scope {
   var values: [Value?]
   let slots: [String: Int]
   let parent: Scope?
-  init(parent: Scope?, slots: [String: Int] = [:], values: [Value?] = []) {
-    self.parent = parent; self.slots = slots; self.values = values
+  /// Names whose values are the same on every run (initializers, Constant nodes, what was folded
+  /// from them): a subgraph may fold what it computes from these alone.
+  let constants: Set<String>
+  init(parent: Scope?, slots: [String: Int] = [:], values: [Value?] = [], constants: Set<String> = []) {
+    self.parent = parent; self.slots = slots; self.values = values; self.constants = constants
+  }
+
+  /// The value of `name` when the scope that holds it has it as a constant.
+  func constant(_ name: String) -> NDArray? {
+    var s: Scope? = self
+    while let scope = s {
+      if let slot = scope.slots[name], let v = scope.values[slot] {
+        guard scope.constants.contains(name), case .tensor(let t) = v else { return nil }
+        return t
+      }
+      s = scope.parent
+    }
+    return nil
   }
 
   func lookup(_ name: String) -> Value? {
@@ -110,6 +126,9 @@ public final class Executor {
   /// node storage; the entry holds the graph, so that storage lives and no other graph can take
   /// its address.
   private var subgraphs: [UnsafeRawPointer: SubgraphEntry] = [:]
+  /// The storage of every subgraph initializer and evaluated Constant node (kept by `subgraphs`
+  /// as long as the executor lives): what is derived from them (packed weights) is made once too.
+  private var subgraphConstants = Set<ObjectIdentifier>()
   /// `source` keeps the key's storage alive; `graph` is what runs (its Constant nodes evaluated
   /// into `start`, the value table a run begins with).
   private struct SubgraphEntry {
@@ -117,7 +136,11 @@ public final class Executor {
     var graph: Graph
     var plan: Plan
     var start: [Value?]
+    var constants: Set<String>
   }
+  /// The main graph's names a subgraph may take as constants: initializers and what was folded
+  /// from them, never a graph input (a feed may replace it).
+  private var mainConstantNames = Set<String>()
   private var liveBytes = 0
 
   public init(model: Model, threads: Int = 1) throws {
@@ -148,6 +171,10 @@ public final class Executor {
     fuseSoftmaxAttention()
     mainPlan = try plan(mainGraph)
     mainInitialValues = mainInitializers.mapValues(Value.tensor)
+    // Folded values stand for computations of an input's default only while it is not fed; the
+    // run that handles a feed replacing one does not pass these to its subgraphs.
+    mainConstantNames = (foldedFromInputs.isEmpty ? Set(mainInitializers.keys) : Set(model.graph.initializers.map(\.name)))
+      .subtracting(mainGraph.inputs.map(\.name))
     mainStart = mainPlan?.initialValues(mainInitialValues) ?? []
   }
 
@@ -161,8 +188,8 @@ public final class Executor {
   /// The storage of `array` when it is the main graph's constant `name` (an initializer, or a
   /// folded value), not a feed that overrides it.
   func constantStorage(_ array: NDArray, name: String) -> NDArray.Storage? {
-    guard let constant = mainInitializers[name], constant.storage === array.storage else { return nil }
-    return array.storage
+    if let constant = mainInitializers[name], constant.storage === array.storage { return array.storage }
+    return subgraphConstants.contains(ObjectIdentifier(array.storage)) ? array.storage : nil
   }
 
   /// Nodes whose inputs are all constants — initializers, and outputs of nodes folded before
@@ -555,7 +582,7 @@ public final class Executor {
       let outputs = try runGraph(unfolded, outer: nil, feeds: ordered, start: p.initialValues(mainInitialValues), plan: p)
       return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
     }
-    let outputs = try runGraph(g, outer: nil, feeds: ordered, start: mainStart, plan: mainPlan)
+    let outputs = try runGraph(g, outer: nil, feeds: ordered, start: mainStart, plan: mainPlan, constants: mainConstantNames)
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
 
@@ -608,20 +635,22 @@ public final class Executor {
 
   /// Runs `g` with `feeds` bound to its inputs in order (nil: not fed); returns its outputs in order.
   /// `start` is the value table of `cached` with the initializers in place.
-  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], start: [Value?]? = nil, plan cached: Plan? = nil) throws -> [Value] {
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], start: [Value?]? = nil, plan cached: Plan? = nil,
+                constants cachedConstants: Set<String> = []) throws -> [Value] {
     var g = g
     let schedule: Plan, table: [Value?]
+    var constants = cachedConstants
     if let cached, let start {
       (schedule, table) = (cached, start)
-    } else if let entry = try subgraphEntry(g) {
-      (g, schedule, table) = (entry.graph, entry.plan, entry.start)
+    } else if let entry = try subgraphEntry(g, outer: outer) {
+      (g, schedule, table, constants) = (entry.graph, entry.plan, entry.start, entry.constants)
     } else {
       schedule = try plan(g)
       var initializers = [String: Value]()
       for t in g.initializers { initializers[t.name] = .tensor(try NDArray(t)) }
       table = schedule.initialValues(initializers)
     }
-    let scope = Scope(parent: outer, slots: schedule.slots, values: table)
+    let scope = Scope(parent: outer, slots: schedule.slots, values: table, constants: constants)
     // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
     for (i, slot) in schedule.graphInputSlots.enumerated() where i < feeds.count {
       if let v = feeds[i] { scope.values[slot] = v }
@@ -741,8 +770,12 @@ public final class Executor {
   }
 
   /// The cached schedule and initializers of subgraph `g` (nil for a graph without nodes: every
-  /// empty array shares one address).
-  private func subgraphEntry(_ g: Graph) throws -> SubgraphEntry? {
+  /// empty array shares one address). Constant nodes, and nodes computed from constants only —
+  /// the subgraph's own or those of the scopes around it — are evaluated here once, not on every
+  /// run: exporters write dozens in the branches of an If that runs on every inference (silero-vad
+  /// slices and concatenates its LSTM's weights in one). A node that fails stays, to fail when it
+  /// runs.
+  private func subgraphEntry(_ g: Graph, outer: Scope?) throws -> SubgraphEntry? {
     guard let key = g.nodes.withUnsafeBufferPointer({ $0.baseAddress.map { UnsafeRawPointer($0) } }) else { return nil }
     if let entry = subgraphs[key] { return entry }
     var values = [String: Value]()
@@ -751,19 +784,37 @@ public final class Executor {
       a.makeAligned()
       values[t.name] = .tensor(a)
     }
-    // Constant nodes are evaluated here once, not on every run (exporters write dozens in the
-    // branches of an If that runs on every inference). One that fails stays, to fail when it runs.
-    var runnable = g
-    runnable.nodes = g.nodes.filter { n in
-      guard n.isDefaultDomain, n.opType == "Constant", n.outputs.count == 1, !n.outputs[0].isEmpty,
-            let r = try? evaluate(n, []), r.count == 1 else { return true }
-      var a = r[0]
-      a.makeAligned()
-      values[n.outputs[0]] = .tensor(a)
-      return false
+    let inputs = Set(g.inputs.map(\.name))
+    var local = inputs.union(g.initializers.map(\.name))
+    for n in g.nodes { local.formUnion(n.outputs.filter { !$0.isEmpty }) }
+    /// A constant input: the subgraph's own, or one it reads from a scope that holds it as one.
+    func constant(_ name: String) -> NDArray? {
+      if inputs.contains(name) { return nil }
+      if local.contains(name) { return values[name]?.tensor }
+      return outer?.constant(name)
     }
+    let random: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"]
+    var folded = Set<Int>()
+    for i in (try? topologicalOrder(g)) ?? [] {
+      let n = g.nodes[i]
+      guard !random.contains(n.opType), !n.opType.contains("Sequence"), !n.opType.hasPrefix("Optional"),
+            n.attributes.allSatisfy({ $0.subgraphs.isEmpty }), !n.outputs.isEmpty else { continue }
+      let arguments = n.inputs.map { $0.isEmpty ? nil : constant($0) }
+      guard zip(n.inputs, arguments).allSatisfy({ $0.isEmpty || $1 != nil }),
+            let results = try? evaluate(n, arguments), results.count >= n.outputs.filter({ !$0.isEmpty }).count else { continue }
+      for (name, result) in zip(n.outputs, results) where !name.isEmpty {
+        var a = result
+        a.makeAligned()
+        values[name] = .tensor(a)
+      }
+      folded.insert(i)
+    }
+    var runnable = g
+    runnable.nodes = g.nodes.enumerated().filter { !folded.contains($0.offset) }.map(\.element)
     let p = try plan(runnable)
-    let entry = SubgraphEntry(source: g, graph: runnable, plan: p, start: p.initialValues(values))
+    for case .tensor(let a) in values.values { subgraphConstants.insert(ObjectIdentifier(a.storage)) }
+    let entry = SubgraphEntry(source: g, graph: runnable, plan: p, start: p.initialValues(values),
+                              constants: Set(values.keys).subtracting(inputs))
     subgraphs[key] = entry
     return entry
   }

@@ -6,34 +6,59 @@ import Linalg
 // (packed as the right one), packed once per executor and shared among the threads here. Where
 // the processor has no AVX-512 the kernels use OpenBLAS instead.
 
-/// Each group's weights (m/group × k, one after another) packed for `vm_gemm_packed`: made once
-/// per executor when the weight is a constant. nil where that kernel does not run (no AVX-512),
-/// and the products go to OpenBLAS.
+/// Each group's weights (m/group × k, one after another) packed for the packed kernels: made
+/// once per executor when the weight is a constant. As the left operand (`vm_gemm_pack_a`) for
+/// products with many output positions; transposed, as the right operand (`vm_gemm_pack_b`),
+/// for those with few, which run as positions × channels. nil where the kernels do not run (no
+/// AVX-512), and the products go to OpenBLAS.
 struct PackedWeights {
   let array: NDArray
   let groupStride: Int
   let base: UnsafePointer<Float>
+  let transposed: Bool
 
-  func group(_ g: Int) -> UnsafePointer<Float> { base + g * groupStride }
+  func group(_ g: Int) -> PackedGroup { PackedGroup(weights: base + g * groupStride, transposed: transposed) }
+}
+
+struct PackedGroup {
+  let weights: UnsafePointer<Float>
+  let transposed: Bool
 }
 
 let packedKernelRuns = vm_gemm_supported() != 0
 
-func packedWeights(_ c: KernelContext, _ weights: UnsafePointer<Float>, m: Int, group: Int, k: Int,
-                           purpose: String) throws -> PackedWeights? {
+/// Whether a product of m channels and n positions runs as its transpose: the kernel computes 8
+/// rows × 32 columns at a time, so 4 positions (silero-vad's frames) would waste 7/8 of each
+/// tile as columns and half as rows.
+func prefersTransposedProduct(m: Int, n: Int) -> Bool {
+  let r8 = { ($0 + 7) / 8 * 8 }, r32 = { ($0 + 31) / 32 * 32 }
+  return r8(n) * r32(m) * 5 < r32(n) * r8(m) * 4
+}
+
+func packedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>, m: Int, group: Int, k: Int, positions: Int,
+                   purpose: String) throws -> PackedWeights? {
   guard packedKernelRuns else { return nil }
-  let mg = m / group, stride = vm_gemm_packed_size(mg, k)
-  let array = try c.derived(fromInputs: [1], purpose) {
+  let mg = m / group
+  let transposed = prefersTransposedProduct(m: mg, n: positions)
+  let stride = transposed ? vm_gemm_packed_b_size(k, mg) : vm_gemm_packed_size(mg, k)
+  let array = try c.derived(fromInputs: [1], purpose + (transposed ? " transposed" : "")) {
     try NDArray.checkAllocation([group * stride], .float, c)
     var packed = NDArray(uninitialized: .float, [group * stride])
+    let weights = source()
     packed.mutableElements(Float.self).withPointer { p in
       guard let p else { return }
-      for g in 0..<group { vm_gemm_pack_a(weights + g * mg * k, mg, k, k, p + g * stride) }
+      for g in 0..<group {
+        if transposed {
+          vm_gemm_pack_b(weights + g * mg * k, k, mg, k, 1, p + g * stride)
+        } else {
+          vm_gemm_pack_a(weights + g * mg * k, mg, k, k, p + g * stride)
+        }
+      }
     }
     return packed
   }
   guard let base = array.elements(Float.self).baseAddress else { return nil }
-  return PackedWeights(array: array, groupStride: stride, base: base)
+  return PackedWeights(array: array, groupStride: stride, base: base, transposed: transposed)
 }
 
 /// The packed product, its columns (in whole 32-column panels) or else its 8-row panels of
@@ -88,17 +113,18 @@ func packedRightOperand(_ c: KernelContext, _ b: UnsafePointer<Float>, k: Int, n
   }
 }
 
-/// c (m × n) = a (m × k) · the packed right operand, its 32-column panels shared among the threads.
-func packedRightProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, packed: NDArray, c: UnsafeMutablePointer<Float>) {
-  guard let pb = packed.elements(Float.self).baseAddress else { return }
+/// c (m × n, rows ldc apart) = a (m × k; given as aᵀ, k × m, when `transposedA`) · the packed
+/// right operand `pb`, its 32-column panels shared among the threads.
+func packedRightProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, transposedA: Bool = false, packed pb: UnsafePointer<Float>,
+                        c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true) {
   let panels = (n + 31) / 32
-  let parts = min(Parallel.threads, panels, max(1, m * n * k / (1 << 20)))
+  let parts = parallel ? min(Parallel.threads, panels, max(1, m * n * k / (1 << 20))) : 1
+  let lda = transposedA ? m : k
   WorkerPool.shared.run(parts: parts) { p in
     var scratch = NDArray(uninitialized: .float, [vm_gemm_a_workspace_size()])
     scratch.mutableElements(Float.self).withPointer { w in
       guard let w else { return }
-      vm_gemm_packed_b(m, n, p * panels / parts, (p + 1) * panels / parts, k, a, k, 0, pb, c, n, w)
+      vm_gemm_packed_b(m, n, p * panels / parts, (p + 1) * panels / parts, k, a, lda, transposedA ? 1 : 0, pb, c, ldc, w)
     }
   }
-  withExtendedLifetime(packed) {}
 }

@@ -153,7 +153,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
   } else if pointwise {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
-    let packed = try packedWeights(c, wp, m: m, group: group, k: cg, purpose: "conv-packed")
+    let packed = try packedWeights(c, { UnsafePointer(wp) }, m: m, group: group, k: cg, positions: spatialOut, purpose: "conv-packed")
     for b in 0..<n {
       for g in 0..<group {
         convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, packed: packed?.group(g),
@@ -174,7 +174,10 @@ func conv(_ c: KernelContext) throws -> NDArray {
     let kk = cg * live.ky.count * live.kx.count
     let reduced = UnsafeMutablePointer<Float>.allocate(capacity: full ? 0 : m * kk)
     defer { reduced.deallocate() }
-    if !full {
+    /// The live taps' weights: gathered only when used (a packed constant weight is gathered
+    /// once, when it is packed).
+    func liveWeights() -> UnsafePointer<Float> {
+      if full { return UnsafePointer(wp) }
       var i = 0
       for o in 0..<m {
         for ci in 0..<cg {
@@ -183,14 +186,14 @@ func conv(_ c: KernelContext) throws -> NDArray {
           }
         }
       }
+      return UnsafePointer(reduced)
+    }
+    if !full {
       win.padTop -= live.ky.lowerBound * win.dh
       win.padLeft -= live.kx.lowerBound * win.dw
       win.kh = live.ky.count
       win.kw = live.kx.count
     }
-    let wp = full ? UnsafePointer(wp) : UnsafePointer(reduced)
-    let packed = try packedWeights(c, wp, m: m, group: group, k: kk,
-                                   purpose: full ? "conv-packed" : "conv-packed \(live.ky) \(live.kx)")
     // im2col a band of output rows at a time, small enough to stay in cache while sgemm reads
     // it. Bands are independent: with several threads each takes every T-th band with its own
     // buffer (single-threaded sgemm), and one narrow band falls back to a parallel sgemm.
@@ -203,6 +206,9 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
     let bandRows = (oh + bands - 1) / bands
     bands = (oh + bandRows - 1) / bandRows
+    let packed = try packedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
+                                   purpose: full ? "conv-packed" : "conv-packed \(live.ky) \(live.kx)")
+    let wp = packed == nil ? liveWeights() : UnsafePointer(wp)
     let workers = min(Parallel.threads, n * bands)
     func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>) {
       for job in stride(from: worker, to: n * bands, by: workers) {
@@ -261,25 +267,30 @@ private func liveWindow(_ win: Window, h: Int, w: Int, oh: Int, ow: Int) -> (ky:
 }
 
 /// output (m×n, rows `ldc` apart) = weights (m×k) · columns (k×n, rows n apart): through the
-/// packed AVX-512 kernel when the weights were packed, else OpenBLAS. There, few output
-/// positions and many channels (7×7 maps of 512) run faster as the transposed product,
-/// positions × channels, into scratch and transposed back: sgemm's kernels are blocked along the
-/// first dimension, and 49 rows leave most of a block empty (8% faster on ResNet's last stage).
-private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, packed: UnsafePointer<Float>?,
+/// packed AVX-512 kernels when the weights were packed (as positions × channels into scratch,
+/// transposed back, when they were packed for that), else OpenBLAS. There, few output positions
+/// and many channels (7×7 maps of 512) run faster as the transposed product too: sgemm's kernels
+/// are blocked along the first dimension, and 49 rows leave most of a block empty (8% faster on
+/// ResNet's last stage).
+private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, packed: PackedGroup?,
                                 columns: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
                                 parallel: Bool) {
-  if let packed {
-    packedProduct(m: m, n: n, k: k, packed: packed, columns: columns, output: output, ldc: ldc, parallel: parallel)
+  if let packed, !packed.transposed {
+    packedProduct(m: m, n: n, k: k, packed: packed.weights, columns: columns, output: output, ldc: ldc, parallel: parallel)
     return
   }
-  guard n < 128 && m >= 64 else {
+  guard packed != nil || (n < 128 && m >= 64) else {
     Linalg.gemm(m: m, n: n, k: k, a: weights, b: columns, c: output, ldc: ldc, parallel: parallel)
     return
   }
   var scratch = NDArray(uninitialized: .float, [n * m])
   scratch.mutableElements(Float.self).withPointer { pointer in
     guard let t = pointer else { return }
-    Linalg.gemm(m: n, n: m, k: k, a: columns, b: weights, c: t, transposeA: true, transposeB: true, parallel: parallel)
+    if let packed {
+      packedRightProduct(m: n, n: m, k: k, a: columns, transposedA: true, packed: packed.weights, c: t, ldc: m, parallel: parallel)
+    } else {
+      Linalg.gemm(m: n, n: m, k: k, a: columns, b: weights, c: t, transposeA: true, transposeB: true, parallel: parallel)
+    }
     for o in 0..<m {
       let row = output + o * ldc
       for q in 0..<n { row[q] = t[q * m + o] }

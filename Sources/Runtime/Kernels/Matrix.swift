@@ -45,7 +45,9 @@ func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray 
   withExtendedLifetime((x, y, z)) {
   if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {
     if let packedB {
-      packedRightProduct(m: rows, n: n, k: k, a: xb, packed: packedB, c: zb)
+      withExtendedLifetime(packedB) {
+        if let pb = packedB.elements(Float.self).baseAddress { packedRightProduct(m: rows, n: n, k: k, a: xb, packed: pb, c: zb, ldc: n) }
+      }
     } else if batchCount == 1 {
       Linalg.gemm(m: m, n: n, k: k, a: xb, b: yb, c: zb)
     } else if Array(bShape.dropLast(2)).reduce(1, *) == 1 && aShape.count > 2 {
