@@ -28,6 +28,48 @@ final class ExecutorTests: XCTestCase {
     XCTAssertGreaterThan(executor.peakLiveBytes, 0)
   }
 
+  /// An If branch folds what it computes from constants (its own Constant, the main graph's
+  /// initializer, the enclosing branch's constant) once, but never a value computed from an input
+  /// (the main graph's `v`, the enclosing branch's `u`): three runs of one executor with different
+  /// inputs and conditions give each run's own answer.
+  func testSubgraphsFoldConstantsButNotComputedValues() throws {
+    func constant(_ name: String, _ v: [Float]) -> Node {
+      Node(opType: "Constant", inputs: [], outputs: [name],
+           attributes: [Attribute(name: "value", value: .tensor(Tensor(name: name, dataType: .float, dims: [Int64(v.count)], data: floats(v))))])
+    }
+    let w = Tensor(name: "W", dataType: .float, dims: [2], data: floats([10, 20]))
+    // inner (inside the then branch): (c + W) + u, where c is the then branch's constant.
+    let inner = Graph(name: "inner", nodes: [Node(opType: "Add", inputs: ["c", "W"], outputs: ["cw"]),
+                                             Node(opType: "Add", inputs: ["cw", "u"], outputs: ["r"])],
+                      outputs: [ValueInfo(name: "r", type: nil)])
+    let innerElse = Graph(name: "innerElse", nodes: [Node(opType: "Neg", inputs: ["c"], outputs: ["r2"])],
+                          outputs: [ValueInfo(name: "r2", type: nil)])
+    let then = Graph(name: "then", nodes: [
+      constant("c", [1, 2]),
+      Node(opType: "Mul", inputs: ["c", "c"], outputs: ["cc"]),
+      Node(opType: "Add", inputs: ["cc", "v"], outputs: ["u"]),
+      Node(opType: "If", inputs: ["cond"], outputs: ["t"],
+           attributes: [Attribute(name: "then_branch", value: .graph(inner)), Attribute(name: "else_branch", value: .graph(innerElse))]),
+    ], outputs: [ValueInfo(name: "t", type: nil)])
+    let otherwise = Graph(name: "else", nodes: [Node(opType: "Sub", inputs: ["v", "W"], outputs: ["e"])],
+                          outputs: [ValueInfo(name: "e", type: nil)])
+    let m = model([Node(opType: "Mul", inputs: ["x", "x"], outputs: ["v"]),
+                   Node(opType: "If", inputs: ["cond"], outputs: ["y"],
+                        attributes: [Attribute(name: "then_branch", value: .graph(then)), Attribute(name: "else_branch", value: .graph(otherwise))])],
+                  inputs: [ValueInfo(name: "x", type: nil), ValueInfo(name: "cond", type: nil)], outputs: ["y"], initializers: [w])
+    let executor = try Executor(model: m)
+    func run(_ x: [Float], _ cond: Bool) throws -> [Float] {
+      let flag = try NDArray(Tensor(name: "cond", dataType: .bool, dims: [], data: ByteBuffer(copying: [cond ? 1 : 0])))
+      let y = try executor.run(["x": NDArray(x, shape: [2]), "cond": flag])[0].value
+      return Array(y.elements(Float.self))
+    }
+    // then/then: (c + W) + (c·c + x²)
+    XCTAssertEqual(try run([1, 2], true), [11 + 1 + 1, 22 + 4 + 4])
+    XCTAssertEqual(try run([3, 4], true), [11 + 1 + 9, 22 + 4 + 16])
+    XCTAssertEqual(try run([3, 4], false), [9 - 10, 16 - 20])
+    XCTAssertEqual(try run([5, 6], true), [11 + 1 + 25, 22 + 4 + 36])
+  }
+
   func testInt64ShapeArithmeticIsExact() throws {
     let m = model([Node(opType: "Mul", inputs: ["a", "b"], outputs: ["y"])],
                   inputs: [ValueInfo(name: "a", type: nil), ValueInfo(name: "b", type: nil)], outputs: ["y"])

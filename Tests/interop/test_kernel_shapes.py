@@ -122,12 +122,31 @@ def test_broadcasts(op, a, b, compressor, tmp_path):
     assert got.shape == ref.shape and np.array_equal(got, ref)
 
 
-@pytest.mark.parametrize("cin,cout,size,k", [(64, 128, 7, 3), (96, 64, 7, 1), (32, 80, 11, 3), (64, 64, 4, 3)])
-def test_convolutions_with_few_output_positions(cin, cout, size, k, compressor, tmp_path):
-    """Under 128 output positions and 64 channels or more: the transposed product."""
+@pytest.mark.parametrize("cin,cout,size,k,stride", [
+    (64, 128, 7, 3, 1), (96, 64, 7, 1, 1), (32, 80, 11, 3, 1), (64, 64, 4, 3, 1),
+    (129, 128, 1, 3, 1),  # a 1×1 map: only the middle tap reads the input (the others' weights are dropped)
+    (128, 64, 2, 3, 2),   # stride 2 on a 2×2 map: one output, four live taps
+    (40, 24, 3, 3, 1),    # few channels and positions: as 8-row panels of positions
+])
+def test_convolutions_with_few_output_positions(cin, cout, size, k, stride, compressor, tmp_path):
+    """Few output positions: the transposed product (positions × channels), and windows whose
+    taps read only padding."""
     x = RNG.standard_normal((1, cin, size, size)).astype(np.float32)
     weight = (RNG.standard_normal((cout, cin, k, k)) * 0.1).astype(np.float32)
-    m = model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[k, k], pads=[k // 2] * 4)], [("x", x)], [("w", weight)])
+    m = model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride] * 2)],
+              [("x", x)], [("w", weight)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cin,cout,length,stride", [(129, 128, 4, 1), (128, 64, 4, 2), (64, 64, 2, 2), (64, 128, 1, 1)])
+def test_one_dimensional_convolutions_over_few_frames(cin, cout, length, stride, compressor, tmp_path):
+    """silero-vad's encoder: 1-D convolutions over 4, 2 and 1 frames, padded by one."""
+    x = RNG.standard_normal((1, cin, length)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin, 3)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(cout).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3], pads=[1, 1], strides=[stride])],
+              [("x", x)], [("w", weight), ("b", bias)])
     got, path = run_both(compressor, tmp_path, m, [("x", x)])
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
 

@@ -176,13 +176,14 @@ func conv(_ c: KernelContext) throws -> NDArray {
     defer { reduced.deallocate() }
     /// The live taps' weights: gathered only when used (a packed constant weight is gathered
     /// once, when it is packed).
+    let (kh, kw) = (win.kh, win.kw)
     func liveWeights() -> UnsafePointer<Float> {
       if full { return UnsafePointer(wp) }
       var i = 0
       for o in 0..<m {
         for ci in 0..<cg {
           for ky in live.ky {
-            for kx in live.kx { reduced[i] = wp[((o * cg + ci) * win.kh + ky) * win.kw + kx]; i += 1 }
+            for kx in live.kx { reduced[i] = wp[((o * cg + ci) * kh + ky) * kw + kx]; i += 1 }
           }
         }
       }
