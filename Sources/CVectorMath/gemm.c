@@ -5,17 +5,19 @@
 #include <stdint.h>
 #include <string.h>
 
-// C = A·B for convolutions, with A (the weights) packed once when a model is loaded and B (the
-// unfolded input) packed panel by panel while it is still in cache. OpenBLAS repacks both
-// operands on every call and blocks for large square products; a convolution's product is
-// M = output channels (16…2048), N = positions of a band (49…3136), K = input channels × taps,
-// called thousands of times per run with the same A.
+// C = A·B for the runtime's products with a constant operand. OpenBLAS repacks both operands on
+// every call and blocks for large square products; a convolution's product is M = output
+// channels (16…2048), N = positions of a band (49…3136), K = input channels × taps, called
+// thousands of times per run with the same weights.
 //
 // The micro-kernel keeps an 8 × 32 tile of C in 16 AVX-512 registers: per step of k it loads
 // 32 values of B (two vectors) and broadcasts 8 values of A. K is cut into blocks of GEMM_KC so
-// one B panel (GEMM_KC × 32) stays in L1 while every A panel of the block passes over it. Each
-// element of C is summed in the same order (k ascending, one FMA per k, blocks added in order)
-// whatever the split of M and N among threads, so results do not depend on the thread count.
+// one B panel (GEMM_KC × 32) stays in L1 while every 8-row panel of A passes over it. A's rows
+// are read where they lie (a convolution's weights: eight streams the prefetchers follow, as fast
+// as a packed copy within 2%, and no second copy of every weight in memory) or from 8-row panels
+// packed per call (vm_gemm_packed_b). Each element of C is summed in the same order (k
+// ascending, one FMA per k, blocks added in order) whatever the split of M and N among threads,
+// so results do not depend on the thread count.
 
 #define GEMM_MR 8
 #define GEMM_NR 32
@@ -27,28 +29,6 @@ int vm_gemm_supported(void) {
 }
 
 long vm_gemm_panel_rows(void) { return GEMM_MR; }
-
-long vm_gemm_packed_size(long m, long k) {
-  return ((m + GEMM_MR - 1) / GEMM_MR) * GEMM_MR * k;
-}
-
-// Layout: for each block of GEMM_KC values of k, for each panel of GEMM_MR rows, the panel's
-// columns k0…k1 one after another, GEMM_MR values each (rows past m are zero).
-void vm_gemm_pack_a(const float *a, long m, long k, long lda, float *packed) {
-  long panels = (m + GEMM_MR - 1) / GEMM_MR;
-  float *out = packed;
-  for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
-    long kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
-    for (long p = 0; p < panels; p++) {
-      for (long kk = 0; kk < kc; kk++) {
-        for (long r = 0; r < GEMM_MR; r++) {
-          long row = p * GEMM_MR + r;
-          *out++ = row < m ? a[row * lda + k0 + kk] : 0.0f;
-        }
-      }
-    }
-  }
-}
 
 // Copies rows k0…k0+kc of B's columns j…j+width into a dense kc × 32 panel, zero past width:
 // the panel is then in L1 for every panel of A that passes over it.
@@ -62,10 +42,16 @@ static void pack_b(const float *b, long ldb, long kc, long width, float *panel) 
   }
 }
 
-// c (rows × width, ldc) = or += apanel · bpanel over kc steps; rows ≤ 8, width ≤ 32.
+// c (rows × width, ldc) = or += A · bpanel over kc steps; rows ≤ 8, width ≤ 32. Element (r, k)
+// of A is a[r·row_stride + k·k_stride] (a row-major matrix: lda, 1; a packed panel: 1, 8); rows
+// past `rows` read row 0 again and are not stored.
 __attribute__((target("avx512f")))
-static void micro_kernel(long kc, const float *apanel, const float *bpanel, float *c, long ldc, long rows,
-                         long width, int accumulate) {
+static void micro_kernel(long kc, const float *a, long row_stride, long k_stride, const float *bpanel, float *c,
+                         long ldc, long rows, long width, int accumulate) {
+  const float *a0 = a, *a1 = a + (rows > 1) * row_stride, *a2 = a + (rows > 2) * 2 * row_stride;
+  const float *a3 = a + (rows > 3) * 3 * row_stride, *a4 = a + (rows > 4) * 4 * row_stride;
+  const float *a5 = a + (rows > 5) * 5 * row_stride, *a6 = a + (rows > 6) * 6 * row_stride;
+  const float *a7 = a + (rows > 7) * 7 * row_stride;
   __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
   __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
   __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -84,14 +70,14 @@ static void micro_kernel(long kc, const float *apanel, const float *bpanel, floa
   }
   for (long kk = 0; kk < kc; kk++) {
     __m512 b0 = _mm512_loadu_ps(bpanel), b1 = _mm512_loadu_ps(bpanel + 16);
-    __m512 a;
+    long at = kk * k_stride;
+    __m512 x;
 #define STEP(r)                                        \
-    a = _mm512_set1_ps(apanel[r]);                     \
-    c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);         \
-    c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);
+    x = _mm512_set1_ps(a##r[at]);                      \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);         \
+    c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
     STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
 #undef STEP
-    apanel += GEMM_MR;
     bpanel += GEMM_NR;
   }
   __m512 tile[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
@@ -114,8 +100,8 @@ static void micro_kernel(long kc, const float *apanel, const float *bpanel, floa
 long vm_gemm_workspace_size(void) { return GEMM_KC * GEMM_NR + 16; }
 
 __attribute__((target("avx512f")))
-void vm_gemm_packed(long m, long first_panel, long end_panel, long n, long k, const float *packed_a, const float *b,
-                    long ldb, float *c, long ldc, float *workspace) {
+void vm_gemm(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda, const float *b, long ldb,
+             float *c, long ldc, float *workspace) {
   long panels = (m + GEMM_MR - 1) / GEMM_MR;
   if (end_panel > panels) end_panel = panels;
   if (k == 0) {
@@ -125,22 +111,22 @@ void vm_gemm_packed(long m, long first_panel, long end_panel, long n, long k, co
   float *panel = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
   for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
     long kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
-    const float *ablock = packed_a + k0 * panels * GEMM_MR;
     for (long j = 0; j < n; j += GEMM_NR) {
       long width = n - j < GEMM_NR ? n - j : GEMM_NR;
       pack_b(b + k0 * ldb + j, ldb, kc, width, panel);
       for (long p = first_panel; p < end_panel; p++) {
         long rows = m - p * GEMM_MR < GEMM_MR ? m - p * GEMM_MR : GEMM_MR;
-        micro_kernel(kc, ablock + p * kc * GEMM_MR, panel, c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0);
+        micro_kernel(kc, a + p * GEMM_MR * lda + k0, lda, 1, panel, c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0);
       }
     }
   }
 }
 
 // The other way round: B constant (a MatMul's weights; a convolution's weights as B = Wᵀ when
-// the output has few positions), packed once into GEMM_KC × 32 panels, and A packed per call
-// into 8-row panels of a block of GEMM_MC rows. The same micro-kernel, so the same order of
-// summation for every element.
+// the output has few positions), packed once into GEMM_KC × 32 panels (read in place, its rows a
+// page or more apart would miss the TLB on every step of k), and A packed per call into 8-row
+// panels of a block of GEMM_MC rows. The same micro-kernel, so the same order of summation for
+// every element.
 
 #define GEMM_MC 128
 
@@ -215,7 +201,7 @@ void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, 
         const float *bpanel = bblock + p * kc * GEMM_NR;
         for (long i = 0; i < mc; i += GEMM_MR) {
           long rows = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-          micro_kernel(kc, apack + i * kc, bpanel, c + (i0 + i) * ldc + p * GEMM_NR, ldc, rows, width, k0 > 0);
+          micro_kernel(kc, apack + i * kc, 1, GEMM_MR, bpanel, c + (i0 + i) * ldc + p * GEMM_NR, ldc, rows, width, k0 > 0);
         }
       }
     }

@@ -2,28 +2,10 @@ import CVectorMath
 import Linalg
 
 // The runtime's own matrix products (Sources/CVectorMath/gemm.c, AVX-512) for products with a
-// constant operand: a convolution's weights (packed as the left operand) and a MatMul's weights
-// (packed as the right one), packed once per executor and shared among the threads here. Where
-// the processor has no AVX-512 the kernels use OpenBLAS instead.
-
-/// Each group's weights (m/group × k, one after another) packed for the packed kernels: made
-/// once per executor when the weight is a constant. As the left operand (`vm_gemm_pack_a`) for
-/// products with many output positions; transposed, as the right operand (`vm_gemm_pack_b`),
-/// for those with few, which run as positions × channels. nil where the kernels do not run (no
-/// AVX-512), and the products go to OpenBLAS.
-struct PackedWeights {
-  let array: NDArray
-  let groupStride: Int
-  let base: UnsafePointer<Float>
-  let transposed: Bool
-
-  func group(_ g: Int) -> PackedGroup { PackedGroup(weights: base + g * groupStride, transposed: transposed) }
-}
-
-struct PackedGroup {
-  let weights: UnsafePointer<Float>
-  let transposed: Bool
-}
+// constant operand: a convolution's weights, read where they lie (or, for products with few
+// output positions, packed once as the right operand of the transposed product), and a MatMul's
+// weights, packed once as the right operand; shared among the threads here. Where the processor
+// has no AVX-512 the kernels use OpenBLAS instead.
 
 let packedKernelRuns = vm_gemm_supported() != 0
 
@@ -35,37 +17,42 @@ func prefersTransposedProduct(m: Int, n: Int) -> Bool {
   return r8(n) * r32(m) * 5 < r32(n) * r8(m) * 4
 }
 
-func packedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>, m: Int, group: Int, k: Int, positions: Int,
-                   purpose: String) throws -> PackedWeights? {
-  guard packedKernelRuns else { return nil }
+/// Each group's weights (m/group × k, one after another), transposed and packed as the right
+/// operand (`vm_gemm_pack_b`) for convolutions with few output positions, which run as positions
+/// × channels: made once per executor when the weight is a constant. nil for the other products
+/// (and where the kernels do not run).
+struct TransposedWeights {
+  let array: NDArray
+  let groupStride: Int
+  let base: UnsafePointer<Float>
+
+  func group(_ g: Int) -> UnsafePointer<Float> { base + g * groupStride }
+}
+
+func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>, m: Int, group: Int, k: Int, positions: Int,
+                       purpose: String) throws -> TransposedWeights? {
   let mg = m / group
-  let transposed = prefersTransposedProduct(m: mg, n: positions)
-  let stride = transposed ? vm_gemm_packed_b_size(k, mg) : vm_gemm_packed_size(mg, k)
-  let array = try c.derived(fromInputs: [1], purpose + (transposed ? " transposed" : "")) {
+  guard packedKernelRuns, prefersTransposedProduct(m: mg, n: positions) else { return nil }
+  let stride = vm_gemm_packed_b_size(k, mg)
+  let array = try c.derived(fromInputs: [1], purpose) {
     try NDArray.checkAllocation([group * stride], .float, c)
     var packed = NDArray(uninitialized: .float, [group * stride])
     let weights = source()
     packed.mutableElements(Float.self).withPointer { p in
       guard let p else { return }
-      for g in 0..<group {
-        if transposed {
-          vm_gemm_pack_b(weights + g * mg * k, k, mg, k, 1, p + g * stride)
-        } else {
-          vm_gemm_pack_a(weights + g * mg * k, mg, k, k, p + g * stride)
-        }
-      }
+      for g in 0..<group { vm_gemm_pack_b(weights + g * mg * k, k, mg, k, 1, p + g * stride) }
     }
     return packed
   }
   guard let base = array.elements(Float.self).baseAddress else { return nil }
-  return PackedWeights(array: array, groupStride: stride, base: base, transposed: transposed)
+  return TransposedWeights(array: array, groupStride: stride, base: base)
 }
 
-/// The packed product, its columns (in whole 32-column panels) or else its 8-row panels of
-/// output channels shared among the threads. Every element is computed the same way whichever
-/// thread computes it.
-func packedProduct(m: Int, n: Int, k: Int, packed: UnsafePointer<Float>, columns: UnsafePointer<Float>,
-                           output: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+/// output (m × n, rows ldc apart) = weights (m × k) · columns (k × n, rows n apart), its columns
+/// (in whole 32-column panels) or else its 8-row panels of output channels shared among the
+/// threads. Every element is computed the same way whichever thread computes it.
+func directProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, columns: UnsafePointer<Float>,
+                   output: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
   let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
   func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
@@ -73,19 +60,19 @@ func packedProduct(m: Int, n: Int, k: Int, packed: UnsafePointer<Float>, columns
     scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
   }
   if parts <= 1 {
-    withWorkspace { vm_gemm_packed(m, 0, rowPanels, n, k, packed, columns, n, output, ldc, $0) }
+    withWorkspace { vm_gemm(m, 0, rowPanels, n, k, weights, k, columns, n, output, ldc, $0) }
   } else if n >= 64 * parts {
     let chunks = (n + 31) / 32
     WorkerPool.shared.run(parts: parts) { p in
       let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
       guard c1 > c0 else { return }
-      withWorkspace { vm_gemm_packed(m, 0, rowPanels, c1 - c0, k, packed, columns + c0, n, output + c0, ldc, $0) }
+      withWorkspace { vm_gemm(m, 0, rowPanels, c1 - c0, k, weights, k, columns + c0, n, output + c0, ldc, $0) }
     }
   } else {
     let parts = min(parts, rowPanels)
     WorkerPool.shared.run(parts: parts) { p in
       withWorkspace {
-        vm_gemm_packed(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, packed, columns, n, output, ldc, $0)
+        vm_gemm(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, weights, k, columns, n, output, ldc, $0)
       }
     }
   }

@@ -31,19 +31,16 @@ void vm_depthwise_plane(const float *in, long row_step, long row_width, const lo
 // The largest value of a row (NaN ignored; -inf for an empty row).
 float vm_row_maximum(const float *in, long n);
 
-// Matrix products for convolutions (gemm.c): C (m × n, rows ldc apart) = A (m × k) · B (k × n,
-// rows ldb apart), with A packed once by vm_gemm_pack_a into vm_gemm_packed_size(m, k) floats.
-// Only where vm_gemm_supported() (AVX-512); the runtime uses OpenBLAS elsewhere.
+// Matrix products (gemm.c), only where vm_gemm_supported() (AVX-512); the runtime uses OpenBLAS
+// elsewhere. C (m × n, rows ldc apart) = A (m × k, rows lda apart) · B (k × n, rows ldb apart).
+// Rows of C are taken in panels of vm_gemm_panel_rows() (8): [first_panel, end_panel) computes
+// those rows only, so threads can share them. workspace: vm_gemm_workspace_size() floats per
+// calling thread.
 int vm_gemm_supported(void);
-// Rows of A are taken in panels of vm_gemm_panel_rows() (8); [first_panel, end_panel) computes
-// rows first_panel·8 … end_panel·8 of C only, so threads can share the rows.
 long vm_gemm_panel_rows(void);
-long vm_gemm_packed_size(long m, long k);
-// Floats of scratch vm_gemm_packed needs (B's panels), one buffer per calling thread.
 long vm_gemm_workspace_size(void);
-void vm_gemm_pack_a(const float *a, long m, long k, long lda, float *packed);
-void vm_gemm_packed(long m, long first_panel, long end_panel, long n, long k, const float *packed_a, const float *b,
-                    long ldb, float *c, long ldc, float *workspace);
+void vm_gemm(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda, const float *b, long ldb,
+             float *c, long ldc, float *workspace);
 
 // C (m × n, rows ldc apart) = A · B with B constant, packed once by vm_gemm_pack_b (B is k × n,
 // or given as Bᵀ) into vm_gemm_packed_b_size(k, n) floats. A is m × k (rows lda apart) or given

@@ -153,7 +153,8 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
   } else if pointwise {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
-    let packed = try packedWeights(c, { UnsafePointer(wp) }, m: m, group: group, k: cg, positions: spatialOut, purpose: "conv-packed")
+    let packed = try transposedWeights(c, { UnsafePointer(wp) }, m: m, group: group, k: cg, positions: spatialOut,
+                                       purpose: "conv-transposed")
     for b in 0..<n {
       for g in 0..<group {
         convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, packed: packed?.group(g),
@@ -207,8 +208,8 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
     let bandRows = (oh + bands - 1) / bands
     bands = (oh + bandRows - 1) / bandRows
-    let packed = try packedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
-                                   purpose: full ? "conv-packed" : "conv-packed \(live.ky) \(live.kx)")
+    let packed = try transposedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
+                                       purpose: full ? "conv-transposed" : "conv-transposed \(live.ky) \(live.kx)")
     let wp = packed == nil ? liveWeights() : UnsafePointer(wp)
     let workers = min(Parallel.threads, n * bands)
     func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>) {
@@ -268,16 +269,16 @@ private func liveWindow(_ win: Window, h: Int, w: Int, oh: Int, ow: Int) -> (ky:
 }
 
 /// output (m×n, rows `ldc` apart) = weights (m×k) · columns (k×n, rows n apart): through the
-/// packed AVX-512 kernels when the weights were packed (as positions × channels into scratch,
-/// transposed back, when they were packed for that), else OpenBLAS. There, few output positions
-/// and many channels (7×7 maps of 512) run faster as the transposed product too: sgemm's kernels
-/// are blocked along the first dimension, and 49 rows leave most of a block empty (8% faster on
+/// AVX-512 kernels where they run — as positions × channels into scratch, transposed back, when
+/// the weights were packed for that — else OpenBLAS. There, few output positions and many
+/// channels (7×7 maps of 512) run faster as the transposed product too: sgemm's kernels are
+/// blocked along the first dimension, and 49 rows leave most of a block empty (8% faster on
 /// ResNet's last stage).
-private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, packed: PackedGroup?,
+private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, packed: UnsafePointer<Float>?,
                                 columns: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
                                 parallel: Bool) {
-  if let packed, !packed.transposed {
-    packedProduct(m: m, n: n, k: k, packed: packed.weights, columns: columns, output: output, ldc: ldc, parallel: parallel)
+  if packedKernelRuns && packed == nil {
+    directProduct(m: m, n: n, k: k, weights: weights, columns: columns, output: output, ldc: ldc, parallel: parallel)
     return
   }
   guard packed != nil || (n < 128 && m >= 64) else {
@@ -288,7 +289,7 @@ private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<F
   scratch.mutableElements(Float.self).withPointer { pointer in
     guard let t = pointer else { return }
     if let packed {
-      packedRightProduct(m: n, n: m, k: k, a: columns, transposedA: true, packed: packed.weights, c: t, ldc: m, parallel: parallel)
+      packedRightProduct(m: n, n: m, k: k, a: columns, transposedA: true, packed: packed, c: t, ldc: m, parallel: parallel)
     } else {
       Linalg.gemm(m: n, n: m, k: k, a: columns, b: weights, c: t, transposeA: true, transposeB: true, parallel: parallel)
     }
