@@ -1,11 +1,10 @@
 import CVectorMath
 import Linalg
 
-// The runtime's own matrix products (Sources/CVectorMath/gemm.c, AVX-512) for products with a
-// constant operand: a convolution's weights, read where they lie (or, for products with few
-// output positions, packed once as the right operand of the transposed product), and a MatMul's
-// weights, packed once as the right operand; shared among the threads here. Where the processor
-// has no AVX-512 the kernels use OpenBLAS instead.
+// The runtime's own matrix products (Sources/CVectorMath/gemm.c, AVX-512): convolutions and
+// MatMuls with few rows, their operands read where they lie (a convolution with few output
+// positions runs as the transposed product, its weights packed once as the right operand);
+// shared among the threads here. Where the processor has no AVX-512 the kernels use OpenBLAS.
 
 let packedKernelRuns = vm_gemm_supported() != 0
 
@@ -48,11 +47,12 @@ func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>,
   return TransposedWeights(array: array, groupStride: stride, base: base)
 }
 
-/// output (m × n, rows ldc apart) = weights (m × k) · columns (k × n, rows n apart), its columns
-/// (in whole 32-column panels) or else its 8-row panels of output channels shared among the
-/// threads. Every element is computed the same way whichever thread computes it.
-func directProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, columns: UnsafePointer<Float>,
-                   output: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+/// c (m × n, rows ldc apart) = a (m × k, rows k apart) · b (k × n, rows n apart), read where they
+/// lie (a convolution's weights and unfolded input; a MatMul's rows and weights), its columns (in
+/// whole 32-column panels) or else its 8-row panels shared among the threads. Every element is
+/// computed the same way whichever thread computes it.
+func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                   c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
   let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
   func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
@@ -60,43 +60,21 @@ func directProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, column
     scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
   }
   if parts <= 1 {
-    withWorkspace { vm_gemm(m, 0, rowPanels, n, k, weights, k, columns, n, output, ldc, $0) }
+    withWorkspace { vm_gemm(m, 0, rowPanels, n, k, a, k, b, n, c, ldc, $0) }
   } else if n >= 64 * parts {
     let chunks = (n + 31) / 32
     WorkerPool.shared.run(parts: parts) { p in
       let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
       guard c1 > c0 else { return }
-      withWorkspace { vm_gemm(m, 0, rowPanels, c1 - c0, k, weights, k, columns + c0, n, output + c0, ldc, $0) }
+      withWorkspace { vm_gemm(m, 0, rowPanels, c1 - c0, k, a, k, b + c0, n, c + c0, ldc, $0) }
     }
   } else {
     let parts = min(parts, rowPanels)
     WorkerPool.shared.run(parts: parts) { p in
       withWorkspace {
-        vm_gemm(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, weights, k, columns, n, output, ldc, $0)
+        vm_gemm(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, a, k, b, n, c, ldc, $0)
       }
     }
-  }
-}
-
-/// Whether input `i` is a constant of the main graph (an initializer or folded), whose packing
-/// `KernelContext.derived` keeps.
-extension KernelContext {
-  func isConstant(_ i: Int) -> Bool {
-    guard let x = optionalInput(i), i < node.inputs.count else { return false }
-    return executor.constantStorage(x, name: node.inputs[i]) != nil
-  }
-}
-
-/// A MatMul's constant right operand (k × n) packed for `vm_gemm_packed_b`; nil where that kernel
-/// does not run or the operand is not a constant.
-func packedRightOperand(_ c: KernelContext, _ b: UnsafePointer<Float>, k: Int, n: Int) throws -> NDArray? {
-  guard packedKernelRuns, c.isConstant(1) else { return nil }
-  return try c.derived(fromInputs: [1], "matmul-packed") {
-    let size = vm_gemm_packed_b_size(k, n)
-    try NDArray.checkAllocation([size], .float, c)
-    var packed = NDArray(uninitialized: .float, [size])
-    packed.mutableElements(Float.self).withPointer { p in if let p { vm_gemm_pack_b(b, k, n, n, 0, p) } }
-    return packed
   }
 }
 

@@ -2,8 +2,8 @@ import IR
 import Linalg
 import Support
 
-/// MatMul and Gemm through OpenBLAS sgemm (MatMul with constant weights and few rows through the
-/// packed kernel, PackedGemm.swift). Non-float inputs are computed in Float and
+/// MatMul and Gemm through OpenBLAS sgemm (MatMul with few rows through the runtime's own kernel,
+/// PackedGemm.swift). Non-float inputs are computed in Float and
 /// converted back (float16 models, as other CPU runtimes do). Det by LU decomposition in Double.
 extension Kernels {
   static let matrix: [String: Kernel] = [
@@ -35,19 +35,16 @@ func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray 
   var out = k == 0 ? NDArray(zeros: .float, outShape) : NDArray(uninitialized: .float, outShape)
   let x = a.elements(Float.self), y = b.elements(Float.self), z = out.mutableElements(Float.self)
   let batchCount = batch.reduce(1, *)
-  // All rows of A against one B: with B constant and few rows (a transformer's linear layers at
-  // small batch), the packed kernel beats sgemm (88% of peak against 77–81% at 128–197 rows;
-  // sgemm's blocking wins from about 300 rows, and one row is sgemv's).
+  // All rows of A against one B, few of them (a transformer's linear layers at small batch): the
+  // runtime's kernel beats sgemm (85–89% of peak against 69–82% at 64–197 rows), which repacks B
+  // on every call; from about 300 rows sgemm's blocking is as good, and one row is sgemv's.
   let oneB = batchCount == 1 || (Array(bShape.dropLast(2)).reduce(1, *) == 1 && aShape.count > 2)
   let rows = batchCount * m
-  let packedB = oneB && rows >= 2 && rows < 320 && n >= 32 && b.rank >= 2 && k > 0
-    ? try y.baseAddress.flatMap { try packedRightOperand(c, $0, k: k, n: n) } : nil
+  let ownKernel = packedKernelRuns && oneB && rows >= 2 && rows < 320 && n >= 32 && b.rank >= 2
   withExtendedLifetime((x, y, z)) {
   if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {
-    if let packedB {
-      withExtendedLifetime(packedB) {
-        if let pb = packedB.elements(Float.self).baseAddress { packedRightProduct(m: rows, n: n, k: k, a: xb, packed: pb, c: zb, ldc: n) }
-      }
+    if ownKernel {
+      directProduct(m: rows, n: n, k: k, a: xb, b: yb, c: zb, ldc: n, parallel: true)
     } else if batchCount == 1 {
       Linalg.gemm(m: m, n: n, k: k, a: xb, b: yb, c: zb)
     } else if Array(bShape.dropLast(2)).reduce(1, *) == 1 && aShape.count > 2 {
