@@ -212,3 +212,44 @@ CLONES void vm_depthwise_plane(const float *in, long row_step, long row_width, c
     memcpy(out + oy * ow, scratch, (size_t)ow * sizeof(float));
   }
 }
+
+// Swift's min and max, NaN handling included: the unfused nodes' kernels are Swift, and a fused
+// epilogue must give their bits.
+static inline float swift_min(float x, float y) { return y < x ? y : x; }
+static inline float swift_max(float x, float y) { return y >= x ? y : x; }
+
+CLONES void vm_bias_activation(float *p, long n, float bias, const float *residual, int kind, float alpha, float beta) {
+  if (residual) {
+    for (long i = 0; i < n; i++) p[i] = (p[i] + bias) + residual[i];
+    bias = 0.0f;
+  }
+  switch (kind) {
+  case VM_ACTIVATION_NONE:
+    if (bias != 0.0f) for (long i = 0; i < n; i++) p[i] += bias;
+    break;
+  case VM_ACTIVATION_RELU:
+    for (long i = 0; i < n; i++) p[i] = swift_max(p[i] + bias, 0.0f);
+    break;
+  case VM_ACTIVATION_CLIP:
+    for (long i = 0; i < n; i++) p[i] = swift_min(swift_max(p[i] + bias, alpha), beta);
+    break;
+  case VM_ACTIVATION_HARD_SWISH:
+    for (long i = 0; i < n; i++) {
+      float v = p[i] + bias;
+      p[i] = v * swift_max(0.0f, swift_min(1.0f, v / 6 + 0.5f));
+    }
+    break;
+  case VM_ACTIVATION_HARD_SIGMOID:
+    for (long i = 0; i < n; i++) p[i] = swift_max(0.0f, swift_min(1.0f, alpha * (p[i] + bias) + beta));
+    break;
+  case VM_ACTIVATION_LEAKY_RELU:
+    for (long i = 0; i < n; i++) {
+      float v = p[i] + bias;
+      p[i] = v < 0 ? alpha * v : v;
+    }
+    break;
+  case VM_ACTIVATION_SILU:
+    vm_silu_bias(p, n, bias);
+    break;
+  }
+}

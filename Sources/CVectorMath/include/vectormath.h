@@ -28,6 +28,14 @@ void vm_softmax_row(const float *in, float *out, long n);
 // floats rounded up to 16.
 void vm_depthwise_plane(const float *in, long row_step, long row_width, const long *offsets, const float *filter,
                         long taps, long oh, long ow, float *out, float *scratch);
+// A convolution's epilogue, in place: p = act((p + bias) + residual) (residual may be NULL),
+// with alpha and beta the activation's parameters (Clip's bounds, LeakyRelu's slope,
+// HardSigmoid's α and β). The same bits as the unfused Add and activation nodes.
+enum {
+  VM_ACTIVATION_NONE, VM_ACTIVATION_RELU, VM_ACTIVATION_CLIP, VM_ACTIVATION_HARD_SWISH, VM_ACTIVATION_HARD_SIGMOID,
+  VM_ACTIVATION_LEAKY_RELU, VM_ACTIVATION_SILU
+};
+void vm_bias_activation(float *p, long n, float bias, const float *residual, int kind, float alpha, float beta);
 // The largest value of a row (NaN ignored; -inf for an empty row).
 float vm_row_maximum(const float *in, long n);
 

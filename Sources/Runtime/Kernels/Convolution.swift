@@ -535,30 +535,21 @@ struct FusedActivation {
   init() {}
 
   /// With a residual: (p + bias) + residual, then the activation — the order of the unfused
-  /// Conv, Add and activation nodes, so results are the same bits.
+  /// Conv, Add and activation nodes, so results are the same bits (vm_bias_activation, C).
   @inline(__always)
-  func apply(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafePointer<Float>?) {
-    guard let r = residual else {
-      apply(p, count: count, bias: bias)
-      return
-    }
-    for i in 0..<count { p[i] = (p[i] + bias) + r[i] }
-    apply(p, count: count, bias: 0)
-  }
-
-  @inline(__always)
-  func apply(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float) {
+  func apply(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafePointer<Float>? = nil) {
+    if kind == .none && bias == 0 && residual == nil { return }
+    let code: Int32
     switch kind {
-    case .none: if bias != 0 { for i in 0..<count { p[i] += bias } }
-    case .relu: for i in 0..<count { p[i] = Swift.max(p[i] + bias, 0) }
-    case .clip: for i in 0..<count { p[i] = Swift.min(Swift.max(p[i] + bias, alpha), beta) }
-    case .hardSwish: for i in 0..<count { let v = p[i] + bias; p[i] = v * Swift.max(0, Swift.min(1, v / 6 + 0.5)) }
-    case .hardSigmoid: for i in 0..<count { p[i] = Swift.max(0, Swift.min(1, alpha * (p[i] + bias) + beta)) }
-    case .leakyRelu: for i in 0..<count { let v = p[i] + bias; p[i] = v < 0 ? alpha * v : v }
-    case .silu:
-      // x·σ(x) with the Sigmoid kernel's σ: the same bits as the Sigmoid and Mul nodes it replaces.
-      FastMath.siluWithBias(p, count, bias: bias)
+    case .none: code = Int32(VM_ACTIVATION_NONE)
+    case .relu: code = Int32(VM_ACTIVATION_RELU)
+    case .clip: code = Int32(VM_ACTIVATION_CLIP)
+    case .hardSwish: code = Int32(VM_ACTIVATION_HARD_SWISH)
+    case .hardSigmoid: code = Int32(VM_ACTIVATION_HARD_SIGMOID)
+    case .leakyRelu: code = Int32(VM_ACTIVATION_LEAKY_RELU)
+    case .silu: code = Int32(VM_ACTIVATION_SILU)
     }
+    vm_bias_activation(p, count, bias, residual, code, alpha, beta)
   }
 }
 
