@@ -1,6 +1,8 @@
 #ifndef COMPRESSOR_VECTORMATH_H
 #define COMPRESSOR_VECTORMATH_H
 
+#include <stdint.h>
+
 // Loops of the runtime in C (Softmax, Sigmoid and SiLU, Tanh, Erf, depthwise convolution), compiled once
 // per instruction set (AVX-512, AVX2, baseline) and chosen at load by the CPU (target_clones):
 // Swift code here is compiled for baseline x86-64, four lanes, and these loops were a third of
@@ -59,5 +61,13 @@ void vm_gemm_pack_b(const float *b, long k, long n, long ldb, int transposed, fl
 long vm_gemm_a_workspace_size(void);
 void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, const float *a, long lda, int a_transposed,
                       const float *packed_b, float *c, long ldc, float *workspace);
+
+// Integer row × matrix (integer.c), where vm_u8s8_supported() (AVX-512 VNNI): y (n, int32) =
+// x (k, uint8) · W (k × n, int8), W packed once by vm_u8s8_pack into vm_u8s8_packed_size(k, n)
+// bytes. Exact.
+int vm_u8s8_supported(void);
+long vm_u8s8_packed_size(long k, long n);
+void vm_u8s8_pack(const int8_t *w, long k, long n, int8_t *packed);
+void vm_u8s8_gemv(const uint8_t *x, long k, long n, const int8_t *packed, int32_t *y);
 
 #endif

@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 import IR
 import Linalg
@@ -30,6 +31,11 @@ private struct QuantizedRecurrentWeights {
   var w: NDArray, r: NDArray
   var wScale: [[Float]], rScale: [[Float]]
   var inputSize: Int, hidden: Int, directions: Int
+  /// Where the processor has AVX-512 VNNI, R as signed bytes packed for `vm_u8s8_gemv` (one block
+  /// of `vm_u8s8_packed_size` per direction), with each column's zero point (shifted with the
+  /// bytes for uint8 weights) and sum: the recurrent product in integers, a quarter of the bytes.
+  var rBytes: NDArray?
+  var rZero: [[Int]] = [], rColumnSum: [[Int]] = []
 
   init(_ c: KernelContext) throws {
     let w0 = try c.input(1), r0 = try c.input(2)
@@ -65,6 +71,35 @@ private struct QuantizedRecurrentWeights {
     self.directions = directions
     self.hidden = hidden
     inputSize = w0.shape[1]
+    if integerKernelRuns && (r0.dataType == .int8 || r0.dataType == .uint8) {
+      // uint8 weights become signed by subtracting 128 from them and from their zero points.
+      let shift = r0.dataType == .uint8 ? 128 : 0
+      let zero = try c.input(11).integers(), perColumn = zero.count == directions * g
+      let blockSize = vm_u8s8_packed_size(hidden, g)
+      rBytes = try c.derived(fromInputs: [2], "recurrent-u8s8") {
+        let values = try r0.integers()
+        var packed = NDArray(uninitialized: .int8, [directions * blockSize])
+        var signed = [Int8](repeating: 0, count: hidden * g)
+        packed.mutableElements(Int8.self).withPointer { out in
+          guard let out else { return }
+          for d in 0..<directions {
+            for i in 0..<(hidden * g) { signed[i] = Int8(truncatingIfNeeded: values[d * hidden * g + i] - shift) }
+            vm_u8s8_pack(signed, hidden, g, out + d * blockSize)
+          }
+        }
+        return packed
+      }
+      let sums = try c.derived(fromInputs: [2], "recurrent-u8s8-sums") {
+        let values = try r0.integers()
+        var sums = [Int64](repeating: 0, count: directions * g)
+        for d in 0..<directions {
+          for i in 0..<hidden { for j in 0..<g { sums[d * g + j] += Int64(values[(d * hidden + i) * g + j] - shift) } }
+        }
+        return NDArray(sums, shape: [directions * g])
+      }.elements(Int64.self)
+      rZero = (0..<directions).map { d in (0..<g).map { zero[perColumn ? d * g + $0 : d] - shift } }
+      rColumnSum = (0..<directions).map { d in (0..<g).map { Int(sums[d * g + $0]) } }
+    }
   }
 
   /// out[m, G] = quantize(a[m, k]) × weights of direction d, dequantized: the integer product
@@ -75,6 +110,10 @@ private struct QuantizedRecurrentWeights {
   /// for a batch of one always.
   func product(_ a: UnsafePointer<Float>, m: Int, k: Int, recurrent: Bool, direction d: Int, into out: UnsafeMutablePointer<Float>) {
     let g = 4 * hidden
+    if recurrent, let rBytes {
+      integerRecurrentProduct(a, m: m, direction: d, bytes: rBytes, into: out)
+      return
+    }
     let groupRows = recurrent ? 1 : m
     let weights = recurrent ? r : w, scales = recurrent ? rScale[d] : wScale[d]
     var q = [Float](repeating: 0, count: groupRows * k)
@@ -106,6 +145,43 @@ private struct QuantizedRecurrentWeights {
     }
   }
 }
+
+extension QuantizedRecurrentWeights {
+  /// The recurrent product of `product` in integers: each batch row quantized to uint8 as there,
+  /// y = Σ (x − x_zero)(r − r_zero) exact in 32 bits (ONNX Runtime's result), then dequantized.
+  func integerRecurrentProduct(_ a: UnsafePointer<Float>, m: Int, direction d: Int, bytes: NDArray,
+                               into out: UnsafeMutablePointer<Float>) {
+    let g = 4 * hidden, k = hidden, scales = rScale[d], zeros = rZero[d], sums = rColumnSum[d]
+    var x = [UInt8](repeating: 0, count: k)
+    var y = [Int32](repeating: 0, count: g)
+    let block = vm_u8s8_packed_size(k, g)
+    bytes.elements(Int8.self).withPointer { packed in
+      guard let packed else { return }
+      for row in 0..<m {
+        let src = a + row * k
+        var lo: Float = 0, hi: Float = 0
+        for i in 0..<k where !src[i].isNaN { lo = Swift.min(lo, src[i]); hi = Swift.max(hi, src[i]) }
+        let scale = hi == lo ? 1 : (hi - lo) / 255
+        let zero = Swift.max(0, Swift.min(255, (0 - lo / scale).rounded(.toNearestOrEven)))
+        var xSum = 0
+        for i in 0..<k {
+          let v = (src[i] / scale).rounded(.toNearestOrEven) + zero
+          let q = UInt8(v.isNaN ? zero : Swift.max(0, Swift.min(255, v)))
+          x[i] = q
+          xSum += Int(q)
+        }
+        vm_u8s8_gemv(x, k, g, packed + d * block, &y)
+        let xZero = Int(zero), dst = out + row * g
+        for j in 0..<g {
+          let exact = Int(y[j]) - zeros[j] * xSum - xZero * sums[j] + k * xZero * zeros[j]
+          dst[j] = Float(exact) * (scale * scales[j])
+        }
+      }
+    }
+  }
+}
+
+private let integerKernelRuns = vm_u8s8_supported() != 0
 
 private enum Cell { case rnn, gru, lstm
   var gates: Int { self == .rnn ? 1 : (self == .gru ? 3 : 4) }
