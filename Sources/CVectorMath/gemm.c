@@ -5,10 +5,10 @@
 #include <stdint.h>
 #include <string.h>
 
-// C = A·B for the runtime's products with a constant operand. OpenBLAS repacks both operands on
-// every call and blocks for large square products; a convolution's product is M = output
-// channels (16…2048), N = positions of a band (49…3136), K = input channels × taps, called
-// thousands of times per run with the same weights.
+// C = A·B for the runtime's convolutions and its MatMuls with few rows. OpenBLAS repacks both
+// operands on every call and blocks for large square products; a convolution's product is M =
+// output channels (16…2048), N = positions of a band (49…3136), K = input channels × taps, and a
+// transformer's linear layer at small batch has 2…320 rows.
 //
 // The micro-kernel keeps an 8 × 32 tile of C in 16 AVX-512 registers: per step of k it loads
 // 32 values of B (two vectors) and broadcasts 8 values of A. K is cut into blocks of GEMM_KC so

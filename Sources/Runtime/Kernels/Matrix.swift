@@ -3,7 +3,7 @@ import Linalg
 import Support
 
 /// MatMul and Gemm through OpenBLAS sgemm (MatMul with few rows through the runtime's own kernel,
-/// PackedGemm.swift). Non-float inputs are computed in Float and
+/// MatrixProducts.swift). Non-float inputs are computed in Float and
 /// converted back (float16 models, as other CPU runtimes do). Det by LU decomposition in Double.
 extension Kernels {
   static let matrix: [String: Kernel] = [

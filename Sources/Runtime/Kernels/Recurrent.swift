@@ -44,13 +44,14 @@ private struct QuantizedRecurrentWeights {
     }
     let directions = w0.shape[0], hidden = r0.shape[1]
     let g = 4 * hidden
-    func parameters(_ q: NDArray, _ index: Int, _ scaleIndex: Int, _ zeroIndex: Int, rows: Int) throws -> (NDArray, [[Float]]) {
+    func parameters(_ q: NDArray, _ index: Int, _ scaleIndex: Int, _ zeroIndex: Int, rows: Int,
+                    asFloat: Bool = true) throws -> (NDArray, [[Float]]) {
       let scale = try c.input(scaleIndex).floats(), zero = try c.input(zeroIndex).integers()
       let perColumn = scale.count == directions * g
       guard scale.count == directions || perColumn, zero.count == scale.count else {
         throw c.fail("inputs \(scaleIndex) and \(zeroIndex) must have \(directions) or \(directions * g) values")
       }
-      let shifted = try c.derived(fromInputs: [index, zeroIndex], "shifted") {
+      let shifted = !asFloat ? NDArray(zeros: .float, [0]) : try c.derived(fromInputs: [index, zeroIndex], "shifted") {
         let values = try q.integers()
         var shifted = [Float](repeating: 0, count: values.count)
         for d in 0..<directions {
@@ -67,11 +68,13 @@ private struct QuantizedRecurrentWeights {
       return (shifted, scales)
     }
     (w, wScale) = try parameters(w0, 1, 8, 9, rows: w0.shape[1])
-    (r, rScale) = try parameters(r0, 2, 10, 11, rows: hidden)
+    // With the integer kernel, R is only read as bytes: no float copy of it.
+    let integer = integerKernelRuns && (r0.dataType == .int8 || r0.dataType == .uint8)
+    (r, rScale) = try parameters(r0, 2, 10, 11, rows: hidden, asFloat: !integer)
     self.directions = directions
     self.hidden = hidden
     inputSize = w0.shape[1]
-    if integerKernelRuns && (r0.dataType == .int8 || r0.dataType == .uint8) {
+    if integer {
       // uint8 weights become signed by subtracting 128 from them and from their zero points.
       let shift = r0.dataType == .uint8 ? 128 : 0
       let zero = try c.input(11).integers(), perColumn = zero.count == directions * g
