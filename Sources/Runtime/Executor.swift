@@ -206,11 +206,9 @@ public final class Executor {
     if model.irVersion >= 4 { constant.subtract(inputs) }
     guard let order = try? topologicalOrder(mainGraph) else { return false }
     var removed = Set<Int>()
-    let random: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"]
     for n in order {
       let node = mainGraph.nodes[n]
-      guard !random.contains(node.opType), !node.opType.contains("Sequence"), !node.opType.hasPrefix("Optional"),
-            node.attributes.allSatisfy({ $0.subgraphs.isEmpty }), !node.outputs.isEmpty,
+      guard Self.foldable(node),
             node.inputs.allSatisfy({ $0.isEmpty || constant.contains($0) }),
             let results = try? evaluate(node, node.inputs.map { $0.isEmpty ? nil : mainInitializers[$0] }),
             results.count >= node.outputs.filter({ !$0.isEmpty }).count else { continue }
@@ -226,6 +224,14 @@ public final class Executor {
     guard !removed.isEmpty else { return false }
     mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     return true
+  }
+
+  /// Whether a node computed from constants may be evaluated once in their place: not a random
+  /// operator, no sequences or optionals, no subgraphs.
+  private static func foldable(_ n: Node) -> Bool {
+    let random: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"]
+    return !random.contains(n.opType) && !n.opType.contains("Sequence") && !n.opType.hasPrefix("Optional")
+      && n.attributes.allSatisfy({ $0.subgraphs.isEmpty }) && !n.outputs.isEmpty
   }
 
   func plan(_ g: Graph) throws -> Plan {
@@ -793,12 +799,10 @@ public final class Executor {
       if local.contains(name) { return values[name]?.tensor }
       return outer?.constant(name)
     }
-    let random: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"]
     var folded = Set<Int>()
     for i in (try? topologicalOrder(g)) ?? [] {
       let n = g.nodes[i]
-      guard !random.contains(n.opType), !n.opType.contains("Sequence"), !n.opType.hasPrefix("Optional"),
-            n.attributes.allSatisfy({ $0.subgraphs.isEmpty }), !n.outputs.isEmpty else { continue }
+      guard Self.foldable(n) else { continue }
       let arguments = n.inputs.map { $0.isEmpty ? nil : constant($0) }
       guard zip(n.inputs, arguments).allSatisfy({ $0.isEmpty || $1 != nil }),
             let results = try? evaluate(n, arguments), results.count >= n.outputs.filter({ !$0.isEmpty }).count else { continue }

@@ -6,7 +6,7 @@ import Linalg
 // positions runs as the transposed product, its weights packed once as the right operand);
 // shared among the threads here. Where the processor has no AVX-512 the kernels use OpenBLAS.
 
-let packedKernelRuns = vm_gemm_supported() != 0
+let ownProductsRun = vm_gemm_supported() != 0
 
 /// Whether a product of m channels and n positions runs as its transpose: the kernel computes 8
 /// rows × 32 columns at a time, so 4 positions (silero-vad's frames) would waste 7/8 of each
@@ -31,7 +31,7 @@ struct TransposedWeights {
 func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>, m: Int, group: Int, k: Int, positions: Int,
                        purpose: String) throws -> TransposedWeights? {
   let mg = m / group
-  guard packedKernelRuns, prefersTransposedProduct(m: mg, n: positions) else { return nil }
+  guard ownProductsRun, prefersTransposedProduct(m: mg, n: positions) else { return nil }
   let stride = vm_gemm_packed_b_size(k, mg)
   let array = try c.derived(fromInputs: [1], purpose) {
     try NDArray.checkAllocation([group * stride], .float, c)

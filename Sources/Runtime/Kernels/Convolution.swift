@@ -277,7 +277,7 @@ private func liveWindow(_ win: Window, h: Int, w: Int, oh: Int, ow: Int) -> (ky:
 private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<Float>, packed: UnsafePointer<Float>?,
                                 columns: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
                                 parallel: Bool) {
-  if packedKernelRuns && packed == nil {
+  if ownProductsRun && packed == nil {
     directProduct(m: m, n: n, k: k, a: weights, b: columns, c: output, ldc: ldc, parallel: parallel)
     return
   }

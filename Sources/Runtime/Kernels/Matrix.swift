@@ -40,7 +40,7 @@ func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray 
   // on every call; from about 300 rows sgemm's blocking is as good, and one row is sgemv's.
   let oneB = batchCount == 1 || (Array(bShape.dropLast(2)).reduce(1, *) == 1 && aShape.count > 2)
   let rows = batchCount * m
-  let ownKernel = packedKernelRuns && oneB && rows >= 2 && rows < 320 && n >= 32 && b.rank >= 2
+  let ownKernel = ownProductsRun && oneB && rows >= 2 && rows < 320 && n >= 32 && b.rank >= 2
   withExtendedLifetime((x, y, z)) {
   if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {
     if ownKernel {

@@ -122,10 +122,7 @@ private struct QuantizedRecurrentWeights {
     var q = [Float](repeating: 0, count: groupRows * k)
     for first in stride(from: 0, to: m, by: Swift.max(groupRows, 1)) {
       let rows = Swift.min(groupRows, m - first), count = rows * k, src = a + first * k
-      var lo: Float = 0, hi: Float = 0
-      for i in 0..<count where !src[i].isNaN { lo = Swift.min(lo, src[i]); hi = Swift.max(hi, src[i]) }
-      let scale = hi == lo ? 1 : (hi - lo) / 255
-      let zero = Swift.max(0, Swift.min(255, (0 - lo / scale).rounded(.toNearestOrEven)))
+      let (scale, zero) = dynamicRange(src, count)
       for i in 0..<count {
         let v = (src[i] / scale).rounded(.toNearestOrEven) + zero
         q[i] = (v.isNaN ? zero : Swift.max(0, Swift.min(255, v))) - zero
@@ -162,10 +159,7 @@ extension QuantizedRecurrentWeights {
       guard let packed else { return }
       for row in 0..<m {
         let src = a + row * k
-        var lo: Float = 0, hi: Float = 0
-        for i in 0..<k where !src[i].isNaN { lo = Swift.min(lo, src[i]); hi = Swift.max(hi, src[i]) }
-        let scale = hi == lo ? 1 : (hi - lo) / 255
-        let zero = Swift.max(0, Swift.min(255, (0 - lo / scale).rounded(.toNearestOrEven)))
+        let (scale, zero) = dynamicRange(src, k)
         var xSum = 0
         for i in 0..<k {
           let v = (src[i] / scale).rounded(.toNearestOrEven) + zero
@@ -185,6 +179,15 @@ extension QuantizedRecurrentWeights {
 }
 
 private let integerKernelRuns = vm_u8s8_supported() != 0
+
+/// The uint8 scale and zero point of dynamic quantization for `count` values (their range with 0
+/// in it; NaN ignored), as ONNX Runtime's DynamicQuantizeLSTM takes them.
+private func dynamicRange(_ src: UnsafePointer<Float>, _ count: Int) -> (scale: Float, zero: Float) {
+  var lo: Float = 0, hi: Float = 0
+  for i in 0..<count where !src[i].isNaN { lo = Swift.min(lo, src[i]); hi = Swift.max(hi, src[i]) }
+  let scale = hi == lo ? 1 : (hi - lo) / 255
+  return (scale, Swift.max(0, Swift.min(255, (0 - lo / scale).rounded(.toNearestOrEven))))
+}
 
 private enum Cell { case rnn, gru, lstm
   var gates: Int { self == .rnn ? 1 : (self == .gru ? 3 : 4) }
