@@ -82,6 +82,8 @@ public final class Executor {
   /// subgraphs read), so a run moves values by index instead of hashing names for every input.
   struct Plan {
     var order: [Int]
+    /// The node of each step.
+    var nodes: [NodeReference]
     var kernels: [ResolvedKernel]
     /// The version of each step's domain in the model's opset imports.
     var opsets: [Int64]
@@ -262,7 +264,8 @@ public final class Executor {
     let graphOutputSlots = g.outputs.map { slot($0.name) }
     let outputs = Set(g.outputs.map(\.name))
     let frees = lastUses(g, order: order).map { names in names.filter { !outputs.contains($0) }.compactMap { slots[$0] } }
-    return Plan(order: order, kernels: kernels, opsets: versions, slots: slots, inputSlots: inputSlots, outputSlots: outputSlots,
+    return Plan(order: order, nodes: order.map { NodeReference(g.nodes[$0]) }, kernels: kernels, opsets: versions, slots: slots,
+                inputSlots: inputSlots, outputSlots: outputSlots,
                 frees: frees, graphInputSlots: graphInputSlots, graphOutputSlots: graphOutputSlots)
   }
 
@@ -661,15 +664,16 @@ public final class Executor {
     for (i, slot) in schedule.graphInputSlots.enumerated() where i < feeds.count {
       if let v = feeds[i] { scope.values[slot] = v }
     }
-    let order = schedule.order, kernels = schedule.kernels, domainOpsets = schedule.opsets
+    let nodes = schedule.nodes, kernels = schedule.kernels, domainOpsets = schedule.opsets
     var produced = [Bool](repeating: false, count: schedule.slots.count)
     /// A node input: this graph's slot, else (a name this graph reads from around it) the outer scopes'.
     func input(_ node: Node, _ k: Int, _ slot: Int) throws -> Value {
       if let v = scope.values[slot] ?? outer?.lookup(node.inputs[k]) { return v }
       throw CompressorError.invalid("\(node.displayName): input '\(node.inputs[k])' has no value")
     }
-    for (step, n) in order.enumerated() {
-      let node = g.nodes[n]
+    for step in nodes.indices {
+      let reference = nodes[step]
+      var node: Node { reference.node }  // read in place, not copied
       let inputSlots = schedule.inputSlots[step]
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       switch kernels[step] {
@@ -679,13 +683,14 @@ public final class Executor {
         inputs.reserveCapacity(inputSlots.count)
         for (k, slot) in inputSlots.enumerated() {
           if slot < 0 { inputs.append(nil); continue }
+          if case .tensor(let t)? = scope.values[slot] { inputs.append(t); continue }
           guard case .tensor(let t) = try input(node, k, slot) else {
             throw CompressorError.invalid("\(node.displayName): input '\(node.inputs[k])' is a \(try input(node, k, slot).typeDescription); \(node.opType) takes tensors")
           }
           inputs.append(t)
         }
         try Self.checkPackedInputs(node, inputs)
-        let context = KernelContext(node: node, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
+        let context = KernelContext(node: reference, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
         let results: [NDArray]
         do {
           results = try kernel(context)
@@ -705,7 +710,7 @@ public final class Executor {
         var values = [Value?]()
         values.reserveCapacity(inputSlots.count)
         for (k, slot) in inputSlots.enumerated() { values.append(slot < 0 ? nil : try input(node, k, slot)) }
-        let context = KernelContext(node: node, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
+        let context = KernelContext(node: reference, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
                                     values: values)
         let results: [Value]
         do {
@@ -751,26 +756,27 @@ public final class Executor {
                                            "GatherBlockQuantized"]
 
   static func checkPackedInputs(_ node: Node, _ inputs: [NDArray?]) throws {
-    for case let v? in inputs where (v.dataType.bitWidth ?? 8) < 8 && !packedTypeOps.contains(node.opType) {
-      throw CompressorError.unsupported("\(node.displayName): \(node.opType) on \(v.dataType) tensors is not supported")
+    for i in inputs.indices {
+      guard let type = inputs[i]?.dataType, (type.bitWidth ?? 8) < 8, !packedTypeOps.contains(node.opType) else { continue }
+      throw CompressorError.unsupported("\(node.displayName): \(node.opType) on \(type) tensors is not supported")
     }
   }
 
   /// Every result holds exactly the bytes its shape and type need: a kernel that got this wrong
   /// would let the next one read past the end of a buffer.
   static func checkResults(_ node: Node, _ results: [NDArray]) throws {
-    for v in results {
+    for i in results.indices {
       var count = 1
-      for d in v.shape {
+      for d in results[i].shape {
         let (r, o) = count.multipliedReportingOverflow(by: d)
-        guard d >= 0, !o else { throw CompressorError.invalid("\(node.displayName): a result has shape \(v.shape)") }
+        guard d >= 0, !o else { throw CompressorError.invalid("\(node.displayName): a result has shape \(results[i].shape)") }
         count = r
       }
-      let consistent = v.dataType == .string ? v.strings.count == count
-        : v.dataType.byteCount(elements: count) == v.storage.byteCount
+      let consistent = results[i].dataType == .string ? results[i].strings.count == count
+        : results[i].dataType.byteCount(elements: count) == results[i].storage.byteCount
       guard consistent else {
         throw CompressorError.internalError(
-          "\(node.displayName): a \(v.dataType) result of shape \(v.shape) holds \(v.storage.byteCount) bytes")
+          "\(node.displayName): a \(results[i].dataType) result of shape \(results[i].shape) holds \(results[i].storage.byteCount) bytes")
       }
     }
   }

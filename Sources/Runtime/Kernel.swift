@@ -1,9 +1,18 @@
 import IR
 import Support
 
+/// A node held by reference: handing it to a kernel retains one object instead of copying its
+/// ten fields (names, inputs, attributes…) — on a model of small nodes, reference counting was
+/// half of the time per node.
+final class NodeReference {
+  let node: Node
+  init(_ node: Node) { self.node = node }
+}
+
 /// Everything a kernel sees of the node it executes.
 public struct KernelContext {
-  public let node: Node
+  let nodeReference: NodeReference
+  public var node: Node { nodeReference.node }
   /// Inputs in node order; nil for an omitted optional input (""). Empty for value kernels,
   /// which read `values`.
   public let inputs: [NDArray?]
@@ -16,7 +25,11 @@ public struct KernelContext {
   public let values: [Value?]
 
   init(node: Node, inputs: [NDArray?], opset: Int64, executor: Executor, scope: Scope, values: [Value?] = []) {
-    self.node = node
+    self.init(node: NodeReference(node), inputs: inputs, opset: opset, executor: executor, scope: scope, values: values)
+  }
+
+  init(node: NodeReference, inputs: [NDArray?], opset: Int64, executor: Executor, scope: Scope, values: [Value?] = []) {
+    self.nodeReference = node
     self.inputs = inputs
     self.opset = opset
     self.executor = executor
@@ -186,7 +199,7 @@ public enum Kernels {
     case .tensor(let k)?: return k
     case .value(let k)?:
       return { c in
-        let context = KernelContext(node: c.node, inputs: [], opset: c.opset, executor: c.executor, scope: c.scope,
+        let context = KernelContext(node: c.nodeReference, inputs: [], opset: c.opset, executor: c.executor, scope: c.scope,
                                     values: c.inputs.map { $0.map(Value.tensor) })
         return try k(context).map { v in
           guard case .tensor(let t) = v else { throw c.unsupported("it produces a \(v.typeDescription) here, where a tensor is needed") }

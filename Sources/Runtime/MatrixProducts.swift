@@ -48,11 +48,13 @@ func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>,
 }
 
 /// c (m × n, rows ldc apart) = a (m × k, rows k apart) · b (k × n, rows n apart), read where they
-/// lie (a convolution's weights and unfolded input; a MatMul's rows and weights), its columns (in
-/// whole 32-column panels) or else its 8-row panels shared among the threads. Every element is
-/// computed the same way whichever thread computes it.
-func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+/// lie (a convolution's weights and unfolded input; a MatMul's rows and weights — `bInMemory`, so
+/// the kernel fetches them ahead), its columns (in whole 32-column panels) or else its 8-row
+/// panels shared among the threads. Every element is computed the same way whichever thread
+/// computes it.
+func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bInMemory: Bool,
                    c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  let fetch: Int32 = bInMemory ? 1 : 0
   let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
   let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
   func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
@@ -60,19 +62,19 @@ func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePoi
     scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
   }
   if parts <= 1 {
-    withWorkspace { vm_gemm(m, 0, rowPanels, n, k, a, k, b, n, c, ldc, $0) }
+    withWorkspace { vm_gemm(m, 0, rowPanels, n, k, a, k, b, n, fetch, c, ldc, $0) }
   } else if n >= 64 * parts {
     let chunks = (n + 31) / 32
     WorkerPool.shared.run(parts: parts) { p in
       let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
       guard c1 > c0 else { return }
-      withWorkspace { vm_gemm(m, 0, rowPanels, c1 - c0, k, a, k, b + c0, n, c + c0, ldc, $0) }
+      withWorkspace { vm_gemm(m, 0, rowPanels, c1 - c0, k, a, k, b + c0, n, fetch, c + c0, ldc, $0) }
     }
   } else {
     let parts = min(parts, rowPanels)
     WorkerPool.shared.run(parts: parts) { p in
       withWorkspace {
-        vm_gemm(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, a, k, b, n, c, ldc, $0)
+        vm_gemm(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, a, k, b, n, fetch, c, ldc, $0)
       }
     }
   }

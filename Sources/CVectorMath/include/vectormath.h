@@ -44,13 +44,14 @@ float vm_row_maximum(const float *in, long n);
 // Matrix products (gemm.c), only where vm_gemm_supported() (AVX-512); the runtime uses OpenBLAS
 // elsewhere. C (m × n, rows ldc apart) = A (m × k, rows lda apart) · B (k × n, rows ldb apart).
 // Rows of C are taken in panels of vm_gemm_panel_rows() (8): [first_panel, end_panel) computes
-// those rows only, so threads can share them. workspace: vm_gemm_workspace_size() floats per
-// calling thread.
+// those rows only, so threads can share them. b_in_memory: B is not in cache (a MatMul's weights,
+// not a convolution's freshly unfolded input), so its next panel is fetched ahead. workspace:
+// vm_gemm_workspace_size() floats per calling thread.
 int vm_gemm_supported(void);
 long vm_gemm_panel_rows(void);
 long vm_gemm_workspace_size(void);
 void vm_gemm(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda, const float *b, long ldb,
-             float *c, long ldc, float *workspace);
+             int b_in_memory, float *c, long ldc, float *workspace);
 
 // C (m × n, rows ldc apart) = A · B with B constant, packed once by vm_gemm_pack_b (B is k × n,
 // or given as Bᵀ) into vm_gemm_packed_b_size(k, n) floats. A is m × k (rows lda apart) or given

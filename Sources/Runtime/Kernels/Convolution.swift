@@ -278,7 +278,7 @@ private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<F
                                 columns: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
                                 parallel: Bool) {
   if ownProductsRun && packed == nil {
-    directProduct(m: m, n: n, k: k, a: weights, b: columns, c: output, ldc: ldc, parallel: parallel)
+    directProduct(m: m, n: n, k: k, a: weights, b: columns, bInMemory: false, c: output, ldc: ldc, parallel: parallel)
     return
   }
   guard packed != nil || (n < 128 && m >= 64) else {

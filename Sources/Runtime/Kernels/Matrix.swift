@@ -44,7 +44,7 @@ func matMul(_ c: KernelContext, _ a0: NDArray, _ b0: NDArray) throws -> NDArray 
   withExtendedLifetime((x, y, z)) {
   if let xb = x.baseAddress, let yb = y.baseAddress, let zb = z.baseAddress, m > 0, n > 0, k > 0 {
     if ownKernel {
-      directProduct(m: rows, n: n, k: k, a: xb, b: yb, c: zb, ldc: n, parallel: true)
+      directProduct(m: rows, n: n, k: k, a: xb, b: yb, bInMemory: true, c: zb, ldc: n, parallel: true)
     } else if batchCount == 1 {
       Linalg.gemm(m: m, n: n, k: k, a: xb, b: yb, c: zb)
     } else if Array(bShape.dropLast(2)).reduce(1, *) == 1 && aShape.count > 2 {

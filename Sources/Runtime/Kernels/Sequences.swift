@@ -130,7 +130,7 @@ private func concatFromSequence(_ c: KernelContext) throws -> NDArray {
     }
   }
   guard let concat = Kernels.standard["Concat"] else { throw c.fail("no Concat kernel") }
-  return try concat(KernelContext(node: c.node, inputs: parts, opset: c.opset, executor: c.executor, scope: c.scope))[0]
+  return try concat(KernelContext(node: c.nodeReference, inputs: parts, opset: c.opset, executor: c.executor, scope: c.scope))[0]
 }
 
 /// SequenceMap: the body runs once per position of the sequence inputs (all of one length); its
