@@ -139,6 +139,28 @@ def test_convolutions_with_few_output_positions(cin, cout, size, k, stride, comp
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch,cin,cout,size,stride", [
+    (5, 64, 96, 7, 1),    # ResNet's last stage at batch 5: one product over 5 × 49 positions
+    (3, 32, 48, 14, 2),   # stride 2 to a 7 × 7 map
+    (9, 16, 40, 5, 1),    # nine 5 × 5 maps
+])
+def test_convolutions_over_several_images(batch, cin, cout, size, stride, compressor, tmp_path):
+    """Small maps of several images run as one product over all their positions: each image's
+    output equals ONNX Runtime's, with the bias and the fused Relu, and is the same bytes as the
+    image run alone."""
+    x = RNG.standard_normal((batch, cin, size, size)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(cout).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1] * 4, strides=[stride] * 2),
+             helper.make_node("Relu", ["c"], ["y"])]
+    m = model(nodes, [("x", x)], [("w", weight), ("b", bias)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+    (tmp_path / "alone").mkdir()
+    alone, _ = run_both(compressor, tmp_path / "alone", model(nodes, [("x", x[1:2])], [("w", weight), ("b", bias)]), [("x", x[1:2])])
+    assert alone.tobytes() == got[1:2].tobytes()
+
+
 @pytest.mark.parametrize("cin,cout,length,stride", [(129, 128, 4, 1), (128, 64, 4, 2), (64, 64, 2, 2), (64, 128, 1, 1)])
 def test_one_dimensional_convolutions_over_few_frames(cin, cout, length, stride, compressor, tmp_path):
     """silero-vad's encoder: 1-D convolutions over 4, 2 and 1 frames, padded by one."""

@@ -211,9 +211,32 @@ func conv(_ c: KernelContext) throws -> NDArray {
     let packed = try transposedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
                                        purpose: full ? "conv-transposed" : "conv-transposed \(live.ky) \(live.kx)")
     let wp = packed == nil ? liveWeights() : UnsafePointer(wp)
-    let workers = min(Parallel.threads, n * bands)
-    func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>) {
-      for job in stride(from: worker, to: n * bands, by: workers) {
+    // Small maps of several images (ResNet's 14 × 14 and 7 × 7 stages at batch 8): one product
+    // over the positions of several images, whose weights are then read once for all of them,
+    // and whose columns fill the kernel's 32-wide panels (49 positions are two panels, the second
+    // half empty). Each element is summed in the same order either way.
+    let imagesPerJob = bands == 1 && n > 1 && group == 1 && packed == nil && spatialOut < 512
+      ? min(n, max(1, (1 << 21) / max(kk * spatialOut, 1))) : 1
+    let jobs = imagesPerJob > 1 ? (n + imagesPerJob - 1) / imagesPerJob : n * bands
+    let workers = min(Parallel.threads, jobs)
+    func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>, _ folded: UnsafeMutablePointer<Float>?) {
+      for job in stride(from: worker, to: jobs, by: workers) {
+        if let folded {
+          let images = job * imagesPerJob..<min(n, (job + 1) * imagesPerJob), width = images.count * spatialOut
+          for (i, b) in images.enumerated() {
+            im2col(sp + b * ch * h * wd, colp + i * spatialOut, c: cg, h: h, w: wd, oh: oh, ow: ow, win: win,
+                   leading: width, parallel: workers == 1)
+          }
+          convolutionProduct(m: m, n: width, k: kk, weights: wp, packed: nil, columns: colp, output: folded, ldc: width,
+                             parallel: workers == 1)
+          for (i, b) in images.enumerated() {
+            for o in 0..<m {
+              (dp + (b * m + o) * spatialOut).update(from: folded + o * width + i * spatialOut, count: spatialOut)
+            }
+            finish(b, 0..<m, 0, spatialOut)
+          }
+          continue
+        }
         let b = job / bands, oy0 = (job % bands) * bandRows
         let rows = oy0..<min(oh, oy0 + bandRows), p0 = oy0 * ow, width = rows.count * ow
         for g in 0..<group {
@@ -225,15 +248,18 @@ func conv(_ c: KernelContext) throws -> NDArray {
       }
     }
     // Band buffers come from the buffer pool: fresh large allocations would page-fault on every call.
-    let bandFloats = kk * bandRows * ow
-    func withBand(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+    let bandFloats = kk * bandRows * ow * imagesPerJob
+    func withBand(_ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?) -> Void) {
       var scratch = NDArray(uninitialized: .float, [bandFloats])
-      scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
+      var products = NDArray(uninitialized: .float, [imagesPerJob > 1 ? m * spatialOut * imagesPerJob : 0])
+      scratch.mutableElements(Float.self).withPointer { p in
+        products.mutableElements(Float.self).withPointer { q in if let p { body(p, imagesPerJob > 1 ? q : nil) } }
+      }
     }
     if workers > 1 {
-      WorkerPool.shared.run(parts: workers) { worker in withBand { run(worker, $0) } }
+      WorkerPool.shared.run(parts: workers) { worker in withBand { run(worker, $0, $1) } }
     } else {
-      withBand { run(0, $0) }
+      withBand { run(0, $0, $1) }
     }
     withExtendedLifetime(packed) {}
   }
@@ -301,12 +327,14 @@ private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<F
 }
 
 /// Unfolds windows into columns: rows are (channel, ky, kx), columns are output positions — of
-/// output rows `rows` only (all by default), so a band of the matrix can be built at a time.
+/// output rows `rows` only (all by default), so a band of the matrix can be built at a time. Rows
+/// are `leading` floats apart (by default the band's width; wider when several images' columns
+/// sit side by side).
 public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
-                   oh: Int, ow: Int, win: Window, rows: Range<Int>? = nil, parallel: Bool = true) {
+                   oh: Int, ow: Int, win: Window, rows: Range<Int>? = nil, leading: Int? = nil, parallel: Bool = true) {
   let band = rows ?? 0..<oh
-  let width = band.count * ow
-  Parallel.forEach(parallel ? c : 1, costPerItem: win.kh * win.kw * width) { chunk in
+  let width = leading ?? band.count * ow
+  Parallel.forEach(parallel ? c : 1, costPerItem: win.kh * win.kw * band.count * ow) { chunk in
   let channels = parallel ? chunk : 0..<c
   for ch in channels {
     let plane = x + ch * h * w
