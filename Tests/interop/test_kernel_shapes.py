@@ -161,6 +161,35 @@ def test_convolutions_over_several_images(batch, cin, cout, size, stride, compre
     assert alone.tobytes() == got[1:2].tobytes()
 
 
+@pytest.mark.parametrize("scale_shape,shift_shape", [
+    ((6, 1, 1), (1, 6, 1, 1)),  # one value per channel: folded into the Conv and the BatchNormalization
+    ((1,), ()),                 # one value for all: folded
+    ((1, 6, 1), (6, 1, 1)),     # lines up with the width, not the channels: left as it is
+    ((2, 1, 1, 1), (6, 1, 1)),  # one value per image: left as it is
+])
+def test_channel_scales_and_shifts_after_conv_and_batch_norm(scale_shape, shift_shape, compressor, tmp_path):
+    """Conv → Mul → Add → Relu and BatchNormalization → Mul → Add, as old exporters write a second
+    normalization: compressor folds the constants into the Conv or the BatchNormalization where
+    they are one per channel, and the results agree with ONNX Runtime's either way."""
+    x = RNG.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    weight = (RNG.standard_normal((6, 4, 3, 3)) * 0.2).astype(np.float32)
+    bias = RNG.standard_normal(6).astype(np.float32)
+    scale, shift = RNG.uniform(0.5, 1.5, scale_shape).astype(np.float32), RNG.standard_normal(shift_shape).astype(np.float32)
+    bn = [RNG.uniform(0.5, 1.5, 6).astype(np.float32), RNG.standard_normal(6).astype(np.float32),
+          RNG.standard_normal(6).astype(np.float32), RNG.uniform(0.5, 1.5, 6).astype(np.float32)]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Mul", ["c", "s"], ["cm"]), helper.make_node("Add", ["t", "cm"], ["ca"]),
+             helper.make_node("Relu", ["ca"], ["r"]),
+             helper.make_node("BatchNormalization", ["r", "g", "beta", "mean", "var"], ["n"]),
+             helper.make_node("Mul", ["s", "n"], ["nm"]), helper.make_node("Add", ["nm", "t"], ["y"])]
+    inits = [("w", weight), ("b", bias), ("s", scale), ("t", shift), ("g", bn[0]), ("beta", bn[1]), ("mean", bn[2]), ("var", bn[3])]
+    m = model(nodes, [("x", x)], inits)
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    want = ort_run(path, [("x", x)])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("cin,cout,length,stride", [(129, 128, 4, 1), (128, 64, 4, 2), (64, 64, 2, 2), (64, 128, 1, 1)])
 def test_one_dimensional_convolutions_over_few_frames(cin, cout, length, stride, compressor, tmp_path):
     """silero-vad's encoder: 1-D convolutions over 4, 2 and 1 frames, padded by one."""
