@@ -191,7 +191,20 @@ private func averagePool(_ src: Elements<Float>, _ dst: Elements<Float>, planes:
                 for ix in 0..<w { col[ix] += row[ix] }
               }
               let line = q + oy * ow
-              for ox in 0..<ow {
+              var ox = 0
+              if win.sw == 1, let countPointer = counts.baseAddress {
+                // Eight outputs at a time, each summed and divided as the scalar loop does it.
+                while ox + 8 <= ow {
+                  let start = col + ox - win.padLeft
+                  var acc = SIMD8<Float>(repeating: 0)
+                  for kx in 0..<win.kw { acc += UnsafeRawPointer(start + kx).loadUnaligned(as: SIMD8<Float>.self) }
+                  let count = rows * UnsafeRawPointer(countPointer + ox).loadUnaligned(as: SIMD8<Float>.self)
+                  let mean = (acc / count).replacing(with: 0, where: count .<= 0)
+                  UnsafeMutableRawPointer(line + ox).storeBytes(of: mean, as: SIMD8<Float>.self)
+                  ox += 8
+                }
+              }
+              for ox in ox..<ow {
                 let start = col + ox * win.sw - win.padLeft
                 var acc: Float = 0
                 for kx in 0..<win.kw { acc += start[kx] }
