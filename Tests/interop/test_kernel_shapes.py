@@ -112,6 +112,7 @@ def test_max_pool_windows_and_nan(h, w, k, s, p, ceil, compressor, tmp_path):
 @pytest.mark.parametrize("a,b", [
     ((1, 5, 7, 9), (1, 5, 1, 1)), ((2, 3, 4, 5), (3, 1, 5)), ((2, 1, 4, 1), (1, 3, 1, 6)), ((4, 1), (1, 4)),
     ((1, 1, 1), (1, 1, 1)), ((3, 4, 5), (5,)), ((2, 3, 1, 5), (2, 1, 4, 5)), ((1, 64, 56, 56), (1, 64, 1, 1)),
+    ((8, 72, 28, 28), (8, 72, 1, 1)), ((8, 72, 1, 1), (8, 72, 28, 28)),  # squeeze-excitation at batch 8: rows split among threads
 ])
 def test_broadcasts(op, a, b, compressor, tmp_path):
     x = RNG.standard_normal(a).astype(np.float32)
@@ -159,6 +160,18 @@ def test_convolutions_over_several_images(batch, cin, cout, size, stride, compre
     (tmp_path / "alone").mkdir()
     alone, _ = run_both(compressor, tmp_path / "alone", model(nodes, [("x", x[1:2])], [("w", weight), ("b", bias)]), [("x", x[1:2])])
     assert alone.tobytes() == got[1:2].tobytes()
+
+
+@pytest.mark.parametrize("batch,cin,cout,size", [(8, 16, 24, 28), (3, 24, 16, 7), (5, 96, 40, 14)])
+def test_pointwise_convolutions_over_several_images(batch, cin, cout, size, compressor, tmp_path):
+    """1×1 convolutions whose products are too small to split give each thread whole images."""
+    x = RNG.standard_normal((batch, cin, size, size)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin, 1, 1)) * 0.2).astype(np.float32)
+    bias = RNG.standard_normal(cout).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1]), helper.make_node("Relu", ["c"], ["y"])]
+    m = model(nodes, [("x", x)], [("w", weight), ("b", bias)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("scale_shape,shift_shape", [

@@ -419,6 +419,32 @@ func floatBinary<G: FloatBinaryMap>(_ shape: [Int], _ aShape: [Int], _ bShape: [
       }
       return
     }
+    // One value per leading index of the other operand's shape (squeeze-excitation's [N, C, 1, 1]
+    // scale of an [N, C, H, W] map): rows, each with its one value, split among the threads.
+    func isPrefix(_ small: [Int], _ large: [Int]) -> Bool {
+      guard small.count == large.count, let last = small.lastIndex(where: { $0 != 1 }) else { return false }
+      return small[...last] == large[...last] && small[(last + 1)...].allSatisfy { $0 == 1 }
+    }
+    if na == nz && nb > 0 && nz % nb == 0 && isPrefix(bShape, aShape) {
+      let length = nz / nb
+      Parallel.forEach(nb, costPerItem: length) { rows in
+        for r in rows {
+          let v = yp[r], xr = xp + r * length, zr = zp + r * length
+          for k in 0..<length { zr[k] = g(xr[k], v) }
+        }
+      }
+      return
+    }
+    if nb == nz && na > 0 && nz % na == 0 && isPrefix(aShape, bShape) {
+      let length = nz / na
+      Parallel.forEach(na, costPerItem: length) { rows in
+        for r in rows {
+          let v = xp[r], yr = yp + r * length, zr = zp + r * length
+          for k in 0..<length { zr[k] = g(v, yr[k]) }
+        }
+      }
+      return
+    }
     if nb == nz && na > 0 && nz % na == 0 && isSuffix(aShape, bShape) {
       for r in 0..<(nz / na) {
         let yr = yp + r * na, zr = zp + r * na
