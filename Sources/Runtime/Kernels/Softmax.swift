@@ -53,21 +53,47 @@ private func softmaxOp(_ c: KernelContext, log: Bool) throws -> NDArray {
     }
     return x0.dataType == .float ? y : try y.converted(to: x0.dataType)
   }
+  // The axis is not the last (YOLOv8's distribution head: softmax over 16 bins of [1, 16, 4, 8400]):
+  // each of the `length` rows of a block is contiguous over the positions after the axis, so every
+  // step walks rows — maxima, differences, exponentials (the vectorized ones), sums in the axis's
+  // order — for a range of positions at a time, ranges split among the threads.
   let e = x.mutableElements(Float.self)
-  for o in 0..<outer {
-    for i in 0..<inner {
-      let base = o * length * inner + i
-      var m = -Float.infinity
-      for k in 0..<length { m = max(m, e[base + k * inner]) }
-      var sum: Float = 0
-      for k in 0..<length {
-        let v = Foundation.exp(e[base + k * inner] - m)
-        if !log { e[base + k * inner] = v }
-        sum += v
-      }
-      let logSum = Foundation.log(sum)
-      for k in 0..<length {
-        if log { e[base + k * inner] = e[base + k * inner] - m - logSum } else { e[base + k * inner] /= sum }
+  withExtendedLifetime(e) {
+    guard let base = e.baseAddress, length > 0 else { return }
+    Parallel.forEach(inner, costPerItem: outer * length * 8) { columns in
+      let width = columns.count
+      var scratch = [Float](repeating: 0, count: 3 * width)
+      scratch.withUnsafeMutableBufferPointer { buffer in
+        guard let m = buffer.baseAddress else { return }
+        let sum = m + width, power = m + 2 * width
+        for o in 0..<outer {
+          let block = base + o * length * inner + columns.lowerBound
+          m.update(repeating: -.infinity, count: width)
+          sum.update(repeating: 0, count: width)
+          for k in 0..<length {
+            let row = block + k * inner
+            for i in 0..<width { m[i] = max(m[i], row[i]) }
+          }
+          for k in 0..<length {
+            let row = block + k * inner
+            for i in 0..<width { row[i] -= m[i] }
+            FastMath.expNonPositive(row, power, width)
+            for i in 0..<width { sum[i] += power[i] }
+            if !log { row.update(from: power, count: width) }
+          }
+          if log {
+            for i in 0..<width { sum[i] = Foundation.log(sum[i]) }
+            for k in 0..<length {
+              let row = block + k * inner
+              for i in 0..<width { row[i] -= sum[i] }
+            }
+          } else {
+            for k in 0..<length {
+              let row = block + k * inner
+              for i in 0..<width { row[i] /= sum[i] }
+            }
+          }
+        }
       }
     }
   }
