@@ -224,3 +224,13 @@ def test_element_wise_maps(op, compressor, tmp_path):
     m = model([helper.make_node(op, ["x"], ["y"])], [("x", x)], opset=14)
     got, path = run_both(compressor, tmp_path, m, [("x", x)])
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("shape,axis", [((1, 16, 4, 2100), 1), ((3, 5, 7), 0), ((2, 6, 9, 11), 2)])
+def test_softmax_over_an_axis_that_is_not_the_last(op, shape, axis, compressor, tmp_path):
+    """YOLOv8's distribution head (softmax over 16 bins, axis 1): rows of positions at a time."""
+    x = (RNG.standard_normal(shape) * 4).astype(np.float32)
+    m = model([helper.make_node(op, ["x"], ["y"], axis=axis)], [("x", x)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-5, atol=1e-6)
