@@ -234,3 +234,22 @@ def test_softmax_over_an_axis_that_is_not_the_last(op, shape, axis, compressor, 
     m = model([helper.make_node(op, ["x"], ["y"], axis=axis)], [("x", x)])
     got, path = run_both(compressor, tmp_path, m, [("x", x)])
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.uint8])
+@pytest.mark.parametrize("starts,ends,steps", [([0, 1], [99, 99], [2, 2]), ([1, -1], [99, -99], [2, -3]), ([0, 5], [7, 1], [1, -2])])
+def test_slices_with_a_step_along_the_last_axis(dtype, starts, ends, steps, compressor, tmp_path):
+    """YOLOX's space-to-depth slices (x[..., ::2, ::2]) and negative steps, against numpy."""
+    x = (RNG.standard_normal((2, 3, 10, 13)) * 50).astype(dtype)
+    inits = [("starts", np.array(starts, np.int64)), ("ends", np.array(ends, np.int64)),
+             ("axes", np.array([2, 3], np.int64)), ("steps", np.array(steps, np.int64))]
+    graph = helper.make_graph([helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
+                              [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(x.dtype), None)],
+                              [numpy_helper.from_array(a, n) for n, a in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    got, _ = run_both(compressor, tmp_path, m, [("x", x)])
+    want = x[:, :, slice(starts[0], ends[0] if abs(ends[0]) < 99 else None, steps[0]),
+             slice(starts[1], ends[1] if abs(ends[1]) < 99 else None, steps[1])]
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)

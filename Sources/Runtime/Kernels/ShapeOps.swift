@@ -404,13 +404,24 @@ extension NDArray {
       var run = 1, d = rank - 1
       while d >= 0 && begin[d] == 0 && step[d] == 1 && outShape[d] == shape[d] { run *= shape[d]; d -= 1 }
       if d >= 0 && step[d] == 1 { run *= outShape[d]; d -= 1 }
+      // A step along the last axis (YOLOX's space-to-depth slices, x[..., ::2, ::2]): each run is
+      // that axis's elements gathered with the step, not one copy call per element.
+      var gather = 0
+      if run == 1 && d == rank - 1 && outShape[d] > 1 { run = outShape[d]; gather = step[d]; d -= 1 }
       let runBytes = run * width
       var index = [Int](repeating: 0, count: Swift.max(d + 1, 0))
       var offset = 0
       for a in 0..<rank { offset += begin[a] * inStrides[a] }
       var o = 0
       while o < out.count {
-        (dst + o * width).copyMemory(from: src + offset * width, byteCount: runBytes)
+        if gather == 0 {
+          (dst + o * width).copyMemory(from: src + offset * width, byteCount: runBytes)
+        } else if width == 4 {
+          let from = UnsafeRawPointer(src + offset * 4), to = UnsafeMutableRawPointer(dst + o * 4)
+          for i in 0..<run { to.storeBytes(of: from.loadUnaligned(fromByteOffset: i * gather * 4, as: UInt32.self), toByteOffset: i * 4, as: UInt32.self) }
+        } else {
+          for i in 0..<run { (dst + (o + i) * width).copyMemory(from: src + (offset + i * gather) * width, byteCount: width) }
+        }
         o += run
         var a = d
         while a >= 0 {
