@@ -356,46 +356,16 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
   let band = rows ?? 0..<oh
   let width = leading ?? band.count * ow
   Parallel.forEach(parallel ? c : 1, costPerItem: win.kh * win.kw * band.count * ow) { chunk in
-  let channels = parallel ? chunk : 0..<c
-  for ch in channels {
-    let plane = x + ch * h * w
-    var row = ch * win.kh * win.kw
-    for ky in 0..<win.kh {
-      for kx in 0..<win.kw {
-        let dst = cols + row * width
-        // Output columns whose input column is inside the row: [lo, hi).
-        let shift = kx * win.dw - win.padLeft
-        let lo = min(ow, max(0, (-shift + win.sw - 1) / win.sw))
-        let hi = max(lo, min(ow, (w - shift + win.sw - 1) / win.sw))
-        for oy in band {
-          let iy = oy * win.sh - win.padTop + ky * win.dh
-          let line = dst + (oy - band.lowerBound) * ow
-          if iy < 0 || iy >= h {
-            line.update(repeating: 0, count: ow)
-            continue
-          }
-          let srcLine = plane + iy * w + shift
-          if lo > 0 { line.update(repeating: 0, count: lo) }
-          if win.sw == 1 {
-            (line + lo).update(from: srcLine + lo, count: hi - lo)
-          } else {
-            var ox = lo
-            if win.sw == 2 {
-              // Even lanes of 16 consecutive inputs are 8 outputs; the load stays inside the row.
-              while ox + 8 <= hi && shift + 2 * ox + 16 <= w {
-                let v = UnsafeRawPointer(srcLine + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
-                UnsafeMutableRawPointer(line + ox).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
-                ox += 8
-              }
-            }
-            while ox < hi { line[ox] = srcLine[ox * win.sw]; ox += 1 }
-          }
-          if hi < ow { (line + hi).update(repeating: 0, count: ow - hi) }
+    for ch in parallel ? chunk : 0..<c {
+      var row = ch * win.kh * win.kw
+      for ky in 0..<win.kh {
+        for kx in 0..<win.kw {
+          vm_im2col_row(x + ch * h * w, h, w, ky, kx, band.lowerBound, band.upperBound, ow, win.sh, win.sw, win.dh, win.dw,
+                        win.padTop, win.padLeft, cols + row * width)
+          row += 1
         }
-        row += 1
       }
     }
-  }
   }
 }
 
