@@ -33,28 +33,34 @@ public struct DataType: RawRepresentable, Hashable, Comparable, Sendable, Custom
   public static let uint2 = DataType(rawValue: 25)
   public static let int2 = DataType(rawValue: 26)
 
-  /// (name, bits per element) for every code with a storage layout; nil bits for string.
-  private static let traits: [Int32: (String, Int?)] = [
-    1: ("float", 32), 2: ("uint8", 8), 3: ("int8", 8), 4: ("uint16", 16), 5: ("int16", 16),
-    6: ("int32", 32), 7: ("int64", 64), 8: ("string", nil), 9: ("bool", 8), 10: ("float16", 16),
-    11: ("double", 64), 12: ("uint32", 32), 13: ("uint64", 64), 14: ("complex64", 64),
-    15: ("complex128", 128), 16: ("bfloat16", 16), 17: ("float8e4m3fn", 8),
-    18: ("float8e4m3fnuz", 8), 19: ("float8e5m2", 8), 20: ("float8e5m2fnuz", 8),
-    21: ("uint4", 4), 22: ("int4", 4), 23: ("float4e2m1", 4), 24: ("float8e8m0", 8),
-    25: ("uint2", 2), 26: ("int2", 2),
+  /// (name, bits per element) for every code with a storage layout, indexed by code; nil bits
+  /// for string. An array, not a dictionary: `bitWidth` is read for every tensor a kernel makes,
+  /// and hashing the code was a visible part of running small nodes.
+  private static let traits: [(String, Int?)?] = [
+    nil, ("float", 32), ("uint8", 8), ("int8", 8), ("uint16", 16), ("int16", 16),
+    ("int32", 32), ("int64", 64), ("string", nil), ("bool", 8), ("float16", 16),
+    ("double", 64), ("uint32", 32), ("uint64", 64), ("complex64", 64),
+    ("complex128", 128), ("bfloat16", 16), ("float8e4m3fn", 8),
+    ("float8e4m3fnuz", 8), ("float8e5m2", 8), ("float8e5m2fnuz", 8),
+    ("uint4", 4), ("int4", 4), ("float4e2m1", 4), ("float8e8m0", 8),
+    ("uint2", 2), ("int2", 2),
   ]
 
-  public var isKnown: Bool { Self.traits[rawValue] != nil }
+  private var traits: (String, Int?)? {
+    rawValue >= 0 && Int(rawValue) < Self.traits.count ? Self.traits[Int(rawValue)] : nil
+  }
+
+  public var isKnown: Bool { traits != nil }
 
   public var name: String {
     if rawValue == 0 { return "undefined" }
-    return Self.traits[rawValue]?.0 ?? "unknown(\(rawValue))"
+    return traits?.0 ?? "unknown(\(rawValue))"
   }
 
   public var description: String { name }
 
   /// Bits per element; nil for string and for codes without a layout.
-  public var bitWidth: Int? { Self.traits[rawValue]?.1 ?? nil }
+  public var bitWidth: Int? { traits?.1 ?? nil }
 
   /// Bytes needed for `count` elements packed as in `raw_data` (sub-byte types round up).
   public func byteCount(elements count: Int) -> Int? {

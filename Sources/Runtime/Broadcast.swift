@@ -2,7 +2,11 @@ import Support
 
 /// The shape two or more tensors broadcast to (numpy rules), or nil when they do not.
 func broadcastShape(_ shapes: [[Int]]) -> [Int]? {
-  let rank = shapes.map(\.count).max() ?? 0
+  // Equal shapes, the common case of small element-wise nodes, without building a new one (and a
+  // loop, not `map(\.count)`: a key path as a function is looked up at run time).
+  if let first = shapes.first, shapes.allSatisfy({ $0 == first }) { return first }
+  var rank = 0
+  for s in shapes { rank = max(rank, s.count) }
   var out = [Int](repeating: 1, count: rank)
   for s in shapes {
     for (i, d) in s.enumerated() {

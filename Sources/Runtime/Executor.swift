@@ -839,14 +839,14 @@ public final class Executor {
         } catch let e as CompressorError where !e.message.contains(node.displayName) {
           throw CompressorError(e.kind, "\(node.displayName): \(e.message)")
         }
-        try Self.checkResults(node, results.compactMap(\.tensor))
+        try Self.checkResults(node, results.compactMap { $0.tensor })
         if profile != nil {
           profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
         }
         // Observers (calibration, analyses) see tensors only: a node with a sequence or optional
         // output is not shown to them, and a sequence input is shown as absent.
         if let observer, outer == nil {
-          let tensors = results.compactMap(\.tensor)
+          let tensors = results.compactMap { $0.tensor }
           if tensors.count == results.count { observer(node, values.map { $0?.tensor }, tensors) }
         }
         for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
