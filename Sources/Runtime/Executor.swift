@@ -723,11 +723,12 @@ public final class Executor {
       throw CompressorError.unsupported("operator \(node.opType) is not supported (\(node.displayName))")
     }
     // The same guards as a planned run: constant folding and the passes evaluate nodes too.
-    try Self.checkPackedInputs(node, inputs)
-    let context = KernelContext(node: node, inputs: inputs, opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
+    let reference = NodeReference(node)
+    try Self.checkPackedInputs(reference, inputs)
+    let context = KernelContext(node: reference, inputs: inputs, opset: opsets[node.isDefaultDomain ? "" : node.domain] ?? 1,
                                 executor: self, scope: Scope(parent: nil))
     let results = try kernel(context)
-    try Self.checkResults(node, results)
+    try Self.checkResults(reference, results)
     return results
   }
 
@@ -788,13 +789,12 @@ public final class Executor {
     let nodes = schedule.nodes, kernels = schedule.kernels, domainOpsets = schedule.opsets
     var produced = [Bool](repeating: false, count: schedule.slots.count)
     /// A node input: this graph's slot, else (a name this graph reads from around it) the outer scopes'.
-    func input(_ node: Node, _ k: Int, _ slot: Int) throws -> Value {
-      if let v = scope.values[slot] ?? outer?.lookup(node.inputs[k]) { return v }
-      throw CompressorError.invalid("\(node.displayName): input '\(node.inputs[k])' has no value")
+    func input(_ reference: NodeReference, _ k: Int, _ slot: Int) throws -> Value {
+      if let v = scope.values[slot] ?? outer?.lookup(reference.node.inputs[k]) { return v }
+      throw CompressorError.invalid("\(reference.node.displayName): input '\(reference.node.inputs[k])' has no value")
     }
     for step in nodes.indices {
       let reference = nodes[step]
-      var node: Node { reference.node }  // read in place, not copied
       let inputSlots = schedule.inputSlots[step]
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       switch kernels[step] {
@@ -805,24 +805,21 @@ public final class Executor {
         for (k, slot) in inputSlots.enumerated() {
           if slot < 0 { inputs.append(nil); continue }
           if case .tensor(let t)? = scope.values[slot] { inputs.append(t); continue }
-          guard case .tensor(let t) = try input(node, k, slot) else {
-            throw CompressorError.invalid("\(node.displayName): input '\(node.inputs[k])' is a \(try input(node, k, slot).typeDescription); \(node.opType) takes tensors")
-          }
+          let value = try input(reference, k, slot)
+          guard case .tensor(let t) = value else { throw Self.notATensor(reference, k, value) }
           inputs.append(t)
         }
-        try Self.checkPackedInputs(node, inputs)
+        try Self.checkPackedInputs(reference, inputs)
         let context = KernelContext(node: reference, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
         let results: [NDArray]
         do {
           results = try kernel(context)
-        } catch let e as CompressorError where !e.message.contains(node.displayName) {
-          throw CompressorError(e.kind, "\(node.displayName): \(e.message)")
+        } catch let e as CompressorError {
+          throw Self.naming(e, reference)
         }
-        try Self.checkResults(node, results)
-        if profile != nil {
-          profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
-        }
-        if let observer, outer == nil { observer(node, inputs, results) }
+        try Self.checkResults(reference, results)
+        if profile != nil { record(reference, since: started) }
+        if let observer, outer == nil { Self.show(reference, inputs, results, to: observer) }
         for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
           scope.values[slot] = .tensor(results[i])
           if !produced[slot] { produced[slot] = true; liveBytes += results[i].storage.byteCount }
@@ -830,24 +827,22 @@ public final class Executor {
       case .value(let kernel):
         var values = [Value?]()
         values.reserveCapacity(inputSlots.count)
-        for (k, slot) in inputSlots.enumerated() { values.append(slot < 0 ? nil : try input(node, k, slot)) }
+        for (k, slot) in inputSlots.enumerated() { values.append(slot < 0 ? nil : try input(reference, k, slot)) }
         let context = KernelContext(node: reference, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
                                     values: values)
         let results: [Value]
         do {
           results = try kernel(context)
-        } catch let e as CompressorError where !e.message.contains(node.displayName) {
-          throw CompressorError(e.kind, "\(node.displayName): \(e.message)")
+        } catch let e as CompressorError {
+          throw Self.naming(e, reference)
         }
-        try Self.checkResults(node, results.compactMap { $0.tensor })
-        if profile != nil {
-          profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
-        }
+        try Self.checkResults(reference, results.compactMap { $0.tensor })
+        if profile != nil { record(reference, since: started) }
         // Observers (calibration, analyses) see tensors only: a node with a sequence or optional
         // output is not shown to them, and a sequence input is shown as absent.
         if let observer, outer == nil {
           let tensors = results.compactMap { $0.tensor }
-          if tensors.count == results.count { observer(node, values.map { $0?.tensor }, tensors) }
+          if tensors.count == results.count { Self.show(reference, values.map { $0?.tensor }, tensors, to: observer) }
         }
         for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
           scope.values[slot] = results[i]
@@ -876,28 +871,58 @@ public final class Executor {
   static let packedTypeOps: Set<String> = ["DequantizeLinear", "QuantizeLinear", "Identity", "Shape", "Size", "MatMulNBits", "Cast", "CastLike",
                                            "GatherBlockQuantized"]
 
-  static func checkPackedInputs(_ node: Node, _ inputs: [NDArray?]) throws {
+  static func checkPackedInputs(_ reference: NodeReference, _ inputs: [NDArray?]) throws {
     for i in inputs.indices {
-      guard let type = inputs[i]?.dataType, (type.bitWidth ?? 8) < 8, !packedTypeOps.contains(node.opType) else { continue }
+      guard let type = inputs[i]?.dataType, (type.bitWidth ?? 8) < 8 else { continue }
+      let node = reference.node
+      guard !packedTypeOps.contains(node.opType) else { continue }
       throw CompressorError.unsupported("\(node.displayName): \(node.opType) on \(type) tensors is not supported")
     }
   }
 
+  // What the per-node loop does with the node itself lives out of line: named there, the node's
+  // ten fields would be copied (and released) on every step, not only when the path runs.
+
+  /// A kernel's error, prefixed with the node's name unless it names it already.
+  @inline(never)
+  static func naming(_ e: CompressorError, _ reference: NodeReference) -> CompressorError {
+    let name = reference.node.displayName
+    return e.message.contains(name) ? e : CompressorError(e.kind, "\(name): \(e.message)")
+  }
+
+  @inline(never)
+  static func notATensor(_ reference: NodeReference, _ k: Int, _ value: Value) -> CompressorError {
+    let node = reference.node
+    return .invalid("\(node.displayName): input '\(node.inputs[k])' is a \(value.typeDescription); \(node.opType) takes tensors")
+  }
+
+  @inline(never)
+  private func record(_ reference: NodeReference, since started: UInt64) {
+    let node = reference.node
+    profile?[node.displayName, default: (node.opType, 0)].nanoseconds += DispatchTime.now().uptimeNanoseconds - started
+  }
+
+  @inline(never)
+  static func show(_ reference: NodeReference, _ inputs: [NDArray?], _ results: [NDArray],
+                   to observer: (Node, [NDArray?], [NDArray]) -> Void) {
+    observer(reference.node, inputs, results)
+  }
+
   /// Every result holds exactly the bytes its shape and type need: a kernel that got this wrong
   /// would let the next one read past the end of a buffer.
-  static func checkResults(_ node: Node, _ results: [NDArray]) throws {
+  static func checkResults(_ reference: NodeReference, _ results: [NDArray]) throws {
     for i in results.indices {
       var count = 1
       for d in results[i].shape {
         let (r, o) = count.multipliedReportingOverflow(by: d)
-        guard d >= 0, !o else { throw CompressorError.invalid("\(node.displayName): a result has shape \(results[i].shape)") }
+        guard d >= 0, !o else { throw CompressorError.invalid("\(reference.node.displayName): a result has shape \(results[i].shape)") }
         count = r
       }
       let consistent = results[i].dataType == .string ? results[i].strings.count == count
         : results[i].dataType.byteCount(elements: count) == results[i].storage.byteCount
       guard consistent else {
         throw CompressorError.internalError(
-          "\(node.displayName): a \(results[i].dataType) result of shape \(results[i].shape) holds \(results[i].storage.byteCount) bytes")
+          "\(reference.node.displayName): a \(results[i].dataType) result of shape \(results[i].shape) holds \(results[i].storage.byteCount) bytes")
       }
     }
   }

@@ -12,7 +12,8 @@ final class NodeReference {
 /// Everything a kernel sees of the node it executes.
 public struct KernelContext {
   let nodeReference: NodeReference
-  public var node: Node { nodeReference.node }
+  /// Read in place (a borrow), not copied field by field on every use.
+  public var node: Node { _read { yield nodeReference.node } }
   /// Inputs in node order; nil for an omitted optional input (""). Empty for value kernels,
   /// which read `values`.
   public let inputs: [NDArray?]
