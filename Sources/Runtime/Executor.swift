@@ -29,21 +29,33 @@ public func foldBatchNorm(weight: NDArray, bias: NDArray?, scale: NDArray, shift
 /// the graphs around it. A run reads and writes slots by index; names are looked up only for
 /// what a subgraph reads from outside it (and by kernels that ask by name).
 final class Scope {
-  var values: [Value?]
+  /// The value of each slot (as many as `slots` numbers). A buffer the scope owns, not an array:
+  /// the executor reads and writes it several times per node, and an array behind a class
+  /// reference is checked for uniqueness (and retained) on every write.
+  let values: UnsafeMutablePointer<Value?>
+  let count: Int
   let slots: [String: Int]
   let parent: Scope?
   /// Names whose values are the same on every run (initializers, Constant nodes, what was folded
   /// from them): a subgraph may fold what it computes from these alone.
   let constants: Set<String>
   init(parent: Scope?, slots: [String: Int] = [:], values: [Value?] = [], constants: Set<String> = []) {
-    self.parent = parent; self.slots = slots; self.values = values; self.constants = constants
+    self.parent = parent; self.slots = slots; self.constants = constants
+    count = values.count
+    self.values = .allocate(capacity: max(values.count, 1))
+    values.withUnsafeBufferPointer { if let base = $0.baseAddress { self.values.initialize(from: base, count: $0.count) } }
+  }
+
+  deinit {
+    values.deinitialize(count: count)
+    values.deallocate()
   }
 
   /// The value of `name` when the scope that holds it has it as a constant.
   func constant(_ name: String) -> NDArray? {
     var s: Scope? = self
     while let scope = s {
-      if let slot = scope.slots[name], let v = scope.values[slot] {
+      if let slot = scope.slots[name], slot < scope.count, let v = scope.values[slot] {
         guard scope.constants.contains(name), case .tensor(let t) = v else { return nil }
         return t
       }
@@ -55,7 +67,7 @@ final class Scope {
   func lookup(_ name: String) -> Value? {
     var s: Scope? = self
     while let scope = s {
-      if let slot = scope.slots[name], let v = scope.values[slot] { return v }
+      if let slot = scope.slots[name], slot < scope.count, let v = scope.values[slot] { return v }
       s = scope.parent
     }
     return nil
@@ -88,13 +100,20 @@ public final class Executor {
     /// The version of each step's domain in the model's opset imports.
     var opsets: [Int64]
     var slots: [String: Int]
-    /// Per step, the slot of each node input (−1: an omitted optional input) and output (−1: unnamed).
-    var inputSlots: [[Int]]
-    var outputSlots: [[Int]]
-    /// Per step, the slots whose last reader that step is (graph outputs never).
-    var frees: [[Int]]
+    /// Per step, where in `slotTable` its inputs', outputs' and freed values' slots lie.
+    var steps: [StepSlots]
+    /// Slot numbers, step after step: the slot of each node input (−1: an omitted optional
+    /// input), of each output (−1: unnamed), then the slots whose last reader that step is
+    /// (graph outputs never). One flat table, so a run reads it without retaining a row per step.
+    var slotTable: [Int]
     var graphInputSlots: [Int]
     var graphOutputSlots: [Int]
+
+    struct StepSlots {
+      var inputs: Range<Int>
+      var outputs: Range<Int>
+      var frees: Range<Int>
+    }
 
     /// The value table a run starts from: the initializers in their slots.
     func initialValues(_ initializers: [String: Value]) -> [Value?] {
@@ -265,9 +284,16 @@ public final class Executor {
     let graphOutputSlots = g.outputs.map { slot($0.name) }
     let outputs = Set(g.outputs.map(\.name))
     let frees = lastUses(g, order: order).map { names in names.filter { !outputs.contains($0) }.compactMap { slots[$0] } }
+    var table = [Int](), steps = [Plan.StepSlots]()
+    func append(_ row: [Int]) -> Range<Int> {
+      table += row
+      return (table.count - row.count)..<table.count
+    }
+    for step in order.indices {
+      steps.append(Plan.StepSlots(inputs: append(inputSlots[step]), outputs: append(outputSlots[step]), frees: append(frees[step])))
+    }
     return Plan(order: order, nodes: order.map { NodeReference(g.nodes[$0]) }, kernels: kernels, opsets: versions, slots: slots,
-                inputSlots: inputSlots, outputSlots: outputSlots,
-                frees: frees, graphInputSlots: graphInputSlots, graphOutputSlots: graphOutputSlots)
+                steps: steps, slotTable: table, graphInputSlots: graphInputSlots, graphOutputSlots: graphOutputSlots)
   }
 
   /// For the load-time fusions: how many readers each value of the main graph has (graph outputs
@@ -769,65 +795,73 @@ public final class Executor {
   func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], start: [Value?]? = nil, plan cached: Plan? = nil,
                 constants cachedConstants: Set<String> = []) throws -> [Value] {
     var g = g
-    let schedule: Plan, table: [Value?]
+    let schedule: Plan, startValues: [Value?]
     var constants = cachedConstants
     if let cached, let start {
-      (schedule, table) = (cached, start)
+      (schedule, startValues) = (cached, start)
     } else if let entry = try subgraphEntry(g, outer: outer) {
-      (g, schedule, table, constants) = (entry.graph, entry.plan, entry.start, entry.constants)
+      (g, schedule, startValues, constants) = (entry.graph, entry.plan, entry.start, entry.constants)
     } else {
       schedule = try plan(g)
       var initializers = [String: Value]()
       for t in g.initializers { initializers[t.name] = .tensor(try NDArray(t)) }
-      table = schedule.initialValues(initializers)
+      startValues = schedule.initialValues(initializers)
     }
-    let scope = Scope(parent: outer, slots: schedule.slots, values: table, constants: constants)
+    let scope = Scope(parent: outer, slots: schedule.slots, values: startValues, constants: constants)
     // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
     for (i, slot) in schedule.graphInputSlots.enumerated() where i < feeds.count {
       if let v = feeds[i] { scope.values[slot] = v }
     }
     let nodes = schedule.nodes, kernels = schedule.kernels, domainOpsets = schedule.opsets
+    let steps = schedule.steps, table = schedule.slotTable
     var produced = [Bool](repeating: false, count: schedule.slots.count)
     /// A node input: this graph's slot, else (a name this graph reads from around it) the outer scopes'.
     func input(_ reference: NodeReference, _ k: Int, _ slot: Int) throws -> Value {
       if let v = scope.values[slot] ?? outer?.lookup(reference.node.inputs[k]) { return v }
       throw CompressorError.invalid("\(reference.node.displayName): input '\(reference.node.inputs[k])' has no value")
     }
+    // One array for every step's inputs: unique again once a kernel returns (its context gone),
+    // so it is refilled in place instead of allocated per node.
+    var inputs = [NDArray?]()
     for step in nodes.indices {
       let reference = nodes[step]
-      let inputSlots = schedule.inputSlots[step]
+      let slots = steps[step]
       let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       switch kernels[step] {
       case .tensor(let kernel):
         // The common path: tensors in, tensors out, exactly as before sequences existed.
-        var inputs = [NDArray?]()
-        inputs.reserveCapacity(inputSlots.count)
-        for (k, slot) in inputSlots.enumerated() {
+        inputs.removeAll(keepingCapacity: true)
+        for i in slots.inputs {
+          let slot = table[i]
           if slot < 0 { inputs.append(nil); continue }
           if case .tensor(let t)? = scope.values[slot] { inputs.append(t); continue }
-          let value = try input(reference, k, slot)
-          guard case .tensor(let t) = value else { throw Self.notATensor(reference, k, value) }
+          let value = try input(reference, i - slots.inputs.lowerBound, slot)
+          guard case .tensor(let t) = value else { throw Self.notATensor(reference, i - slots.inputs.lowerBound, value) }
           inputs.append(t)
         }
         try Self.checkPackedInputs(reference, inputs)
-        let context = KernelContext(node: reference, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope)
         let results: [NDArray]
         do {
-          results = try kernel(context)
+          results = try kernel(KernelContext(node: reference, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope))
         } catch let e as CompressorError {
           throw Self.naming(e, reference)
         }
         try Self.checkResults(reference, results)
         if profile != nil { record(reference, since: started) }
         if let observer, outer == nil { Self.show(reference, inputs, results, to: observer) }
-        for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
-          scope.values[slot] = .tensor(results[i])
-          if !produced[slot] { produced[slot] = true; liveBytes += results[i].storage.byteCount }
+        for i in slots.outputs {
+          let slot = table[i], k = i - slots.outputs.lowerBound
+          guard slot >= 0 && k < results.count else { continue }
+          scope.values[slot] = .tensor(results[k])
+          if !produced[slot] { produced[slot] = true; liveBytes += results[k].storage.byteCount }
         }
       case .value(let kernel):
         var values = [Value?]()
-        values.reserveCapacity(inputSlots.count)
-        for (k, slot) in inputSlots.enumerated() { values.append(slot < 0 ? nil : try input(reference, k, slot)) }
+        values.reserveCapacity(slots.inputs.count)
+        for i in slots.inputs {
+          let slot = table[i]
+          values.append(slot < 0 ? nil : try input(reference, i - slots.inputs.lowerBound, slot))
+        }
         let context = KernelContext(node: reference, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
                                     values: values)
         let results: [Value]
@@ -844,17 +878,19 @@ public final class Executor {
           let tensors = results.compactMap { $0.tensor }
           if tensors.count == results.count { Self.show(reference, values.map { $0?.tensor }, tensors, to: observer) }
         }
-        for (i, slot) in schedule.outputSlots[step].enumerated() where slot >= 0 && i < results.count {
-          scope.values[slot] = results[i]
-          if !produced[slot] { produced[slot] = true; liveBytes += results[i].byteCount }
+        for i in slots.outputs {
+          let slot = table[i], k = i - slots.outputs.lowerBound
+          guard slot >= 0 && k < results.count else { continue }
+          scope.values[slot] = results[k]
+          if !produced[slot] { produced[slot] = true; liveBytes += results[k].byteCount }
         }
       }
       peakLiveBytes = max(peakLiveBytes, liveBytes)
       // Free what no later node (nor a graph output) needs.
-      for slot in schedule.frees[step] {
-        guard let v = scope.values[slot] else { continue }
+      for i in slots.frees {
+        let slot = table[i]
+        if produced[slot] { produced[slot] = false; liveBytes -= scope.values[slot]?.byteCount ?? 0 }
         scope.values[slot] = nil
-        if produced[slot] { produced[slot] = false; liveBytes -= v.byteCount }
       }
     }
     for (slot, was) in produced.enumerated() where was { liveBytes -= scope.values[slot]?.byteCount ?? 0 }

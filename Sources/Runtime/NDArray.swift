@@ -13,13 +13,24 @@ public struct NDArray: @unchecked Sendable {
   public internal(set) var shape: [Int]
   /// Elements; for `string` tensors, `strings` holds them instead.
   public private(set) var storage: Storage
-  public var strings: [[UInt8]]
+  /// The elements of a `string` tensor. They live in the storage, so an array is two references
+  /// (shape and storage), not three: every tensor passed between nodes is retained and released
+  /// several times, and string tensors are rare. Written in place when the storage is not shared.
+  public var strings: [[UInt8]] {
+    get { storage.strings }
+    _modify {
+      if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+      yield &storage.strings
+    }
+  }
 
   /// Owns (or borrows) the element bytes, 64-byte aligned when owned.
   public final class Storage: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer?
     public let byteCount: Int
     private let borrowed: ByteBuffer?
+    /// A string tensor's elements (its byte count is 0).
+    var strings: [[UInt8]] = []
 
     init(byteCount: Int, zeroed: Bool) {
       self.byteCount = byteCount
@@ -48,6 +59,14 @@ public struct NDArray: @unchecked Sendable {
     }
 
     var isBorrowed: Bool { borrowed != nil }
+
+    /// Owned, aligned bytes (and strings) equal to these.
+    func copy() -> Storage {
+      let c = Storage(byteCount: byteCount, zeroed: false)
+      if let d = c.base, let s = base { d.copyMemory(from: s, byteCount: byteCount) }
+      c.strings = strings
+      return c
+    }
     func releaseBorrowedPages() { borrowed?.releaseResidentPages() }
   }
 
@@ -60,7 +79,7 @@ public struct NDArray: @unchecked Sendable {
     self.shape = shape
     let n = shape.reduce(1, *)
     self.storage = Storage(byteCount: type.byteCount(elements: n) ?? 0, zeroed: true)
-    self.strings = type == .string ? Array(repeating: [], count: n) : []
+    if type == .string { storage.strings = Array(repeating: [], count: n) }
   }
 
   /// A tensor whose elements the caller writes immediately (not zeroed).
@@ -69,7 +88,7 @@ public struct NDArray: @unchecked Sendable {
     self.shape = shape
     let n = shape.reduce(1, *)
     self.storage = Storage(byteCount: type.byteCount(elements: n) ?? 0, zeroed: type == .string)
-    self.strings = type == .string ? Array(repeating: [], count: n) : []
+    if type == .string { storage.strings = Array(repeating: [], count: n) }
   }
 
   public init<T: ElementType>(_ values: [T], shape: [Int]) {
@@ -89,7 +108,7 @@ public struct NDArray: @unchecked Sendable {
     dataType = t.dataType
     shape = t.dims.map { Int($0) }
     storage = Storage(borrowing: t.data)
-    strings = t.strings
+    storage.strings = t.strings
   }
 
   /// The same elements under another shape of the same element count.
@@ -107,19 +126,14 @@ public struct NDArray: @unchecked Sendable {
 
   /// Writable typed elements; copies first if the storage is shared or borrowed.
   public mutating func mutableElements<T: ElementType>(_: T.Type = T.self) -> Elements<T> {
-    if !isKnownUniquelyReferenced(&storage) || storage.isBorrowed {
-      let copy = Storage(byteCount: storage.byteCount, zeroed: false)
-      if let d = copy.base, let s = storage.base { d.copyMemory(from: s, byteCount: storage.byteCount) }
-      storage = copy
-    }
+    if !isKnownUniquelyReferenced(&storage) || storage.isBorrowed { storage = storage.copy() }
     return Elements(owner: storage, count: storage.byteCount / MemoryLayout<T>.stride)
   }
 
   /// Makes borrowed, possibly unaligned bytes owned and aligned (once, when a model is prepared).
   public mutating func makeAligned() {
     guard storage.isBorrowed, let base = storage.base, Int(bitPattern: base) % 64 != 0 else { return }
-    let copy = Storage(byteCount: storage.byteCount, zeroed: false)
-    copy.base?.copyMemory(from: base, byteCount: storage.byteCount)
+    let copy = storage.copy()
     // The mapped file's pages are not needed twice in memory: the kernel may drop them.
     storage.releaseBorrowedPages()
     storage = copy
