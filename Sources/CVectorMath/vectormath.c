@@ -167,8 +167,9 @@ CLONES void vm_softmax_row(const float *in, float *out, long n) {
 typedef float im2col_v16 __attribute__((vector_size(64), aligned(4)));
 typedef float im2col_v8 __attribute__((vector_size(32), aligned(4)));
 
-CLONES void vm_im2col_row(const float *plane, long h, long w, long ky, long kx, long oy0, long oy1, long ow, long sh,
-                          long sw, long dh, long dw, long pad_top, long pad_left, float *dst) {
+static inline __attribute__((always_inline)) void im2col_row(const float *plane, long h, long w, long ky, long kx, long oy0,
+                                                             long oy1, long ow, long sh, long sw, long dh, long dw,
+                                                             long pad_top, long pad_left, float *dst) {
   long shift = kx * dw - pad_left;
   // Output columns whose input column shift + ox·sw lies in [0, w).
   long lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
@@ -201,6 +202,19 @@ CLONES void vm_im2col_row(const float *plane, long h, long w, long ky, long kx, 
       for (long ox = lo; ox < hi; ox++) dst[ox] = src[ox * sw];
     }
     for (long ox = hi; ox < ow; ox++) dst[ox] = 0.0f;
+  }
+}
+
+// Rows ch0 ..< ch1 of channels' taps: one call for a range of channels, so a convolution over a
+// few positions (a 1-D signal of 4 frames, a 1×1 map) does not pay a call per row.
+CLONES void vm_im2col(const float *x, long ch0, long ch1, long h, long w, long kh, long kw, long oy0, long oy1, long ow,
+                      long sh, long sw, long dh, long dw, long pad_top, long pad_left, float *cols, long leading) {
+  for (long ch = ch0; ch < ch1; ch++) {
+    const float *plane = x + ch * h * w;
+    float *dst = cols + ch * kh * kw * leading;
+    for (long ky = 0; ky < kh; ky++)
+      for (long kx = 0; kx < kw; kx++, dst += leading)
+        im2col_row(plane, h, w, ky, kx, oy0, oy1, ow, sh, sw, dh, dw, pad_top, pad_left, dst);
   }
 }
 

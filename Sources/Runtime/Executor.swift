@@ -29,10 +29,14 @@ public func foldBatchNorm(weight: NDArray, bias: NDArray?, scale: NDArray, shift
 /// the graphs around it. A run reads and writes slots by index; names are looked up only for
 /// what a subgraph reads from outside it (and by kernels that ask by name).
 final class Scope {
-  /// The value of each slot (as many as `slots` numbers). A buffer the scope owns, not an array:
-  /// the executor reads and writes it several times per node, and an array behind a class
-  /// reference is checked for uniqueness (and retained) on every write.
+  /// What the run computed (and was fed) for each slot, as many as `slots` numbers: a buffer the
+  /// scope owns, not an array, since the executor reads and writes it several times per node and
+  /// an array behind a class reference is checked for uniqueness (and retained) on every write.
   let values: UnsafeMutablePointer<Value?>
+  /// The values every run starts from (initializers, folded constants), shared by every run of
+  /// the plan, not copied into `values` (a subgraph run once per inference would otherwise copy
+  /// and release each of its weights every time). A slot's value is `values`', else this one's.
+  let start: [Value?]
   let count: Int
   let slots: [String: Int]
   let parent: Scope?
@@ -41,9 +45,17 @@ final class Scope {
   let constants: Set<String>
   init(parent: Scope?, slots: [String: Int] = [:], values: [Value?] = [], constants: Set<String> = []) {
     self.parent = parent; self.slots = slots; self.constants = constants
+    start = values
     count = values.count
     self.values = .allocate(capacity: max(values.count, 1))
-    values.withUnsafeBufferPointer { if let base = $0.baseAddress { self.values.initialize(from: base, count: $0.count) } }
+    self.values.initialize(repeating: nil, count: values.count)
+  }
+
+  /// The value of `slot` in this scope, if it has one.
+  @inline(__always)
+  func value(_ slot: Int) -> Value? {
+    if let v = values[slot] { return v }
+    return start[slot]
   }
 
   deinit {
@@ -55,7 +67,7 @@ final class Scope {
   func constant(_ name: String) -> NDArray? {
     var s: Scope? = self
     while let scope = s {
-      if let slot = scope.slots[name], slot < scope.count, let v = scope.values[slot] {
+      if let slot = scope.slots[name], slot < scope.count, let v = scope.value(slot) {
         guard scope.constants.contains(name), case .tensor(let t) = v else { return nil }
         return t
       }
@@ -67,7 +79,7 @@ final class Scope {
   func lookup(_ name: String) -> Value? {
     var s: Scope? = self
     while let scope = s {
-      if let slot = scope.slots[name], slot < scope.count, let v = scope.values[slot] { return v }
+      if let slot = scope.slots[name], slot < scope.count, let v = scope.value(slot) { return v }
       s = scope.parent
     }
     return nil
@@ -817,7 +829,7 @@ public final class Executor {
     var produced = [Bool](repeating: false, count: schedule.slots.count)
     /// A node input: this graph's slot, else (a name this graph reads from around it) the outer scopes'.
     func input(_ reference: NodeReference, _ k: Int, _ slot: Int) throws -> Value {
-      if let v = scope.values[slot] ?? outer?.lookup(reference.node.inputs[k]) { return v }
+      if let v = scope.value(slot) ?? outer?.lookup(reference.node.inputs[k]) { return v }
       throw CompressorError.invalid("\(reference.node.displayName): input '\(reference.node.inputs[k])' has no value")
     }
     // One array for every step's inputs: unique again once a kernel returns (its context gone),
@@ -835,6 +847,7 @@ public final class Executor {
           let slot = table[i]
           if slot < 0 { inputs.append(nil); continue }
           if case .tensor(let t)? = scope.values[slot] { inputs.append(t); continue }
+          if case .tensor(let t)? = scope.start[slot] { inputs.append(t); continue }
           let value = try input(reference, i - slots.inputs.lowerBound, slot)
           guard case .tensor(let t) = value else { throw Self.notATensor(reference, i - slots.inputs.lowerBound, value) }
           inputs.append(t)
@@ -895,7 +908,7 @@ public final class Executor {
     }
     for (slot, was) in produced.enumerated() where was { liveBytes -= scope.values[slot]?.byteCount ?? 0 }
     return try zip(g.outputs, schedule.graphOutputSlots).map { o, slot in
-      guard let v = scope.values[slot] ?? outer?.lookup(o.name) else {
+      guard let v = scope.value(slot) ?? outer?.lookup(o.name) else {
         throw CompressorError.invalid("graph output '\(o.name)' has no value")
       }
       return v

@@ -23,11 +23,12 @@ void vm_tanh(const float *x, float *y, long n);
 void vm_erf(const float *x, float *y, long n);
 // Softmax of one contiguous row (out may be in): a row of -inf gives NaN, as ONNX's Softmax does.
 void vm_softmax_row(const float *in, float *out, long n);
-// One row of a convolution's unfolded input (im2col): for tap (ky, kx) of one input channel
-// (`plane`, h × w), the values it reads for output rows oy0…oy1−1 (ow columns each) — zero
-// where the tap falls in the padding — written to dst, one output row after another.
-void vm_im2col_row(const float *plane, long h, long w, long ky, long kx, long oy0, long oy1, long ow, long sh, long sw,
-                   long dh, long dw, long pad_top, long pad_left, float *dst);
+// A convolution's unfolded input (im2col) for input channels ch0…ch1−1 of x (each h × w): the
+// row of tap (ky, kx) of channel ch starts at cols + ((ch·kh + ky)·kw + kx)·leading and holds
+// the values that tap reads for output rows oy0…oy1−1 (ow columns each), zero where it falls in
+// the padding, one output row after another.
+void vm_im2col(const float *x, long ch0, long ch1, long h, long w, long kh, long kw, long oy0, long oy1, long ow,
+               long sh, long sw, long dh, long dw, long pad_top, long pad_left, float *cols, long leading);
 // A depthwise convolution of one plane read from a zero-padded buffer: out[oy·ow + ox] =
 // Σ_t filter[t] · in[oy·row_step + offsets[t] + ox], taps summed in order. row_width is the
 // buffer's row length (row_step is a multiple of it). Reads up to 15 floats past the last one

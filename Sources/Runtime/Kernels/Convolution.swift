@@ -356,16 +356,9 @@ public func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float
   let band = rows ?? 0..<oh
   let width = leading ?? band.count * ow
   Parallel.forEach(parallel ? c : 1, costPerItem: win.kh * win.kw * band.count * ow) { chunk in
-    for ch in parallel ? chunk : 0..<c {
-      var row = ch * win.kh * win.kw
-      for ky in 0..<win.kh {
-        for kx in 0..<win.kw {
-          vm_im2col_row(x + ch * h * w, h, w, ky, kx, band.lowerBound, band.upperBound, ow, win.sh, win.sw, win.dh, win.dw,
-                        win.padTop, win.padLeft, cols + row * width)
-          row += 1
-        }
-      }
-    }
+    let channels = parallel ? chunk : 0..<c
+    vm_im2col(x, channels.lowerBound, channels.upperBound, h, w, win.kh, win.kw, band.lowerBound, band.upperBound, ow,
+              win.sh, win.sw, win.dh, win.dw, win.padTop, win.padLeft, cols, width)
   }
 }
 
