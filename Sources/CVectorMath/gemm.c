@@ -65,7 +65,7 @@ static void pack_b(const float *b, long ldb, long kc, long width, float *panel, 
 __attribute__((target("avx512f"), always_inline))
 static inline void micro_kernel_body(long kc, const float *a, long row_stride, long k_stride, const float *bpanel, float *c,
                                      long ldc, long rows, long width, int accumulate, const float *next,
-                                     long next_stride, const int prefetching) {
+                                     long next_stride, const int prefetching, const int half) {
   const float *a0 = a, *a1 = a + (rows > 1) * row_stride, *a2 = a + (rows > 2) * 2 * row_stride;
   const float *a3 = a + (rows > 3) * 3 * row_stride, *a4 = a + (rows > 4) * 4 * row_stride;
   const float *a5 = a + (rows > 5) * 5 * row_stride, *a6 = a + (rows > 6) * 6 * row_stride;
@@ -94,7 +94,8 @@ static inline void micro_kernel_body(long kc, const float *a, long row_stride, l
     x = _mm512_set1_ps(a##r[at]);                      \
     c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);         \
     c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
-    STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+    STEP(0) STEP(1) STEP(2) STEP(3)
+    if (!half) { STEP(4) STEP(5) STEP(6) STEP(7) }
 #undef STEP
     bpanel += GEMM_NR;
     if (prefetching && !(kk & 1)) {
@@ -118,14 +119,19 @@ static inline void micro_kernel_body(long kc, const float *a, long row_stride, l
   }
 }
 
-// The loop compiled twice, so a call that fetches nothing tests nothing per step.
+// The loop compiled three times: a call that fetches nothing tests nothing per step, and a tile
+// of at most 4 rows (a convolution's product over 1–4 positions, taken the other way round; the
+// last panel of a MatMul's rows) does half the multiplications. Each element's sum is the same
+// in all three.
 __attribute__((target("avx512f"), noinline))
 static void micro_kernel(long kc, const float *a, long row_stride, long k_stride, const float *bpanel, float *c, long ldc,
                          long rows, long width, int accumulate, const float *next, long next_stride) {
   if (next) {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 1);
+    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 1, 0);
+  } else if (rows <= 4) {
+    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 1);
   } else {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0);
+    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 0);
   }
 }
 

@@ -17,6 +17,11 @@ func broadcastShape(_ shapes: [[Int]]) -> [Int]? {
   return out
 }
 
+/// The same for two shapes, without an array of them to allocate when they are equal.
+func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
+  a == b ? a : broadcastShape([a, b])
+}
+
 /// Walks a broadcast over `out` row by row (rows along the last dimension): `body` gets the
 /// output offset of the row, each input's offset of its first element, each input's stride
 /// along the row (0 when broadcast) and the row length. Inner loops stay in the kernel.

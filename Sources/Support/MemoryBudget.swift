@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// The one memory budget (`--max-memory`): every allocation whose size comes from a model or its
 /// data — tensors the runtime computes, scratch buffers, generated inputs — is checked against it
@@ -79,34 +80,21 @@ public enum MemoryBudget {
     return Int(text)
   }
 
-  /// The budget and the bytes in use, behind a lock (tensors are made on several threads).
-  private final class Counter: @unchecked Sendable {
-    private var lock = pthread_mutex_t()
-    private var limit: Int
-    private var inUse = 0
+  /// The budget and the bytes in use. Atomics, not a lock: tensors are made on several threads,
+  /// and every tensor the runtime makes and frees counts (a lock and an unlock each, on every node).
+  private final class Counter: Sendable {
+    private let limit: Atomic<Int>
+    private let inUse = Atomic<Int>(0)
 
-    init(limit: Int) {
-      self.limit = limit
-      pthread_mutex_init(&lock, nil)
-    }
+    init(limit: Int) { self.limit = Atomic(limit) }
 
     func read() -> (limit: Int, inUse: Int) {
-      pthread_mutex_lock(&lock)
-      defer { pthread_mutex_unlock(&lock) }
-      return (limit, inUse)
+      (limit.load(ordering: .relaxed), inUse.load(ordering: .relaxed))
     }
 
-    func setLimit(_ bytes: Int) {
-      pthread_mutex_lock(&lock)
-      limit = bytes
-      pthread_mutex_unlock(&lock)
-    }
+    func setLimit(_ bytes: Int) { limit.store(bytes, ordering: .relaxed) }
 
-    func add(_ bytes: Int) {
-      pthread_mutex_lock(&lock)
-      inUse &+= bytes
-      pthread_mutex_unlock(&lock)
-    }
+    func add(_ bytes: Int) { inUse.wrappingAdd(bytes, ordering: .relaxed) }
   }
 }
 

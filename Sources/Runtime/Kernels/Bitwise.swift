@@ -80,7 +80,7 @@ private func bitwiseBinary<Op: BitwiseOperator>(_ c: KernelContext, _ op: Op) th
 private func bitwiseBinary<T: FixedWidthInteger & ElementType, Op: BitwiseOperator>(
   _ c: KernelContext, _ a: NDArray, _ b: NDArray, _: T.Type, _ op: Op
 ) throws -> NDArray {
-  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
   try NDArray.checkAllocation(shape, a.dataType, c)
   var out = NDArray(uninitialized: a.dataType, shape)
   let x = a.elements(T.self), y = b.elements(T.self), z = out.mutableElements(T.self)

@@ -51,7 +51,7 @@ extension Kernels {
       let x = try c.input(0)
       var slope = try c.input(1)
       // Before opset 7 a 1-D slope of C values applied along the channel axis.
-      if broadcastShape([x.shape, slope.shape]) == nil, slope.rank == 1, x.rank >= 2, slope.count == x.shape[1] {
+      if broadcastShape(x.shape, slope.shape) == nil, slope.rank == 1, x.rank >= 2, slope.count == x.shape[1] {
         slope = slope.reshaped([x.shape[1]] + Array(repeating: 1, count: x.rank - 2))
       }
       return [try arithmetic(c, x, slope, op: "PRelu") { x, s in x < 0 ? x * s : x }]
@@ -501,7 +501,7 @@ func arithmetic(_ c: KernelContext, _ a: NDArray, _ b: NDArray, op: String, _ f:
   guard a.dataType == b.dataType || op == "Pow" || op == "PRelu" else {
     throw c.fail("inputs have different types (\(a.dataType) and \(b.dataType))")
   }
-  guard let shape = broadcastShape([a.shape, b.shape]) else {
+  guard let shape = broadcastShape(a.shape, b.shape) else {
     throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast")
   }
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, a.dataType, c) }
@@ -601,7 +601,7 @@ func classify(_ c: KernelContext, _ x: NDArray, _ test: (Double) -> Bool) throws
 }
 
 func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Double) -> Bool) throws -> NDArray {
-  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   let x = try a.converted(to: .double), y = try b.converted(to: .double)
   var out = NDArray(uninitialized: .bool, shape)
@@ -624,7 +624,7 @@ func forEachPair(_ shape: [Int], _ a: [Int], _ b: [Int], _ body: (Int, Int, Int)
 }
 
 func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDArray {
-  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   var out = NDArray(uninitialized: .bool, shape)
   let z = out.mutableElements(UInt8.self)
@@ -633,7 +633,7 @@ func equalStrings(_ c: KernelContext, _ a: NDArray, _ b: NDArray) throws -> NDAr
 }
 
 func logical(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Bool, Bool) -> Bool) throws -> NDArray {
-  guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+  guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
   var out = NDArray(uninitialized: .bool, shape)
   let x = a.elements(UInt8.self), y = b.elements(UInt8.self), z = out.mutableElements(UInt8.self)

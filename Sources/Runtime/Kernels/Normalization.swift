@@ -335,7 +335,7 @@ private func rmsNormalization(_ c: KernelContext) throws -> NDArray {
     for i in 0..<inner { dst[o * inner + i] = src[o * inner + i] * r }
   }
   let scale = try c.input(1)
-  guard broadcastShape([x.shape, scale.shape]) == x.shape else {
+  guard broadcastShape(x.shape, scale.shape) == x.shape else {
     throw c.fail("scale \(scale.shape) does not broadcast to the input \(x.shape)")
   }
   let y = try arithmetic(c, normalized, try scale.converted(to: .float), op: "Mul", *)

@@ -10,7 +10,7 @@ extension Kernels {
     "TfIdfVectorizer": { c in [try tfIdfVectorizer(c)] },
     "StringConcat": { c in
       let a = try stringInput(c, 0), b = try stringInput(c, 1)
-      guard let shape = broadcastShape([a.shape, b.shape]) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+      guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
       try NDArray.checkAllocation(shape, .uint8, c)
       var out = NDArray(zeros: .string, shape)
       forEachPair(shape, a.shape, b.shape) { o, i, j in out.strings[o] = a.strings[i] + b.strings[j] }
