@@ -60,3 +60,55 @@ void vm_u8s8_gemv(const uint8_t *x, long k, long n, const int8_t *packed, int32_
     _mm512_mask_storeu_epi32(y + g * 16, (__mmask16)((1u << width) - 1), sum);
   }
 }
+
+// Y (m × n, int32, rows ldy apart) = X (m × k, uint8, rows ldx apart) · W (k × n, int8, packed by
+// vm_u8s8_pack), for columns in groups first_group…end_group−1 (16 columns each): a MatMulInteger's
+// rows against its constant weights. Two groups (32 columns) of W stay in L1 while up to 8 rows of
+// X pass over them, 16 accumulators, so each 64-byte load of W serves 8 rows. Exact.
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+void vm_u8s8_gemm(const uint8_t *x, long m, long k, long ldx, long n, const int8_t *packed, long first_group,
+                  long end_group, int32_t *y, long ldy) {
+  long quads = (k + 3) / 4, whole = k / 4, groups = (n + 15) / 16;
+  if (end_group > groups) end_group = groups;
+  for (long g = first_group; g < end_group; g += 2) {
+    int pair = g + 1 < end_group;
+    const int8_t *w0 = packed + g * quads * 64, *w1 = packed + (g + pair) * quads * 64;
+    long width0 = n - g * 16 < 16 ? n - g * 16 : 16;
+    long width1 = pair ? (n - (g + 1) * 16 < 16 ? n - (g + 1) * 16 : 16) : 0;
+    for (long i0 = 0; i0 < m; i0 += 8) {
+      long rows = m - i0 < 8 ? m - i0 : 8;
+      __m512i acc[8][2];
+      for (long r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+      const uint8_t *xr[8];
+      // Rows past m read row 0 again and are not stored.
+      for (long r = 0; r < 8; r++) xr[r] = x + (i0 + (r < rows ? r : 0)) * ldx;
+      for (long q = 0; q < whole; q++) {
+        __m512i a = _mm512_loadu_si512(w0 + q * 64), b = _mm512_loadu_si512(w1 + q * 64);
+        for (long r = 0; r < 8; r++) {
+          int32_t v;
+          memcpy(&v, xr[r] + q * 4, 4);
+          __m512i xv = _mm512_set1_epi32(v);
+          acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], xv, a);
+          acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], xv, b);
+        }
+      }
+      if (whole < quads) {
+        __m512i a = _mm512_loadu_si512(w0 + whole * 64), b = _mm512_loadu_si512(w1 + whole * 64);
+        for (long r = 0; r < 8; r++) {
+          uint8_t tail[4] = {0, 0, 0, 0};
+          memcpy(tail, xr[r] + whole * 4, (size_t)(k % 4));
+          int32_t v;
+          memcpy(&v, tail, 4);
+          __m512i xv = _mm512_set1_epi32(v);
+          acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], xv, a);
+          acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], xv, b);
+        }
+      }
+      for (long r = 0; r < rows; r++) {
+        int32_t *out = y + (i0 + r) * ldy + g * 16;
+        _mm512_mask_storeu_epi32(out, (__mmask16)((1u << width0) - 1), acc[r][0]);
+        if (pair) _mm512_mask_storeu_epi32(out + 16, (__mmask16)((1u << width1) - 1), acc[r][1]);
+      }
+    }
+  }
+}

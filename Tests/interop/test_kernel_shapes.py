@@ -253,3 +253,37 @@ def test_slices_with_a_step_along_the_last_axis(dtype, starts, ends, steps, comp
     want = x[:, :, slice(starts[0], ends[0] if abs(ends[0]) < 99 else None, steps[0]),
              slice(starts[1], ends[1] if abs(ends[1]) < 99 else None, steps[1])]
     assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+# A shape, B shape, A type, B type, B zero points per column
+MATMUL_INTEGER = [
+    ((37, 512), (512, 600), np.uint8, np.int8, False),    # ddddocr's classifier: k·255² past 2^24
+    ((2, 9, 70), (70, 45), np.uint8, np.uint8, True),     # k not a multiple of 4, n of 16; 18 rows
+    ((70,), (70, 33), np.int8, np.uint8, False),          # a vector; int8 A moves by 128
+    ((5, 3), (3, 17), np.int8, np.int8, True),
+]
+
+
+@pytest.mark.parametrize("a_shape,b_shape,a_type,b_type,per_column", MATMUL_INTEGER)
+def test_matmul_integer_is_exact(a_shape, b_shape, a_type, b_type, per_column, compressor, tmp_path):
+    """MatMulInteger against the integer product in numpy: equal, at 1 and 2 threads."""
+    def draw(dtype, shape):
+        info = np.iinfo(dtype)
+        return RNG.integers(info.min, info.max + 1, size=shape).astype(dtype)
+    a, b = draw(a_type, a_shape), draw(b_type, b_shape)
+    a_zero = draw(a_type, ())
+    b_zero = draw(b_type, (b_shape[1],) if per_column else ())
+    want = (a.astype(np.int64) - a_zero) @ (b.astype(np.int64) - b_zero)
+    inits = [("b", b), ("a_zero", np.array(a_zero, a_type)), ("b_zero", np.array(b_zero, b_type))]
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b", "a_zero", "b_zero"], ["y"])], "g",
+                              [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+                              [numpy_helper.from_array(v, n) for n, v in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    got, path = run_both(compressor, tmp_path, m, [("a", a)])
+    assert got.dtype == np.int32 and got.shape == want.shape
+    assert np.array_equal(got.astype(np.int64), want)
+    if a_type == np.uint8 and not per_column:
+        # ONNX Runtime's CPU kernel takes uint8 A with a scalar B zero point.
+        assert np.array_equal(ort_run(path, [("a", a)]), got)

@@ -76,5 +76,9 @@ int vm_u8s8_supported(void);
 long vm_u8s8_packed_size(long k, long n);
 void vm_u8s8_pack(const int8_t *w, long k, long n, int8_t *packed);
 void vm_u8s8_gemv(const uint8_t *x, long k, long n, const int8_t *packed, int32_t *y);
+// Y (m × n, int32, rows ldy apart) = X (m × k, uint8, rows ldx apart) · W packed by vm_u8s8_pack,
+// columns of 16-column groups first_group…end_group−1 only (a thread's share). Exact.
+void vm_u8s8_gemm(const uint8_t *x, long m, long k, long ldx, long n, const int8_t *packed, long first_group,
+                  long end_group, int32_t *y, long ldy);
 
 #endif

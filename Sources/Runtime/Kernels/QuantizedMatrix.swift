@@ -1,5 +1,7 @@
+import CVectorMath
 import Foundation
 import IR
+import Linalg
 import Support
 
 /// Integer and quantized linear algebra: DynamicQuantizeLinear, MatMulInteger, ConvInteger,
@@ -18,6 +20,7 @@ extension Kernels {
       return [q, NDArray([scale], shape: []), NDArray([UInt8(zero)], shape: []).reinterpreted(as: .uint8)]
     },
     "MatMulInteger": { c in
+      if let y = try integerMatMul(c) { return [y] }
       let a = try shifted(c.input(0), zero: c.optionalInput(2), axisLength: nil)
       let b = try c.derived(fromInputs: [1, 3], "shifted") {
         try shifted(c.input(1), zero: c.optionalInput(3), axisLength: try c.input(1).shape.last)
@@ -92,14 +95,23 @@ extension NDArray {
       var out = NDArray(uninitialized: .int32, shape)
       let s = elements(Float.self), d = out.mutableElements(Int32.self)
       // Below 2²² in magnitude, adding 1.5·2²³ rounds half to even and leaves the integer in the
-      // low bits (no libm call, no trapping conversion); the rest take the general path.
-      let magic: Float = 12_582_912
-      for i in 0..<Swift.min(s.count, d.count) {
-        let v = s[i]
-        if abs(v) < 4_194_304 {
-          d[i] = Int32(truncatingIfNeeded: Int32(bitPattern: (v + magic).bitPattern) - Int32(bitPattern: magic.bitPattern))
-        } else {
-          d[i] = Int32(clamping: Int64(clampingDouble: Double(v.rounded(.toNearestOrEven))))
+      // low bits (no libm call, no trapping conversion). One branch-free (vectorized) pass over
+      // all, noting whether any value is outside that range (or NaN); those are redone.
+      let n = Swift.min(s.count, d.count)
+      s.withPointer { sp in
+        d.withPointer { dp in
+          guard let sp, let dp else { return }
+          let magic: Float = 12_582_912, magicBits = Int32(bitPattern: magic.bitPattern)
+          var outside: UInt8 = 0
+          for i in 0..<n {
+            let v = sp[i]
+            outside |= abs(v) < 4_194_304 ? 0 : 1
+            dp[i] = Int32(bitPattern: (v + magic).bitPattern) &- magicBits
+          }
+          guard outside != 0 else { return }
+          for i in 0..<n where !(abs(sp[i]) < 4_194_304) {
+            dp[i] = Int32(clamping: Int64(clampingDouble: Double(sp[i].rounded(.toNearestOrEven))))
+          }
         }
       }
       return out
@@ -116,6 +128,85 @@ extension KernelContext {
 
 /// x - zero as Float; the zero point is a scalar, or per row of the last axis (`axisLength`),
 /// or per output channel (axis 0) for weights.
+/// MatMulInteger in integers where the processor has AVX-512 VNNI (`vm_u8s8_gemm`), for 8-bit A
+/// (any rank) with one zero point and an 8-bit matrix B with one zero point or one per column:
+/// exact, as ONNX Runtime's u8×s8 kernels are (the float path rounds sums past 2^24), and B is
+/// held as packed bytes instead of shifted floats (a quarter of the memory). Both operands are
+/// made the kernel's types by moving them and their zero points by 128 where needed:
+/// (A − a₀)(B − b₀) = (A' − a₀')(B' − b₀'), then Σ A'B' − b₀'·ΣA' − a₀'·ΣB' + k·a₀'·b₀'.
+/// nil where it does not apply (the float path runs).
+private func integerMatMul(_ c: KernelContext) throws -> NDArray? {
+  let a = try c.input(0), b = try c.input(1)
+  let byteTypes: [DataType] = [.uint8, .int8]
+  guard integerKernelRuns, byteTypes.contains(a.dataType), byteTypes.contains(b.dataType), a.rank >= 1, b.rank == 2 else { return nil }
+  let k = b.shape[0], n = b.shape[1]
+  guard k > 0, n > 0, a.shape[a.rank - 1] == k else { return nil }
+  let aZeros = try c.optionalInput(2).map { try $0.integers() } ?? [0]
+  let bZeros = try c.optionalInput(3).map { try $0.integers() } ?? [0]
+  guard aZeros.count == 1, bZeros.count == 1 || (bZeros.count == n && c.optionalInput(3)?.rank == 1) else { return nil }
+  let m = a.count / k
+  let outShape = Array(a.shape.dropLast()) + [n]
+  try NDArray.checkAllocation(outShape, .int32, c)
+  let bShift: Int32 = b.dataType == .uint8 ? 128 : 0
+  /// B's bytes as signed ones (uint8 moved down by 128), read straight from its storage.
+  func signedB() -> [Int8] {
+    if b.dataType == .int8 { return Array(b.elements(Int8.self)) }
+    return b.elements(UInt8.self).map { Int8(bitPattern: $0 ^ 0x80) }
+  }
+  let packed = try c.derived(fromInputs: [1], "u8s8") {
+    let signed = signedB()
+    var out = NDArray(uninitialized: .int8, [vm_u8s8_packed_size(k, n)])
+    out.mutableElements(Int8.self).withPointer { if let p = $0 { vm_u8s8_pack(signed, k, n, p) } }
+    return out
+  }
+  let columnSums = try c.derived(fromInputs: [1], "u8s8-column-sums") {
+    let signed = signedB()
+    var sums = [Int32](repeating: 0, count: n)
+    for i in 0..<k { for j in 0..<n { sums[j] &+= Int32(signed[i * n + j]) } }
+    return NDArray(sums, shape: [n])
+  }.elements(Int32.self)
+  // A as unsigned bytes: int8 moves up by 128 (and its zero point with it).
+  let aShift: Int32 = a.dataType == .int8 ? 128 : 0
+  let unsigned: NDArray
+  if a.dataType == .uint8 {
+    unsigned = a
+  } else {
+    var u = NDArray(uninitialized: .uint8, a.shape)
+    let src = a.elements(Int8.self), dst = u.mutableElements(UInt8.self)
+    for i in 0..<a.count { dst[i] = UInt8(bitPattern: src[i]) ^ 0x80 }
+    unsigned = u
+  }
+  let a0 = Int32(truncatingIfNeeded: aZeros[0]) &+ aShift
+  let b0 = bZeros.map { Int32(truncatingIfNeeded: $0) &- bShift }
+  var out = NDArray(uninitialized: .int32, outShape)
+  let x = unsigned.elements(UInt8.self), w = packed.elements(Int8.self), y = out.mutableElements(Int32.self)
+  withExtendedLifetime((x, w, y, columnSums)) {
+    guard let xp = x.baseAddress, let wp = w.baseAddress, let yp = y.baseAddress, let sums = columnSums.baseAddress else { return }
+    // Pairs of 16-column groups shared among the threads; each element is the same integer
+    // whichever thread computes it.
+    let pairs = (n + 31) / 32
+    let parts = min(Parallel.threads, pairs, max(1, m * n * k / (1 << 21)))
+    WorkerPool.shared.run(parts: parts) { p in
+      let first = p * pairs / parts * 2, end = (p + 1) * pairs / parts * 2
+      vm_u8s8_gemm(xp, m, k, k, n, wp, first, end, yp, n)
+    }
+    let kTimes = Int32(truncatingIfNeeded: k)
+    for i in 0..<m {
+      var rowSum: Int32 = 0
+      let row = xp + i * k
+      for t in 0..<k { rowSum &+= Int32(row[t]) }
+      let yr = yp + i * n
+      if b0.count == 1 {
+        let shift = kTimes &* a0 &* b0[0] &- b0[0] &* rowSum
+        for j in 0..<n { yr[j] = yr[j] &- a0 &* sums[j] &+ shift }
+      } else {
+        for j in 0..<n { yr[j] = yr[j] &- b0[j] &* rowSum &- a0 &* sums[j] &+ kTimes &* a0 &* b0[j] }
+      }
+    }
+  }
+  return out
+}
+
 private func shifted(_ x: NDArray, zero: NDArray?, axisLength: Int? = nil, perChannel: Bool = false) throws -> NDArray {
   let z = try zero.map { try $0.integers() } ?? [0]
   let inner = perChannel ? x.shape.dropFirst().reduce(1, *) : 1

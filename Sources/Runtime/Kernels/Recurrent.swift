@@ -178,7 +178,8 @@ extension QuantizedRecurrentWeights {
   }
 }
 
-private let integerKernelRuns = vm_u8s8_supported() != 0
+/// Whether the processor has the u8 × s8 integer kernels (AVX-512 VNNI).
+let integerKernelRuns = vm_u8s8_supported() != 0
 
 /// The uint8 scale and zero point of dynamic quantization for `count` values (their range with 0
 /// in it; NaN ignored), as ONNX Runtime's DynamicQuantizeLSTM takes them.
