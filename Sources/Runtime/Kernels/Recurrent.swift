@@ -291,6 +291,9 @@ private func recurrence(_ c: KernelContext, kind: Cell, quantized: QuantizedRecu
     var cell = c0.map { Array($0[(d * batch * hidden)..<((d + 1) * batch * hidden)]) } ?? Array(repeating: 0, count: batch * hidden)
     var hr = [Float](repeating: 0, count: batch * G)
     let rOffset = d * G * hidden
+    let vectorCell = kind == .lstm && clip == nil && peep == nil && !inputForget
+      && names[(d * perDir)..<(d * perDir + 3)].map { $0.lowercased() } == ["sigmoid", "tanh", "tanh"]
+    var gateRow = [Float](repeating: 0, count: vectorCell ? G : 0)
     for step in 0..<seq {
       let t = reverse ? seq - 1 - step : step
       h.withUnsafeBufferPointer { hp in
@@ -315,6 +318,24 @@ private func recurrence(_ c: KernelContext, kind: Cell, quantized: QuantizedRecu
         let valid = reverse ? t < len : t < len
         if !valid { continue }
         let xrow = (t * batch + b) * G, hrow = b * G
+        if vectorCell {
+          // The default LSTM (σ, tanh, tanh; no clip, peepholes or coupled gates): the gates of a
+          // row at once, through the vectorized exponential instead of libm per element.
+          for j in 0..<G { gateRow[j] = xw[xrow + j] + wb[j] + hr[hrow + j] + rb[j] }
+          gateRow.withUnsafeMutableBufferPointer { gp in
+            guard let g = gp.baseAddress else { return }
+            FastMath.sigmoid(g, g, 3 * hidden)  // input, output, forget
+            FastMath.tanh(g + 3 * hidden, g + 3 * hidden, hidden)
+            for k in 0..<hidden {
+              let hi = b * hidden + k
+              cell[hi] = g[2 * hidden + k] * cell[hi] + g[k] * g[3 * hidden + k]
+              g[3 * hidden + k] = cell[hi]
+            }
+            FastMath.tanh(g + 3 * hidden, g + 3 * hidden, hidden)
+            for k in 0..<hidden { h[b * hidden + k] = g[hidden + k] * g[3 * hidden + k] }
+          }
+          continue
+        }
         func clipped(_ v: Float) -> Float { clip.map { min(max(v, -$0), $0) } ?? v }
         for k in 0..<hidden {
           let hi = b * hidden + k
