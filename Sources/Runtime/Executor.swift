@@ -532,12 +532,13 @@ public final class Executor {
   /// fourth input, added to each block of output while it is in cache (the Conv kernel adds r
   /// after the convolution when its shape is not the output's); a Relu or other activation after
   /// the Add then fuses as after any Conv: ResNet's residual joins cost no pass of their own, as in
-  /// ONNX Runtime's FusedConv.
+  /// ONNX Runtime's FusedConv. A Sum of two values is an Add (the ONNX zoo's ResNet-50 joins its
+  /// residuals with Sum).
   private func fuseResidualAddIntoConv() {
     let (readers, producer) = readersAndProducers()
     var removed = Set<Int>()
     var fusedConvs = Set<Int>()
-    for (a, add) in mainGraph.nodes.enumerated() where add.opType == "Add" && add.isDefaultDomain && add.inputs.count == 2
+    for (a, add) in mainGraph.nodes.enumerated() where (add.opType == "Add" || add.opType == "Sum") && add.isDefaultDomain && add.inputs.count == 2
       && add.outputs.count == 1 && add.inputs[0] != add.inputs[1] {
       for side in 0..<2 {
         let name = add.inputs[side]

@@ -287,3 +287,19 @@ def test_matmul_integer_is_exact(a_shape, b_shape, a_type, b_type, per_column, c
     if a_type == np.uint8 and not per_column:
         # ONNX Runtime's CPU kernel takes uint8 A with a scalar B zero point.
         assert np.array_equal(ort_run(path, [("a", a)]), got)
+
+
+@pytest.mark.parametrize("residual_shape", [(2, 8, 9, 9), (1, 8, 1, 1)])
+@pytest.mark.parametrize("join", ["Add", "Sum"])
+def test_residual_joins_after_a_convolution(residual_shape, join, compressor, tmp_path):
+    """Conv → Add or Sum (the ONNX zoo's ResNet-50) → Relu, fused into the Conv: the residual the
+    output's shape, or one broadcast over it."""
+    x = RNG.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    r = RNG.standard_normal(residual_shape).astype(np.float32)
+    weight = (RNG.standard_normal((8, 4, 3, 3)) * 0.2).astype(np.float32)
+    bias = RNG.standard_normal(8).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+               helper.make_node(join, ["c", "r"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+              [("x", x), ("r", r)], [("w", weight), ("b", bias)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x), ("r", r)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x), ("r", r)]), rtol=1e-4, atol=1e-4)
