@@ -303,3 +303,52 @@ def test_residual_joins_after_a_convolution(residual_shape, join, compressor, tm
               [("x", x), ("r", r)], [("w", weight), ("b", bias)])
     got, path = run_both(compressor, tmp_path, m, [("x", x), ("r", r)])
     np.testing.assert_allclose(got, ort_run(path, [("x", x), ("r", r)]), rtol=1e-4, atol=1e-4)
+
+
+def conv_integer_reference(x, w, x_zero, w_zero, stride, pad):
+    """ConvInteger in int64 with numpy: (x − x_zero) padded with zeros, times (w − w_zero)."""
+    xs = np.pad(x.astype(np.int64) - int(x_zero), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ws = w.astype(np.int64) - np.asarray(w_zero, np.int64).reshape(-1, 1, 1, 1)
+    n, _, h, wd = xs.shape
+    m, _, kh, kw = w.shape
+    oh, ow = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    y = np.zeros((n, m, oh, ow), np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = xs[:, :, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+            y += np.einsum("nchw,mc->nmhw", patch, ws[:, :, ky, kx])
+    return y
+
+
+# x shape, weight shape, stride, pad, x type, w type, per-channel weight zero points
+CONV_INTEGER = [
+    ((1, 3, 32, 100), (32, 3, 3, 3), 1, 1, np.uint8, np.uint8, False),   # ddddocr's first layer
+    ((2, 37, 9, 11), (45, 37, 3, 3), 2, 1, np.uint8, np.int8, True),     # k, channels and positions off every block
+    ((1, 5, 6, 7), (7, 5, 1, 1), 1, 0, np.int8, np.uint8, False),        # int8 input moves by 128
+    ((1, 64, 8, 25), (128, 64, 3, 3), 1, 1, np.uint8, np.uint8, True),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad,x_type,w_type,per_channel", CONV_INTEGER)
+def test_conv_integer_is_exact(x_shape, w_shape, stride, pad, x_type, w_type, per_channel, compressor, tmp_path):
+    """ConvInteger against the integer convolution in numpy: equal, at 1 and 2 threads."""
+    def draw(dtype, shape):
+        info = np.iinfo(dtype)
+        return RNG.integers(info.min, info.max + 1, size=shape).astype(dtype)
+    x, w = draw(x_type, x_shape), draw(w_type, w_shape)
+    x_zero = draw(x_type, ())
+    w_zero = draw(w_type, (w_shape[0],) if per_channel else ())
+    want = conv_integer_reference(x, w, x_zero, w_zero, stride, pad)
+    inits = [("w", w), ("x_zero", np.array(x_zero, x_type)), ("w_zero", np.array(w_zero, w_type))]
+    node = helper.make_node("ConvInteger", ["x", "w", "x_zero", "w_zero"], ["y"], kernel_shape=list(w_shape[2:]),
+                            strides=[stride, stride], pads=[pad] * 4)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+                              [numpy_helper.from_array(v, n) for n, v in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    assert got.dtype == np.int32 and got.shape == want.shape
+    assert np.array_equal(got.astype(np.int64), want)
+    if x_type == np.uint8 and w_type == np.uint8 and not per_channel:
+        assert np.array_equal(ort_run(path, [("x", x)]), got)

@@ -80,5 +80,15 @@ void vm_u8s8_gemv(const uint8_t *x, long k, long n, const int8_t *packed, int32_
 // columns of 16-column groups first_group…end_group−1 only (a thread's share). Exact.
 void vm_u8s8_gemm(const uint8_t *x, long m, long k, long ldx, long n, const int8_t *packed, long first_group,
                   long end_group, int32_t *y, long ldy);
+// A 2-D convolution's uint8 input unfolded (im2col): row (ch·kh + ky)·kw + kx, ld bytes apart,
+// holds that tap's byte for each output position; `pad` where it falls in the padding.
+void vm_u8_im2col(const uint8_t *x, long c, long h, long w, long kh, long kw, long sh, long sw, long dh, long dw,
+                  long pad_top, long pad_left, long oh, long ow, uint8_t pad, uint8_t *cols, long ld);
+// The unfolded input packed for vm_s8u8_conv: ((positions + 15) / 16) · ((k + 3) / 4) · 64 bytes.
+void vm_u8_pack_quads(const uint8_t *cols, long k, long positions, long ld, uint8_t *packed);
+// y (m × positions, int32) = w (m × quads·4, int8) · x (packed) − w_zero[o]·Σ_k x[k][p] + terms[o],
+// output channels in 8-row blocks first_block…end_block−1 (a thread's share). Exact.
+void vm_s8u8_conv(const int8_t *w, long m, long quads, const uint8_t *packed, long positions, const int32_t *w_zero,
+                  const int32_t *terms, int32_t *y, long first_block, long end_block);
 
 #endif

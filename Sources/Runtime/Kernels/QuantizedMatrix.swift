@@ -5,10 +5,12 @@ import Linalg
 import Support
 
 /// Integer and quantized linear algebra: DynamicQuantizeLinear, MatMulInteger, ConvInteger,
-/// QLinearMatMul, QLinearConv, and ONNX Runtime's com.microsoft MatMulNBits. Products of 8-bit
-/// integers are exact in Float up to 2^24, so they run through the float kernels (sgemm) on
-/// zero-point-shifted values and are rounded back: exact for every 8-bit shape where
-/// k·255² < 2^24 (k ≤ 258), and within an ulp of the integer result beyond.
+/// QLinearMatMul, QLinearConv, and ONNX Runtime's com.microsoft MatMulNBits. MatMulInteger and
+/// ConvInteger run in integers where the processor has AVX-512 VNNI (`integerMatMul`,
+/// `integerConv`: exact, weights held as bytes). Elsewhere, and for the shapes those do not take,
+/// products of 8-bit integers run through the float kernels on zero-point-shifted values and are
+/// rounded back: exact for every 8-bit shape where k·255² < 2^24 (k ≤ 258), and within an ulp of
+/// the integer result beyond.
 extension Kernels {
   static let quantizedMatrix: [String: Kernel] = [
     "DynamicQuantizeLinear": { c in
@@ -29,6 +31,7 @@ extension Kernels {
       return [try product.rounded(to: .int32)]
     },
     "ConvInteger": { c in
+      if let y = try integerConv(c) { return [y] }
       let x = try shifted(c.input(0), zero: c.optionalInput(2), axisLength: nil)
       let w = try c.derived(fromInputs: [1, 3], "shifted") { try shifted(c.input(1), zero: c.optionalInput(3), perChannel: true) }
       let y = try conv(c.replacingInputs([x, w]))
@@ -148,34 +151,21 @@ private func integerMatMul(_ c: KernelContext) throws -> NDArray? {
   let outShape = Array(a.shape.dropLast()) + [n]
   try NDArray.checkAllocation(outShape, .int32, c)
   let bShift: Int32 = b.dataType == .uint8 ? 128 : 0
-  /// B's bytes as signed ones (uint8 moved down by 128), read straight from its storage.
-  func signedB() -> [Int8] {
-    if b.dataType == .int8 { return Array(b.elements(Int8.self)) }
-    return b.elements(UInt8.self).map { Int8(bitPattern: $0 ^ 0x80) }
-  }
   let packed = try c.derived(fromInputs: [1], "u8s8") {
-    let signed = signedB()
+    let signed = signedBytes(b)
     var out = NDArray(uninitialized: .int8, [vm_u8s8_packed_size(k, n)])
     out.mutableElements(Int8.self).withPointer { if let p = $0 { vm_u8s8_pack(signed, k, n, p) } }
     return out
   }
   let columnSums = try c.derived(fromInputs: [1], "u8s8-column-sums") {
-    let signed = signedB()
+    let signed = signedBytes(b)
     var sums = [Int32](repeating: 0, count: n)
     for i in 0..<k { for j in 0..<n { sums[j] &+= Int32(signed[i * n + j]) } }
     return NDArray(sums, shape: [n])
   }.elements(Int32.self)
   // A as unsigned bytes: int8 moves up by 128 (and its zero point with it).
   let aShift: Int32 = a.dataType == .int8 ? 128 : 0
-  let unsigned: NDArray
-  if a.dataType == .uint8 {
-    unsigned = a
-  } else {
-    var u = NDArray(uninitialized: .uint8, a.shape)
-    let src = a.elements(Int8.self), dst = u.mutableElements(UInt8.self)
-    for i in 0..<a.count { dst[i] = UInt8(bitPattern: src[i]) ^ 0x80 }
-    unsigned = u
-  }
+  let unsigned = unsignedBytes(a)
   let a0 = Int32(truncatingIfNeeded: aZeros[0]) &+ aShift
   let b0 = bZeros.map { Int32(truncatingIfNeeded: $0) &- bShift }
   var out = NDArray(uninitialized: .int32, outShape)
@@ -201,6 +191,85 @@ private func integerMatMul(_ c: KernelContext) throws -> NDArray? {
         for j in 0..<n { yr[j] = yr[j] &- a0 &* sums[j] &+ shift }
       } else {
         for j in 0..<n { yr[j] = yr[j] &- b0[j] &* rowSum &- a0 &* sums[j] &+ kTimes &* a0 &* b0[j] }
+      }
+    }
+  }
+  return out
+}
+
+/// An 8-bit tensor's bytes as signed ones (uint8 moved down by 128), read straight from storage.
+private func signedBytes(_ t: NDArray) -> [Int8] {
+  if t.dataType == .int8 { return Array(t.elements(Int8.self)) }
+  return t.elements(UInt8.self).map { Int8(bitPattern: $0 ^ 0x80) }
+}
+
+/// An 8-bit tensor's bytes as unsigned ones (int8 moved up by 128).
+private func unsignedBytes(_ t: NDArray) -> NDArray {
+  guard t.dataType == .int8 else { return t }
+  var u = NDArray(uninitialized: .uint8, t.shape)
+  let src = t.elements(Int8.self), dst = u.mutableElements(UInt8.self)
+  for i in 0..<t.count { dst[i] = UInt8(bitPattern: src[i]) ^ 0x80 }
+  return u
+}
+
+/// ConvInteger in integers where the processor has AVX-512 VNNI, for 2-D convolutions of one
+/// group with one input zero point and one weight zero point or one per output channel: each
+/// image's input unfolded into bytes (`vm_u8_im2col`, padding with the zero point) and packed in
+/// vpdpbusd's layout, then multiplied by the weights held as signed bytes (`vm_s8u8_conv`, blocks
+/// of output channels split among the threads), the zero points taken out as it stores. Exact,
+/// as integerMatMul. nil where it does not apply.
+private func integerConv(_ c: KernelContext) throws -> NDArray? {
+  let x = try c.input(0), w = try c.input(1)
+  let byteTypes: [DataType] = [.uint8, .int8]
+  guard integerKernelRuns, byteTypes.contains(x.dataType), byteTypes.contains(w.dataType), x.rank == 4, w.rank == 4,
+        c.int("group", 1) == 1 else { return nil }
+  let n = x.shape[0], ch = x.shape[1], h = x.shape[2], wd = x.shape[3], m = w.shape[0]
+  guard w.shape[1] == ch, m > 0, ch > 0 else { return nil }
+  let xZeros = try c.optionalInput(2).map { try $0.integers() } ?? [0]
+  let wZeros = try c.optionalInput(3).map { try $0.integers() } ?? [0]
+  guard xZeros.count == 1, wZeros.count == 1 || wZeros.count == m else { return nil }
+  let win = try Window(c, spatialRank: 2, kernel: Array(w.shape.dropFirst(2)), input: [h, wd])
+  let (oh, ow) = win.outputSize(h: h, w: wd)
+  let outShape = [n, m, oh, ow]
+  try NDArray.checkAllocation(outShape, .int32, c)
+  let k = ch * win.kh * win.kw, positions = oh * ow, quads = (k + 3) / 4
+  let packedBytes = (positions + 15) / 16 * quads * 64
+  try NDArray.checkAllocation([k * positions + packedBytes], .uint8, c)
+  var out = NDArray(uninitialized: .int32, outShape)
+  guard positions > 0 else { return out }
+  // The weights as signed bytes, each output channel's row padded with zeros to whole quads.
+  let weights = try c.derived(fromInputs: [1], "s8-conv-rows") {
+    let signed = signedBytes(w)
+    var rows = [Int8](repeating: 0, count: m * quads * 4)
+    for o in 0..<m { for t in 0..<k { rows[o * quads * 4 + t] = signed[o * k + t] } }
+    return NDArray(rows, shape: [m * quads * 4])
+  }
+  let columnSums = try c.derived(fromInputs: [1], "s8-conv-sums") {
+    let signed = signedBytes(w)
+    return NDArray((0..<m).map { o in signed[(o * k)..<(o * k + k)].reduce(Int32(0)) { $0 &+ Int32($1) } }, shape: [m])
+  }.elements(Int32.self)
+  let input = unsignedBytes(x)
+  let x0 = Int32(truncatingIfNeeded: xZeros[0]) &+ (x.dataType == .int8 ? 128 : 0)
+  let wShift: Int32 = w.dataType == .uint8 ? 128 : 0
+  let wZero = (0..<m).map { Int32(truncatingIfNeeded: wZeros[wZeros.count == 1 ? 0 : $0]) &- wShift }
+  let kTimes = Int32(truncatingIfNeeded: k)
+  // Σ (x − x₀)(w − w₀) = Σ x·w − w₀·Σx − x₀·Σw + k·x₀·w₀; the kernel subtracts w₀·Σx itself.
+  let terms = (0..<m).map { kTimes &* x0 &* wZero[$0] &- x0 &* columnSums[$0] }
+  var scratch = NDArray(uninitialized: .uint8, [k * positions + packedBytes])
+  let src = input.elements(UInt8.self), wb = weights.elements(Int8.self), y = out.mutableElements(Int32.self)
+  let sb = scratch.mutableElements(UInt8.self)
+  withExtendedLifetime((src, wb, y, sb)) {
+    guard let xp = src.baseAddress, let wp = wb.baseAddress, let yp = y.baseAddress, let cols = sb.baseAddress else { return }
+    let packed = cols + k * positions
+    let blocks = (m + 7) / 8
+    let parts = min(Parallel.threads, blocks, max(1, positions * m * k / (1 << 21)))
+    for image in 0..<n {
+      vm_u8_im2col(xp + image * ch * h * wd, ch, h, wd, win.kh, win.kw, win.sh, win.sw, win.dh, win.dw, win.padTop,
+                   win.padLeft, oh, ow, UInt8(truncatingIfNeeded: x0), cols, positions)
+      vm_u8_pack_quads(cols, k, positions, positions, packed)
+      let target = yp + image * m * positions
+      WorkerPool.shared.run(parts: parts) { part in
+        vm_s8u8_conv(wp, m, quads, packed, positions, wZero, terms, target, part * blocks / parts, (part + 1) * blocks / parts)
       }
     }
   }
