@@ -159,6 +159,9 @@ def bench_batch(args, entry, feeds, server, env):
     r = 0
     while r < rounds:
         for threads in (1, 2):
+            # ONNX Runtime's pool threads spin for a while after a run: let them park before the
+            # next tool's timed runs, which would otherwise share the cores with them.
+            time.sleep(0.05)
             code, out, err, rss = run_measured([args.compressor, "bench", model, "--input", str(feeds), "--runs", str(runs),
                                                 "--warmup", str(warmup), "--threads", str(threads), "--json"], env)
             if code != 0:
@@ -166,6 +169,7 @@ def bench_batch(args, entry, feeds, server, env):
             cells[threads]["ours"].append(json.loads(out)["p50Ms"])
             ours_rss = max(ours_rss, rss)
             for level in ("all", "none"):
+                time.sleep(0.05)
                 a = server.ask(model=model, feeds=str(feeds), threads=threads, level=level, runs=runs, warmup=warmup)
                 if "error" in a:
                     return [{"status": "ORT failed", "detail": a["error"], "threads": 1}]
