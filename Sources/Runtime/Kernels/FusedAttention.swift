@@ -8,7 +8,10 @@ import Support
 /// at a time per batch and head: the block's scores are computed, masked, softmaxed and
 /// multiplied by V while they are in cache, and the [batch, heads, S, T] score tensor — 432 MB
 /// for Whisper's encoder at batch 8 — is never written. Work items are independent and each
-/// GEMM is single-threaded, so results do not depend on the thread count.
+/// product is single-threaded, so results do not depend on the thread count. The products use
+/// the runtime's own kernel where it runs (`directProduct`): sgemm packed K and V again for every
+/// block of 43 query rows, and its tiles fit a head size of 32 badly (Whisper's encoder 18%
+/// faster).
 enum SoftmaxAttention {
   static let attribute = "__compressor_softmax_attention"
 
@@ -52,14 +55,24 @@ enum SoftmaxAttention {
           guard let scratch = buffer.baseAddress else { return }
           for item in items {
             let b = item / blocks, i0 = (item % blocks) * block, rows = min(block, s - i0)
-            Linalg.gemm(m: rows, n: t, k: d, a: qp + (b * s + i0) * d, b: kp + b * d * t, c: scratch, parallel: false)
+            if ownProductsRun {
+              directProduct(m: rows, n: t, k: d, a: qp + (b * s + i0) * d, b: kp + b * d * t, bInMemory: false, c: scratch, ldc: t,
+                            parallel: false)
+            } else {
+              Linalg.gemm(m: rows, n: t, k: d, a: qp + (b * s + i0) * d, b: kp + b * d * t, c: scratch, parallel: false)
+            }
             for r in 0..<rows {
               let row = scratch + r * t
               if let mp { maskLayout.add(mp, batch: b, row: i0 + r, to: row, length: t) }
               FastMath.softmaxRow(row, row, t)
               if let nanTo { for j in 0..<t where row[j].isNaN { row[j] = nanTo } }
             }
-            Linalg.gemm(m: rows, n: dv, k: t, a: scratch, b: vp + b * t * dv, c: op + (b * s + i0) * dv, parallel: false)
+            if ownProductsRun {
+              directProduct(m: rows, n: dv, k: t, a: scratch, b: vp + b * t * dv, bInMemory: false, c: op + (b * s + i0) * dv,
+                            ldc: dv, parallel: false)
+            } else {
+              Linalg.gemm(m: rows, n: dv, k: t, a: scratch, b: vp + b * t * dv, c: op + (b * s + i0) * dv, parallel: false)
+            }
           }
         }
       }
