@@ -10,7 +10,7 @@ import Support
 /// for Whisper's encoder at batch 8 — is never written. Work items are independent and each
 /// product is single-threaded, so results do not depend on the thread count. The products use
 /// the runtime's own kernel where it runs (`directProduct`): sgemm packed K and V again for every
-/// block of 43 query rows, and its tiles fit a head size of 32 badly (Whisper's encoder 18%
+/// block of query rows, and its tiles fit these skinny products badly (Whisper's encoder 18%
 /// faster).
 enum SoftmaxAttention {
   static let attribute = "__compressor_softmax_attention"
