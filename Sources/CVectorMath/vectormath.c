@@ -310,3 +310,37 @@ CLONES void vm_bias_activation(float *p, long n, float bias, const float *residu
     break;
   }
 }
+
+// y[j] = Σ_k a[j·lda + k]·x[k] for rows j0…j1−1: a recurrence's R·h at batch 1, rows shared among
+// the threads (memory-bound: R is read whole on every step). Four rows at a time, each with 16
+// partial sums (lane l takes k ≡ l mod 16, in order) added in one fixed order, then the tail of
+// k in order: a row's bits do not depend on which rows are computed with it.
+CLONES void vm_rows_dot(const float *a, long lda, const float *x, long k, long j0, long j1, float *y) {
+  long j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const float *r0 = a + j * lda, *r1 = r0 + lda, *r2 = r1 + lda, *r3 = r2 + lda;
+    v16f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    long i = 0;
+    for (; i + 16 <= k; i += 16) {
+      v16f v = load16(x + i);
+      s0 += load16(r0 + i) * v;
+      s1 += load16(r1 + i) * v;
+      s2 += load16(r2 + i) * v;
+      s3 += load16(r3 + i) * v;
+    }
+    float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+    for (int l = 0; l < 16; l++) { t0 += s0[l]; t1 += s1[l]; t2 += s2[l]; t3 += s3[l]; }
+    for (; i < k; i++) { t0 += r0[i] * x[i]; t1 += r1[i] * x[i]; t2 += r2[i] * x[i]; t3 += r3[i] * x[i]; }
+    y[j] = t0; y[j + 1] = t1; y[j + 2] = t2; y[j + 3] = t3;
+  }
+  for (; j < j1; j++) {
+    const float *r = a + j * lda;
+    v16f s = {0};
+    long i = 0;
+    for (; i + 16 <= k; i += 16) s += load16(r + i) * load16(x + i);
+    float t = 0;
+    for (int l = 0; l < 16; l++) t += s[l];
+    for (; i < k; i++) t += r[i] * x[i];
+    y[j] = t;
+  }
+}

@@ -352,3 +352,19 @@ def test_conv_integer_is_exact(x_shape, w_shape, stride, pad, x_type, w_type, pe
     assert np.array_equal(got.astype(np.int64), want)
     if x_type == np.uint8 and w_type == np.uint8 and not per_channel:
         assert np.array_equal(ort_run(path, [("x", x)]), got)
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_lstm_recurrent_rows_shared_among_threads(direction, compressor, tmp_path):
+    """An LSTM at batch 1 with a recurrent matrix large enough to be split between two threads
+    (hidden 256: 1024 × 256), and ddddocr's default activations: against ONNX Runtime."""
+    hidden, inputs, steps = 256, 40, 7
+    dirs = 2 if direction == "bidirectional" else 1
+    x = RNG.standard_normal((steps, 1, inputs)).astype(np.float32)
+    w = (RNG.standard_normal((dirs, 4 * hidden, inputs)) * 0.1).astype(np.float32)
+    r = (RNG.standard_normal((dirs, 4 * hidden, hidden)) * 0.05).astype(np.float32)
+    b = (RNG.standard_normal((dirs, 8 * hidden)) * 0.1).astype(np.float32)
+    m = model([helper.make_node("LSTM", ["x", "w", "r", "b"], ["y"], hidden_size=hidden, direction=direction)],
+              [("x", x)], [("w", w), ("r", r), ("b", b)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-5)

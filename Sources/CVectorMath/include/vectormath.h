@@ -29,6 +29,9 @@ void vm_softmax_row(const float *in, float *out, long n);
 // the padding, one output row after another.
 void vm_im2col(const float *x, long ch0, long ch1, long h, long w, long kh, long kw, long oy0, long oy1, long ow,
                long sh, long sw, long dh, long dw, long pad_top, long pad_left, float *cols, long leading);
+// y[j] = Σ_k a[j·lda + k]·x[k] for rows j0…j1−1, each row's sum in one fixed order (the same bits
+// whichever rows a call covers).
+void vm_rows_dot(const float *a, long lda, const float *x, long k, long j0, long j1, float *y);
 // A depthwise convolution of one plane read from a zero-padded buffer: out[oy·ow + ox] =
 // Σ_t filter[t] · in[oy·row_step + offsets[t] + ox], taps summed in order. row_width is the
 // buffer's row length (row_step is a multiple of it). Reads up to 15 floats past the last one

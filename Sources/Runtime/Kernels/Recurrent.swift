@@ -304,7 +304,12 @@ private func recurrence(_ c: KernelContext, kind: Cell, quantized: QuantizedRecu
               quantized.product(a, m: batch, k: hidden, recurrent: true, direction: d, into: o)
             } else if let rp = rs.baseAddress {
               if batch == 1 {
-                Linalg.rowTimesMatrix(n: G, k: hidden, x: a, b: rp + rOffset, y: o, transposeB: true)
+                // R is read whole on every step: its rows shared among the threads, each row's
+                // sum the same whichever thread computes it.
+                let parts = min(Parallel.threads, max(1, G * hidden / (1 << 16)))
+                WorkerPool.shared.run(parts: parts) { p in
+                  vm_rows_dot(rp + rOffset, hidden, a, hidden, p * G / parts, (p + 1) * G / parts, o)
+                }
               } else {
                 Linalg.gemm(m: batch, n: G, k: hidden, a: a, b: rp + rOffset, c: o, transposeB: true)
               }
