@@ -1,4 +1,5 @@
 #include "vectormath.h"
+#include "window.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -123,13 +124,8 @@ void vm_u8_im2col(const uint8_t *x, long c, long h, long w, long kh, long kw, lo
     for (long ky = 0; ky < kh; ky++) {
       for (long kx = 0; kx < kw; kx++) {
         uint8_t *row = cols + ((ch * kh + ky) * kw + kx) * ld;
-        long shift = kx * dw - pad_left;
-        // Output columns whose input column shift + ox·sw lies in [0, w).
-        long lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
-        long hi = w - shift <= 0 ? 0 : (w - shift + sw - 1) / sw;
-        if (lo > ow) lo = ow;
-        if (hi > ow) hi = ow;
-        if (hi < lo) hi = lo;
+        long shift = kx * dw - pad_left, lo, hi;
+        live_columns(shift, w, ow, sw, &lo, &hi);
         for (long oy = 0; oy < oh; oy++, row += ow) {
           long iy = oy * sh - pad_top + ky * dh;
           if (iy < 0 || iy >= h) {

@@ -1,4 +1,5 @@
 #include "vectormath.h"
+#include "window.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -170,13 +171,8 @@ typedef float im2col_v8 __attribute__((vector_size(32), aligned(4)));
 static inline __attribute__((always_inline)) void im2col_row(const float *plane, long h, long w, long ky, long kx, long oy0,
                                                              long oy1, long ow, long sh, long sw, long dh, long dw,
                                                              long pad_top, long pad_left, float *dst) {
-  long shift = kx * dw - pad_left;
-  // Output columns whose input column shift + ox·sw lies in [0, w).
-  long lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
-  long hi = w - shift <= 0 ? 0 : (w - shift + sw - 1) / sw;
-  if (lo > ow) lo = ow;
-  if (hi > ow) hi = ow;
-  if (hi < lo) hi = lo;
+  long shift = kx * dw - pad_left, lo, hi;
+  live_columns(shift, w, ow, sw, &lo, &hi);
   for (long oy = oy0; oy < oy1; oy++, dst += ow) {
     long iy = oy * sh - pad_top + ky * dh;
     if (iy < 0 || iy >= h) {

@@ -38,6 +38,12 @@ def run_both(compressor, tmp_path, m, inputs):
     return outs[0], path
 
 
+def draw_integers(dtype, shape):
+    """Integers over the whole range of `dtype`."""
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
 def ort_run(path, inputs):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -267,12 +273,9 @@ MATMUL_INTEGER = [
 @pytest.mark.parametrize("a_shape,b_shape,a_type,b_type,per_column", MATMUL_INTEGER)
 def test_matmul_integer_is_exact(a_shape, b_shape, a_type, b_type, per_column, compressor, tmp_path):
     """MatMulInteger against the integer product in numpy: equal, at 1 and 2 threads."""
-    def draw(dtype, shape):
-        info = np.iinfo(dtype)
-        return RNG.integers(info.min, info.max + 1, size=shape).astype(dtype)
-    a, b = draw(a_type, a_shape), draw(b_type, b_shape)
-    a_zero = draw(a_type, ())
-    b_zero = draw(b_type, (b_shape[1],) if per_column else ())
+    a, b = draw_integers(a_type, a_shape), draw_integers(b_type, b_shape)
+    a_zero = draw_integers(a_type, ())
+    b_zero = draw_integers(b_type, (b_shape[1],) if per_column else ())
     want = (a.astype(np.int64) - a_zero) @ (b.astype(np.int64) - b_zero)
     inits = [("b", b), ("a_zero", np.array(a_zero, a_type)), ("b_zero", np.array(b_zero, b_type))]
     graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b", "a_zero", "b_zero"], ["y"])], "g",
@@ -332,12 +335,9 @@ CONV_INTEGER = [
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad,x_type,w_type,per_channel", CONV_INTEGER)
 def test_conv_integer_is_exact(x_shape, w_shape, stride, pad, x_type, w_type, per_channel, compressor, tmp_path):
     """ConvInteger against the integer convolution in numpy: equal, at 1 and 2 threads."""
-    def draw(dtype, shape):
-        info = np.iinfo(dtype)
-        return RNG.integers(info.min, info.max + 1, size=shape).astype(dtype)
-    x, w = draw(x_type, x_shape), draw(w_type, w_shape)
-    x_zero = draw(x_type, ())
-    w_zero = draw(w_type, (w_shape[0],) if per_channel else ())
+    x, w = draw_integers(x_type, x_shape), draw_integers(w_type, w_shape)
+    x_zero = draw_integers(x_type, ())
+    w_zero = draw_integers(w_type, (w_shape[0],) if per_channel else ())
     want = conv_integer_reference(x, w, x_zero, w_zero, stride, pad)
     inits = [("w", w), ("x_zero", np.array(x_zero, x_type)), ("w_zero", np.array(w_zero, w_type))]
     node = helper.make_node("ConvInteger", ["x", "w", "x_zero", "w_zero"], ["y"], kernel_shape=list(w_shape[2:]),
