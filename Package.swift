@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layering (arrows point one way, C stays at the edge):
 //   compressor → CompressorCLI → {ONNX, Datasets, Runtime, Report, Linalg, IR, Support}
-//   Compression → Runtime, IR;  Datasets → Runtime, ONNX, CZlib;  Runtime → IR, Linalg, CVectorMath
+//   Compression → Runtime, IR, CVectorMath;  Datasets → Runtime, ONNX, CZlib;  Runtime → IR, Linalg, CVectorMath
 //   ONNX → IR, Support, CONNX → CProtobufC;  Linalg → COpenBLAS;  Report → IR
 let package = Package(
   name: "compressor",
@@ -37,7 +37,7 @@ let package = Package(
     // small model's time). Debug builds, which the tests run, keep them.
     .target(name: "Runtime", dependencies: ["IR", "Linalg", "Support", "CVectorMath"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
-    .target(name: "Compression", dependencies: ["IR", "Runtime", "Linalg", "Datasets", "Support"]),
+    .target(name: "Compression", dependencies: ["IR", "Runtime", "Linalg", "Datasets", "Support", "CVectorMath"]),
     .target(name: "Datasets", dependencies: ["Runtime", "ONNX", "IR", "Support", "CZlib"]),
     .target(name: "Report", dependencies: ["IR"]),
     .target(name: "CompressorCLI", dependencies: [

@@ -340,3 +340,42 @@ CLONES void vm_rows_dot(const float *a, long lda, const float *x, long k, long j
     y[j] = t;
   }
 }
+
+// One pass over a calibration tensor, sixteen lanes at a time: its extremes, its exact zeros,
+// and whether any value is NaN or infinite (x·0 is NaN exactly then, and the caller rescans).
+// Min and max do not depend on order, so every instruction set gives the same answer.
+CLONES void vm_scan_extremes(const float *x, long n, float *lo, float *hi, long *zeros, int *nonfinite) {
+  float first = n > 0 ? x[0] : 0;
+  v16 mn, mx, poison = {0};
+  v16i z = {0};
+  for (int j = 0; j < 16; j++) mn[j] = mx[j] = first;
+  long k = 0;
+  for (; k + 16 <= n; k += 16) {
+    v16 v;
+    memcpy(&v, x + k, sizeof v);
+    v16i less = v < mn, greater = v > mx;
+    mn = (v16)(((v16i)v & less) | ((v16i)mn & ~less));
+    mx = (v16)(((v16i)v & greater) | ((v16i)mx & ~greater));
+    poison += v * 0;
+    z -= (v16i)(v == 0);
+  }
+  float a = first, b = first, p = 0;
+  long count = 0;
+  for (int j = 0; j < 16; j++) {
+    a = mn[j] < a ? mn[j] : a;
+    b = mx[j] > b ? mx[j] : b;
+    p += poison[j];
+    count += z[j];
+  }
+  for (; k < n; k++) {
+    float v = x[k];
+    a = v < a ? v : a;
+    b = v > b ? v : b;
+    p += v * 0;
+    count += v == 0;
+  }
+  *lo = a;
+  *hi = b;
+  *zeros = count;
+  *nonfinite = p != 0;
+}

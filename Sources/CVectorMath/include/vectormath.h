@@ -29,6 +29,9 @@ void vm_softmax_row(const float *in, float *out, long n);
 // the padding, one output row after another.
 void vm_im2col(const float *x, long ch0, long ch1, long h, long w, long kh, long kw, long oy0, long oy1, long ow,
                long sh, long sw, long dh, long dw, long pad_top, long pad_left, float *cols, long leading);
+// The smallest and largest of x[0…n−1], how many are exactly 0, and whether any is NaN or
+// infinite (then the extremes are not meaningful).
+void vm_scan_extremes(const float *x, long n, float *lo, float *hi, long *zeros, int *nonfinite);
 // y[j] = Σ_k a[j·lda + k]·x[k] for rows j0…j1−1, each row's sum in one fixed order (the same bits
 // whichever rows a call covers).
 void vm_rows_dot(const float *a, long lda, const float *x, long k, long j0, long j1, float *y);

@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 
 /// The distribution of one activation over every calibration sample, in a fixed number of bins:
@@ -34,30 +35,12 @@ struct StreamingHistogram {
   mutating func add(_ values: UnsafeBufferPointer<Float>) {
     guard let base = values.baseAddress, !values.isEmpty else { return }
     let n = values.count
-    // Fast path, in SIMD lanes: extremes, zeros, and a sum that is NaN as soon as any value is
-    // NaN or infinite. Almost every activation takes it.
-    var vmin = SIMD8<Float>(repeating: base[0]), vmax = vmin, vpoison = SIMD8<Float>(), vzeros = SIMD8<Int32>()
-    let raw = UnsafeRawPointer(base)
-    var i = 0
-    while i + 8 <= n {
-      let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-      vmin = pointwiseMin(vmin, v)
-      vmax = pointwiseMax(vmax, v)
-      vpoison += v * 0
-      vzeros &+= SIMD8<Int32>(repeating: 0).replacing(with: 1, where: v .== 0)
-      i += 8
-    }
-    var bmin = vmin.min(), bmax = vmax.max(), poison = vpoison.sum(), zeroCount = Int(vzeros.wrappedSum())
-    while i < n {
-      let v = base[i]
-      bmin = Swift.min(bmin, v)
-      bmax = Swift.max(bmax, v)
-      poison += v * 0
-      zeroCount += v == 0 ? 1 : 0
-      i += 1
-    }
+    // Fast path, in wide lanes (C): extremes, zeros, and whether any value is NaN or infinite.
+    // Almost every activation takes it.
+    var bmin: Float = 0, bmax: Float = 0, zeroCount = 0, nonfinite: Int32 = 0
+    vm_scan_extremes(base, n, &bmin, &bmax, &zeroCount, &nonfinite)
     let limit = Self.excludedMagnitude
-    let clean = poison == 0 && bmin > -limit && bmax < limit
+    let clean = nonfinite == 0 && bmin > -limit && bmax < limit
     var skipped = 0
     if !clean {
       bmin = .infinity; bmax = -.infinity; zeroCount = 0
