@@ -84,6 +84,38 @@ func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePoi
   }
 }
 
+/// c (m × n, rows ldc apart) = a (m × k) · the unfolded input of `window` over output positions
+/// p0 … p0 + n − 1, unfolded panel by panel inside the kernel (`vm_gemm_window`); shared among
+/// the threads as `directProduct` shares its product, with the same sums.
+func windowProduct(m: Int, p0: Int, n: Int, k: Int, a: UnsafePointer<Float>, window: vm_window,
+                   c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
+  let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
+  func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+    var scratch = NDArray(uninitialized: .float, [vm_gemm_workspace_size()])
+    scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
+  }
+  withUnsafePointer(to: window) { win in
+    if parts <= 1 {
+      withWorkspace { vm_gemm_window(m, 0, rowPanels, p0, n, k, a, k, win, c, ldc, $0) }
+    } else if n >= 64 * parts {
+      let chunks = (n + 31) / 32
+      WorkerPool.shared.run(parts: parts) { p in
+        let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
+        guard c1 > c0 else { return }
+        withWorkspace { vm_gemm_window(m, 0, rowPanels, p0 + c0, c1 - c0, k, a, k, win, c + c0, ldc, $0) }
+      }
+    } else {
+      let parts = min(parts, rowPanels)
+      WorkerPool.shared.run(parts: parts) { p in
+        withWorkspace {
+          vm_gemm_window(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, p0, n, k, a, k, win, c, ldc, $0)
+        }
+      }
+    }
+  }
+}
+
 /// c (m × n, rows ldc apart) = a (m × k; given as aᵀ, k × m, when `transposedA`) · the packed
 /// right operand `pb`, its 32-column panels shared among the threads.
 func packedRightProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, transposedA: Bool = false, packed pb: UnsafePointer<Float>,

@@ -65,6 +65,17 @@ long vm_gemm_workspace_size(void);
 void vm_gemm(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda, const float *b, long ldb,
              int b_in_memory, float *c, long ldc, float *workspace);
 
+// A 2-D convolution's window over one image (its channels planes of h × w) and output width ow.
+typedef struct {
+  const float *x;
+  long h, w, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ow;
+} vm_window;
+// vm_gemm with B the window's unfolded input (rows (c·kh + ky)·kw + kx, k of them; columns the
+// output positions p0 … p0 + n − 1 in row-major order), unfolded panel by panel as it is used:
+// the same sums as vm_gemm over the matrix vm_im2col makes. Stride 1 along rows (sw) only.
+void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, long k, const float *a, long lda,
+                    const vm_window *win, float *c, long ldc, float *workspace);
+
 // C (m × n, rows ldc apart) = A · B with B constant, packed once by vm_gemm_pack_b (B is k × n,
 // or given as Bᵀ) into vm_gemm_packed_b_size(k, n) floats. A is m × k (rows lda apart) or given
 // as Aᵀ (k × m). Columns are taken in panels of 32: [first_panel, end_panel) computes those
