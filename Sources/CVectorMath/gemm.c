@@ -234,6 +234,39 @@ static void pack_window(const vm_window *win, const window_segment *segments, lo
   }
 }
 
+// Positions i … i + rows − 1 (≤ 8) of the unfolded window, taps k0 … k0 + kc − 1, into a kc × 8
+// panel of A (the transposed product: positions × taps), zero where a tap reads padding and
+// past rows: what pack_a_panel makes from the unfolded matrix, without the matrix.
+__attribute__((target("avx512f")))
+static void pack_window_rows(const vm_window *win, long i, long rows, long k0, long kc, float *panel) {
+  window_segment segments[GEMM_MR];
+  long nsegments = window_segments(win, i, rows, segments);
+  long taps = win->kh * win->kw;
+  long ky = k0 % taps / win->kw, kx = k0 % win->kw;
+  const float *plane = win->x + k0 / taps * win->h * win->w;
+  for (long kk = 0; kk < kc; kk++) {
+    float *row = panel + kk * GEMM_MR;
+    _mm256_storeu_ps(row, _mm256_setzero_ps());
+    long dy = ky * win->dh, dx = kx * win->dw;
+    for (long s = 0; s < nsegments; s++) {
+      const window_segment *g = segments + s;
+      long iy = g->row + dy, shift = g->column + dx;
+      if ((unsigned long)iy >= (unsigned long)win->h) continue;
+      long lo = shift < 0 ? -shift : 0, hi = win->w - shift < g->count ? win->w - shift : g->count;
+      if (lo >= hi) continue;
+      __mmask16 lanes = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+      _mm512_mask_storeu_ps(row + g->offset, lanes, _mm512_maskz_loadu_ps(lanes, plane + iy * win->w + shift));
+    }
+    if (++kx == win->kw) {
+      kx = 0;
+      if (++ky == win->kh) {
+        ky = 0;
+        plane += win->h * win->w;
+      }
+    }
+  }
+}
+
 __attribute__((target("avx512f")))
 void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, long k, const float *a, long lda,
                     const vm_window *win, float *c, long ldc, float *workspace) {
@@ -315,9 +348,11 @@ static void pack_a_panel(const float *a, long lda, int transposed, long i, long 
   }
 }
 
-__attribute__((target("avx512f")))
-void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, const float *a, long lda, int a_transposed,
-                      const float *packed_b, float *c, long ldc, float *workspace) {
+// A from memory, or (win set) the rows p0 … of a convolution's unfolded window.
+__attribute__((target("avx512f"), always_inline))
+static inline void gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, const float *a, long lda,
+                                 int a_transposed, const vm_window *win, long p0, const float *packed_b, float *c, long ldc,
+                                 float *workspace) {
   long panels = (n + GEMM_NR - 1) / GEMM_NR;
   if (end_panel > panels) end_panel = panels;
   long c0 = first_panel * GEMM_NR, c1 = smaller(end_panel * GEMM_NR, n);
@@ -332,7 +367,11 @@ void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, 
     for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
       long kc = smaller(k - k0, GEMM_KC);
       for (long i = 0; i < mc; i += GEMM_MR) {
-        pack_a_panel(a, lda, a_transposed, i0 + i, smaller(mc - i, GEMM_MR), k0, kc, apack + i * kc);
+        if (win) {
+          pack_window_rows(win, p0 + i0 + i, smaller(mc - i, GEMM_MR), k0, kc, apack + i * kc);
+        } else {
+          pack_a_panel(a, lda, a_transposed, i0 + i, smaller(mc - i, GEMM_MR), k0, kc, apack + i * kc);
+        }
       }
       const float *bblock = packed_b + k0 * panels * GEMM_NR;
       for (long p = first_panel; p < end_panel; p++) {
@@ -353,4 +392,16 @@ void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, 
       }
     }
   }
+}
+
+__attribute__((target("avx512f")))
+void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, const float *a, long lda, int a_transposed,
+                      const float *packed_b, float *c, long ldc, float *workspace) {
+  gemm_packed_b(m, n, first_panel, end_panel, k, a, lda, a_transposed, 0, 0, packed_b, c, ldc, workspace);
+}
+
+__attribute__((target("avx512f")))
+void vm_gemm_packed_b_window(long m, long n, long first_panel, long end_panel, long k, long p0, const vm_window *win,
+                             const float *packed_b, float *c, long ldc, float *workspace) {
+  gemm_packed_b(m, n, first_panel, end_panel, k, 0, 0, 0, win, p0, packed_b, c, ldc, workspace);
 }

@@ -120,14 +120,35 @@ func windowProduct(m: Int, p0: Int, n: Int, k: Int, a: UnsafePointer<Float>, win
 /// right operand `pb`, its 32-column panels shared among the threads.
 func packedRightProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, transposedA: Bool = false, packed pb: UnsafePointer<Float>,
                         c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true) {
+  let lda = transposedA ? m : k
+  sharePanels(m: m, n: n, k: k, parallel: parallel) { first, end, w in
+    vm_gemm_packed_b(m, n, first, end, k, a, lda, transposedA ? 1 : 0, pb, c, ldc, w)
+  }
+}
+
+/// c (m × n, rows ldc apart) = the unfolded input of `window` at output positions p0 … p0 + m − 1
+/// (positions × taps, unfolded 8 positions at a time inside the kernel) · the packed right
+/// operand `pb`: a convolution over few positions taken the other way round.
+func packedRightWindowProduct(m: Int, n: Int, k: Int, p0: Int, window: vm_window, packed pb: UnsafePointer<Float>,
+                              c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  withUnsafePointer(to: window) { win in
+    sharePanels(m: m, n: n, k: k, parallel: parallel) { first, end, w in
+      vm_gemm_packed_b_window(m, n, first, end, k, p0, win, pb, c, ldc, w)
+    }
+  }
+}
+
+/// The 32-column panels of an m × n × k product shared among the threads, each with its own
+/// workspace for A's packed rows.
+private func sharePanels(m: Int, n: Int, k: Int, parallel: Bool,
+                         _ body: (_ first: Int, _ end: Int, UnsafeMutablePointer<Float>) -> Void) {
   let panels = (n + 31) / 32
   let parts = parallel ? min(Parallel.threads, panels, max(1, m * n * k / (1 << 20))) : 1
-  let lda = transposedA ? m : k
   WorkerPool.shared.run(parts: parts) { p in
     var scratch = NDArray(uninitialized: .float, [vm_gemm_a_workspace_size()])
     scratch.mutableElements(Float.self).withPointer { w in
       guard let w else { return }
-      vm_gemm_packed_b(m, n, p * panels / parts, (p + 1) * panels / parts, k, a, lda, transposedA ? 1 : 0, pb, c, ldc, w)
+      body(p * panels / parts, (p + 1) * panels / parts, w)
     }
   }
 }

@@ -146,6 +146,25 @@ def test_convolutions_with_few_output_positions(cin, cout, size, k, stride, comp
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch,cin,cout,h,w,k,pads,dilation", [
+    (2, 16, 24, 19, 45, 3, [1, 1, 1, 1], 1),   # rows of 45 across 32-column panels, image by image
+    (1, 8, 40, 11, 5, 3, [0, 2, 1, 0], 1),     # rows of 5 and 7 (several per panel), uneven padding
+    (1, 12, 16, 23, 31, 3, [2, 2, 2, 2], 2),   # dilated: taps two apart, padding past a whole tap
+    (1, 60, 8, 9, 70, 5, [2, 0, 2, 3], 1),     # taps across K blocks of 256 (60 × 25 rows)
+    (1, 256, 256, 14, 14, 3, [1, 1, 1, 1], 1), # a megabyte of weights over 196 positions: the transposed product
+    (1, 64, 96, 6, 9, 3, [1, 0, 1, 2], 2),     # the transposed product with dilation and uneven padding
+])
+def test_convolutions_unfold_inside_the_product(batch, cin, cout, h, w, k, pads, dilation, compressor, tmp_path):
+    """Stride-1 convolutions unfold each panel of the input inside the matrix kernel (both ways
+    round): equal to ONNX Runtime with every kind of padding and dilation."""
+    x = RNG.standard_normal((batch, cin, h, w)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin, k, k)) * 0.1).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[k, k], pads=pads, dilations=[dilation] * 2)],
+              [("x", x)], [("w", weight)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("batch,cin,cout,size,stride", [
     (5, 64, 96, 7, 1),    # ResNet's last stage at batch 5: one product over 5 × 49 positions
     (3, 32, 48, 14, 2),   # stride 2 to a 7 × 7 map

@@ -85,6 +85,10 @@ void vm_gemm_pack_b(const float *b, long k, long n, long ldb, int transposed, fl
 long vm_gemm_a_workspace_size(void);
 void vm_gemm_packed_b(long m, long n, long first_panel, long end_panel, long k, const float *a, long lda, int a_transposed,
                       const float *packed_b, float *c, long ldc, float *workspace);
+// vm_gemm_packed_b with A the unfolded window's positions p0 … p0 + m − 1 as rows (the
+// transposed convolution product: positions × channels), unfolded 8 positions at a time.
+void vm_gemm_packed_b_window(long m, long n, long first_panel, long end_panel, long k, long p0, const vm_window *win,
+                             const float *packed_b, float *c, long ldc, float *workspace);
 
 // Integer row × matrix (integer.c), where vm_u8s8_supported() (AVX-512 VNNI): y (n, int32) =
 // x (k, uint8) · W (k × n, int8), W packed once by vm_u8s8_pack into vm_u8s8_packed_size(k, n)

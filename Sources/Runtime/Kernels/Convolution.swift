@@ -241,7 +241,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     let jobs = imagesPerJob > 1 ? (n + imagesPerJob - 1) / imagesPerJob : n * bands
     // The product unfolds each panel of the input as it uses it: no band matrix written and
     // packed again (im2col and the packing were 16% of ResNet-18).
-    let unfoldsInKernel = ownProductsRun && packed == nil && imagesPerJob == 1 && win.sw == 1
+    let unfoldsInKernel = ownProductsRun && imagesPerJob == 1 && win.sw == 1
     let workers = min(Parallel.threads, jobs)
     func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>, _ folded: UnsafeMutablePointer<Float>?) {
       for job in stride(from: worker, to: jobs, by: workers) {
@@ -267,8 +267,14 @@ func conv(_ c: KernelContext) throws -> NDArray {
           if unfoldsInKernel {
             let image = vm_window(x: sp + (b * ch + g * cg) * h * wd, h: h, w: wd, kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw,
                                   dh: win.dh, dw: win.dw, pad_top: win.padTop, pad_left: win.padLeft, ow: ow)
-            windowProduct(m: mg, p0: p0, n: width, k: kk, a: wp + g * mg * kk, window: image,
-                          c: dp + (b * m + g * mg) * spatialOut + p0, ldc: spatialOut, parallel: workers == 1)
+            let out = dp + (b * m + g * mg) * spatialOut + p0
+            if let packed {
+              transposedWindowProduct(m: mg, p0: p0, n: width, k: kk, packed: packed.group(g), window: image, output: out,
+                                      ldc: spatialOut, parallel: workers == 1)
+            } else {
+              windowProduct(m: mg, p0: p0, n: width, k: kk, a: wp + g * mg * kk, window: image, c: out, ldc: spatialOut,
+                            parallel: workers == 1)
+            }
             continue
           }
           im2col(sp + (b * ch + g * cg) * h * wd, colp, c: cg, h: h, w: wd, oh: oh, ow: ow, win: win, rows: rows, parallel: workers == 1)
@@ -350,10 +356,27 @@ private func convolutionProduct(m: Int, n: Int, k: Int, weights: UnsafePointer<F
     } else {
       Linalg.gemm(m: n, n: m, k: k, a: columns, b: weights, c: t, transposeA: true, transposeB: true, parallel: parallel)
     }
-    for o in 0..<m {
-      let row = output + o * ldc
-      for q in 0..<n { row[q] = t[q * m + o] }
-    }
+    transposeInto(output, ldc: ldc, from: t, rows: n, columns: m)
+  }
+}
+
+/// output (m channels × n positions, rows ldc apart) = weights · the window's unfolded input at
+/// positions p0 …, computed as positions × channels against the packed weights and transposed.
+private func transposedWindowProduct(m: Int, p0: Int, n: Int, k: Int, packed: UnsafePointer<Float>, window: vm_window,
+                                     output: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  var scratch = NDArray(uninitialized: .float, [n * m])
+  scratch.mutableElements(Float.self).withPointer { pointer in
+    guard let t = pointer else { return }
+    packedRightWindowProduct(m: n, n: m, k: k, p0: p0, window: window, packed: packed, c: t, ldc: m, parallel: parallel)
+    transposeInto(output, ldc: ldc, from: t, rows: n, columns: m)
+  }
+}
+
+/// output[o·ldc + q] = t[q·columns + o]: a positions × channels product back to channels × positions.
+private func transposeInto(_ output: UnsafeMutablePointer<Float>, ldc: Int, from t: UnsafePointer<Float>, rows: Int, columns: Int) {
+  for o in 0..<columns {
+    let row = output + o * ldc
+    for q in 0..<rows { row[q] = t[q * columns + o] }
   }
 }
 
