@@ -4,27 +4,32 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// x86-64-v3 is AVX2 with FMA: the exponential's polynomial is fused multiply-adds, which round
+// once and so give the same bits wherever they run (the baseline clone calls libm's fmaf, slow
+// but exact, on processors from before 2013).
+#define CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 
 static inline uint32_t bits_of(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
 static inline float float_of(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
 
 // Rounding x*log2(e) to an integer n by adding 1.5*2^23 leaves n in the low mantissa bits, from
-// which 2^n is built directly; a degree-7 polynomial takes e^r for the rest.
+// which 2^n is built directly; a degree-7 polynomial takes e^r for the rest, in fused
+// multiply-adds (explicit: contraction is off, so no other expression changes with the
+// instruction set): a third fewer operations on the chain SiLU, Softmax and GELU wait on.
 static inline float exp_nonpositive(float x) {
   const float magic = 12582912.0f;
   float clamped = x < -87.3f ? -87.3f : x;
   float shifted = clamped * 1.442695041f + magic;
   float n = shifted - magic;
-  float r = clamped - n * 0.693145752f - n * 1.42860677e-06f;
+  float r = __builtin_fmaf(-n, 1.42860677e-06f, __builtin_fmaf(-n, 0.693145752f, clamped));
   float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1;
-  p = p * r + 1;
+  p = __builtin_fmaf(p, r, 1.0f / 720);
+  p = __builtin_fmaf(p, r, 1.0f / 120);
+  p = __builtin_fmaf(p, r, 1.0f / 24);
+  p = __builtin_fmaf(p, r, 1.0f / 6);
+  p = __builtin_fmaf(p, r, 0.5f);
+  p = __builtin_fmaf(p, r, 1);
+  p = __builtin_fmaf(p, r, 1);
   uint32_t integer = bits_of(shifted) - bits_of(magic);
   float scale = float_of((integer + 127u) << 23);
   float y = p * scale;
@@ -39,29 +44,36 @@ static inline float sigmoid(float x) {
   return x < 0 ? e * s : s;
 }
 
+// Several vectors in flight per step: an exponential is a chain of ~30 dependent operations, and
+// one vector at a time left the out-of-order core waiting on it (SiLU 20% faster with four, Erf
+// and Tanh 5–8% with two — four spill their constants). The same operations on each element,
+// so the same bits.
+#define PRAGMA(x) _Pragma(#x)
+#define INTERLEAVED(ways) PRAGMA(clang loop interleave_count(ways))
+
 // y[i] = f(x[i]) for an elementwise f: in place as a loop of its own, since a loop reading one
 // array and writing another that overlaps it is not vectorized.
-#define ELEMENTWISE(f)                                                   \
+#define ELEMENTWISE(f, ways)                                             \
   do {                                                                   \
     if (x == y) {                                                        \
-      for (long i = 0; i < n; i++) y[i] = f(y[i]);                       \
+      INTERLEAVED(ways) for (long i = 0; i < n; i++) y[i] = f(y[i]);     \
     } else {                                                             \
-      for (long i = 0; i < n; i++) y[i] = f(x[i]);                       \
+      INTERLEAVED(ways) for (long i = 0; i < n; i++) y[i] = f(x[i]);     \
     }                                                                    \
   } while (0)
 
-CLONES void vm_exp_nonpositive(const float *x, float *y, long n) { ELEMENTWISE(exp_nonpositive); }
+CLONES void vm_exp_nonpositive(const float *x, float *y, long n) { ELEMENTWISE(exp_nonpositive, 4); }
 
-CLONES void vm_sigmoid(const float *x, float *y, long n) { ELEMENTWISE(sigmoid); }
+CLONES void vm_sigmoid(const float *x, float *y, long n) { ELEMENTWISE(sigmoid, 4); }
 
 CLONES void vm_swish(const float *x, float *y, long n, float alpha) {
 #define SWISH(v) ((v) * sigmoid(alpha * (v)))
-  ELEMENTWISE(SWISH);
+  ELEMENTWISE(SWISH, 4);
 #undef SWISH
 }
 
 CLONES void vm_silu_bias(float *p, long n, float bias) {
-  for (long i = 0; i < n; i++) {
+  INTERLEAVED(4) for (long i = 0; i < n; i++) {
     float v = p[i] + bias;
     p[i] = v * sigmoid(v);
   }
@@ -84,7 +96,7 @@ static inline float tanh_approximation(float x) {
   return x < 0 ? -r : r;
 }
 
-CLONES void vm_tanh(const float *x, float *y, long n) { ELEMENTWISE(tanh_approximation); }
+CLONES void vm_tanh(const float *x, float *y, long n) { ELEMENTWISE(tanh_approximation, 2); }
 
 // The odd Taylor series below |x| = 0.5, Abramowitz & Stegun 7.1.28 (1 - (1 + a1 x + ... +
 // a6 x^6)^-16) above, saturating to +-1.
@@ -113,7 +125,7 @@ static inline float erf_approximation(float v) {
   return v != v ? v : r;
 }
 
-CLONES void vm_erf(const float *x, float *y, long n) { ELEMENTWISE(erf_approximation); }
+CLONES void vm_erf(const float *x, float *y, long n) { ELEMENTWISE(erf_approximation, 2); }
 
 // Sixteen lanes as one value: one zmm register with AVX-512, two ymm with AVX2, four xmm
 // otherwise; the lanes are combined in one fixed order, so the result is the same on each.
@@ -144,9 +156,9 @@ CLONES void vm_softmax_row(const float *in, float *out, long n) {
   // In place (attention's score rows) as a loop of its own: a loop reading one array and writing
   // another that overlaps it is not vectorized.
   if (in == out) {
-    for (long i = 0; i < n; i++) out[i] = exp_nonpositive(out[i] - m);
+    INTERLEAVED(4) for (long i = 0; i < n; i++) out[i] = exp_nonpositive(out[i] - m);
   } else {
-    for (long i = 0; i < n; i++) out[i] = exp_nonpositive(in[i] - m);
+    INTERLEAVED(4) for (long i = 0; i < n; i++) out[i] = exp_nonpositive(in[i] - m);
   }
   v16 acc = {0};
   long k = 0;
@@ -287,7 +299,7 @@ CLONES void vm_bias_activation(float *p, long n, float bias, const float *residu
     for (long i = 0; i < n; i++) p[i] = swift_min(swift_max(p[i] + bias, alpha), beta);
     break;
   case VM_ACTIVATION_HARD_SWISH:
-    for (long i = 0; i < n; i++) {
+    INTERLEAVED(4) for (long i = 0; i < n; i++) {
       float v = p[i] + bias;
       p[i] = v * swift_max(0.0f, swift_min(1.0f, v / 6 + 0.5f));
     }
