@@ -45,6 +45,12 @@ public struct KernelContext {
 
   public func optionalInput(_ i: Int) -> NDArray? { i < inputs.count ? inputs[i] : nil }
 
+  /// Whether input `i` is present and a constant of the main graph (what `derived` makes once).
+  public func isConstant(_ i: Int) -> Bool {
+    guard let x = optionalInput(i), i < node.inputs.count else { return false }
+    return executor.constantStorage(x, name: node.inputs[i]) != nil
+  }
+
   /// `make()` — something computed from inputs `slots` only — made once per executor when every
   /// one of those inputs that is present is a constant of the main graph, and on every call
   /// otherwise (a fed or computed input, a subgraph).

@@ -387,3 +387,23 @@ def test_lstm_recurrent_rows_shared_among_threads(direction, compressor, tmp_pat
               [("x", x)], [("w", w), ("r", r), ("b", b)])
     got, path = run_both(compressor, tmp_path, m, [("x", x)])
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,k,n", [
+    ((2, 7), 7, 33),          # 2 rows, an odd k and a panel and one column
+    ((1, 5, 96), 96, 250),    # rows of a batch dimension, a last panel of 26
+    ((128, 300), 300, 64),    # 128 rows: the most packed once; k past a block of 256
+    ((8, 64), 64, 5000),      # GPT-2's LM head shape: many panels shared among threads
+])
+def test_matmul_with_weights_packed_once(shape, k, n, compressor, tmp_path):
+    """A constant right operand is packed once at the first call: equal to ONNX Runtime, and the
+    same bytes as the same product with that operand fed (packed per call)."""
+    x = RNG.standard_normal(shape).astype(np.float32)
+    weight = RNG.standard_normal((k, n)).astype(np.float32)
+    constant = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", x)], [("w", weight)])
+    got, path = run_both(compressor, tmp_path, constant, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+    (tmp_path / "fed").mkdir()
+    fed = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", x), ("w", weight)])
+    again, _ = run_both(compressor, tmp_path / "fed", fed, [("x", x), ("w", weight)])
+    assert got.tobytes() == again.tobytes()
