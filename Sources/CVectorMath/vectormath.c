@@ -127,6 +127,14 @@ static inline float erf_approximation(float v) {
 
 CLONES void vm_erf(const float *x, float *y, long n) { ELEMENTWISE(erf_approximation, 2); }
 
+// GELU as exporters decompose it — Div by √2, Erf, Add 1, Mul by 0.5, Mul by x — with the same
+// operations in the same order, so the same bits as those five nodes, in one pass instead of five.
+CLONES void vm_gelu_erf(const float *x, float *y, long n) {
+#define GELU(v) ((v) * (0.5f * (erf_approximation((v) / 1.41421354f) + 1.0f)))
+  ELEMENTWISE(GELU, 2);
+#undef GELU
+}
+
 // Sixteen lanes as one value: one zmm register with AVX-512, two ymm with AVX2, four xmm
 // otherwise; the lanes are combined in one fixed order, so the result is the same on each.
 typedef float v16 __attribute__((vector_size(64)));

@@ -199,6 +199,7 @@ public final class Executor {
     }
     foldChannelScalesAndShifts()
     fuseDecomposedHardSwish()
+    fuseDecomposedGelu()
     fuseResidualAddIntoConv()
     fuseActivationsIntoConv()
     fuseDecomposedSiLUIntoConv()
@@ -520,6 +521,46 @@ public final class Executor {
         else { continue }
         mainGraph.nodes[d] = Node(name: last.name, opType: "HardSwish", inputs: [y], outputs: last.outputs)
         removed.formUnion([mi, clipIndex, ai])
+        break
+      }
+    }
+    if !removed.isEmpty {
+      mainGraph.nodes = mainGraph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+  }
+
+  /// x·(0.5·(Erf(x/√2) + 1)) — GELU as torch's exporter writes it (Div, Erf, Add, Mul, Mul) —
+  /// becomes one Gelu node computing the same operations in one pass (ConvNeXt, ViT, BERT,
+  /// Whisper: five passes over the MLP's widest activation became one). Either operand order of
+  /// the Add and Muls; every intermediate read only by the next node.
+  private func fuseDecomposedGelu() {
+    let (readers, producer) = readersAndProducers()
+    var removed = Set<Int>()
+    /// The node producing `name` when it is of type `op`, read once, not yet taken.
+    func single(_ name: String, _ op: String) -> (Int, Node)? {
+      guard let i = producer[name], readers[name] == 1, !removed.contains(i) else { return nil }
+      let node = mainGraph.nodes[i]
+      guard node.opType == op, node.isDefaultDomain, node.outputs.count == 1 else { return nil }
+      return (i, node)
+    }
+    /// The operand of a two-input node other than the scalar constant `k`.
+    func other(_ node: Node, _ k: Float) -> String? {
+      guard node.inputs.count == 2 else { return nil }
+      if scalarConstant(node.inputs[1]) == k { return node.inputs[0] }
+      if scalarConstant(node.inputs[0]) == k { return node.inputs[1] }
+      return nil
+    }
+    for (d, last) in mainGraph.nodes.enumerated() where last.opType == "Mul" && last.isDefaultDomain && last.inputs.count == 2
+      && last.outputs.count == 1 && !removed.contains(d) {
+      for (xi, hi) in [(0, 1), (1, 0)] {
+        let x = last.inputs[xi]
+        guard let (half, halfNode) = single(last.inputs[hi], "Mul"), let sumName = other(halfNode, 0.5),
+              let (sum, sumNode) = single(sumName, "Add"), let erfName = other(sumNode, 1),
+              let (erf, erfNode) = single(erfName, "Erf"), let (div, divNode) = single(erfNode.inputs[0], "Div"),
+              divNode.inputs.count == 2, divNode.inputs[0] == x, scalarConstant(divNode.inputs[1]) == Float(2.0.squareRoot())
+        else { continue }
+        mainGraph.nodes[d] = Node(name: last.name, opType: "Gelu", inputs: [x], outputs: last.outputs)
+        removed.formUnion([half, sum, erf, div])
         break
       }
     }

@@ -13,6 +13,8 @@ enum FastMath {
   static func siluWithBias(_ p: UnsafeMutablePointer<Float>, _ n: Int, bias: Float) { vm_silu_bias(p, n, bias) }
   static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { vm_tanh(x, y, n) }
   static func erf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { vm_erf(x, y, n) }
+  /// x·(0.5·(erf(x/√2) + 1)): the same bits as the Div, Erf, Add, Mul, Mul exporters write.
+  static func gelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { vm_gelu_erf(x, y, n) }
   /// Softmax of one contiguous row into `row` (which may be `input`); a row of −∞ gives NaN.
   static func softmaxRow(_ input: UnsafePointer<Float>, _ row: UnsafeMutablePointer<Float>, _ n: Int) { vm_softmax_row(input, row, n) }
   /// The largest of n values (NaN ignored).

@@ -407,3 +407,28 @@ def test_matmul_with_weights_packed_once(shape, k, n, compressor, tmp_path):
     fed = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", x), ("w", weight)])
     again, _ = run_both(compressor, tmp_path / "fed", fed, [("x", x), ("w", weight)])
     assert got.tobytes() == again.tobytes()
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_decomposed_gelu_fuses_with_the_same_bytes(swap, compressor, tmp_path):
+    """Div by √2, Erf, Add 1, Mul 0.5, Mul x (torch's export of GELU) runs as one pass: equal to
+    ONNX Runtime, and the same bytes as the five nodes run apart (kept apart here by reading an
+    intermediate value as a second output)."""
+    x = (RNG.standard_normal((3, 50, 96)) * 3).astype(np.float32)
+    consts = [("sqrt2", np.array(2 ** 0.5, np.float32)), ("one", np.array(1, np.float32)), ("half", np.array(0.5, np.float32))]
+
+    def gelu_model(extra_output):
+        nodes = [helper.make_node("Div", ["x", "sqrt2"], ["t"]), helper.make_node("Erf", ["t"], ["e"]),
+                 helper.make_node("Add", ["one", "e"] if swap else ["e", "one"], ["a"]),
+                 helper.make_node("Mul", ["a", "half"] if swap else ["half", "a"], ["h"]),
+                 helper.make_node("Mul", ["h", "x"] if swap else ["x", "h"], ["y"])]
+        m = model(nodes, [("x", x)], consts)
+        if extra_output:
+            m.graph.output.append(helper.make_tensor_value_info("e", TensorProto.FLOAT, None))
+        return m
+
+    fused, path = run_both(compressor, tmp_path, gelu_model(False), [("x", x)])
+    np.testing.assert_allclose(fused, ort_run(path, [("x", x)]), rtol=1e-5, atol=1e-6)
+    (tmp_path / "apart").mkdir()
+    apart, _ = run_both(compressor, tmp_path / "apart", gelu_model(True), [("x", x)])
+    assert fused.tobytes() == apart.tobytes()

@@ -23,6 +23,8 @@ void vm_silu_bias(float *p, long n, float bias);
 void vm_tanh(const float *x, float *y, long n);
 // y = erf(x) within 3e-7.
 void vm_erf(const float *x, float *y, long n);
+// y = x · (0.5 · (erf(x / √2) + 1)), each operation rounded to float in that order.
+void vm_gelu_erf(const float *x, float *y, long n);
 // Softmax of one contiguous row (out may be in): a row of -inf gives NaN, as ONNX's Softmax does.
 void vm_softmax_row(const float *in, float *out, long n);
 // A convolution's unfolded input (im2col) for input channels ch0…ch1−1 of x (each h × w): the

@@ -119,7 +119,8 @@ extension Kernels {
       if c.string("approximate", "none") == "tanh" {
         return [try map(c, c.input(0)) { x in 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) }]
       }
-      return [try map(c, c.input(0)) { x in 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot())) }]
+      // Float through FastMath (the same bits as the decomposed form `fuseDecomposedGelu` replaces).
+      return [try unaryFloat(c, FloatMaps.Gelu(), { x in 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot())) })]
     }
     k["Softsign"] = { c in [try unaryFloat(c, FloatMaps.Softsign(), { $0 / (1 + Swift.abs($0)) })] }
     k["Mish"] = { c in
@@ -300,6 +301,10 @@ enum FloatMaps {
   struct Erf: FloatMap {
     func callAsFunction(_ x: Float) -> Float { FastMath.scalar(x, FastMath.erf) }
     func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) { FastMath.erf(s, d, n) }
+  }
+  struct Gelu: FloatMap {
+    func callAsFunction(_ x: Float) -> Float { FastMath.scalar(x, FastMath.gelu) }
+    func apply(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) { FastMath.gelu(s, d, n) }
   }
   /// 1/(1 + e^−x) from e^−|x| (FastMath, within 2 ulp): libm's exp per element was most of
   /// EfficientNet's time.
