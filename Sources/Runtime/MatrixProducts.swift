@@ -10,14 +10,16 @@ let ownProductsRun = vm_gemm_supported() != 0
 
 /// Whether a product of m channels and n positions (over k) runs as its transpose: the kernel
 /// computes 8 rows × 32 columns at a time, so 4 positions (silero-vad's frames) would waste 7/8
-/// of each tile as columns and half as rows. Weights of a megabyte or more with at most 256
-/// positions (ResNet's 14 × 14 and 7 × 7 stages) run transposed too: packed, they stream from
-/// memory with the next panel fetched ahead, where read in place they stalled the kernel
-/// (ResNet-18's last stage 2.5 → 2.1 ms per convolution).
-func prefersTransposedProduct(m: Int, n: Int, k: Int) -> Bool {
+/// of each tile as columns and half as rows. A window's weights (taps > 1) larger than a core's
+/// L2 (4 MB) over at most 256 positions (ResNet's 7 × 7 stage) run transposed too: packed, they
+/// stream from memory with the next panel fetched ahead, where read in place they stalled the
+/// kernel (ResNet-18's last stage 2.5 → 2.1 ms per convolution). The packed copy is memory beside
+/// the original, so not for smaller weights, which stay in cache either way, nor for 1 × 1
+/// layers: ResNet-50's and Inception's took peak memory past ONNX Runtime's for little time.
+func prefersTransposedProduct(m: Int, n: Int, k: Int, window: Bool) -> Bool {
   let r8 = { ($0 + 7) / 8 * 8 }, r32 = { ($0 + 31) / 32 * 32 }
   let tiles = r8(n) * r32(m), transposedTiles = r32(n) * r8(m)
-  return tiles * 5 < transposedTiles * 4 || (n <= 256 && m * k >= 1 << 18 && tiles < transposedTiles)
+  return tiles * 5 < transposedTiles * 4 || (window && n <= 256 && m * k >= 1 << 20 && tiles < transposedTiles)
 }
 
 /// Each group's weights (m/group × k, one after another), transposed and packed as the right
@@ -33,9 +35,9 @@ struct TransposedWeights {
 }
 
 func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>, m: Int, group: Int, k: Int, positions: Int,
-                       purpose: String) throws -> TransposedWeights? {
+                       window: Bool, purpose: String) throws -> TransposedWeights? {
   let mg = m / group
-  guard ownProductsRun, prefersTransposedProduct(m: mg, n: positions, k: k) else { return nil }
+  guard ownProductsRun, prefersTransposedProduct(m: mg, n: positions, k: k, window: window) else { return nil }
   let stride = vm_gemm_packed_b_size(k, mg)
   let array = try c.derived(fromInputs: [1], purpose) {
     try NDArray.checkAllocation([group * stride], .float, c)

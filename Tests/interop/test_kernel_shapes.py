@@ -151,8 +151,8 @@ def test_convolutions_with_few_output_positions(cin, cout, size, k, stride, comp
     (1, 8, 40, 11, 5, 3, [0, 2, 1, 0], 1),     # rows of 5 and 7 (several per panel), uneven padding
     (1, 12, 16, 23, 31, 3, [2, 2, 2, 2], 2),   # dilated: taps two apart, padding past a whole tap
     (1, 60, 8, 9, 70, 5, [2, 0, 2, 3], 1),     # taps across K blocks of 256 (60 × 25 rows)
-    (1, 256, 256, 14, 14, 3, [1, 1, 1, 1], 1), # a megabyte of weights over 196 positions: the transposed product
-    (1, 64, 96, 6, 9, 3, [1, 0, 1, 2], 2),     # the transposed product with dilation and uneven padding
+    (1, 512, 256, 7, 7, 3, [1, 1, 1, 1], 1),   # 4.7 MB of weights over 49 positions: the transposed product
+    (1, 64, 96, 3, 4, 3, [2, 1, 2, 2], 2),     # 9 positions: transposed, with dilation and uneven padding
 ])
 def test_convolutions_unfold_inside_the_product(batch, cin, cout, h, w, k, pads, dilation, compressor, tmp_path):
     """Stride-1 convolutions unfold each panel of the input inside the matrix kernel (both ways

@@ -153,7 +153,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
   } else if pointwise {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
-    let packed = try transposedWeights(c, { UnsafePointer(wp) }, m: m, group: group, k: cg, positions: spatialOut,
+    let packed = try transposedWeights(c, { UnsafePointer(wp) }, m: m, group: group, k: cg, positions: spatialOut, window: false,
                                        purpose: "conv-transposed")
     func image(_ b: Int, parallel: Bool) {
       for g in 0..<group {
@@ -230,6 +230,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     let bandRows = (oh + bands - 1) / bands
     bands = (oh + bandRows - 1) / bandRows
     let packed = try transposedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
+                                       window: win.kh * win.kw > 1,
                                        purpose: full ? "conv-transposed" : "conv-transposed \(live.ky) \(live.kx)")
     let wp = packed == nil ? liveWeights() : UnsafePointer(wp)
     // Small maps of several images (ResNet's 14 × 14 and 7 × 7 stages at batch 8): one product
