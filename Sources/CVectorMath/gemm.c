@@ -148,32 +148,6 @@ static void micro_kernel(long kc, const float *a, long row_stride, long k_stride
 // One cache line more, for line_aligned.
 long vm_gemm_workspace_size(void) { return GEMM_KC * GEMM_NR + 16; }
 
-__attribute__((target("avx512f")))
-void vm_gemm(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda, const float *b, long ldb,
-             int b_in_memory, float *c, long ldc, float *workspace) {
-  long panels = (m + GEMM_MR - 1) / GEMM_MR;
-  if (end_panel > panels) end_panel = panels;
-  if (k == 0) {
-    for (long i = first_panel * GEMM_MR; i < m && i < end_panel * GEMM_MR; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
-    return;
-  }
-  float *panel = line_aligned(workspace);
-  for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
-    long kc = smaller(k - k0, GEMM_KC);
-    for (long j = 0; j < n; j += GEMM_NR) {
-      long width = smaller(n - j, GEMM_NR);
-      pack_b(b + k0 * ldb + j, ldb, kc, width, panel, b_in_memory && j + GEMM_NR < n);
-      for (long p = first_panel; p < end_panel; p++) {
-        long rows = smaller(m - p * GEMM_MR, GEMM_MR);
-        // A's rows are first read with the first panel of B; the others find them in cache.
-        const float *next = j == 0 && p + 1 < end_panel ? a + (p + 1) * GEMM_MR * lda + k0 : 0;
-        micro_kernel(kc, a + p * GEMM_MR * lda + k0, lda, 1, panel, c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0,
-                     next, lda, 0);
-      }
-    }
-  }
-}
-
 // A convolution's product with its unfolded input never written out: each 32-column panel of B
 // is unfolded straight from the image into the L1 panel (positions p0 + j … of the output, row
 // (c·kh + ky)·kw + kx of the window), instead of im2col writing the whole band to memory and
@@ -197,18 +171,24 @@ static long window_segments(const vm_window *win, long p, long width, window_seg
   return count;
 }
 
-// Rows k0 … k0 + kc − 1 of the unfolded window, over the segments' positions, into a kc × 32
-// panel (zero where a tap reads padding, and past the segments). Stride 1 along rows: a tap's
-// columns are consecutive, one masked load and store per 16.
-__attribute__((target("avx512f")))
-static void pack_window(const vm_window *win, const window_segment *segments, long nsegments, long k0, long kc, float *panel) {
+// Rows k0 … k0 + kc − 1 of the unfolded window over the segments' positions, into a kc × width
+// panel (width 32: a panel of B; 8: a panel of A in the transposed product, positions × taps),
+// zero where a tap reads padding and past the segments. Stride 1 along rows: a tap's columns
+// are consecutive, one masked load and store per 16. Inlined with width a constant.
+__attribute__((target("avx512f"), always_inline))
+static inline void pack_window(const vm_window *win, const window_segment *segments, long nsegments, long k0, long kc,
+                               float *panel, const long width) {
   long taps = win->kh * win->kw;
-  long c = k0 / taps, ky = k0 % taps / win->kw, kx = k0 % win->kw;
-  const float *plane = win->x + c * win->h * win->w;
+  long ky = k0 % taps / win->kw, kx = k0 % win->kw;
+  const float *plane = win->x + k0 / taps * win->h * win->w;
   for (long kk = 0; kk < kc; kk++) {
-    float *row = panel + kk * GEMM_NR;
-    _mm512_store_ps(row, _mm512_setzero_ps());
-    _mm512_store_ps(row + 16, _mm512_setzero_ps());
+    float *row = panel + kk * width;
+    if (width == GEMM_NR) {
+      _mm512_store_ps(row, _mm512_setzero_ps());
+      _mm512_store_ps(row + 16, _mm512_setzero_ps());
+    } else {
+      _mm256_storeu_ps(row, _mm256_setzero_ps());
+    }
     long dy = ky * win->dh, dx = kx * win->dw;
     for (long s = 0; s < nsegments; s++) {
       const window_segment *g = segments + s;
@@ -234,42 +214,12 @@ static void pack_window(const vm_window *win, const window_segment *segments, lo
   }
 }
 
-// Positions i … i + rows − 1 (≤ 8) of the unfolded window, taps k0 … k0 + kc − 1, into a kc × 8
-// panel of A (the transposed product: positions × taps), zero where a tap reads padding and
-// past rows: what pack_a_panel makes from the unfolded matrix, without the matrix.
-__attribute__((target("avx512f")))
-static void pack_window_rows(const vm_window *win, long i, long rows, long k0, long kc, float *panel) {
-  window_segment segments[GEMM_MR];
-  long nsegments = window_segments(win, i, rows, segments);
-  long taps = win->kh * win->kw;
-  long ky = k0 % taps / win->kw, kx = k0 % win->kw;
-  const float *plane = win->x + k0 / taps * win->h * win->w;
-  for (long kk = 0; kk < kc; kk++) {
-    float *row = panel + kk * GEMM_MR;
-    _mm256_storeu_ps(row, _mm256_setzero_ps());
-    long dy = ky * win->dh, dx = kx * win->dw;
-    for (long s = 0; s < nsegments; s++) {
-      const window_segment *g = segments + s;
-      long iy = g->row + dy, shift = g->column + dx;
-      if ((unsigned long)iy >= (unsigned long)win->h) continue;
-      long lo = shift < 0 ? -shift : 0, hi = win->w - shift < g->count ? win->w - shift : g->count;
-      if (lo >= hi) continue;
-      __mmask16 lanes = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-      _mm512_mask_storeu_ps(row + g->offset, lanes, _mm512_maskz_loadu_ps(lanes, plane + iy * win->w + shift));
-    }
-    if (++kx == win->kw) {
-      kx = 0;
-      if (++ky == win->kh) {
-        ky = 0;
-        plane += win->h * win->w;
-      }
-    }
-  }
-}
-
-__attribute__((target("avx512f")))
-void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, long k, const float *a, long lda,
-                    const vm_window *win, float *c, long ldc, float *workspace) {
+// B read from memory (b, ldb), or (win set) unfolded from a convolution's window at positions
+// p0 + j …: each panel built in L1 just before every panel of A passes over it.
+__attribute__((target("avx512f"), always_inline))
+static inline void gemm_direct(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda,
+                               const float *b, long ldb, int b_in_memory, const vm_window *win, long p0, float *c, long ldc,
+                               float *workspace) {
   long panels = (m + GEMM_MR - 1) / GEMM_MR;
   if (end_panel > panels) end_panel = panels;
   if (k == 0) {
@@ -282,16 +232,32 @@ void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, l
     long kc = smaller(k - k0, GEMM_KC);
     for (long j = 0; j < n; j += GEMM_NR) {
       long width = smaller(n - j, GEMM_NR);
-      long nsegments = window_segments(win, p0 + j, width, segments);
-      pack_window(win, segments, nsegments, k0, kc, panel);
+      if (win) {
+        pack_window(win, segments, window_segments(win, p0 + j, width, segments), k0, kc, panel, GEMM_NR);
+      } else {
+        pack_b(b + k0 * ldb + j, ldb, kc, width, panel, b_in_memory && j + GEMM_NR < n);
+      }
       for (long p = first_panel; p < end_panel; p++) {
         long rows = smaller(m - p * GEMM_MR, GEMM_MR);
+        // A's rows are first read with the first panel of B; the others find them in cache.
         const float *next = j == 0 && p + 1 < end_panel ? a + (p + 1) * GEMM_MR * lda + k0 : 0;
         micro_kernel(kc, a + p * GEMM_MR * lda + k0, lda, 1, panel, c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0,
                      next, lda, 0);
       }
     }
   }
+}
+
+__attribute__((target("avx512f")))
+void vm_gemm(long m, long first_panel, long end_panel, long n, long k, const float *a, long lda, const float *b, long ldb,
+             int b_in_memory, float *c, long ldc, float *workspace) {
+  gemm_direct(m, first_panel, end_panel, n, k, a, lda, b, ldb, b_in_memory, 0, 0, c, ldc, workspace);
+}
+
+__attribute__((target("avx512f")))
+void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, long k, const float *a, long lda,
+                    const vm_window *win, float *c, long ldc, float *workspace) {
+  gemm_direct(m, first_panel, end_panel, n, k, a, lda, 0, 0, 0, win, p0, c, ldc, workspace);
 }
 
 // The other way round: B constant (a MatMul's weights; a convolution's weights as B = Wᵀ when
@@ -368,7 +334,9 @@ static inline void gemm_packed_b(long m, long n, long first_panel, long end_pane
       long kc = smaller(k - k0, GEMM_KC);
       for (long i = 0; i < mc; i += GEMM_MR) {
         if (win) {
-          pack_window_rows(win, p0 + i0 + i, smaller(mc - i, GEMM_MR), k0, kc, apack + i * kc);
+          window_segment segments[GEMM_MR];
+          long rows = smaller(mc - i, GEMM_MR);
+          pack_window(win, segments, window_segments(win, p0 + i0 + i, rows, segments), k0, kc, apack + i * kc, GEMM_MR);
         } else {
           pack_a_panel(a, lda, a_transposed, i0 + i, smaller(mc - i, GEMM_MR), k0, kc, apack + i * kc);
         }

@@ -61,28 +61,8 @@ func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>,
 func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bInMemory: Bool,
                    c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   let fetch: Int32 = bInMemory ? 1 : 0
-  let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
-  let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
-  func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
-    var scratch = NDArray(uninitialized: .float, [vm_gemm_workspace_size()])
-    scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
-  }
-  if parts <= 1 {
-    withWorkspace { vm_gemm(m, 0, rowPanels, n, k, a, k, b, n, fetch, c, ldc, $0) }
-  } else if n >= 64 * parts {
-    let chunks = (n + 31) / 32
-    WorkerPool.shared.run(parts: parts) { p in
-      let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
-      guard c1 > c0 else { return }
-      withWorkspace { vm_gemm(m, 0, rowPanels, c1 - c0, k, a, k, b + c0, n, fetch, c + c0, ldc, $0) }
-    }
-  } else {
-    let parts = min(parts, rowPanels)
-    WorkerPool.shared.run(parts: parts) { p in
-      withWorkspace {
-        vm_gemm(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, n, k, a, k, b, n, fetch, c, ldc, $0)
-      }
-    }
+  shareRowsOrColumns(m: m, n: n, k: k, parallel: parallel) { first, end, c0, c1, w in
+    vm_gemm(m, first, end, c1 - c0, k, a, k, b + c0, n, fetch, c + c0, ldc, w)
   }
 }
 
@@ -91,29 +71,37 @@ func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePoi
 /// the threads as `directProduct` shares its product, with the same sums.
 func windowProduct(m: Int, p0: Int, n: Int, k: Int, a: UnsafePointer<Float>, window: vm_window,
                    c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
+  withUnsafePointer(to: window) { win in
+    shareRowsOrColumns(m: m, n: n, k: k, parallel: parallel) { first, end, c0, c1, w in
+      vm_gemm_window(m, first, end, p0 + c0, c1 - c0, k, a, k, win, c + c0, ldc, w)
+    }
+  }
+}
+
+/// An m × n × k product of the direct kernels shared among the threads: its columns, in whole
+/// 32-column panels, when there are enough of them, or else its 8-row panels. `body` gets the
+/// row panels [first, end), the columns [c0, c1) and a workspace of its own.
+private func shareRowsOrColumns(m: Int, n: Int, k: Int, parallel: Bool,
+                                _ body: (_ first: Int, _ end: Int, _ c0: Int, _ c1: Int, UnsafeMutablePointer<Float>) -> Void) {
   let rowPanels = (m + vm_gemm_panel_rows() - 1) / vm_gemm_panel_rows()
   let parts = parallel ? min(Parallel.threads, max(1, m * n * k / (1 << 20))) : 1
-  func withWorkspace(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+  func withWorkspace(_ run: (UnsafeMutablePointer<Float>) -> Void) {
     var scratch = NDArray(uninitialized: .float, [vm_gemm_workspace_size()])
-    scratch.mutableElements(Float.self).withPointer { if let p = $0 { body(p) } }
+    scratch.mutableElements(Float.self).withPointer { if let p = $0 { run(p) } }
   }
-  withUnsafePointer(to: window) { win in
-    if parts <= 1 {
-      withWorkspace { vm_gemm_window(m, 0, rowPanels, p0, n, k, a, k, win, c, ldc, $0) }
-    } else if n >= 64 * parts {
-      let chunks = (n + 31) / 32
-      WorkerPool.shared.run(parts: parts) { p in
-        let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
-        guard c1 > c0 else { return }
-        withWorkspace { vm_gemm_window(m, 0, rowPanels, p0 + c0, c1 - c0, k, a, k, win, c + c0, ldc, $0) }
-      }
-    } else {
-      let parts = min(parts, rowPanels)
-      WorkerPool.shared.run(parts: parts) { p in
-        withWorkspace {
-          vm_gemm_window(m, p * rowPanels / parts, (p + 1) * rowPanels / parts, p0, n, k, a, k, win, c, ldc, $0)
-        }
-      }
+  if parts <= 1 {
+    withWorkspace { body(0, rowPanels, 0, n, $0) }
+  } else if n >= 64 * parts {
+    let chunks = (n + 31) / 32
+    WorkerPool.shared.run(parts: parts) { p in
+      let c0 = p * chunks / parts * 32, c1 = min(n, (p + 1) * chunks / parts * 32)
+      guard c1 > c0 else { return }
+      withWorkspace { body(0, rowPanels, c0, c1, $0) }
+    }
+  } else {
+    let parts = min(parts, rowPanels)
+    WorkerPool.shared.run(parts: parts) { p in
+      withWorkspace { body(p * rowPanels / parts, (p + 1) * rowPanels / parts, 0, n, $0) }
     }
   }
 }
