@@ -104,22 +104,33 @@ public final class Executor {
   /// Node order, each step's kernel, and the run's value table: one slot per name the graph
   /// holds or reads (its inputs, initializers, node outputs, and what its nodes and their
   /// subgraphs read), so a run moves values by index instead of hashing names for every input.
-  struct Plan {
-    var order: [Int]
+  /// A class, not a struct: a subgraph's plan is fetched on every run of its If or Loop, and a
+  /// struct of ten arrays is ten retains and releases each time.
+  final class Plan {
+    let order: [Int]
     /// The node of each step.
-    var nodes: [NodeReference]
-    var kernels: [ResolvedKernel]
+    let nodes: [NodeReference]
+    let kernels: [ResolvedKernel]
     /// The version of each step's domain in the model's opset imports.
-    var opsets: [Int64]
-    var slots: [String: Int]
+    let opsets: [Int64]
+    let slots: [String: Int]
     /// Per step, where in `slotTable` its inputs', outputs' and freed values' slots lie.
-    var steps: [StepSlots]
+    let steps: [StepSlots]
     /// Slot numbers, step after step: the slot of each node input (−1: an omitted optional
     /// input), of each output (−1: unnamed), then the slots whose last reader that step is
     /// (graph outputs never). One flat table, so a run reads it without retaining a row per step.
-    var slotTable: [Int]
-    var graphInputSlots: [Int]
-    var graphOutputSlots: [Int]
+    let slotTable: [Int]
+    let graphInputSlots: [Int]
+    let graphOutputSlots: [Int]
+    /// The graph's output names, for outputs read from the scopes around it.
+    let graphOutputNames: [String]
+
+    init(order: [Int], nodes: [NodeReference], kernels: [ResolvedKernel], opsets: [Int64], slots: [String: Int],
+         steps: [StepSlots], slotTable: [Int], graphInputSlots: [Int], graphOutputSlots: [Int], graphOutputNames: [String]) {
+      self.order = order; self.nodes = nodes; self.kernels = kernels; self.opsets = opsets; self.slots = slots
+      self.steps = steps; self.slotTable = slotTable; self.graphInputSlots = graphInputSlots
+      self.graphOutputSlots = graphOutputSlots; self.graphOutputNames = graphOutputNames
+    }
 
     struct StepSlots {
       var inputs: Range<Int>
@@ -164,12 +175,15 @@ public final class Executor {
   private var subgraphConstants = Set<ObjectIdentifier>()
   /// `source` keeps the key's storage alive; `graph` is what runs (its Constant nodes evaluated
   /// into `start`, the value table a run begins with).
-  private struct SubgraphEntry {
-    var source: Graph
-    var graph: Graph
-    var plan: Plan
-    var start: [Value?]
-    var constants: Set<String>
+  /// A class for the same reason as `Plan`: fetched on every run of the node that owns it.
+  final class SubgraphEntry {
+    let source: Graph
+    let plan: Plan
+    let start: [Value?]
+    let constants: Set<String>
+    init(source: Graph, plan: Plan, start: [Value?], constants: Set<String>) {
+      self.source = source; self.plan = plan; self.start = start; self.constants = constants
+    }
   }
   /// The main graph's names a subgraph may take as constants: initializers and what was folded
   /// from them, never a graph input (a feed may replace it).
@@ -306,7 +320,8 @@ public final class Executor {
       steps.append(Plan.StepSlots(inputs: append(inputSlots[step]), outputs: append(outputSlots[step]), frees: append(frees[step])))
     }
     return Plan(order: order, nodes: order.map { NodeReference(g.nodes[$0]) }, kernels: kernels, opsets: versions, slots: slots,
-                steps: steps, slotTable: table, graphInputSlots: graphInputSlots, graphOutputSlots: graphOutputSlots)
+                steps: steps, slotTable: table, graphInputSlots: graphInputSlots, graphOutputSlots: graphOutputSlots,
+                graphOutputNames: g.outputs.map(\.name))
   }
 
   /// For the load-time fusions: how many readers each value of the main graph has (graph outputs
@@ -789,10 +804,11 @@ public final class Executor {
        let unfolded = graphWithoutFusedActivations {
       // A feed overrides a weight that constants were folded from: run the nodes as the model has them.
       let p = try plan(unfolded)
-      let outputs = try runGraph(unfolded, outer: nil, feeds: ordered, start: p.initialValues(mainInitialValues), plan: p)
+      let outputs = try execute(p, start: p.initialValues(mainInitialValues), constants: [], outer: nil, feeds: ordered)
       return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
     }
-    let outputs = try runGraph(g, outer: nil, feeds: ordered, start: mainStart, plan: mainPlan, constants: mainConstantNames)
+    guard let mainPlan else { throw CompressorError.internalError("the main graph has no plan") }
+    let outputs = try execute(mainPlan, start: mainStart, constants: mainConstantNames, outer: nil, feeds: ordered)
     return zip(g.outputs.map(\.name), outputs).map { ($0, $1) }
   }
 
@@ -844,23 +860,34 @@ public final class Executor {
     }
   }
 
-  /// Runs `g` with `feeds` bound to its inputs in order (nil: not fed); returns its outputs in order.
-  /// `start` is the value table of `cached` with the initializers in place.
-  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?], start: [Value?]? = nil, plan cached: Plan? = nil,
-                constants cachedConstants: Set<String> = []) throws -> [Value] {
-    var g = g
-    let schedule: Plan, startValues: [Value?]
-    var constants = cachedConstants
-    if let cached, let start {
-      (schedule, startValues) = (cached, start)
-    } else if let entry = try subgraphEntry(g, outer: outer) {
-      (g, schedule, startValues, constants) = (entry.graph, entry.plan, entry.start, entry.constants)
-    } else {
-      schedule = try plan(g)
-      var initializers = [String: Value]()
-      for t in g.initializers { initializers[t.name] = .tensor(try NDArray(t)) }
-      startValues = schedule.initialValues(initializers)
+  /// Runs subgraph `g` with `feeds` bound to its inputs in order (nil: not fed); returns its
+  /// outputs in order.
+  func runGraph(_ g: Graph, outer: Scope?, feeds: [Value?]) throws -> [Value] {
+    if let entry = try subgraphEntry(g, outer: outer) {
+      return try execute(entry.plan, start: entry.start, constants: entry.constants, outer: outer, feeds: feeds)
     }
+    let schedule = try plan(g)
+    var initializers = [String: Value]()
+    for t in g.initializers { initializers[t.name] = .tensor(try NDArray(t)) }
+    return try execute(schedule, start: schedule.initialValues(initializers), constants: [], outer: outer, feeds: feeds)
+  }
+
+  /// Runs the subgraph in attribute `name` of the node `reference`: the entry is kept in the
+  /// reference after the first run, so an If run on every inference finds it without hashing.
+  func runSubgraph(of reference: NodeReference, attribute name: String, outer: Scope, feeds: [Value?]) throws -> [Value] {
+    for (cached, entry) in reference.subgraphs where cached == name {
+      return try execute(entry.plan, start: entry.start, constants: entry.constants, outer: outer, feeds: feeds)
+    }
+    guard case .graph(let g)? = reference.node.attribute(name)?.value else {
+      throw CompressorError.invalid("\(reference.node.displayName): attribute '\(name)' (a graph) is missing")
+    }
+    guard let entry = try subgraphEntry(g, outer: outer) else { return try runGraph(g, outer: outer, feeds: feeds) }
+    reference.subgraphs.append((name, entry))
+    return try execute(entry.plan, start: entry.start, constants: entry.constants, outer: outer, feeds: feeds)
+  }
+
+  /// Runs the steps of `schedule` from the value table `start` (initializers in place).
+  func execute(_ schedule: Plan, start startValues: [Value?], constants: Set<String>, outer: Scope?, feeds: [Value?]) throws -> [Value] {
     let scope = Scope(parent: outer, slots: schedule.slots, values: startValues, constants: constants)
     // Subgraph inputs (Loop/Scan bodies) are bound by position; a feed may be absent (optional).
     for (i, slot) in schedule.graphInputSlots.enumerated() where i < feeds.count {
@@ -868,7 +895,9 @@ public final class Executor {
     }
     let nodes = schedule.nodes, kernels = schedule.kernels, domainOpsets = schedule.opsets
     let steps = schedule.steps, table = schedule.slotTable
-    var produced = [Bool](repeating: false, count: schedule.slots.count)
+    // Bytes of each value this run produced and still holds (0: none): freeing a slot then
+    // needs no look at its value (a copy, retained and released, of what is being dropped).
+    var producedBytes = [Int](repeating: 0, count: schedule.slots.count)
     /// A node input: this graph's slot, else (a name this graph reads from around it) the outer scopes'.
     func input(_ reference: NodeReference, _ k: Int, _ slot: Int) throws -> Value {
       if let v = scope.value(slot) ?? outer?.lookup(reference.node.inputs[k]) { return v }
@@ -897,7 +926,7 @@ public final class Executor {
         try Self.checkPackedInputs(reference, inputs)
         let results: [NDArray]
         do {
-          results = try kernel(KernelContext(node: reference, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope))
+          results = try kernel(KernelContext(borrowing: reference, inputs: inputs, opset: domainOpsets[step], executor: self, scope: scope))
         } catch let e as CompressorError {
           throw Self.naming(e, reference)
         }
@@ -907,8 +936,10 @@ public final class Executor {
         for i in slots.outputs {
           let slot = table[i], k = i - slots.outputs.lowerBound
           guard slot >= 0 && k < results.count else { continue }
+          let bytes = results[k].storage.byteCount
           scope.values[slot] = .tensor(results[k])
-          if !produced[slot] { produced[slot] = true; liveBytes += results[k].storage.byteCount }
+          liveBytes += bytes - producedBytes[slot]
+          producedBytes[slot] = bytes
         }
       case .value(let kernel):
         var values = [Value?]()
@@ -917,7 +948,7 @@ public final class Executor {
           let slot = table[i]
           values.append(slot < 0 ? nil : try input(reference, i - slots.inputs.lowerBound, slot))
         }
-        let context = KernelContext(node: reference, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
+        let context = KernelContext(borrowing: reference, inputs: [], opset: domainOpsets[step], executor: self, scope: scope,
                                     values: values)
         let results: [Value]
         do {
@@ -936,22 +967,25 @@ public final class Executor {
         for i in slots.outputs {
           let slot = table[i], k = i - slots.outputs.lowerBound
           guard slot >= 0 && k < results.count else { continue }
+          let bytes = results[k].byteCount
           scope.values[slot] = results[k]
-          if !produced[slot] { produced[slot] = true; liveBytes += results[k].byteCount }
+          liveBytes += bytes - producedBytes[slot]
+          producedBytes[slot] = bytes
         }
       }
       peakLiveBytes = max(peakLiveBytes, liveBytes)
       // Free what no later node (nor a graph output) needs.
       for i in slots.frees {
         let slot = table[i]
-        if produced[slot] { produced[slot] = false; liveBytes -= scope.values[slot]?.byteCount ?? 0 }
+        liveBytes -= producedBytes[slot]
+        producedBytes[slot] = 0
         scope.values[slot] = nil
       }
     }
-    for (slot, was) in produced.enumerated() where was { liveBytes -= scope.values[slot]?.byteCount ?? 0 }
-    return try zip(g.outputs, schedule.graphOutputSlots).map { o, slot in
-      guard let v = scope.value(slot) ?? outer?.lookup(o.name) else {
-        throw CompressorError.invalid("graph output '\(o.name)' has no value")
+    for bytes in producedBytes { liveBytes -= bytes }
+    return try zip(schedule.graphOutputNames, schedule.graphOutputSlots).map { name, slot in
+      guard let v = scope.value(slot) ?? outer?.lookup(name) else {
+        throw CompressorError.invalid("graph output '\(name)' has no value")
       }
       return v
     }
@@ -1060,8 +1094,7 @@ public final class Executor {
     runnable.nodes = g.nodes.enumerated().filter { !folded.contains($0.offset) }.map(\.element)
     let p = try plan(runnable)
     for case .tensor(let a) in values.values { subgraphConstants.insert(ObjectIdentifier(a.storage)) }
-    let entry = SubgraphEntry(source: g, graph: runnable, plan: p, start: p.initialValues(values),
-                              constants: Set(values.keys).subtracting(inputs))
+    let entry = SubgraphEntry(source: g, plan: p, start: p.initialValues(values), constants: Set(values.keys).subtracting(inputs))
     subgraphs[key] = entry
     return entry
   }
@@ -1073,16 +1106,17 @@ public final class Executor {
     var order = [Int]()
     order.reserveCapacity(g.nodes.count)
     var state = [UInt8](repeating: 0, count: g.nodes.count)
+    // Each node's dependencies are listed once, when it is pushed: an If's walk its branches,
+    // and listing them again for every one of them made loading silero-vad quadratic.
     for start in g.nodes.indices where state[start] == 0 {
-      var stack = [(start, 0)]
+      var stack = [(start, dependencies(g.nodes[start]), 0)]
       state[start] = 1
-      while let (n, k) = stack.last {
-        let deps = dependencies(g.nodes[n])
+      while let (n, deps, k) = stack.last {
         if k < deps.count {
-          stack[stack.count - 1].1 += 1
+          stack[stack.count - 1].2 += 1
           if let p = producer[deps[k]], p != n {
             if state[p] == 1 { throw CompressorError.invalid("graph '\(g.name)' contains a cycle") }
-            if state[p] == 0 { state[p] = 1; stack.append((p, 0)) }
+            if state[p] == 0 { state[p] = 1; stack.append((p, dependencies(g.nodes[p]), 0)) }
           }
         } else {
           state[n] = 2

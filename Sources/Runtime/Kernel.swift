@@ -6,12 +6,17 @@ import Support
 /// half of the time per node.
 final class NodeReference {
   let node: Node
+  /// The node's subgraphs (If branches, Loop and Scan bodies) once they have run, by attribute.
+  var subgraphs: [(attribute: String, entry: Executor.SubgraphEntry)] = []
   init(_ node: Node) { self.node = node }
 }
 
 /// Everything a kernel sees of the node it executes.
 public struct KernelContext {
-  let nodeReference: NodeReference
+  // Unowned: the executor's loop makes a context per node, and retaining and releasing these
+  // three was a tenth of a small node's cost. `owners` holds them when whoever made the context
+  // does not (every initializer but `init(borrowing:…)`).
+  unowned(unsafe) let nodeReference: NodeReference
   /// Read in place (a borrow), not copied field by field on every use.
   public var node: Node { _read { yield nodeReference.node } }
   /// Inputs in node order; nil for an omitted optional input (""). Empty for value kernels,
@@ -19,8 +24,13 @@ public struct KernelContext {
   public let inputs: [NDArray?]
   /// The version of the node's domain in the model's opset imports.
   public let opset: Int64
-  let executor: Executor
-  let scope: Scope
+  unowned(unsafe) let executor: Executor
+  unowned(unsafe) let scope: Scope
+  private let owners: Owners?
+  private final class Owners {
+    let node: NodeReference, executor: Executor, scope: Scope
+    init(_ node: NodeReference, _ executor: Executor, _ scope: Scope) { self.node = node; self.executor = executor; self.scope = scope }
+  }
   /// For value kernels (sequences, optionals, control flow): every input as a value, in node
   /// order; nil for an omitted one. Empty for tensor kernels.
   public let values: [Value?]
@@ -36,6 +46,19 @@ public struct KernelContext {
     self.executor = executor
     self.scope = scope
     self.values = values
+    owners = Owners(node, executor, scope)
+  }
+
+  /// A context that does not keep `node`, `executor` and `scope` alive: the caller holds all
+  /// three until the kernel returns (the executor's loop).
+  init(borrowing node: NodeReference, inputs: [NDArray?], opset: Int64, executor: Executor, scope: Scope, values: [Value?] = []) {
+    self.nodeReference = node
+    self.inputs = inputs
+    self.opset = opset
+    self.executor = executor
+    self.scope = scope
+    self.values = values
+    owners = nil
   }
 
   public func input(_ i: Int) throws -> NDArray {
@@ -120,15 +143,16 @@ public struct KernelContext {
     return g
   }
 
-  /// Runs a subgraph of this node with `feeds` bound to its inputs, seeing this scope's values.
-  public func runSubgraph(_ g: Graph, feeds: [Value?]) throws -> [Value] {
-    try executor.runGraph(g, outer: scope, feeds: feeds)
+  /// Runs the subgraph in this node's attribute `name` with `feeds` bound to its inputs, seeing
+  /// this scope's values.
+  public func runSubgraph(_ name: String, feeds: [Value?]) throws -> [Value] {
+    try executor.runSubgraph(of: nodeReference, attribute: name, outer: scope, feeds: feeds)
   }
 
   /// The same for a subgraph of tensors (Scan's body): a sequence or optional output is an error.
-  public func runTensorSubgraph(_ g: Graph, feeds: [NDArray?]) throws -> [NDArray] {
-    let outputs = try executor.runGraph(g, outer: scope, feeds: feeds.map { $0.map(Value.tensor) })
-    return try zip(g.outputs, outputs).map { info, v in
+  public func runTensorSubgraph(_ name: String, feeds: [NDArray?]) throws -> [NDArray] {
+    let outputs = try runSubgraph(name, feeds: feeds.map { $0.map(Value.tensor) })
+    return try zip(try graph(name).outputs, outputs).map { info, v in
       guard case .tensor(let t) = v else { throw fail("subgraph output '\(info.name)' must be a tensor, not a \(v.typeDescription)") }
       return t
     }

@@ -432,3 +432,94 @@ def test_decomposed_gelu_fuses_with_the_same_bytes(swap, compressor, tmp_path):
     (tmp_path / "apart").mkdir()
     apart, _ = run_both(compressor, tmp_path / "apart", gelu_model(True), [("x", x)])
     assert fused.tobytes() == apart.tobytes()
+
+
+# start, end, axis (None: omitted), index type, step input (None: omitted)
+ONE_AXIS_SLICES = [
+    (1, -1, 2, np.int64, 1),         # inner axis, negative end
+    (-3, 99, -1, np.int32, None),    # negative axis and start, end past the dimension, int32 bounds
+    (0, 99, 1, np.int64, None),      # the whole axis: the input itself
+    (5, 2, 3, np.int64, 1),          # start after end: empty
+    (2, 3, None, np.int64, None),    # axes omitted: axis 0
+]
+
+
+@pytest.mark.parametrize("start,end,axis,itype,step", ONE_AXIS_SLICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_slices_along_one_axis(start, end, axis, itype, step, dtype, compressor, tmp_path):
+    """The one-axis Slice path (scalar-like bounds read in place) against numpy."""
+    x = (RNG.standard_normal((4, 3, 10, 13)) * 50).astype(dtype)
+    inits = [("starts", np.array([start], itype)), ("ends", np.array([end], itype))]
+    names = ["x", "starts", "ends"]
+    if axis is not None:
+        inits.append(("axes", np.array([axis], itype)))
+        names.append("axes")
+    if step is not None:
+        inits.append(("steps", np.array([step], itype)))
+        names.append("steps")
+    graph = helper.make_graph([helper.make_node("Slice", names, ["y"])], "g",
+                              [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
+                              [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(x.dtype), None)],
+                              [numpy_helper.from_array(a, n) for n, a in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    got, _ = run_both(compressor, tmp_path, m, [("x", x)])
+    index = [slice(None)] * 4
+    index[axis if axis is not None else 0] = slice(start, end)
+    want = x[tuple(index)]
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("op,fn", [("Equal", np.equal), ("Greater", np.greater), ("LessOrEqual", np.less_equal)])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float32, np.float64, np.uint8])
+def test_comparisons_in_the_operands_type(op, fn, dtype, compressor, tmp_path):
+    """Comparisons of one type compare in that type: int64 values 2^53 and 2^53 + 1 differ
+    (through Double they would not); NaN is unequal to itself; broadcasting a scalar."""
+    if np.issubdtype(dtype, np.integer) and dtype != np.uint8:
+        big = np.iinfo(dtype).max
+        a = np.array([[big, big - 1, 0, -5], [2**53 + 1 if dtype == np.int64 else 7, 3, 3, 9]], dtype)
+        b = np.array([[big, big, 0, -6], [2**53 if dtype == np.int64 else 7, 3, 4, 8]], dtype)
+    elif dtype == np.uint8:
+        a = np.array([[255, 0, 7, 8], [1, 2, 3, 4]], dtype)
+        b = np.array([[255, 1, 6, 8], [4, 3, 2, 1]], dtype)
+    else:
+        a = np.array([[np.nan, 1.5, -0.0, 3], [np.inf, 2, 2, -1]], dtype)
+        b = np.array([[np.nan, 1.5, 0.0, 2], [np.inf, 1, 3, -1]], dtype)
+    cases = [(a, b), (a, b[:1, :1])]  # same shape, and a [1, 1] operand broadcast
+    for left, right in cases:
+        tensor = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("a", tensor, left.shape),
+                                   helper.make_tensor_value_info("b", tensor, right.shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.BOOL, None)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+        m.ir_version = 8
+        got, path = run_both(compressor, tmp_path, m, [("a", left), ("b", right)])
+        want = fn(left, right)
+        assert got.dtype == np.bool_ and np.array_equal(got, want)
+        assert np.array_equal(got, ort_run(path, [("a", left), ("b", right)]))
+
+
+def test_if_branches_run_again_from_their_cached_plans(compressor, tmp_path):
+    """A chain of If nodes whose branches read the value before them from the outer scope: each
+    branch's plan is made on its first run and reused; both branches, against ONNX Runtime."""
+    x = RNG.standard_normal((2, 5)).astype(np.float32)
+    nodes, previous = [], "x"
+    for i in range(6):
+        then = helper.make_graph([helper.make_node("Relu", [previous], [f"t{i}"])], f"then{i}", [],
+                                 [helper.make_tensor_value_info(f"t{i}", TensorProto.FLOAT, None)])
+        other = helper.make_graph([helper.make_node("Neg", [previous], [f"e{i}"])], f"else{i}", [],
+                                  [helper.make_tensor_value_info(f"e{i}", TensorProto.FLOAT, None)])
+        out = "y" if i == 5 else f"v{i}"
+        nodes.append(helper.make_node("If", ["c" if i % 2 == 0 else "d"], [out], then_branch=then, else_branch=other))
+        previous = out
+    nodes.insert(0, helper.make_node("Not", ["c"], ["d"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape),
+                                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    m.ir_version = 8
+    for flag in (True, False):
+        c = np.array(flag)
+        got, path = run_both(compressor, tmp_path, m, [("x", x), ("c", c)])
+        np.testing.assert_array_equal(got, ort_run(path, [("x", x), ("c", c)]))

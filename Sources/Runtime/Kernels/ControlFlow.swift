@@ -14,8 +14,9 @@ extension Kernels {
     "If": { c in
       let cond = try c.tensor(0)
       guard cond.count == 1 else { throw c.fail("the condition must have one element, it has \(cond.count)") }
-      let branch = try c.graph(try cond.integers()[0] != 0 ? "then_branch" : "else_branch")
-      return try c.runSubgraph(branch, feeds: [])
+      // A bool read in place (no array made on every inference); other types as integers.
+      let isTrue = cond.dataType == .bool ? cond.elements(UInt8.self)[0] != 0 : try cond.integers()[0] != 0
+      return try c.runSubgraph(isTrue ? "then_branch" : "else_branch", feeds: [])
     },
     "Loop": { c in try loop(c) },
   ]
@@ -38,7 +39,7 @@ private func loop(_ c: KernelContext) throws -> [Value] {
   let limit = getenv("COMPRESSOR_LOOP_LIMIT").flatMap { Int64(String(cString: $0)) } ?? 100_000_000
   while cond && (maxTrips.map { trip < $0 } ?? true) {
     if trip >= limit { throw c.fail("the loop ran \(limit) iterations without ending") }
-    let outs = try c.runSubgraph(body, feeds: [.tensor(NDArray([trip], shape: [])), .tensor(NDArray(bools: [cond], shape: []))] + carried)
+    let outs = try c.runSubgraph("body", feeds: [.tensor(NDArray([trip], shape: [])), .tensor(NDArray(bools: [cond], shape: []))] + carried)
     guard case .tensor(let condOut) = outs[0] else { throw c.fail("the body's condition output must be a tensor") }
     cond = try condOut.integers().first ?? 0 != 0
     carried = Array(outs[1..<(1 + carriedCount)])
@@ -131,7 +132,7 @@ private func scanSequence(_ c: KernelContext, inputs: [NDArray], directionsAttri
       shape.remove(at: axis)
       feeds.append(try seq.slice(axes: [axis], starts: [i], ends: [i + 1], steps: [1]).reshaped(shape))
     }
-    let outs = try c.runTensorSubgraph(body, feeds: feeds)
+    let outs = try c.runTensorSubgraph("body", feeds: feeds)
     state = Array(outs[..<stateCount])
     for k in 0..<scanOutputs { collected[k].append(outs[stateCount + k]) }
   }

@@ -57,12 +57,12 @@ extension Kernels {
       return [try arithmetic(c, x, slope, op: "PRelu") { x, s in x < 0 ? x * s : x }]
     }
 
-    for (op, f) in [("Equal", { (a: Double, b: Double) in a == b }), ("Greater", { $0 > $1 }), ("Less", { $0 < $1 }),
-                    ("GreaterOrEqual", { $0 >= $1 }), ("LessOrEqual", { $0 <= $1 })] as [(String, (Double, Double) -> Bool)] {
+    for (op, comparison) in [("Equal", Comparison.equal), ("Greater", .greater), ("Less", .less),
+                             ("GreaterOrEqual", .greaterOrEqual), ("LessOrEqual", .lessOrEqual)] {
       k[op] = { c in
         let a = try c.input(0), b = try c.input(1)
         if a.dataType == .string && op == "Equal" { return [try equalStrings(c, a, b)] }
-        return [try compare(c, a, b, f)]
+        return [try compare(c, a, b, comparison)]
       }
     }
     for (op, f) in [("And", { (a: Bool, b: Bool) in a && b }), ("Or", { $0 || $1 }), ("Xor", { $0 != $1 })]
@@ -225,8 +225,10 @@ extension NDArray {
 
   /// Builds a tensor of `type` from Double values (rounding toward zero for integers).
   public init(doubles values: [Double], as type: DataType, shape: [Int]) throws {
-    let numeric: [DataType] = [.float, .double, .float16, .bfloat16, .int64, .int32, .int16, .int8, .uint8, .uint16, .uint32, .uint64, .bool]
-    guard numeric.contains(type) else { throw CompressorError.unsupported("cannot convert to \(type)") }
+    switch type {
+    case .float, .double, .float16, .bfloat16, .int64, .int32, .int16, .int8, .uint8, .uint16, .uint32, .uint64, .bool: break
+    default: throw CompressorError.unsupported("cannot convert to \(type)")
+    }
     self.init(uninitialized: type, shape)
     guard let base = storage.base, !values.isEmpty else { return }
     let n = Swift.min(values.count, count)  // never past the buffer, whatever the caller passed
@@ -605,13 +607,39 @@ func classify(_ c: KernelContext, _ x: NDArray, _ test: (Double) -> Bool) throws
   return out
 }
 
-func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ f: (Double, Double) -> Bool) throws -> NDArray {
+enum Comparison {
+  case equal, greater, less, greaterOrEqual, lessOrEqual
+}
+
+/// Equal, Greater, Less and their -OrEqual forms. Operands of one type compare in that type
+/// (exact for 64-bit integers, no Double arrays made for the scalar tests exporters put before
+/// every If); mixed types through Double.
+func compare(_ c: KernelContext, _ a: NDArray, _ b: NDArray, _ op: Comparison) throws -> NDArray {
   guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
   if shape != a.shape && shape != b.shape { try NDArray.checkAllocation(shape, .double, c) }
-  let x = try a.converted(to: .double), y = try b.converted(to: .double)
   var out = NDArray(uninitialized: .bool, shape)
-  let xe = x.elements(Double.self), ye = y.elements(Double.self), z = out.mutableElements(UInt8.self)
-  forEachPair(shape, a.shape, b.shape) { o, i, j in z[o] = f(xe[i], ye[j]) ? 1 : 0 }
+  let z = out.mutableElements(UInt8.self)
+  func typed<T: ElementType & Comparable>(_ x: NDArray, _ y: NDArray, _: T.Type) {
+    let xe = x.elements(T.self), ye = y.elements(T.self)
+    @inline(__always) func each(_ holds: (T, T) -> Bool) {
+      forEachPair(shape, a.shape, b.shape) { o, i, j in z[o] = holds(xe[i], ye[j]) ? 1 : 0 }
+    }
+    switch op {
+    case .equal: each(==)
+    case .greater: each(>)
+    case .less: each(<)
+    case .greaterOrEqual: each(>=)
+    case .lessOrEqual: each(<=)
+    }
+  }
+  switch (a.dataType, b.dataType) {
+  case (.float, .float): typed(a, b, Float.self)
+  case (.int64, .int64): typed(a, b, Int64.self)
+  case (.int32, .int32): typed(a, b, Int32.self)
+  case (.double, .double): typed(a, b, Double.self)
+  case (.uint8, .uint8), (.bool, .bool): typed(a, b, UInt8.self)
+  default: typed(try a.converted(to: .double), try b.converted(to: .double), Double.self)
+  }
   return out
 }
 

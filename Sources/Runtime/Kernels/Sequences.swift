@@ -150,7 +150,7 @@ private func sequenceMap(_ c: KernelContext) throws -> [Value] {
       if case .sequence(let s)? = c.values[i] { return .tensor(s.tensors[position]) }
       return c.values[i]
     }
-    let outs = try c.runSubgraph(body, feeds: feeds)
+    let outs = try c.runSubgraph("body", feeds: feeds)
     for (k, v) in outs.enumerated() {
       guard case .tensor(let t) = v else { throw c.fail("body output \(k) must be a tensor, not a \(v.typeDescription)") }
       collected[k].append(t)

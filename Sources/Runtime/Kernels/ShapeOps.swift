@@ -68,7 +68,8 @@ extension Kernels {
       let x = try c.input(0)
       let axes = c.opset >= 13 ? try c.optionalInput(1)?.integers() : c.ints("axes")
       var shape = [Int]()
-      let drop = Set(try (axes ?? x.shape.indices.filter { x.shape[$0] == 1 }).map { try c.axis($0, rank: x.rank) })
+      // Arrays, not sets: a handful of axes, and hashing cost more than the rest of the node.
+      let drop = try (axes ?? x.shape.indices.filter { x.shape[$0] == 1 }).map { try c.axis($0, rank: x.rank) }
       for (i, d) in x.shape.enumerated() where !drop.contains(i) { shape.append(d) }
       for a in drop where x.shape[a] != 1 { throw c.fail("cannot squeeze axis \(a) of size \(x.shape[a])") }
       return [x.reshaped(shape)]
@@ -77,8 +78,8 @@ extension Kernels {
       let x = try c.input(0)
       guard let axes = c.opset >= 13 ? try c.input(1).integers() : c.ints("axes") else { throw c.fail("axes are required") }
       let rank = x.rank + axes.count
-      let inserted = Set(try axes.map { try c.axis($0, rank: rank) })
-      guard inserted.count == axes.count else { throw c.fail("axes \(axes) repeat") }
+      let inserted = try axes.map { try c.axis($0, rank: rank) }
+      for (k, a) in inserted.enumerated() where inserted[..<k].contains(a) { throw c.fail("axes \(axes) repeat") }
       var shape = [Int](), rest = x.shape.makeIterator()
       for i in 0..<rank { shape.append(inserted.contains(i) ? 1 : (rest.next() ?? 1)) }
       return [x.reshaped(shape)]
@@ -131,6 +132,7 @@ extension Kernels {
         ends = c.ints("ends") ?? []
         axes = c.ints("axes")
       } else {
+        if let y = try sliceOneAxis(c, x) { return [y] }
         starts = try c.input(1).integers()
         ends = try c.input(2).integers()
         axes = try c.optionalInput(3)?.integers()
@@ -230,6 +232,47 @@ extension Kernels {
 }
 
 /// Cast and CastLike: `saturate` (float8) and `round_mode` (float8e8m0) apply to the narrow types.
+/// Element 0 of a one-element int64 or int32 tensor, read in place.
+private func onlyInteger(_ t: NDArray?) -> Int? {
+  guard let t, t.shape.allSatisfy({ $0 == 1 }) else { return nil }
+  switch t.dataType {
+  case .int64: return t.elements(Int64.self).first.map { Int(clamping: $0) }
+  case .int32: return t.elements(Int32.self).first.map { Int($0) }
+  default: return nil
+  }
+}
+
+/// Slice (opset 10 and later) along one axis with step 1 — what exporters write for x[:, a:b]
+/// and the shape arithmetic around recurrent layers — without the per-axis arrays and the
+/// odometer of the general case. Nil for anything else.
+private func sliceOneAxis(_ c: KernelContext, _ x: NDArray) throws -> NDArray? {
+  guard x.dataType != .string, let start = onlyInteger(c.optionalInput(1)), let end = onlyInteger(c.optionalInput(2)) else { return nil }
+  let axisInput = c.optionalInput(3), stepInput = c.optionalInput(4)
+  guard (stepInput == nil || onlyInteger(stepInput) == 1) else { return nil }
+  var axis = 0
+  if axisInput != nil {
+    guard let a = onlyInteger(axisInput) else { return nil }
+    axis = a
+  }
+  axis = try c.axis(axis, rank: x.rank)
+  let n = x.shape[axis]
+  let b = Swift.min(Swift.max(start < 0 ? start + n : start, 0), n)
+  let e = Swift.min(Swift.max(end < 0 ? end + n : end, 0), n)
+  if b == 0 && e == n { return x }
+  var shape = x.shape
+  shape[axis] = Swift.max(e - b, 0)
+  var out = NDArray(uninitialized: x.dataType, shape)
+  var outer = 1, inner = x.elementWidth
+  for d in 0..<axis { outer *= x.shape[d] }
+  for d in (axis + 1)..<x.rank { inner *= x.shape[d] }
+  let run = shape[axis] * inner
+  if run > 0, let src = x.storage.base {
+    let dst = out.mutableBytes()
+    for o in 0..<outer { (dst + o * run).copyMemory(from: src + (o * n + b) * inner, byteCount: run) }
+  }
+  return out
+}
+
 private func cast(_ c: KernelContext, _ x: NDArray, to: DataType) throws -> NDArray {
   if to == x.dataType { return x }
   if to == .string || x.dataType == .string { throw c.unsupported("casts to or from string are not supported") }
