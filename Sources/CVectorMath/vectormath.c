@@ -188,11 +188,9 @@ CLONES void vm_softmax_row(const float *in, float *out, long n) {
 typedef float im2col_v16 __attribute__((vector_size(64), aligned(4)));
 typedef float im2col_v8 __attribute__((vector_size(32), aligned(4)));
 
-static inline __attribute__((always_inline)) void im2col_row(const float *plane, long h, long w, long ky, long kx, long oy0,
-                                                             long oy1, long ow, long sh, long sw, long dh, long dw,
-                                                             long pad_top, long pad_left, float *dst) {
-  long shift = kx * dw - pad_left, lo, hi;
-  live_columns(shift, w, ow, sw, &lo, &hi);
+static inline __attribute__((always_inline)) void im2col_row(const float *plane, long h, long w, long ky, long shift, long lo,
+                                                             long hi, long oy0, long oy1, long ow, long sh, long sw, long dh,
+                                                             long pad_top, float *dst) {
   for (long oy = oy0; oy < oy1; oy++, dst += ow) {
     long iy = oy * sh - pad_top + ky * dh;
     if (iy < 0 || iy >= h) {
@@ -222,15 +220,46 @@ static inline __attribute__((always_inline)) void im2col_row(const float *plane,
 }
 
 // Rows ch0 ..< ch1 of channels' taps: one call for a range of channels, so a convolution over a
-// few positions (a 1-D signal of 4 frames, a 1×1 map) does not pay a call per row.
+// few positions (a 1-D signal of 4 frames, a 1×1 map) does not pay a call per row. Each tap
+// column's live outputs are worked out once, not per channel: their two divisions cost more than
+// copying a row of one or two positions (silero-vad's 3-tap layers over 2 and 1 frames).
 CLONES void vm_im2col(const float *x, long ch0, long ch1, long h, long w, long kh, long kw, long oy0, long oy1, long ow,
                       long sh, long sw, long dh, long dw, long pad_top, long pad_left, float *cols, long leading) {
+  enum { cached = 16 };
+  long los[cached], his[cached];
+  for (long kx = 0; kx < kw && kx < cached; kx++) live_columns(kx * dw - pad_left, w, ow, sw, &los[kx], &his[kx]);
+  if (oy1 - oy0 == 1 && ow <= 4 && kw <= cached) {
+    // One output row of a few positions (1-D signals of a few frames): a short gather per tap,
+    // without the general row's zero runs and stride cases.
+    for (long ch = ch0; ch < ch1; ch++) {
+      const float *plane = x + ch * h * w;
+      float *dst = cols + ch * kh * kw * leading;
+      for (long ky = 0; ky < kh; ky++) {
+        long iy = oy0 * sh - pad_top + ky * dh;
+        int inside = iy >= 0 && iy < h;
+        const float *row = plane + (inside ? iy : 0) * w;
+        for (long kx = 0; kx < kw; kx++, dst += leading) {
+          long shift = kx * dw - pad_left, lo = inside ? los[kx] : ow, hi = inside ? his[kx] : ow;
+          for (long ox = 0; ox < ow; ox++) dst[ox] = ox >= lo && ox < hi ? row[shift + ox * sw] : 0.0f;
+        }
+      }
+    }
+    return;
+  }
   for (long ch = ch0; ch < ch1; ch++) {
     const float *plane = x + ch * h * w;
     float *dst = cols + ch * kh * kw * leading;
     for (long ky = 0; ky < kh; ky++)
-      for (long kx = 0; kx < kw; kx++, dst += leading)
-        im2col_row(plane, h, w, ky, kx, oy0, oy1, ow, sh, sw, dh, dw, pad_top, pad_left, dst);
+      for (long kx = 0; kx < kw; kx++, dst += leading) {
+        long shift = kx * dw - pad_left, lo, hi;
+        if (kx < cached) {
+          lo = los[kx];
+          hi = his[kx];
+        } else {
+          live_columns(shift, w, ow, sw, &lo, &hi);
+        }
+        im2col_row(plane, h, w, ky, shift, lo, hi, oy0, oy1, ow, sh, sw, dh, pad_top, dst);
+      }
   }
 }
 
@@ -291,7 +320,8 @@ CLONES void vm_depthwise_plane(const float *in, long row_step, long row_width, c
 static inline float swift_min(float x, float y) { return y < x ? y : x; }
 static inline float swift_max(float x, float y) { return y >= x ? y : x; }
 
-CLONES void vm_bias_activation(float *p, long n, float bias, const float *residual, int kind, float alpha, float beta) {
+static inline __attribute__((always_inline)) void bias_activation(float *p, long n, float bias, const float *residual, int kind,
+                                                                  float alpha, float beta) {
   if (residual) {
     for (long i = 0; i < n; i++) p[i] = (p[i] + bias) + residual[i];
     bias = 0.0f;
@@ -325,6 +355,16 @@ CLONES void vm_bias_activation(float *p, long n, float bias, const float *residu
     vm_silu_bias(p, n, bias);
     break;
   }
+}
+
+CLONES void vm_bias_activation(float *p, long n, float bias, const float *residual, int kind, float alpha, float beta) {
+  bias_activation(p, n, bias, residual, kind, alpha, beta);
+}
+
+CLONES void vm_bias_activation_planes(float *p, long planes, long n, long stride, const float *biases, const float *residual,
+                                      int kind, float alpha, float beta) {
+  for (long c = 0; c < planes; c++)
+    bias_activation(p + c * stride, n, biases ? biases[c] : 0.0f, residual ? residual + c * stride : 0, kind, alpha, beta);
 }
 
 // y[j] = Σ_k a[j·lda + k]·x[k] for rows j0…j1−1: a recurrence's R·h at batch 1, rows shared among

@@ -92,7 +92,7 @@ extension Compressor {
         }
         for (op, ns) in byOp.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { line(op, ns) }
         FileHandle.standardError.write("slowest nodes:\n")
-        for (name, entry) in spent.sorted(by: { ($0.value.nanoseconds, $1.key) > ($1.value.nanoseconds, $0.key) }).prefix(10) {
+        for (name, entry) in spent.sorted(by: { ($0.value.nanoseconds, $1.key) > ($1.value.nanoseconds, $0.key) }).prefix(getenv("PROFILE_ALL") != nil ? 100000 : 10) {
           line("  \(name)", entry.nanoseconds)
         }
       }

@@ -8,6 +8,8 @@ final class NodeReference {
   let node: Node
   /// The node's subgraphs (If branches, Loop and Scan bodies) once they have run, by attribute.
   var subgraphs: [(attribute: String, entry: Executor.SubgraphEntry)] = []
+  /// What kernels derived from the node's attributes on its first run (`KernelContext.memo`).
+  var memos: [String: Any] = [:]
   init(_ node: Node) { self.node = node }
 }
 
@@ -59,6 +61,16 @@ public struct KernelContext {
     self.scope = scope
     self.values = values
     owners = nil
+  }
+
+  /// Something a kernel derives from the node's attributes (and the shapes in `valid`), made on
+  /// the node's first run and kept with the node: parsing a convolution's window on every call
+  /// was a tenth of a small convolution's time.
+  func memo<T>(_ key: String, valid: (T) -> Bool = { _ in true }, _ make: () throws -> T) rethrows -> T {
+    if let kept = nodeReference.memos[key] as? T, valid(kept) { return kept }
+    let made = try make()
+    nodeReference.memos[key] = made
+    return made
   }
 
   public func input(_ i: Int) throws -> NDArray {

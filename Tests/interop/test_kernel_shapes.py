@@ -523,3 +523,58 @@ def test_if_branches_run_again_from_their_cached_plans(compressor, tmp_path):
         c = np.array(flag)
         got, path = run_both(compressor, tmp_path, m, [("x", x), ("c", c)])
         np.testing.assert_array_equal(got, ort_run(path, [("x", x), ("c", c)]))
+
+
+# input shape, pads, mode
+PADS = [
+    ((1, 1, 37), [0, 0, 5, 0, 0, 5], "reflect"),              # silero's STFT framing
+    ((2, 3, 6, 7), [0, 0, 1, 2, 0, 0, 2, 1], "constant"),
+    ((2, 3, 6, 7), [0, 1, -1, 3, 0, 0, 2, -2], "edge"),        # negative pads crop
+    ((4, 9), [2, 3, 1, 4], "wrap"),
+    ((3, 5), [1, 4, 2, 4], "reflect"),                          # pads reaching the opposite end
+]
+
+
+@pytest.mark.parametrize("shape,pads,mode", PADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_pad_modes(shape, pads, mode, dtype, compressor, tmp_path):
+    """Pad row by row, in the tensor's own type, against ONNX Runtime; the constant is 7."""
+    x = (RNG.standard_normal(shape) * 100).astype(dtype)
+    tensor = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inits = [numpy_helper.from_array(np.array(pads, np.int64), "pads"), numpy_helper.from_array(np.array(7, dtype), "value")]
+    graph = helper.make_graph([helper.make_node("Pad", ["x", "pads", "value"] if mode == "constant" else ["x", "pads"], ["y"], mode=mode)],
+                              "g", [helper.make_tensor_value_info("x", tensor, x.shape)],
+                              [helper.make_tensor_value_info("y", tensor, None)], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_array_equal(got, ort_run(path, [("x", x)]))
+
+
+# input shape, weight shape, stride, pad, dilation
+FEW_POSITIONS = [
+    ((1, 64, 2), (64, 64, 3), 2, 1, 1),       # silero-vad's encoder: two frames, stride 2 → one position
+    ((1, 128, 4), (64, 128, 3), 2, 1, 1),     # four frames → two
+    ((2, 129, 4), (128, 129, 3), 1, 1, 1),    # batch of two, four positions, padding both ends
+    ((1, 8, 23), (5, 8, 20), 1, 0, 1),        # 20 taps (past the cached live columns): four positions
+    ((1, 6, 9), (7, 6, 3), 3, 2, 2),          # dilation and stride, padding read at both ends
+    ((1, 5, 3, 6), (4, 5, 3, 3), 1, 0, 1),    # 2-D with one output row of four
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad,dilation", FEW_POSITIONS)
+@pytest.mark.parametrize("relu", [False, True])
+def test_convolutions_over_a_few_positions(x_shape, w_shape, stride, pad, dilation, relu, compressor, tmp_path):
+    """One output row of at most four positions (the short gather im2col takes) with a bias and
+    a fused Relu, against ONNX Runtime."""
+    x = RNG.standard_normal(x_shape).astype(np.float32)
+    w = (RNG.standard_normal(w_shape) * 0.2).astype(np.float32)
+    b = RNG.standard_normal(w_shape[0]).astype(np.float32)
+    spatial = len(x_shape) - 2
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c" if relu else "y"], strides=[stride] * spatial,
+                              pads=[pad] * (2 * spatial), dilations=[dilation] * spatial)]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"]))
+    m = model(nodes, [("x", x)], [("w", w), ("b", b)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-5, atol=1e-5)

@@ -54,6 +54,10 @@ enum {
   VM_ACTIVATION_LEAKY_RELU, VM_ACTIVATION_SILU
 };
 void vm_bias_activation(float *p, long n, float bias, const float *residual, int kind, float alpha, float beta);
+// The same on `planes` runs of n values, `stride` apart, plane c with biases[c] (none: 0) and
+// the residual's run at the same offset: one call for the channels of a small map.
+void vm_bias_activation_planes(float *p, long planes, long n, long stride, const float *biases, const float *residual,
+                               int kind, float alpha, float beta);
 // The largest value of a row (NaN ignored; -inf for an empty row).
 float vm_row_maximum(const float *in, long n);
 

@@ -18,7 +18,14 @@ public struct Window {
   public var padTop = 0, padLeft = 0, padBottom = 0, padRight = 0
 
   init(_ c: KernelContext, spatialRank: Int, kernel: [Int], input: [Int], transposed: Bool = false) throws {
-    try self.init(node: c.node, spatialRank: spatialRank, kernel: kernel, input: input, transposed: transposed)
+    typealias Kept = (spatialRank: Int, kernel: [Int], input: [Int], transposed: Bool, window: Window)
+    let kept: Kept = try c.memo("window", valid: { (k: Kept) in
+      k.spatialRank == spatialRank && k.kernel == kernel && k.input == input && k.transposed == transposed
+    }) {
+      (spatialRank, kernel, input, transposed,
+       try Window(node: c.node, spatialRank: spatialRank, kernel: kernel, input: input, transposed: transposed))
+    }
+    self = kept.window
   }
 
   /// Reads the node's kernel_shape (or the given kernel dims), strides, dilations, pads and auto_pad.
@@ -135,14 +142,16 @@ func conv(_ c: KernelContext) throws -> NDArray {
   guard let sp = src.baseAddress, let wp = wt.baseAddress, let dp = dst.baseAddress, spatialOut > 0 else { return out }
   try withExtendedLifetime((src, wt, dst)) {
   if let b = c.optionalInput(2), b.rank != 1 { throw c.fail("bias has shape \(b.shape), not [\(m)]") }
-  let bias = try c.optionalInput(2).map { try $0.floats() }
-  if let bias, bias.count != m { throw c.fail("bias has \(bias.count) values for \(m) output channels") }
+  let bias = try c.optionalInput(2).map { try $0.floats() } ?? []
+  if c.optionalInput(2) != nil && bias.count != m { throw c.fail("bias has \(bias.count) values for \(m) output channels") }
   /// Bias, the residual and the fused activation on output channels `channels` of sample `b`,
   /// positions [p0, p1), while those values are still in cache.
   func finish(_ b: Int, _ channels: Range<Int>, _ p0: Int, _ p1: Int) {
-    for o in channels {
-      let offset = (b * m + o) * spatialOut + p0
-      activation.apply(dp + offset, count: p1 - p0, bias: bias?[o] ?? 0, residual: rp.map { UnsafePointer($0 + offset) })
+    guard !channels.isEmpty else { return }
+    let offset = (b * m + channels.lowerBound) * spatialOut + p0
+    bias.withUnsafeBufferPointer { biases in
+      activation.apply(planes: channels.count, dp + offset, count: p1 - p0, stride: spatialOut,
+                       biases: biases.isEmpty ? nil : biases.baseAddress.map { $0 + channels.lowerBound }, residual: rp.map { UnsafePointer($0 + offset) })
     }
   }
   let pointwise = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1
@@ -231,7 +240,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     bands = (oh + bandRows - 1) / bandRows
     let packed = try transposedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
                                        window: win.kh * win.kw > 1,
-                                       purpose: full ? "conv-transposed" : "conv-transposed \(live.ky) \(live.kx)")
+                                       purpose: full ? "conv-transposed" : liveTapsPurpose(live))
     let wp = packed == nil ? liveWeights() : UnsafePointer(wp)
     // Small maps of several images (ResNet's 14 × 14 and 7 × 7 stages at batch 8): one product
     // over the positions of several images, whose weights are then read once for all of them,
@@ -314,6 +323,12 @@ func conv(_ c: KernelContext) throws -> NDArray {
     out = sum
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// The cache key of weights packed for some taps only: integers interpolated, since a Range's
+/// description goes through reflection (a tenth of a small 1-D convolution's time).
+private func liveTapsPurpose(_ live: (ky: Range<Int>, kx: Range<Int>)) -> String {
+  "conv-transposed \(live.ky.lowerBound) \(live.ky.upperBound) \(live.kx.lowerBound) \(live.kx.upperBound)"
 }
 
 /// The rows and columns of the window whose taps read the input for some output (intervals);
@@ -585,17 +600,27 @@ struct FusedActivation {
   @inline(__always)
   func apply(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafePointer<Float>? = nil) {
     if kind == .none && bias == 0 && residual == nil { return }
-    let code: Int32
-    switch kind {
-    case .none: code = Int32(VM_ACTIVATION_NONE)
-    case .relu: code = Int32(VM_ACTIVATION_RELU)
-    case .clip: code = Int32(VM_ACTIVATION_CLIP)
-    case .hardSwish: code = Int32(VM_ACTIVATION_HARD_SWISH)
-    case .hardSigmoid: code = Int32(VM_ACTIVATION_HARD_SIGMOID)
-    case .leakyRelu: code = Int32(VM_ACTIVATION_LEAKY_RELU)
-    case .silu: code = Int32(VM_ACTIVATION_SILU)
-    }
     vm_bias_activation(p, count, bias, residual, code, alpha, beta)
+  }
+
+  /// The same on `planes` runs of `count` values `stride` apart, run c with biases[c] (nil: no
+  /// bias) and the residual's run at the same offset: one call for all the channels of a map.
+  func apply(planes: Int, _ p: UnsafeMutablePointer<Float>, count: Int, stride: Int, biases: UnsafePointer<Float>?,
+             residual: UnsafePointer<Float>?) {
+    if kind == .none && biases == nil && residual == nil { return }
+    vm_bias_activation_planes(p, planes, count, stride, biases, residual, code, alpha, beta)
+  }
+
+  private var code: Int32 {
+    switch kind {
+    case .none: Int32(VM_ACTIVATION_NONE)
+    case .relu: Int32(VM_ACTIVATION_RELU)
+    case .clip: Int32(VM_ACTIVATION_CLIP)
+    case .hardSwish: Int32(VM_ACTIVATION_HARD_SWISH)
+    case .hardSigmoid: Int32(VM_ACTIVATION_HARD_SIGMOID)
+    case .leakyRelu: Int32(VM_ACTIVATION_LEAKY_RELU)
+    case .silu: Int32(VM_ACTIVATION_SILU)
+    }
   }
 }
 

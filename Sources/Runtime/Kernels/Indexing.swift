@@ -259,13 +259,13 @@ private func scatterElements(_ c: KernelContext) throws -> NDArray {
 private func pad(_ c: KernelContext) throws -> NDArray {
   let x = try c.input(0)
   var pads: [Int]
-  var constant = 0.0
+  var constant = NDArray([Float(0)], shape: [1])
   if c.opset < 11 {
     pads = c.ints("pads") ?? []
-    constant = Double(c.float("value", 0))
+    constant = NDArray([c.float("value", 0)], shape: [1])
   } else {
     pads = try c.input(1).integers()
-    if let v = c.optionalInput(2), v.count > 0 { constant = try v.converted(to: .double).elements(Double.self)[0] }
+    if let v = c.optionalInput(2), v.count > 0 { constant = v }
   }
   if let axesInput = c.optionalInput(3) {
     let axes = try axesInput.integers().map { try c.axis($0, rank: x.rank) }
@@ -278,37 +278,87 @@ private func pad(_ c: KernelContext) throws -> NDArray {
     pads = full
   }
   guard pads.count == 2 * x.rank else { throw c.fail("pads has \(pads.count) values for rank \(x.rank)") }
-  let mode = c.string("mode", "constant")
   guard pads.allSatisfy({ abs($0) < 1 << 40 }) else { throw c.fail("pads \(pads) are out of range") }
   let outShape = (0..<x.rank).map { x.shape[$0] + pads[$0] + pads[x.rank + $0] }
   guard outShape.allSatisfy({ $0 >= 0 }) else { throw c.fail("pads \(pads) remove more than the input has") }
   try NDArray.checkAllocation(outShape, x.dataType, c)
-  let v = try x.converted(to: .double).elements(Double.self)
-  let xs = strides(x.shape), os = strides(outShape)
-  var values = [Double](repeating: constant, count: outShape.reduce(1, *))
-  for o in values.indices {
-    var rest = o, offset = 0, inside = true
-    for d in 0..<x.rank {
-      var i = rest / os[d] - pads[d]
-      rest %= os[d]
-      let n = x.shape[d]
-      if i < 0 || i >= n {
-        switch mode {
-        case "edge": i = Swift.min(Swift.max(i, 0), n - 1)
-        case "reflect":
-          guard n > 1 else { i = 0; break }
-          let period = 2 * (n - 1)
-          i = ((i % period) + period) % period
-          if i >= n { i = period - i }
-        case "wrap": i = ((i % n) + n) % n
-        default: inside = false
+  guard x.dataType != .string, (x.dataType.bitWidth ?? 8) >= 8 else { throw c.unsupported("Pad on \(x.dataType) tensors is not supported") }
+  let mode = PadMode(c.string("mode", "constant"))
+  if x.rank == 0 { return x }
+  var out = NDArray(uninitialized: x.dataType, outShape)
+  guard out.count > 0 else { return out }
+  guard x.count > 0 || mode == .constant else { throw c.fail("cannot pad an empty input in \(mode) mode") }
+  // Whole rows (the last axis) at a time, in bytes: the middle of a row is one copy, only the
+  // padded ends are mapped element by element, and the value is copied in the tensor's own type.
+  let width = x.elementWidth, rank = x.rank, last = rank - 1
+  let fill = try constant.converted(to: x.dataType)
+  let xs = strides(x.shape)
+  let n = x.shape[last], before = pads[last], rowOut = outShape[last]
+  let inner = (Swift.max(0, before), Swift.min(rowOut, before + n))
+  let dst = out.mutableBytes()
+  guard let fillBytes = fill.storage.base else { return out }
+  let src = x.storage.base
+  var index = [Int](repeating: 0, count: last)
+  for row in 0..<(out.count / rowOut) {
+    let to = dst + row * rowOut * width
+    var offset: Int? = 0
+    for d in 0..<last {
+      guard let i = mode.source(index[d] - pads[d], x.shape[d]) else { offset = nil; break }
+      offset = offset.map { $0 + i * xs[d] }
+    }
+    if let offset, let src {
+      let from = src + offset * width
+      if inner.1 > inner.0 {
+        (to + inner.0 * width).copyMemory(from: from + (inner.0 - before) * width, byteCount: (inner.1 - inner.0) * width)
+      }
+      for j in 0..<rowOut where j < inner.0 || j >= inner.1 {
+        if let i = mode.source(j - before, n) {
+          (to + j * width).copyMemory(from: from + i * width, byteCount: width)
+        } else {
+          (to + j * width).copyMemory(from: fillBytes, byteCount: width)
         }
       }
-      offset += i * xs[d]
+    } else {
+      for j in 0..<rowOut { (to + j * width).copyMemory(from: fillBytes, byteCount: width) }
     }
-    if inside { values[o] = v[offset] }
+    var d = last - 1
+    while d >= 0 {
+      index[d] += 1
+      if index[d] < outShape[d] { break }
+      index[d] = 0
+      d -= 1
+    }
   }
-  return try NDArray(doubles: values, as: x.dataType, shape: outShape)
+  return out
+}
+
+/// How Pad fills past an input's ends. An unknown mode pads with the constant, as before.
+private enum PadMode {
+  case constant, edge, reflect, wrap
+  init(_ name: String) {
+    switch name {
+    case "edge": self = .edge
+    case "reflect": self = .reflect
+    case "wrap": self = .wrap
+    default: self = .constant
+    }
+  }
+
+  /// The input index that output index `i` (relative to the input's start) reads along an axis
+  /// of `n` elements; nil where the constant goes.
+  func source(_ i: Int, _ n: Int) -> Int? {
+    if i >= 0 && i < n { return i }
+    switch self {
+    case .constant: return nil
+    case .edge: return Swift.min(Swift.max(i, 0), n - 1)
+    case .reflect:
+      guard n > 1 else { return 0 }
+      let period = 2 * (n - 1)
+      let r = ((i % period) + period) % period
+      return r >= n ? period - r : r
+    case .wrap: return ((i % n) + n) % n
+    }
+  }
 }
 
 /// CumSum and CumProd along the axis given by input 1, optionally exclusive (the first output is
