@@ -38,8 +38,11 @@ extension Compressor {
     @Flag(help: "Print the results as JSON on stdout.")
     var json = false
 
-    @Flag(help: "Also print the time spent per operator type over the timed runs (stderr).")
+    @Flag(help: "Also print the time spent per operator type over the timed runs, and the slowest nodes (stderr).")
     var profile = false
+
+    @Option(help: "How many of the slowest nodes --profile lists.")
+    var profileNodes = 10
 
     @OptionGroup var memory: MemoryOptions
 
@@ -47,6 +50,7 @@ extension Compressor {
       if runs < 1 { throw ValidationError("--runs must be 1 or more, not \(runs)") }
       if warmup < 0 { throw ValidationError("--warmup must be 0 or more, not \(warmup)") }
       if threads < 1 { throw ValidationError("--threads must be 1 or more, not \(threads)") }
+      if profileNodes < 0 { throw ValidationError("--profile-nodes must be 0 or more, not \(profileNodes)") }
       _ = try parseShapes()
     }
 
@@ -92,7 +96,7 @@ extension Compressor {
         }
         for (op, ns) in byOp.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { line(op, ns) }
         FileHandle.standardError.write("slowest nodes:\n")
-        for (name, entry) in spent.sorted(by: { ($0.value.nanoseconds, $1.key) > ($1.value.nanoseconds, $0.key) }).prefix(getenv("PROFILE_ALL") != nil ? 100000 : 10) {
+        for (name, entry) in spent.sorted(by: { ($0.value.nanoseconds, $1.key) > ($1.value.nanoseconds, $0.key) }).prefix(profileNodes) {
           line("  \(name)", entry.nanoseconds)
         }
       }
