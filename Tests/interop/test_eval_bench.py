@@ -126,6 +126,11 @@ def test_bench_profile_lists_operators_and_the_slowest_nodes(compressor):
     assert {"Conv", "Gemm", "GlobalAveragePool"} <= set(shares) and sum(shares.values()) == pytest.approx(100, abs=0.5)
     assert len(nodes) == 7 and all(re.match(r"^  node '\w+' \(\w+\)  [0-9.e-]+ ms/run  [0-9.]+%$", n) for n in nodes)
     assert any(n.startswith("  node 'c2' (Conv)") for n in nodes)
+    # --profile-nodes limits the list: the three slowest, in the same order.
+    r = compressor("bench", FIXTURES / "cnn_residual.onnx", "--input-shape", "image=1x1x8x8", "--runs", "3", "--profile",
+                   "--profile-nodes", "3")
+    lines = r.stderr.splitlines()
+    assert len(lines) - lines.index("slowest nodes:") - 1 == 3
 
 
 def _cpu_flags():
