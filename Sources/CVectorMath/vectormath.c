@@ -182,6 +182,43 @@ CLONES void vm_softmax_row(const float *in, float *out, long n) {
   for (long i = 0; i < n; i++) out[i] *= r;
 }
 
+// A row's sum from sixteen lanes (lane l takes k ≡ l mod 16, in order) added in one fixed order,
+// then the tail in order: the same bits on every instruction set.
+static inline __attribute__((always_inline)) float row_sum(const float *x, long n, float shift, int squares) {
+  v16 acc = {0};
+  long k = 0;
+  for (; k + 16 <= n; k += 16) {
+    v16 v;
+    memcpy(&v, x + k, sizeof v);
+    v -= shift;
+    acc += squares ? v * v : v;
+  }
+  float sum = 0;
+  for (int j = 0; j < 16; j++) sum += acc[j];
+  for (; k < n; k++) {
+    float d = x[k] - shift;
+    sum += squares ? d * d : d;
+  }
+  return sum;
+}
+
+CLONES void vm_layer_norm(const float *x, long rows, long n, const float *scale, const float *bias, float eps, float *y,
+                          float *mean, float *inv_std) {
+  for (long r = 0; r < rows; r++) {
+    const float *in = x + r * n;
+    float *out = y + r * n;
+    float mu = row_sum(in, n, 0.0f, 0) / (float)n;
+    float rs = 1.0f / __builtin_sqrtf(row_sum(in, n, mu, 1) / (float)n + eps);
+    mean[r] = mu;
+    inv_std[r] = rs;
+    if (bias) {
+      for (long i = 0; i < n; i++) out[i] = (in[i] - mu) * rs * scale[i] + bias[i];
+    } else {
+      for (long i = 0; i < n; i++) out[i] = (in[i] - mu) * rs * scale[i];
+    }
+  }
+}
+
 // Each output row's window columns inside the input, [lo, hi), are copied (stride 1) or gathered
 // (stride > 1) and the rest zeroed, in loops the compiler vectorizes: one call per tap and band
 // where the Swift loop made three calls per output row (ResNet's 7-wide rows: 28-byte copies).

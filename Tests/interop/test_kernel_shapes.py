@@ -578,3 +578,29 @@ def test_convolutions_over_a_few_positions(x_shape, w_shape, stride, pad, dilati
     m = model(nodes, [("x", x)], [("w", w), ("b", b)])
     got, path = run_both(compressor, tmp_path, m, [("x", x)])
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-5, atol=1e-5)
+
+
+# input shape, axis, scale shape, bias
+LAYER_NORMS = [
+    ((2, 8, 64), -1, (64,), True),         # a small transformer's rows
+    ((1, 197, 768), -1, (768,), True),     # ViT's
+    ((3, 5, 37), -1, (37,), False),        # a tail past the 16 lanes, no bias
+    ((2, 6, 4, 5), -2, (4, 5,), True),     # normalized over two axes
+    ((4, 6, 7), -1, (1,), True),           # a broadcast scale: the general path
+]
+
+
+@pytest.mark.parametrize("shape,axis,scale_shape,with_bias", LAYER_NORMS)
+def test_layer_normalization(shape, axis, scale_shape, with_bias, compressor, tmp_path):
+    """LayerNormalization in one pass per row (the general path for scales that broadcast),
+    against ONNX Runtime; inputs with a large mean, so the variance is taken about it."""
+    x = (RNG.standard_normal(shape) * 3 + 40).astype(np.float32)
+    scale = RNG.standard_normal(scale_shape).astype(np.float32)
+    inits = [("scale", scale)]
+    names = ["x", "scale"]
+    if with_bias:
+        inits.append(("bias", RNG.standard_normal(scale_shape).astype(np.float32)))
+        names.append("bias")
+    m = model([helper.make_node("LayerNormalization", names, ["y"], axis=axis, epsilon=1e-5)], [("x", x)], inits, opset=17)
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)

@@ -27,6 +27,12 @@ void vm_erf(const float *x, float *y, long n);
 void vm_gelu_erf(const float *x, float *y, long n);
 // Softmax of one contiguous row (out may be in): a row of -inf gives NaN, as ONNX's Softmax does.
 void vm_softmax_row(const float *in, float *out, long n);
+// LayerNormalization of `rows` contiguous rows of n: y = (x − mean)·(1/√(variance + eps))·scale
+// [+ bias], each step rounded in that order; scale and bias hold n values (bias may be null).
+// Each row's mean and 1/√(variance + eps) are written to mean[r] and inv_std[r]. The sums run in
+// sixteen lanes added in a fixed order: a row's bits depend on nothing but the row.
+void vm_layer_norm(const float *x, long rows, long n, const float *scale, const float *bias, float eps, float *y,
+                   float *mean, float *inv_std);
 // A convolution's unfolded input (im2col) for input channels ch0…ch1−1 of x (each h × w): the
 // row of tap (ky, kx) of channel ch starts at cols + ((ch·kh + ky)·kw + kx)·leading and holds
 // the values that tap reads for output rows oy0…oy1−1 (ow columns each), zero where it falls in

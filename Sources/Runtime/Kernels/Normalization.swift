@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 import IR
 import Support
@@ -45,9 +46,26 @@ extension Kernels {
       let eps = c.float("epsilon", 1e-5)
       let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
       let scale = try c.input(1), bias = c.optionalInput(2)
-      var normalized = NDArray(uninitialized: .float, x.shape)
       var means = NDArray(uninitialized: .float, Array(x.shape[..<axis]) + Array(repeating: 1, count: x.rank - axis))
       var invStd = means
+      /// Whether a scale or bias holds one value per position of the normalized axes, laid out as they are.
+      func perPosition(_ p: NDArray?) -> Bool {
+        guard let p else { return true }
+        return p.dataType == .float && p.count == inner && p.rank <= x.rank - axis && broadcastShape(x.shape, p.shape) == x.shape
+      }
+      if perPosition(scale) && perPosition(bias) {
+        // The common case (one scale and bias per feature) in one C pass per row.
+        var y = NDArray(uninitialized: .float, x.shape)
+        let src = x.elements(Float.self), sc = scale.elements(Float.self), bi = bias?.elements(Float.self)
+        let dst = y.mutableElements(Float.self), mu = means.mutableElements(Float.self), rs = invStd.mutableElements(Float.self)
+        withExtendedLifetime((src, sc, bi, dst, mu, rs)) {
+          guard let xp = src.baseAddress, let sp = sc.baseAddress, let yp = dst.baseAddress, let mp = mu.baseAddress,
+                let rp = rs.baseAddress else { return }
+          vm_layer_norm(xp, outer, inner, sp, bi?.baseAddress, eps, yp, mp, rp)
+        }
+        return [x0.dataType == .float ? y : try y.converted(to: x0.dataType), means, invStd]
+      }
+      var normalized = NDArray(uninitialized: .float, x.shape)
       let src = x.elements(Float.self), dst = normalized.mutableElements(Float.self)
       let mu = means.mutableElements(Float.self), rs = invStd.mutableElements(Float.self)
       for o in 0..<outer {
