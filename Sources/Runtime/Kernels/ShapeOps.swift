@@ -30,25 +30,25 @@ extension Kernels {
     "Size": { c in [NDArray([Int64(try c.input(0).count)], shape: [])] },
     "Reshape": { c in
       let x = try c.input(0)
-      let requested: [Int]
-      if c.opset < 5 { requested = c.ints("shape") ?? [] } else { requested = try c.input(1).integers() }
+      var shape: [Int]
+      if c.opset < 5 { shape = c.ints("shape") ?? [] } else { shape = try c.input(1).integers() }
+      let requested = shape
       let allowZero = c.int("allowzero", 0) != 0
-      var shape = requested.enumerated().map { i, d in d == 0 && !allowZero && i < x.rank ? x.shape[i] : d }
-      func product(_ dims: [Int]) -> Int? {
-        var p = 1
-        for d in dims {
-          let (r, o) = p.multipliedReportingOverflow(by: d)
-          if o || d < 0 { return nil }
-          p = r
-        }
-        return p
+      // One pass, in place: 0 copies the input's dimension, one -1 takes what is left.
+      var unknown: Int?, known = 1
+      for i in shape.indices {
+        if shape[i] == 0 && !allowZero && i < x.rank { shape[i] = x.shape[i] }
+        if shape[i] == -1 && unknown == nil { unknown = i; continue }
+        let (p, overflow) = known.multipliedReportingOverflow(by: shape[i])
+        guard shape[i] >= 0, !overflow else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
+        known = p
       }
-      if let unknown = shape.firstIndex(of: -1) {
-        guard let known = product(shape.enumerated().filter { $0.offset != unknown }.map(\.element)), known > 0,
-              x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
+      if let unknown {
+        guard known > 0, x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
         shape[unknown] = x.count / known
+      } else {
+        guard known == x.count else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
       }
-      guard product(shape) == x.count else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
       return [x.reshaped(shape)]
     },
     "Flatten": { c in
