@@ -308,8 +308,39 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 
 // dst[q] = Σ_t filter[t] · in[offsets[t] + q] for q < n rounded up to 16 (reads and writes that
 // far), taps in order, four vectors' sums kept in registers across the taps.
+// A span of exactly NV vectors with all NV sums in registers: the taps' additions of each
+// vector are a chain, and a 7×7 plane's 5 vectors run as 5 chains side by side instead of a block
+// of 4 followed by a fifth alone. Each element's sum is in the same order as below.
+#define DEPTHWISE_SHORT(NV)                                                                  \
+  static inline __attribute__((always_inline)) void depthwise_short_##NV(                    \
+      const float *in, const long *offsets, const float *filter, long taps, float *dst) {    \
+    v16f a[NV];                                                                              \
+    for (int v = 0; v < NV; v++) a[v] = 0.0f + filter[0] * load16(in + offsets[0] + 16 * v); \
+    for (long t = 1; t < taps; t++) {                                                        \
+      const float *s = in + offsets[t];                                                      \
+      float f = filter[t];                                                                   \
+      for (int v = 0; v < NV; v++) a[v] += f * load16(s + 16 * v);                           \
+    }                                                                                        \
+    for (int v = 0; v < NV; v++) store16(dst + 16 * v, a[v]);                                \
+  }
+DEPTHWISE_SHORT(1)
+DEPTHWISE_SHORT(2)
+DEPTHWISE_SHORT(3)
+DEPTHWISE_SHORT(5)
+DEPTHWISE_SHORT(6)
+DEPTHWISE_SHORT(7)
+
 __attribute__((always_inline)) static inline void depthwise_span(const float *in, const long *offsets, const float *filter, long taps, long n,
                                   float *dst) {
+  switch ((n + 15) / 16) {
+  case 1: depthwise_short_1(in, offsets, filter, taps, dst); return;
+  case 2: depthwise_short_2(in, offsets, filter, taps, dst); return;
+  case 3: depthwise_short_3(in, offsets, filter, taps, dst); return;
+  case 5: depthwise_short_5(in, offsets, filter, taps, dst); return;
+  case 6: depthwise_short_6(in, offsets, filter, taps, dst); return;
+  case 7: depthwise_short_7(in, offsets, filter, taps, dst); return;
+  default: break;
+  }
   long q = 0;
   for (; q + 64 <= n; q += 64) {
     const float *s = in + offsets[0] + q;
