@@ -310,7 +310,8 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 // far), taps in order, four vectors' sums kept in registers across the taps.
 // A span of exactly NV vectors with all NV sums in registers: the taps' additions of each
 // vector are a chain, and a 7×7 plane's 5 vectors run as 5 chains side by side instead of a block
-// of 4 followed by a fifth alone. Each element's sum is in the same order as below.
+// of 4 followed by a fifth alone. Each element's sum is in the same order as below. (4 and 8
+// vectors are the loop below already: one or two blocks of four.)
 #define DEPTHWISE_SHORT(NV)                                                                  \
   static inline __attribute__((always_inline)) void depthwise_short_##NV(                    \
       const float *in, const long *offsets, const float *filter, long taps, float *dst) {    \

@@ -70,6 +70,19 @@ func broadcastRows(_ shape: [Int], _ shapes: [[Int]], _ body: (Int, [Int], [Int]
   }
 }
 
+/// Steps a multi-index over the first `index.count` dimensions of `shape` to the next one in
+/// row-major order (all zeros again after the last).
+@inline(__always)
+func advance(_ index: inout [Int], within shape: [Int]) {
+  var d = index.count - 1
+  while d >= 0 {
+    index[d] += 1
+    if index[d] < shape[d] { return }
+    index[d] = 0
+    d -= 1
+  }
+}
+
 /// Walks a shape in row-major order while tracking the offset of the current index in another
 /// layout (one stride per dimension): the inner step of transposes and gathers.
 struct StridedCursor {

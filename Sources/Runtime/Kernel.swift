@@ -42,25 +42,24 @@ public struct KernelContext {
   }
 
   init(node: NodeReference, inputs: [NDArray?], opset: Int64, executor: Executor, scope: Scope, values: [Value?] = []) {
-    self.nodeReference = node
-    self.inputs = inputs
-    self.opset = opset
-    self.executor = executor
-    self.scope = scope
-    self.values = values
-    owners = Owners(node, executor, scope)
+    self.init(node, inputs, opset, executor, scope, values, owners: Owners(node, executor, scope))
   }
 
   /// A context that does not keep `node`, `executor` and `scope` alive: the caller holds all
   /// three until the kernel returns (the executor's loop).
   init(borrowing node: NodeReference, inputs: [NDArray?], opset: Int64, executor: Executor, scope: Scope, values: [Value?] = []) {
+    self.init(node, inputs, opset, executor, scope, values, owners: nil)
+  }
+
+  private init(_ node: NodeReference, _ inputs: [NDArray?], _ opset: Int64, _ executor: Executor, _ scope: Scope, _ values: [Value?],
+               owners: Owners?) {
     self.nodeReference = node
     self.inputs = inputs
     self.opset = opset
     self.executor = executor
     self.scope = scope
     self.values = values
-    owners = nil
+    self.owners = owners
   }
 
   /// Something a kernel derives from the node's attributes (and the shapes in `valid`), made on

@@ -21,6 +21,17 @@ def model(nodes, inputs, inits=(), opset=13):
     return m
 
 
+def typed_model(nodes, x, inits, opset=13):
+    """A model of one input x and one output y, both of x's element type."""
+    tensor = helper.np_dtype_to_tensor_dtype(x.dtype)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", tensor, x.shape)],
+                              [helper.make_tensor_value_info("y", tensor, None)],
+                              [numpy_helper.from_array(a, n) for n, a in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
 def run_both(compressor, tmp_path, m, inputs):
     """compressor's output at 1 and 2 threads (asserted byte-identical) and the model file."""
     path = tmp_path / "m.onnx"
@@ -268,12 +279,7 @@ def test_slices_with_a_step_along_the_last_axis(dtype, starts, ends, steps, comp
     x = (RNG.standard_normal((2, 3, 10, 13)) * 50).astype(dtype)
     inits = [("starts", np.array(starts, np.int64)), ("ends", np.array(ends, np.int64)),
              ("axes", np.array([2, 3], np.int64)), ("steps", np.array(steps, np.int64))]
-    graph = helper.make_graph([helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
-                              [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(x.dtype), None)],
-                              [numpy_helper.from_array(a, n) for n, a in inits])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = typed_model([helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])], x, inits)
     got, _ = run_both(compressor, tmp_path, m, [("x", x)])
     want = x[:, :, slice(starts[0], ends[0] if abs(ends[0]) < 99 else None, steps[0]),
              slice(starts[1], ends[1] if abs(ends[1]) < 99 else None, steps[1])]
@@ -457,12 +463,7 @@ def test_slices_along_one_axis(start, end, axis, itype, step, dtype, compressor,
     if step is not None:
         inits.append(("steps", np.array([step], itype)))
         names.append("steps")
-    graph = helper.make_graph([helper.make_node("Slice", names, ["y"])], "g",
-                              [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
-                              [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(x.dtype), None)],
-                              [numpy_helper.from_array(a, n) for n, a in inits])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = typed_model([helper.make_node("Slice", names, ["y"])], x, inits)
     got, _ = run_both(compressor, tmp_path, m, [("x", x)])
     index = [slice(None)] * 4
     index[axis if axis is not None else 0] = slice(start, end)

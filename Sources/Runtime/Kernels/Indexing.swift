@@ -321,13 +321,7 @@ private func pad(_ c: KernelContext) throws -> NDArray {
     } else {
       for j in 0..<rowOut { (to + j * width).copyMemory(from: fillBytes, byteCount: width) }
     }
-    var d = last - 1
-    while d >= 0 {
-      index[d] += 1
-      if index[d] < outShape[d] { break }
-      index[d] = 0
-      d -= 1
-    }
+    advance(&index, within: outShape)
   }
   return out
 }

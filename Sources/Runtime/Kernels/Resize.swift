@@ -192,13 +192,7 @@ private func resample(_ c: KernelContext, _ x: NDArray, outShape: [Int], scales:
       }
       values[o] = acc
     }
-    var d = rank - 1
-    while d >= 0 {
-      index[d] += 1
-      if index[d] < outShape[d] { break }
-      index[d] = 0
-      d -= 1
-    }
+    advance(&index, within: outShape)
   }
   if !x.dataType.isFloatingPoint && mode == "nearest" {
     return try NDArray(doubles: values, as: x.dataType, shape: outShape)
@@ -298,13 +292,7 @@ private func resampleFloat(_ x: NDArray, outShape: [Int], axisTaps: [[Taps]], ex
       var outside = false
       for d in 0..<rank where tables[d].outside[index[d]] { outside = true }
       if outside { e[i] = extrapolation }
-      var d = rank - 1
-      while d >= 0 {
-        index[d] += 1
-        if index[d] < outShape[d] { break }
-        index[d] = 0
-        d -= 1
-      }
+      advance(&index, within: outShape)
     }
   }
   return out
