@@ -63,14 +63,20 @@ static void pack_b(const float *b, long ldb, long kc, long width, float *panel, 
 // lock onto — ResNet's 512-channel 3 × 3 products ran at 80% of the speed they have with their
 // weights in cache, and as fast with this (ResNet-18 6% faster).
 __attribute__((target("avx512f"), always_inline))
-static inline void micro_kernel_body(long kc, const float *a, long row_stride, long k_stride, const float *bpanel, float *c,
-                                     long ldc, long rows, long width, int accumulate, const float *next,
-                                     long next_stride, const int prefetching, const int half) {
-  // prefetching: 1 into L1 (the next rows of A), 2 into L2 (the next packed panel of B)
+static inline void micro_kernel_body(long kc, const float *a, long row_stride, long k_stride, const float *const *arows,
+                                     const int32_t *ashifts, const float *bpanel, float *c, long ldc, long rows,
+                                     long width, int accumulate, const float *next, long next_stride,
+                                     const int prefetching, const int half, const int gathered) {
+  // prefetching: 1 into L1 (the next rows of A), 2 into L2 (the next packed panel of B).
+  // gathered: row r of A starts at arows[r] (all 8 set), element k at ashifts[k] past it.
   const float *a0 = a, *a1 = a + (rows > 1) * row_stride, *a2 = a + (rows > 2) * 2 * row_stride;
   const float *a3 = a + (rows > 3) * 3 * row_stride, *a4 = a + (rows > 4) * 4 * row_stride;
   const float *a5 = a + (rows > 5) * 5 * row_stride, *a6 = a + (rows > 6) * 6 * row_stride;
   const float *a7 = a + (rows > 7) * 7 * row_stride;
+  if (gathered) {
+    a0 = arows[0], a1 = arows[1], a2 = arows[2], a3 = arows[3];
+    a4 = arows[4], a5 = arows[5], a6 = arows[6], a7 = arows[7];
+  }
   __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
   __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
   __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -89,7 +95,8 @@ static inline void micro_kernel_body(long kc, const float *a, long row_stride, l
   }
   for (long kk = 0; kk < kc; kk++) {
     __m512 b0 = _mm512_loadu_ps(bpanel), b1 = _mm512_loadu_ps(bpanel + 16);
-    long at = kk * k_stride;
+    bpanel += GEMM_NR;
+    long at = gathered ? ashifts[kk] : kk * k_stride;
     __m512 x;
 #define STEP(r)                                        \
     x = _mm512_set1_ps(a##r[at]);                      \
@@ -98,7 +105,6 @@ static inline void micro_kernel_body(long kc, const float *a, long row_stride, l
     STEP(0) STEP(1) STEP(2) STEP(3)
     if (!half) { STEP(4) STEP(5) STEP(6) STEP(7) }
 #undef STEP
-    bpanel += GEMM_NR;
     if (prefetching && !(kk & 1)) {
       long line = kk >> 1;  // 16 floats a line: row line % 8, line / 8 lines in
       const char *line_at = (const char *)(next + (line & 7) * next_stride + (line >> 3) * 16);
@@ -133,15 +139,27 @@ __attribute__((target("avx512f"), noinline))
 static void micro_kernel(long kc, const float *a, long row_stride, long k_stride, const float *bpanel, float *c, long ldc,
                          long rows, long width, int accumulate, const float *next, long next_stride, int far) {
   if (next && far && rows <= 4) {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 2, 1);
+    micro_kernel_body(kc, a, row_stride, k_stride, 0, 0, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 2, 1, 0);
   } else if (next && far) {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 2, 0);
+    micro_kernel_body(kc, a, row_stride, k_stride, 0, 0, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 2, 0, 0);
   } else if (next) {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 1, 0);
+    micro_kernel_body(kc, a, row_stride, k_stride, 0, 0, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 1, 0, 0);
   } else if (rows <= 4) {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 1);
+    micro_kernel_body(kc, a, row_stride, k_stride, 0, 0, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 1, 0);
   } else {
-    micro_kernel_body(kc, a, row_stride, k_stride, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 0);
+    micro_kernel_body(kc, a, row_stride, k_stride, 0, 0, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 0, 0);
+  }
+}
+
+// The same with A's rows gathered (row r at arows[r], element k at shifts[k] past it) and B a
+// packed panel, the next one asked into L2 meanwhile.
+__attribute__((target("avx512f"), noinline))
+static void micro_kernel_gathered(long kc, const float *const *arows, const int32_t *shifts, const float *bpanel, float *c,
+                                  long ldc, long rows, long width, int accumulate, const float *next, long next_stride) {
+  if (next) {
+    micro_kernel_body(kc, 0, 0, 0, arows, shifts, bpanel, c, ldc, rows, width, accumulate, next, next_stride, 2, 0, 1);
+  } else {
+    micro_kernel_body(kc, 0, 0, 0, arows, shifts, bpanel, c, ldc, rows, width, accumulate, 0, 0, 0, 0, 1);
   }
 }
 
@@ -260,6 +278,26 @@ void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, l
   gemm_direct(m, first_panel, end_panel, n, k, a, lda, 0, 0, 0, win, p0, c, ldc, workspace);
 }
 
+// Channels ch0 … ch1 − 1 (planes of h × w) into planes of rows × wp, zero where a value falls
+// outside the input: padded row r, column q holds input row row0 + r, column col0 + q.
+void vm_pad_planes(const float *x, long ch0, long ch1, long h, long w, long row0, long rows, long col0, long wp, float *out) {
+  long lo = col0 < 0 ? -col0 : 0, hi = w - col0 < wp ? w - col0 : wp;
+  if (hi < lo) hi = lo;
+  for (long ch = ch0; ch < ch1; ch++) {
+    const float *plane = x + ch * h * w;
+    for (long r = 0; r < rows; r++, out += wp) {
+      long iy = row0 + r;
+      if (iy < 0 || iy >= h || hi == lo) {
+        memset(out, 0, (size_t)wp * sizeof(float));
+        continue;
+      }
+      memset(out, 0, (size_t)lo * sizeof(float));
+      memcpy(out + lo, plane + iy * w + col0 + lo, (size_t)(hi - lo) * sizeof(float));
+      memset(out + hi, 0, (size_t)(wp - hi) * sizeof(float));
+    }
+  }
+}
+
 // The other way round: B constant (a MatMul's weights; a convolution's weights as B = Wᵀ when
 // the output has few positions), packed once into GEMM_KC × 32 panels (read in place, its rows a
 // page or more apart would miss the TLB on every step of k), and A packed per call into 8-row
@@ -372,4 +410,99 @@ __attribute__((target("avx512f")))
 void vm_gemm_packed_b_window(long m, long n, long first_panel, long end_panel, long k, long p0, const vm_window *win,
                              const float *packed_b, float *c, long ldc, float *workspace) {
   gemm_packed_b(m, n, first_panel, end_panel, k, 0, 0, 0, win, p0, packed_b, c, ldc, workspace);
+}
+
+// A convolution's product over any output positions — several images' small maps, strided
+// windows — as positions × channels: position i's row of the unfolded input is read in place,
+// its tap t at x[bases[i] + shifts[t]] in a zero-padded copy of the input, and the kernel
+// broadcasts it as it reads A. No unfolding, no packing of A, no output position wasted (a
+// panel of 8 positions may span output rows and images). B is the transposed weights, packed
+// once (vm_gemm_pack_b's layout) or, with packed_b 0, gathered here panel by panel from the
+// weights w (n rows of k) into the workspace: each panel then serves every position.
+__attribute__((target("avx512f")))
+static void gather_b_panel(const float *w, long n, long k, long col0, long k0, long kc, float *panel) {
+  long width = smaller(n - col0, GEMM_NR);
+  __mmask16 low = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
+  __mmask16 high = width <= 16 ? 0 : width >= 32 ? 0xffff : (__mmask16)((1u << (width - 16)) - 1);
+  __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                     _mm512_set1_epi32((int)k));
+  const float *first = w + col0 * k + k0, *second = first + 16 * k;
+  for (long kk = 0; kk < kc; kk++) {
+    _mm512_store_ps(panel + kk * GEMM_NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, index, first + kk, 4));
+    _mm512_store_ps(panel + kk * GEMM_NR + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, index, second + kk, 4));
+  }
+}
+
+__attribute__((target("avx512f")))
+void vm_gemm_gathered(long m, long n, long first_panel, long end_panel, long k, const float *x, const long *bases,
+                      const int32_t *shifts, const float *packed_b, const float *w, float *c, long ldc, float *workspace) {
+  long panels = (n + GEMM_NR - 1) / GEMM_NR;
+  if (end_panel > panels) end_panel = panels;
+  float *gathered = line_aligned(workspace);
+  for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
+    long kc = smaller(k - k0, GEMM_KC);
+    for (long p = first_panel; p < end_panel; p++) {
+      long width = smaller(n - p * GEMM_NR, GEMM_NR);
+      const float *bpanel = packed_b ? packed_b + k0 * panels * GEMM_NR + p * kc * GEMM_NR : gathered;
+      if (!packed_b) gather_b_panel(w, n, k, p * GEMM_NR, k0, kc, gathered);
+      // Packed weights come from memory: the next panel is asked into L2 by the first four tiles
+      // (as in gemm_packed_b).
+      const float *following = !packed_b ? 0
+                               : p + 1 < end_panel ? bpanel + kc * GEMM_NR
+                               : k0 + kc < k ? packed_b + (k0 + kc) * panels * GEMM_NR + first_panel * smaller(k - k0 - kc, GEMM_KC) * GEMM_NR
+                               : 0;
+      for (long i = 0; i < m; i += GEMM_MR) {
+        long rows = smaller(m - i, GEMM_MR), tile = i / GEMM_MR;
+        const float *arows[GEMM_MR];
+        for (long r = 0; r < GEMM_MR; r++) arows[r] = x + bases[i + (r < rows ? r : 0)];
+        const float *next = following && tile < 4 ? following + tile * 8 * kc : 0;
+        micro_kernel_gathered(kc, arows, shifts + k0, bpanel, c + i * ldc + p * GEMM_NR, ldc, rows, width, k0 > 0, next, kc);
+      }
+    }
+  }
+}
+
+// out[o·ldc + q] = t[q·columns + o]: a positions × channels product back to channels ×
+// positions, in 16 × 16 blocks transposed in registers (four rounds of shuffles), each channel's
+// 16 positions stored as one line: the output is often larger than the cache, and the scalar
+// loop was a fifth of a 3-channel stem's time.
+__attribute__((target("avx512f"), always_inline))
+static inline void transpose16(const float *src, long columns, float *dst, long ldc) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * columns);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
+    __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int i = 0; i < 16; i += 8) {
+    for (int j = 0; j < 4; j++) {
+      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+    }
+  }
+  for (int j = 0; j < 8; j++) {
+    _mm512_storeu_ps(dst + j * ldc, _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
+    _mm512_storeu_ps(dst + (j + 8) * ldc, _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
+  }
+}
+
+__attribute__((target("avx512f")))
+void vm_transpose(const float *t, long rows, long columns, float *out, long ldc) {
+  long q = 0;
+  for (; q + 16 <= rows; q += 16) {
+    long o = 0;
+    for (; o + 16 <= columns; o += 16) transpose16(t + q * columns + o, columns, out + o * ldc + q, ldc);
+    for (; o < columns; o++)
+      for (long r = 0; r < 16; r++) out[o * ldc + q + r] = t[(q + r) * columns + o];
+  }
+  for (; q < rows; q++)
+    for (long o = 0; o < columns; o++) out[o * ldc + q] = t[q * columns + o];
 }

@@ -128,6 +128,18 @@ func packedRightWindowProduct(m: Int, n: Int, k: Int, p0: Int, window: vm_window
   }
 }
 
+/// c (m positions × n channels, rows ldc apart) = the unfolded input at m output positions, read
+/// in place from a zero-padded copy `x` (position i's tap t at x[bases[i] + shifts[t]]) · the
+/// transposed weights, `packed` once or gathered from `weights` (n rows of k) a panel at a time
+/// (`vm_gemm_gathered`); its 32-column panels shared among the threads.
+func gatheredProduct(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, bases: UnsafePointer<Int>, shifts: UnsafePointer<Int32>,
+                     packed: UnsafePointer<Float>?, weights: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
+                     parallel: Bool) {
+  sharePanels(m: m, n: n, k: k, parallel: parallel) { first, end, w in
+    vm_gemm_gathered(m, n, first, end, k, x, bases, shifts, packed, weights, c, ldc, w)
+  }
+}
+
 /// The 32-column panels of an m × n × k product shared among the threads, each with its own
 /// workspace for A's packed rows.
 private func sharePanels(m: Int, n: Int, k: Int, parallel: Bool,

@@ -198,6 +198,34 @@ def test_convolutions_over_several_images(batch, cin, cout, size, stride, compre
     assert alone.tobytes() == got[1:2].tobytes()
 
 
+@pytest.mark.parametrize("batch,cin,cout,h,w,k,stride,pads,dilation,group", [
+    (2, 32, 64, 70, 40, 3, 1, [1, 1, 1, 1], 1, 1),   # 2,800 positions an image: two bands of 35 rows
+    (3, 16, 32, 30, 33, 3, 2, [0, 1, 2, 1], 1, 1),   # strided, uneven padding; three images, one product
+    (1, 64, 64, 9, 9, 3, 1, [2, 2, 2, 2], 2, 1),     # dilated
+    (2, 64, 64, 12, 12, 3, 1, [1, 1, 1, 1], 1, 2),   # two groups of 32 channels
+    (1, 8, 32, 50, 50, 5, 2, [2, 2, 2, 2], 1, 1),    # 5 × 5 taps, stride 2
+    (4, 96, 128, 7, 7, 3, 1, [1, 1, 1, 1], 1, 1),    # 8-position panels across images (196 = 24 · 8 + 4)
+])
+def test_convolutions_gathered_from_a_padded_copy(batch, cin, cout, h, w, k, stride, pads, dilation, group, compressor,
+                                                  tmp_path):
+    """Convolutions computed as positions × channels, each position read in place from a
+    zero-padded copy of its image: equal to ONNX Runtime with the bias and the fused Relu, and
+    each image the same bytes as when it runs alone."""
+    x = RNG.standard_normal((batch, cin, h, w)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin // group, k, k)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(cout).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k, k], pads=pads, strides=[stride] * 2,
+                              dilations=[dilation] * 2, group=group),
+             helper.make_node("Relu", ["c"], ["y"])]
+    m = model(nodes, [("x", x)], [("w", weight), ("b", bias)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+    (tmp_path / "alone").mkdir()
+    last = x[batch - 1:]
+    alone, _ = run_both(compressor, tmp_path / "alone", model(nodes, [("x", last)], [("w", weight), ("b", bias)]), [("x", last)])
+    assert alone.tobytes() == got[batch - 1:].tobytes()
+
+
 @pytest.mark.parametrize("batch,cin,cout,size", [(8, 16, 24, 28), (3, 24, 16, 7), (5, 96, 40, 14)])
 def test_pointwise_convolutions_over_several_images(batch, cin, cout, size, compressor, tmp_path):
     """1×1 convolutions whose products are too small to split give each thread whole images."""

@@ -90,6 +90,20 @@ typedef struct {
 void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, long k, const float *a, long lda,
                     const vm_window *win, float *c, long ldc, float *workspace);
 
+// C (m positions × n channels, rows ldc apart) = the unfolded input at m output positions (rows
+// of A: position i's tap t at x[bases[i] + shifts[t]], x a zero-padded copy of the input) · B,
+// the transposed weights (k × n) packed by vm_gemm_pack_b, or, with packed_b 0, gathered from
+// the weights w (n rows of k) a panel at a time. Columns in 32-column panels [first_panel,
+// end_panel) only. workspace: vm_gemm_workspace_size() floats. The same sums as the other
+// products of the same rows and weights.
+void vm_gemm_gathered(long m, long n, long first_panel, long end_panel, long k, const float *x, const long *bases,
+                      const int32_t *shifts, const float *packed_b, const float *w, float *c, long ldc, float *workspace);
+// out[o·ldc + q] = t[q·columns + o] for q < rows, o < columns (AVX-512 machines only).
+void vm_transpose(const float *t, long rows, long columns, float *out, long ldc);
+// Channels ch0 … ch1 − 1 (planes of h × w) copied into planes of rows × wp, zero outside the
+// input: padded row r, column q holds input row row0 + r, column col0 + q.
+void vm_pad_planes(const float *x, long ch0, long ch1, long h, long w, long row0, long rows, long col0, long wp, float *out);
+
 // C (m × n, rows ldc apart) = A · B with B constant, packed once by vm_gemm_pack_b (B is k × n,
 // or given as Bᵀ) into vm_gemm_packed_b_size(k, n) floats. A is m × k (rows lda apart) or given
 // as Aᵀ (k × m). Columns are taken in panels of 32: [first_panel, end_panel) computes those

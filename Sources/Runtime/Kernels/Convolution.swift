@@ -252,6 +252,20 @@ func conv(_ c: KernelContext) throws -> NDArray {
     // The product unfolds each panel of the input as it uses it: no band matrix written and
     // packed again (im2col and the packing were 16% of ResNet-18).
     let unfoldsInKernel = ownProductsRun && imagesPerJob == 1 && win.sw == 1
+    // Positions as rows, each read in place from a zero-padded copy of its image's input
+    // (`gatheredConvolution`): faster than unfolding panels of positions into the kernel at every
+    // map size (ResNet's 3 × 3 layers 6–20%, strided windows and several images' small maps most).
+    // For windows of several taps (a strided 1 × 1 one reads a quarter of its input: the copy
+    // would cost more) over 64 values or more (a 3-channel 3 × 3 stem spent more on the copy and
+    // the transposition than on its product), whose channels fill the kernel's 32-wide panels (16
+    // would leave half of each empty) or whose product ran as positions × channels already.
+    let fillsPanels = (mg + 31) / 32 * 32 * 9 <= (mg + 7) / 8 * 8 * 10
+    if ownProductsRun && kk >= 64 && win.kh * win.kw > 1 && (packed != nil || fillsPanels) {
+      try gatheredConvolution(x: sp, ch: ch, h: h, w: wd, n: n, weights: wp, packed: packed, group: group, m: m, k: kk,
+                              win: win, oh: oh, ow: ow, output: dp, c, finish: finish)
+      withExtendedLifetime(packed) {}
+      return
+    }
     let workers = min(Parallel.threads, jobs)
     func run(_ worker: Int, _ colp: UnsafeMutablePointer<Float>, _ folded: UnsafeMutablePointer<Float>?) {
       for job in stride(from: worker, to: jobs, by: workers) {
@@ -296,11 +310,12 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
     // Band buffers come from the buffer pool: fresh large allocations would page-fault on every call.
     let bandFloats = unfoldsInKernel ? 1 : kk * bandRows * ow * imagesPerJob
+    let productFloats = imagesPerJob > 1 ? m * spatialOut * imagesPerJob : 0
     func withBand(_ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?) -> Void) {
       var scratch = NDArray(uninitialized: .float, [bandFloats])
-      var products = NDArray(uninitialized: .float, [imagesPerJob > 1 ? m * spatialOut * imagesPerJob : 0])
+      var products = NDArray(uninitialized: .float, [productFloats])
       scratch.mutableElements(Float.self).withPointer { p in
-        products.mutableElements(Float.self).withPointer { q in if let p { body(p, imagesPerJob > 1 ? q : nil) } }
+        products.mutableElements(Float.self).withPointer { q in if let p { body(p, productFloats > 0 ? q : nil) } }
       }
     }
     if workers > 1 {
@@ -323,6 +338,71 @@ func conv(_ c: KernelContext) throws -> NDArray {
     out = sum
   }
   return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
+}
+
+/// A convolution through `gatheredProduct`: jobs of whole images (as many as make about 2,048
+/// positions) or of bands of one image's rows, each padded into a buffer of its own and computed
+/// as positions × channels, then transposed into the output and finished (`finish(image,
+/// channels, p0, p1)`). Jobs go to the threads whole, or one job's channels are shared.
+private func gatheredConvolution(x: UnsafePointer<Float>, ch: Int, h: Int, w: Int, n: Int, weights: UnsafePointer<Float>,
+                                 packed: TransposedWeights?, group: Int, m: Int, k: Int, win: Window, oh: Int, ow: Int,
+                                 output: UnsafeMutablePointer<Float>, _ c: KernelContext,
+                                 finish: (Int, Range<Int>, Int, Int) -> Void) throws {
+  let cg = ch / group, mg = m / group, spatialOut = oh * ow, target = 2048
+  let images = spatialOut >= target ? 1 : min(n, target / spatialOut)
+  // Bands as equal as they can be (36 + 20 rows kept one of two threads idle a third of the time).
+  let rows = spatialOut >= target ? (oh + (spatialOut + target - 1) / target - 1) / ((spatialOut + target - 1) / target) : oh
+  let bands = (oh + rows - 1) / rows, jobs = (n + images - 1) / images * bands
+  let paddedRows = (rows - 1) * win.sh + (win.kh - 1) * win.dh + 1, paddedWidth = (ow - 1) * win.sw + (win.kw - 1) * win.dw + 1
+  let plane = paddedRows * paddedWidth, padded = images * cg * plane, positions = images * rows * ow
+  guard cg * plane < Int(Int32.max) else { throw c.fail("the convolution's padded input is too large") }
+  try NDArray.checkAllocation([padded + positions * mg], .float, c)
+  let taps = win.kh * win.kw
+  let shifts: [Int32] = (0..<k).map { t in
+    let (ci, tap) = t.quotientAndRemainder(dividingBy: taps)
+    return Int32((ci * paddedRows + tap / win.kw * win.dh) * paddedWidth + tap % win.kw * win.dw)
+  }
+  let workers = min(Parallel.threads, jobs)
+  func run(_ worker: Int, _ buffer: UnsafeMutablePointer<Float>, _ product: UnsafeMutablePointer<Float>,
+           _ bases: UnsafeMutablePointer<Int>) {
+    for job in stride(from: worker, to: jobs, by: workers) {
+      let b0 = job / bands * images, b1 = min(n, b0 + images), oy0 = job % bands * rows, oy1 = min(oh, oy0 + rows)
+      var count = 0
+      for i in 0..<(b1 - b0) {
+        for oy in oy0..<oy1 {
+          for ox in 0..<ow { bases[count] = i * cg * plane + (oy - oy0) * win.sh * paddedWidth + ox * win.sw; count += 1 }
+        }
+      }
+      for g in 0..<group {
+        for b in b0..<b1 {
+          vm_pad_planes(x + (b * ch + g * cg) * h * w, 0, cg, h, w, oy0 * win.sh - win.padTop, paddedRows, -win.padLeft,
+                        paddedWidth, buffer + (b - b0) * cg * plane)
+        }
+        shifts.withUnsafeBufferPointer { table in
+          guard let table = table.baseAddress else { return }
+          gatheredProduct(m: count, n: mg, k: k, x: buffer, bases: bases, shifts: table, packed: packed?.group(g),
+                          weights: weights + g * mg * k, c: product, ldc: mg, parallel: workers == 1)
+        }
+        let perImage = (oy1 - oy0) * ow
+        for b in b0..<b1 {
+          transposeInto(output + (b * m + g * mg) * spatialOut + oy0 * ow, ldc: spatialOut,
+                        from: product + (b - b0) * perImage * mg, rows: perImage, columns: mg)
+        }
+      }
+      for b in b0..<b1 { finish(b, 0..<m, oy0 * ow, oy1 * ow) }
+    }
+  }
+  WorkerPool.shared.run(parts: workers) { worker in
+    var buffer = NDArray(uninitialized: .float, [padded]), product = NDArray(uninitialized: .float, [positions * mg])
+    var bases = [Int](repeating: 0, count: positions)
+    buffer.mutableElements(Float.self).withPointer { p in
+      product.mutableElements(Float.self).withPointer { q in
+        bases.withUnsafeMutableBufferPointer { r in
+          if let p, let q, let r = r.baseAddress { run(worker, p, q, r) }
+        }
+      }
+    }
+  }
 }
 
 /// The cache key of weights packed for some taps only: integers interpolated, since a Range's
@@ -390,6 +470,10 @@ private func transposedWindowProduct(m: Int, p0: Int, n: Int, k: Int, packed: Un
 
 /// output[o·ldc + q] = t[q·columns + o]: a positions × channels product back to channels × positions.
 private func transposeInto(_ output: UnsafeMutablePointer<Float>, ldc: Int, from t: UnsafePointer<Float>, rows: Int, columns: Int) {
+  if ownProductsRun {
+    vm_transpose(t, rows, columns, output, ldc)
+    return
+  }
   for o in 0..<columns {
     let row = output + o * ldc
     for q in 0..<rows { row[q] = t[q * columns + o] }
