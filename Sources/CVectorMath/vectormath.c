@@ -436,6 +436,66 @@ CLONES void vm_bias_activation_planes(float *p, long planes, long n, long stride
     bias_activation(p + c * stride, n, biases ? biases[c] : 0.0f, residual ? residual + c * stride : 0, kind, alpha, beta);
 }
 
+// The larger of a and b lane by lane, NaN where either is: a NaN input wins a max pool, as in
+// the runtime's scalar loops (b > a || b ≠ b ? b : a).
+#define MAX_NAN(a, b) ({ v16f a_ = (a), b_ = (b); v16i m_ = (b_ > a_) | (b_ != b_); \
+  (v16f)(((v16i)b_ & m_) | ((v16i)a_ & ~m_)); })
+
+// A 2-D max pool of one plane without dilation (padding never wins: each window is clamped to
+// the input). Each output row first takes the column-wise max of its input rows into col
+// (column 0 at col, with pad_left values of −∞ before it and enough after for 16 outputs past
+// ow, left −∞), then each output the max of its window's columns of that: 16 outputs a vector,
+// strides 1 and 2 (the even lanes of two vectors), others one at a time. One call a plane: the
+// Swift loop it replaces ran a row at a time in eight lanes, and MaxPool took twice ONNX
+// Runtime's time on ResNet's 112 × 112 maps.
+CLONES void vm_max_pool_plane(const float *in, long h, long w, long kh, long kw, long sh, long sw, long pad_top,
+                              long pad_left, long oh, long ow, float *col, float *out) {
+  for (long oy = 0; oy < oh; oy++, out += ow) {
+    long y0 = oy * sh - pad_top, y1 = y0 + kh;
+    if (y0 < 0) y0 = 0;
+    if (y1 > h) y1 = h;
+    if (y0 >= y1) {
+      for (long ox = 0; ox < ow; ox++) out[ox] = -__builtin_inff();
+      continue;
+    }
+    memcpy(col, in + y0 * w, (size_t)w * sizeof(float));
+    for (long iy = y0 + 1; iy < y1; iy++) {
+      const float *row = in + iy * w;
+      long ix = 0;
+      for (; ix + 16 <= w; ix += 16) store16(col + ix, MAX_NAN(load16(col + ix), load16(row + ix)));
+      for (; ix < w; ix++) col[ix] = row[ix] > col[ix] || row[ix] != row[ix] ? row[ix] : col[ix];
+    }
+    long ox = 0;
+    if (sw <= 2) {
+      for (; ox < ow; ox += 16) {
+        const float *start = col + ox * sw - pad_left;
+        v16f acc;
+        for (int j = 0; j < 16; j++) acc[j] = -__builtin_inff();
+        for (long kx = 0; kx < kw; kx++) {
+          v16f v = load16(start + kx);
+          if (sw == 2) {
+            v16f next = load16(start + kx + 16);
+            v = __builtin_shufflevector(v, next, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+          }
+          acc = MAX_NAN(acc, v);
+        }
+        if (ox + 16 <= ow) {
+          store16(out + ox, acc);
+        } else {
+          for (long j = 0; j < ow - ox; j++) out[ox + j] = acc[j];
+        }
+      }
+    } else {
+      for (; ox < ow; ox++) {
+        const float *start = col + ox * sw - pad_left;
+        float acc = -__builtin_inff();
+        for (long kx = 0; kx < kw; kx++) acc = start[kx] > acc || start[kx] != start[kx] ? start[kx] : acc;
+        out[ox] = acc;
+      }
+    }
+  }
+}
+
 // y[j] = Σ_k a[j·lda + k]·x[k] for rows j0…j1−1: a recurrence's R·h at batch 1, rows shared among
 // the threads (memory-bound: R is read whole on every step). Four rows at a time, each with 16
 // partial sums (lane l takes k ≡ l mod 16, in order) added in one fixed order, then the tail of

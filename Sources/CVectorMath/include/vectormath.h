@@ -64,6 +64,11 @@ void vm_bias_activation(float *p, long n, float bias, const float *residual, int
 // the residual's run at the same offset: one call for the channels of a small map.
 void vm_bias_activation_planes(float *p, long planes, long n, long stride, const float *biases, const float *residual,
                                int kind, float alpha, float beta);
+// A 2-D max pool of one plane (h × w) without dilation into out (oh × ow); NaN wins. col: a
+// buffer of −∞ with pad_left values before it and max(w, ow rounded up to 16 · sw + kw) after
+// it, of which the first w are overwritten.
+void vm_max_pool_plane(const float *in, long h, long w, long kh, long kw, long sh, long sw, long pad_top,
+                       long pad_left, long oh, long ow, float *col, float *out);
 // The largest value of a row (NaN ignored; -inf for an empty row).
 float vm_row_maximum(const float *in, long n);
 

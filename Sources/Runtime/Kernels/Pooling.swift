@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 import IR
 import Support
@@ -56,70 +57,24 @@ private func pool(_ c: KernelContext, max isMax: Bool) throws -> NDArray {
   let (oh, ow) = win.outputSize(h: h, w: w, ceilMode: c.int("ceil_mode", 0) != 0)
   let includePad = c.int("count_include_pad", 0) != 0
   try NDArray.checkAllocation([n, ch, oh, ow], .float, c)
-  var out = NDArray(zeros: .float, x.rank == 4 ? [n, ch, oh, ow] : [n, ch, ow])
+  // Every path below writes every output.
+  var out = NDArray(uninitialized: .float, x.rank == 4 ? [n, ch, oh, ow] : [n, ch, ow])
   let src = x.elements(Float.self), dst = out.mutableElements(Float.self)
   if isMax && win.dh == 1 && win.dw == 1 {
-    // Max pooling without dilation: padding never wins a max, so clamp each window to the input.
-    // Each output row is the column-wise max of its input rows (a vectorized pass over whole
-    // rows) into a buffer whose margins hold −∞, then a max over each window's columns of that:
-    // every window, padded or not, reads in bounds, eight outputs at a time for strides 1 and 2.
+    // Max pooling without dilation, a plane at a time (`vm_max_pool_plane`): padding never wins a
+    // max, so each window is clamped to the input; the column buffer's margins hold −∞.
     withExtendedLifetime((src, dst)) {
       guard let sp = src.baseAddress, let dp = dst.baseAddress else { return }
-      let chunkedOW = (ow + 7) / 8 * 8
-      let span = win.padLeft + max(w, (chunkedOW - 1) * win.sw + win.kw) + 16
+      let span = win.padLeft + max(w, (ow + 15) / 16 * 16 * win.sw + win.kw) + 16
       Parallel.forEach(n * ch, costPerItem: oh * ow * win.kh * win.kw) { planes in
-      var column = [Float](repeating: -.infinity, count: span)
-      column.withUnsafeMutableBufferPointer { colBuffer in
-      let col = colBuffer.baseAddress.unsafelyUnwrapped + win.padLeft
-      for plane in planes {
-        let p = sp + plane * h * w, q = dp + plane * oh * ow
-        for oy in 0..<oh {
-          let y0 = max(0, oy * win.sh - win.padTop), y1 = min(h, oy * win.sh - win.padTop + win.kh)
-          guard y0 < y1 else { (q + oy * ow).update(repeating: -.infinity, count: ow); continue }
-          col.update(from: p + y0 * w, count: w)
-          for iy in (y0 + 1)..<max(y0 + 1, y1) {
-            let row = p + iy * w
-            var ix = 0
-            while ix + 16 <= w {
-              let v = UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
-              let m = UnsafeRawPointer(col + ix).loadUnaligned(as: SIMD16<Float>.self)
-              UnsafeMutableRawPointer(col + ix).storeBytes(of: maxPropagatingNaN(m, v), as: SIMD16<Float>.self)
-              ix += 16
-            }
-            while ix < w { let v = row[ix]; col[ix] = v > col[ix] || v.isNaN ? v : col[ix]; ix += 1 }
-          }
-          let line = q + oy * ow
-          if win.sw <= 2 {
-            var ox = 0
-            while ox < ow {
-              let start = col + ox * win.sw - win.padLeft
-              var acc = SIMD8<Float>(repeating: -.infinity)
-              for kx in 0..<win.kw {
-                let v = win.sw == 1 ? UnsafeRawPointer(start + kx).loadUnaligned(as: SIMD8<Float>.self)
-                  : UnsafeRawPointer(start + kx).loadUnaligned(as: SIMD16<Float>.self).evenHalf
-                acc = maxPropagatingNaN(acc, v)
-              }
-              if ox + 8 <= ow {
-                UnsafeMutableRawPointer(line + ox).storeBytes(of: acc, as: SIMD8<Float>.self)
-              } else {
-                for i in 0..<(ow - ox) { line[ox + i] = acc[i] }
-              }
-              ox += 8
-            }
-          } else {
-            for ox in 0..<ow {
-              let start = col + ox * win.sw - win.padLeft
-              var acc = -Float.infinity
-              for kx in 0..<win.kw {
-                let v = start[kx]
-                if v > acc || v.isNaN { acc = v }
-              }
-              line[ox] = acc
-            }
+        var column = [Float](repeating: -.infinity, count: span)
+        column.withUnsafeMutableBufferPointer { colBuffer in
+          guard let col = colBuffer.baseAddress else { return }
+          for plane in planes {
+            vm_max_pool_plane(sp + plane * h * w, h, w, win.kh, win.kw, win.sh, win.sw, win.padTop, win.padLeft, oh, ow,
+                              col + win.padLeft, dp + plane * oh * ow)
           }
         }
-      }
-      }
       }
     }
     return x0.dataType == .float ? out : try out.converted(to: x0.dataType)
@@ -217,22 +172,6 @@ private func averagePool(_ src: Elements<Float>, _ dst: Elements<Float>, planes:
       }
     }
   }
-}
-
-/// The larger of each pair of lanes, NaN when either is (as the scalar loops: a NaN input wins).
-/// Spelled per width: the generic form was not vectorized.
-@inline(__always)
-private func maxPropagatingNaN(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-  var r = a
-  for i in 0..<16 { r[i] = b[i] > a[i] || b[i] != b[i] ? b[i] : a[i] }
-  return r
-}
-
-@inline(__always)
-private func maxPropagatingNaN(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-  var r = a
-  for i in 0..<8 { r[i] = b[i] > a[i] || b[i] != b[i] ? b[i] : a[i] }
-  return r
 }
 
 /// MaxPool with its second output: for each maximum, its flat index in the input (row-major, or
