@@ -348,7 +348,15 @@ private func gatheredConvolution(x: UnsafePointer<Float>, ch: Int, h: Int, w: In
                                  packed: TransposedWeights?, group: Int, m: Int, k: Int, win: Window, oh: Int, ow: Int,
                                  output: UnsafeMutablePointer<Float>, _ c: KernelContext,
                                  finish: (Int, Range<Int>, Int, Int) -> Void) throws {
-  let cg = ch / group, mg = m / group, spatialOut = oh * ow, target = 2048
+  let cg = ch / group, mg = m / group, spatialOut = oh * ow
+  // About 2,048 positions a job; with several threads and weights that fit a core's cache, at
+  // least one job a thread (one job shared by its channels left the copy, the transposition and
+  // the epilogue to one thread). Large weights (ResNet's 512-channel stage) stay one job whose
+  // channels the threads share, each reading half of them.
+  var target = 2048
+  if Parallel.threads > 1 && m * k <= 1 << 18 {
+    target = min(target, max(256, (n * spatialOut + Parallel.threads - 1) / Parallel.threads))
+  }
   let images = spatialOut >= target ? 1 : min(n, target / spatialOut)
   // Bands as equal as they can be (36 + 20 rows kept one of two threads idle a third of the time).
   let rows = spatialOut >= target ? (oh + (spatialOut + target - 1) / target - 1) / ((spatialOut + target - 1) / target) : oh
