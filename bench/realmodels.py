@@ -176,12 +176,16 @@ def bench_batch(args, entry, feeds, server, env):
                 cells[threads][level].append(a["p50Ms"])
         if r == 0:
             # Size the later rounds from the first: about args.realmodel_seconds of timed runs per
-            # tool and round, at least 3; models slower than 100 ms get one round fewer.
+            # tool and round, at least 3; models slower than 100 ms get one round fewer, models
+            # faster than 1 ms two more (at most 30 runs a round, a 0.1 ms model's p50 came from
+            # 3 ms of runs, and one busy moment of the shared machine moved it 2×).
             slowest = max(cells[1]["ours"][0], cells[1]["all"][0])
-            runs = max(3, min(30, int(args.realmodel_seconds * 1000 / max(slowest, 1e-3))))
-            warmup = 2
+            runs = max(3, min(3000, int(args.realmodel_seconds * 1000 / max(slowest, 1e-3))))
+            warmup = 2 if slowest > 1 else 20
             if slowest > 100:
                 rounds = max(2, rounds - 1)
+            elif slowest < 1:
+                rounds += 2
         r += 1
     server.ask(reset=True)
     code, out, err, ort_rss = run_measured([sys.executable, "-c", ORT_REAL, model, str(feeds), "1", "3", "1", "all"])
