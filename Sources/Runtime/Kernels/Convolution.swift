@@ -364,7 +364,8 @@ private func gatheredConvolution(x: UnsafePointer<Float>, ch: Int, h: Int, w: In
   }
   let images = spatialOut >= target ? 1 : min(n, target / spatialOut)
   // Bands as equal as they can be (36 + 20 rows kept one of two threads idle a third of the time).
-  let rows = spatialOut >= target ? (oh + (spatialOut + target - 1) / target - 1) / ((spatialOut + target - 1) / target) : oh
+  let bandsPerImage = spatialOut >= target ? (spatialOut + target - 1) / target : 1
+  let rows = (oh + bandsPerImage - 1) / bandsPerImage
   let bands = (oh + rows - 1) / rows, jobs = (n + images - 1) / images * bands
   let paddedRows = (rows - 1) * win.sh + (win.kh - 1) * win.dh + 1, paddedWidth = (ow - 1) * win.sw + (win.kw - 1) * win.dw + 1
   let plane = paddedRows * paddedWidth, padded = images * cg * plane, positions = images * rows * ow

@@ -57,13 +57,7 @@ private func forEachIndex(_ shape: [Int], _ body: (Int, [Int]) -> Void) {
   var idx = [Int](repeating: 0, count: shape.count)
   for linear in 0..<total {
     body(linear, idx)
-    var d = shape.count - 1
-    while d >= 0 {
-      idx[d] += 1
-      if idx[d] < shape[d] { break }
-      idx[d] = 0
-      d -= 1
-    }
+    advance(&idx, within: shape)
   }
 }
 
