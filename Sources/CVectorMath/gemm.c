@@ -1,4 +1,5 @@
 #include "vectormath.h"
+#include "transpose.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -468,30 +469,10 @@ void vm_gemm_gathered(long m, long n, long first_panel, long end_panel, long k, 
 // loop was a fifth of a 3-channel stem's time.
 __attribute__((target("avx512f"), always_inline))
 static inline void transpose16(const float *src, long columns, float *dst, long ldc) {
-  __m512 r[16], t[16];
+  __m512 r[16];
   for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * columns);
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
-    __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-  }
-  for (int i = 0; i < 16; i += 8) {
-    for (int j = 0; j < 4; j++) {
-      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
-    }
-  }
-  for (int j = 0; j < 8; j++) {
-    _mm512_storeu_ps(dst + j * ldc, _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
-    _mm512_storeu_ps(dst + (j + 8) * ldc, _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
-  }
+  transpose16_registers(r);
+  for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + j * ldc, r[j]);
 }
 
 __attribute__((target("avx512f")))

@@ -306,82 +306,70 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 #define load16(p) ({ v16f v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define store16(p, v) do { v16f w_ = (v); memcpy((p), &w_, sizeof w_); } while (0)
 
-// dst[q] = Σ_t filter[t] · in[offsets[t] + q] for q < n rounded up to 16 (reads and writes that
-// far), taps in order, four vectors' sums kept in registers across the taps.
-// A span of exactly NV vectors with all NV sums in registers: the taps' additions of each
-// vector are a chain, and a 7×7 plane's 5 vectors run as 5 chains side by side instead of a block
-// of 4 followed by a fifth alone. Each element's sum is in the same order as below. (4 and 8
-// vectors are the loop below already: one or two blocks of four.)
-#define DEPTHWISE_SHORT(NV)                                                                  \
-  static inline __attribute__((always_inline)) void depthwise_short_##NV(                    \
-      const float *in, const long *offsets, const float *filter, long taps, float *dst) {    \
-    v16f a[NV];                                                                              \
-    for (int v = 0; v < NV; v++) a[v] = 0.0f + filter[0] * load16(in + offsets[0] + 16 * v); \
-    for (long t = 1; t < taps; t++) {                                                        \
-      const float *s = in + offsets[t];                                                      \
-      float f = filter[t];                                                                   \
-      for (int v = 0; v < NV; v++) a[v] += f * load16(s + 16 * v);                           \
-    }                                                                                        \
-    for (int v = 0; v < NV; v++) store16(dst + 16 * v, a[v]);                                \
+// The sums of NV vectors of one plane side by side: vector j is Σ_t filter[t] · in[src[j] +
+// offsets[t] + 0…15], taps in order, stored at dst + out[j]. An FMA's result is ready four
+// cycles after it issues and two issue a cycle, so eight independent chains keep the units busy
+// where one vector's 25 taps alone (a 14 × 14 plane's last vectors) waited on each other; the
+// vectors of a group may come from different output rows. Each element's sum is the same
+// whichever group it is in.
+#define DEPTHWISE_GROUP(NV)                                                                   \
+  static inline __attribute__((always_inline)) void depthwise_group_##NV(                     \
+      const float *in, const long *src, const long *offsets, const float *filter, long taps,  \
+      float *dst, const long *out) {                                                          \
+    v16f a[NV];                                                                               \
+    for (int v = 0; v < NV; v++) a[v] = 0.0f + filter[0] * load16(in + src[v] + offsets[0]); \
+    for (long t = 1; t < taps; t++) {                                                         \
+      const float *s = in + offsets[t];                                                       \
+      float f = filter[t];                                                                    \
+      for (int v = 0; v < NV; v++) a[v] += f * load16(s + src[v]);                            \
+    }                                                                                         \
+    for (int v = 0; v < NV; v++) store16(dst + out[v], a[v]);                                 \
   }
-DEPTHWISE_SHORT(1)
-DEPTHWISE_SHORT(2)
-DEPTHWISE_SHORT(3)
-DEPTHWISE_SHORT(5)
-DEPTHWISE_SHORT(6)
-DEPTHWISE_SHORT(7)
+DEPTHWISE_GROUP(1)
+DEPTHWISE_GROUP(2)
+DEPTHWISE_GROUP(3)
+DEPTHWISE_GROUP(4)
+DEPTHWISE_GROUP(5)
+DEPTHWISE_GROUP(6)
+DEPTHWISE_GROUP(7)
+DEPTHWISE_GROUP(8)
 
-__attribute__((always_inline)) static inline void depthwise_span(const float *in, const long *offsets, const float *filter, long taps, long n,
-                                  float *dst) {
-  switch ((n + 15) / 16) {
-  case 1: depthwise_short_1(in, offsets, filter, taps, dst); return;
-  case 2: depthwise_short_2(in, offsets, filter, taps, dst); return;
-  case 3: depthwise_short_3(in, offsets, filter, taps, dst); return;
-  case 5: depthwise_short_5(in, offsets, filter, taps, dst); return;
-  case 6: depthwise_short_6(in, offsets, filter, taps, dst); return;
-  case 7: depthwise_short_7(in, offsets, filter, taps, dst); return;
-  default: break;
-  }
-  long q = 0;
-  for (; q + 64 <= n; q += 64) {
-    const float *s = in + offsets[0] + q;
-    float f = filter[0];
-    v16f a0 = 0.0f + f * load16(s), a1 = 0.0f + f * load16(s + 16);
-    v16f a2 = 0.0f + f * load16(s + 32), a3 = 0.0f + f * load16(s + 48);
-    for (long t = 1; t < taps; t++) {
-      s = in + offsets[t] + q;
-      f = filter[t];
-      a0 += f * load16(s);
-      a1 += f * load16(s + 16);
-      a2 += f * load16(s + 32);
-      a3 += f * load16(s + 48);
-    }
-    store16(dst + q, a0);
-    store16(dst + q + 16, a1);
-    store16(dst + q + 32, a2);
-    store16(dst + q + 48, a3);
-  }
-  for (; q < n; q += 16) {
-    v16f a = 0.0f + filter[0] * load16(in + offsets[0] + q);
-    for (long t = 1; t < taps; t++) a += filter[t] * load16(in + offsets[t] + q);
-    store16(dst + q, a);
+__attribute__((always_inline)) static inline void depthwise_group(const float *in, const long *src, const long *offsets,
+                                                                  const float *filter, long taps, float *dst,
+                                                                  const long *out, int count) {
+  switch (count) {
+  case 1: depthwise_group_1(in, src, offsets, filter, taps, dst, out); return;
+  case 2: depthwise_group_2(in, src, offsets, filter, taps, dst, out); return;
+  case 3: depthwise_group_3(in, src, offsets, filter, taps, dst, out); return;
+  case 4: depthwise_group_4(in, src, offsets, filter, taps, dst, out); return;
+  case 5: depthwise_group_5(in, src, offsets, filter, taps, dst, out); return;
+  case 6: depthwise_group_6(in, src, offsets, filter, taps, dst, out); return;
+  case 7: depthwise_group_7(in, src, offsets, filter, taps, dst, out); return;
+  default: depthwise_group_8(in, src, offsets, filter, taps, dst, out); return;
   }
 }
 
 CLONES void vm_depthwise_plane(const float *in, long row_step, long row_width, const long *offsets, const float *filter,
                                long taps, long oh, long ow, float *out, float *scratch) {
   if (oh <= 0 || ow <= 0) return;
-  if (row_step == row_width) {
-    // Consecutive output rows read consecutive buffer rows: one span over all of them, the
-    // columns between rows computed and dropped (a 7-wide row alone would not fill a vector).
-    depthwise_span(in, offsets, filter, taps, (oh - 1) * row_step + ow, scratch);
-    for (long oy = 0; oy < oh; oy++) memcpy(out + oy * ow, scratch + oy * row_step, (size_t)ow * sizeof(float));
-    return;
+  // Consecutive output rows that read consecutive buffer rows are one span, the columns between
+  // rows computed and dropped (a 7-wide row alone would not fill a vector); otherwise each row's
+  // vectors, into rows of the scratch `pitch` apart. Either way vectors go eight at a time.
+  int span = row_step == row_width;
+  long per_row = (ow + 15) / 16, pitch = span ? row_step : per_row * 16;
+  long vectors = span ? ((oh - 1) * row_step + ow + 15) / 16 : oh * per_row;
+  long src[8], dst[8];
+  int count = 0;
+  for (long v = 0; v < vectors; v++) {
+    long row = span ? 0 : v / per_row, column = span ? v * 16 : v % per_row * 16;
+    src[count] = row * row_step + column;
+    dst[count] = row * pitch + column;
+    if (++count == 8 || v + 1 == vectors) {
+      depthwise_group(in, src, offsets, filter, taps, scratch, dst, count);
+      count = 0;
+    }
   }
-  for (long oy = 0; oy < oh; oy++) {
-    depthwise_span(in + oy * row_step, offsets, filter, taps, ow, scratch);
-    memcpy(out + oy * ow, scratch, (size_t)ow * sizeof(float));
-  }
+  for (long oy = 0; oy < oh; oy++) memcpy(out + oy * ow, scratch + oy * pitch, (size_t)ow * sizeof(float));
 }
 
 // Swift's min and max, NaN handling included: the unfused nodes' kernels are Swift, and a fused

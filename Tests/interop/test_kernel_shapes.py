@@ -71,6 +71,13 @@ DEPTHWISE = [
     (3, 33, 33, 3, 2, 0, 2, None),     # dilation 2
     (2, 7, 50, 3, 3, 1, 1, None),      # stride 3
     (8, 112, 112, 3, 2, 1, 1, "Relu"),  # a MobileNet stage
+    # 16 channels side by side (AVX-512): groups of 16 and a partial one, bands of output rows
+    # (about 512 positions each), every fused activation.
+    (24, 14, 14, 5, 1, 2, 1, "HardSwish"),
+    (40, 9, 300, 3, 1, 1, 1, "LeakyRelu"),  # a band a row, the left padding wider than the right
+    (17, 70, 9, 3, 2, 1, 1, "HardSigmoid"),
+    (33, 40, 40, 5, 2, 2, 1, "SiLU"),     # Sigmoid and Mul, fused
+    (16, 31, 29, 7, 1, 3, 2, None),       # 7 × 7 dilated
 ]
 
 
@@ -85,6 +92,8 @@ def test_depthwise_convolutions(c, h, w, k, s, p, d, act, compressor, tmp_path):
     if act == "Clip":
         nodes.append(helper.make_node("Clip", ["z", "lo", "hi"], ["y"]))
         inits += [("lo", np.array(0, np.float32)), ("hi", np.array(6, np.float32))]
+    elif act == "SiLU":
+        nodes += [helper.make_node("Sigmoid", ["z"], ["g"]), helper.make_node("Mul", ["z", "g"], ["y"])]
     elif act is not None:
         nodes.append(helper.make_node(act, ["z"], ["y"]))
     m = model(nodes, [("x", x)], inits, opset=14)

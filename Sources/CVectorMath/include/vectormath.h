@@ -48,10 +48,21 @@ void vm_rows_dot(const float *a, long lda, const float *x, long k, long j0, long
 // A depthwise convolution of one plane read from a zero-padded buffer: out[oy·ow + ox] =
 // Σ_t filter[t] · in[oy·row_step + offsets[t] + ox], taps summed in order. row_width is the
 // buffer's row length (row_step is a multiple of it). Reads up to 15 floats past the last one
-// used, so the buffer needs that much (finite) slack; scratch holds (oh − 1)·row_step + ow
-// floats rounded up to 16.
+// used, so the buffer needs that much (finite) slack; scratch holds the larger of (oh − 1)·
+// row_step + ow and oh·ow, each rounded up to 16 (ow for each row).
 void vm_depthwise_plane(const float *in, long row_step, long row_width, const long *offsets, const float *filter,
                         long taps, long oh, long ow, float *out, float *scratch);
+// A depthwise convolution (one filter of kh × kw per channel) of `planes` ≤ 16 channels at once,
+// side by side in vectors (depthwise.c; AVX-512 machines only): x is the first channel's plane
+// (h × w, planes consecutive), filter planes × kh·kw weights, out the first output plane (oh ×
+// ow each), of which rows [oy0, oy1) are computed: taps summed in order with fused
+// multiply-adds, then the bias (planes values, or NULL) and the activation `kind` (as
+// vm_bias_activation, no residual). workspace: vm_depthwise_channels_workspace(…, oy1 − oy0)
+// floats.
+long vm_depthwise_channels_workspace(long kh, long kw, long sh, long sw, long dh, long dw, long ow, long rows);
+void vm_depthwise_channels(const float *x, long planes, long h, long w, const float *filter, long kh, long kw, long sh,
+                           long sw, long dh, long dw, long pad_top, long pad_left, long oh, long ow, long oy0, long oy1,
+                           const float *bias, int kind, float alpha, float beta, float *out, float *workspace);
 // A convolution's epilogue, in place: p = act((p + bias) + residual) (residual may be NULL),
 // with alpha and beta the activation's parameters (Clip's bounds, LeakyRelu's slope,
 // HardSigmoid's α and β). The same bits as the unfused Add and activation nodes.
