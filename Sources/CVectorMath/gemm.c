@@ -245,23 +245,36 @@ static inline void gemm_direct(long m, long first_panel, long end_panel, long n,
     for (long i = first_panel * GEMM_MR; i < m && i < end_panel * GEMM_MR; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
     return;
   }
-  float *panel = line_aligned(workspace);
+  float *packed = line_aligned(workspace);
   window_segment segments[GEMM_NR];
   for (long k0 = 0; k0 < k; k0 += GEMM_KC) {
     long kc = smaller(k - k0, GEMM_KC);
-    for (long j = 0; j < n; j += GEMM_NR) {
-      long width = smaller(n - j, GEMM_NR);
-      if (win) {
-        pack_window(win, segments, window_segments(win, p0 + j, width, segments), k0, kc, panel, GEMM_NR);
-      } else {
-        pack_b(b + k0 * ldb + j, ldb, kc, width, panel, b_in_memory && j + GEMM_NR < n);
+    // As many panels of B as fill GEMM_KC × 32 floats (one panel when kc is GEMM_KC; sixteen for
+    // a 1 × 1 layer over 16 channels), then each 8-row panel of A across all of them: C is then
+    // written 8 rows at a time in runs of up to 2 KB, where one panel at a time wrote every row of
+    // C 128 bytes at once — 96 rows of a 1 × 1 layer's output, 50 KB apart, more streams than the
+    // caches follow (EfficientNet's 16 → 96-channel layer over 112 × 112 ran at 20 GFLOP/s).
+    long block = GEMM_KC / kc * GEMM_NR;
+    for (long j0 = 0; j0 < n; j0 += block) {
+      long j1 = smaller(n, j0 + block);
+      for (long j = j0; j < j1; j += GEMM_NR) {
+        long width = smaller(n - j, GEMM_NR);
+        float *panel = packed + (j - j0) / GEMM_NR * kc * GEMM_NR;
+        if (win) {
+          pack_window(win, segments, window_segments(win, p0 + j, width, segments), k0, kc, panel, GEMM_NR);
+        } else {
+          pack_b(b + k0 * ldb + j, ldb, kc, width, panel, b_in_memory && j + GEMM_NR < n);
+        }
       }
       for (long p = first_panel; p < end_panel; p++) {
         long rows = smaller(m - p * GEMM_MR, GEMM_MR);
-        // A's rows are first read with the first panel of B; the others find them in cache.
-        const float *next = j == 0 && p + 1 < end_panel ? a + (p + 1) * GEMM_MR * lda + k0 : 0;
-        micro_kernel(kc, a + p * GEMM_MR * lda + k0, lda, 1, panel, c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0,
-                     next, lda, 0);
+        for (long j = j0; j < j1; j += GEMM_NR) {
+          long width = smaller(n - j, GEMM_NR);
+          // A's rows are first read with the first panel of B; the others find them in cache.
+          const float *next = j == 0 && p + 1 < end_panel ? a + (p + 1) * GEMM_MR * lda + k0 : 0;
+          micro_kernel(kc, a + p * GEMM_MR * lda + k0, lda, 1, packed + (j - j0) / GEMM_NR * kc * GEMM_NR,
+                       c + p * GEMM_MR * ldc + j, ldc, rows, width, k0 > 0, next, lda, 0);
+        }
       }
     }
   }

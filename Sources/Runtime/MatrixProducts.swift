@@ -53,16 +53,16 @@ func transposedWeights(_ c: KernelContext, _ source: () -> UnsafePointer<Float>,
   return TransposedWeights(array: array, groupStride: stride, base: base)
 }
 
-/// c (m × n, rows ldc apart) = a (m × k, rows k apart) · b (k × n, rows n apart), read where they
-/// lie (a convolution's weights and unfolded input; a MatMul's rows and weights — `bInMemory`, so
-/// the kernel fetches them ahead), its columns (in whole 32-column panels) or else its 8-row
-/// panels shared among the threads. Every element is computed the same way whichever thread
-/// computes it.
-func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bInMemory: Bool,
+/// c (m × n, rows ldc apart) = a (m × k, rows k apart) · b (k × n, rows ldb apart, n by default),
+/// read where they lie (a convolution's weights and unfolded input; a MatMul's rows and weights —
+/// `bInMemory`, so the kernel fetches them ahead), its columns (in whole 32-column panels) or else
+/// its 8-row panels shared among the threads. Every element is computed the same way whichever
+/// thread computes it.
+func directProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int? = nil, bInMemory: Bool,
                    c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
-  let fetch: Int32 = bInMemory ? 1 : 0
+  let fetch: Int32 = bInMemory ? 1 : 0, ldb = ldb ?? n
   shareRowsOrColumns(m: m, n: n, k: k, parallel: parallel) { first, end, c0, c1, w in
-    vm_gemm(m, first, end, c1 - c0, k, a, k, b + c0, n, fetch, c + c0, ldc, w)
+    vm_gemm(m, first, end, c1 - c0, k, a, k, b + c0, ldb, fetch, c + c0, ldc, w)
   }
 }
 

@@ -247,6 +247,25 @@ def test_pointwise_convolutions_over_several_images(batch, cin, cout, size, comp
     np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch,cin,cout,h,w,group", [
+    (1, 16, 96, 40, 41, 1),    # 1,640 positions in blocks of 1,344 (about 512 KB of output each)
+    (3, 24, 300, 23, 29, 1),   # blocks of 416 positions, the last one short, over three images
+    (2, 32, 160, 30, 30, 2),   # two groups, each its own product over the same blocks
+    (1, 8, 40, 64, 64, 1),     # eight input channels: 32 panels of B packed together
+])
+def test_pointwise_convolutions_finished_in_blocks(batch, cin, cout, h, w, group, compressor, tmp_path):
+    """1×1 convolutions over large maps computed and finished (bias, SiLU) a block of positions at
+    a time: the same values as ONNX Runtime, the same bytes on one and two threads."""
+    x = RNG.standard_normal((batch, cin, h, w)).astype(np.float32)
+    weight = (RNG.standard_normal((cout, cin // group, 1, 1)) * 0.2).astype(np.float32)
+    bias = RNG.standard_normal(cout).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1], group=group),
+             helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["y"])]
+    m = model(nodes, [("x", x)], [("w", weight), ("b", bias)])
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    np.testing.assert_allclose(got, ort_run(path, [("x", x)]), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("scale_shape,shift_shape", [
     ((6, 1, 1), (1, 6, 1, 1)),  # one value per channel: folded into the Conv and the BatchNormalization
     ((1,), ()),                 # one value for all: folded

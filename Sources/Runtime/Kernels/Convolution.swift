@@ -171,31 +171,43 @@ func conv(_ c: KernelContext) throws -> NDArray {
     // A 1×1 convolution is a matrix product with the input as it is: no im2col.
     let packed = try transposedWeights(c, { UnsafePointer(wp) }, m: m, group: group, k: cg, positions: spatialOut, window: false,
                                        purpose: "conv-transposed")
-    func image(_ b: Int, parallel: Bool) {
+    // Positions in blocks of about 512 KB of output, each finished (bias, activation) right after
+    // its product, while it is in the core's cache. The product reads its input in place, rows
+    // spatialOut apart, so a block is any run of positions.
+    let blockWidth = ownProductsRun && packed == nil ? max(128, (1 << 17) / max(m, 1) / 32 * 32) : spatialOut
+    let blocks = (spatialOut + blockWidth - 1) / blockWidth
+    func block(_ b: Int, _ p0: Int, _ p1: Int, parallel: Bool) {
       for g in 0..<group {
-        convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, packed: packed?.group(g),
-                           columns: sp + (b * ch + g * cg) * h * wd, output: dp + (b * m + g * mg) * spatialOut,
-                           ldc: spatialOut, parallel: parallel)
+        let columns = sp + (b * ch + g * cg) * h * wd + p0, output = dp + (b * m + g * mg) * spatialOut + p0
+        if ownProductsRun && packed == nil {
+          directProduct(m: mg, n: p1 - p0, k: cg, a: wp + g * mg * cg, b: columns, ldb: spatialOut, bInMemory: false,
+                        c: output, ldc: spatialOut, parallel: parallel)
+        } else {
+          convolutionProduct(m: mg, n: spatialOut, k: cg, weights: wp + g * mg * cg, packed: packed?.group(g), columns: columns,
+                             output: output, ldc: spatialOut, parallel: parallel)
+        }
       }
     }
-    // Several images whose products are too small to split (MobileNet's 16-channel layers: one
-    // thread did them all, and two threads ran 1×1 convolutions 1.1× as fast as one), or that
-    // share evenly among the threads (a 256-channel layer's 196 positions split 4 : 3 panels, with
-    // two waits an image: 1.6× as fast on two threads, now 1.9×), go to the threads whole, each
-    // image's product and epilogue on one thread.
-    let workers = min(Parallel.threads, n)
-    if workers > 1 && (mg * spatialOut * cg < (1 << 21) || n % workers == 0 || n >= 4 * workers) {
+    // Blocks whose products are too small to split (MobileNet's 16-channel layers: one thread did
+    // them all, and two threads ran 1×1 convolutions 1.1× as fast as one), or that share evenly
+    // among the threads (a 256-channel layer's 196 positions split 4 : 3 panels, with two waits an
+    // image: 1.6× as fast on two threads, now 1.9×), go to the threads whole, each block's product
+    // and epilogue on one thread.
+    let jobs = n * blocks, workers = min(Parallel.threads, jobs)
+    if workers > 1 && (mg * min(blockWidth, spatialOut) * cg < (1 << 21) || jobs % workers == 0 || jobs >= 4 * workers) {
       WorkerPool.shared.run(parts: workers) { worker in
-        for b in stride(from: worker, to: n, by: workers) {
-          image(b, parallel: false)
-          finish(b, 0..<m, 0, spatialOut)
+        for job in stride(from: worker, to: jobs, by: workers) {
+          let b = job / blocks, p0 = job % blocks * blockWidth, p1 = min(spatialOut, p0 + blockWidth)
+          block(b, p0, p1, parallel: false)
+          finish(b, 0..<m, p0, p1)
         }
       }
     } else {
-      for b in 0..<n {
-        image(b, parallel: true)
+      for job in 0..<jobs {
+        let b = job / blocks, p0 = job % blocks * blockWidth, p1 = min(spatialOut, p0 + blockWidth)
+        block(b, p0, p1, parallel: true)
         // Bias and activation over all channels, split among the threads like the product.
-        Parallel.forEach(m, costPerItem: spatialOut) { channels in finish(b, channels, 0, spatialOut) }
+        Parallel.forEach(m, costPerItem: p1 - p0) { channels in finish(b, channels, p0, p1) }
       }
     }
     withExtendedLifetime(packed) {}
