@@ -219,22 +219,31 @@ func conv(_ c: KernelContext) throws -> NDArray {
     let full = live.ky.count == win.kh && live.kx.count == win.kw
     var win = win
     let kk = cg * live.ky.count * live.kx.count
-    let reduced = UnsafeMutablePointer<Float>.allocate(capacity: full ? 0 : m * kk)
-    defer { reduced.deallocate() }
-    /// The live taps' weights: gathered only when used (a packed constant weight is gathered
-    /// once, when it is packed).
+    /// The live taps' weights (m × kk): gathered once per executor from a constant weight (a
+    /// packed weight is gathered once, when it is packed) — DeepLab's ASPP gathered 256 × 960 of
+    /// its 8.8 MB of weights on every call.
     let (kh, kw) = (win.kh, win.kw)
-    func liveWeights() -> UnsafePointer<Float> {
-      if full { return UnsafePointer(wp) }
-      var i = 0
-      for o in 0..<m {
-        for ci in 0..<cg {
-          for ky in live.ky {
-            for kx in live.kx { reduced[i] = wp[((o * cg + ci) * kh + ky) * kw + kx]; i += 1 }
+    func gatherLive() -> NDArray {
+      var reduced = NDArray(uninitialized: .float, [m * kk])
+      reduced.mutableElements(Float.self).withPointer { r in
+        guard let r else { return }
+        var i = 0
+        for o in 0..<m {
+          for ci in 0..<cg {
+            for ky in live.ky {
+              for kx in live.kx { r[i] = wp[((o * cg + ci) * kh + ky) * kw + kx]; i += 1 }
+            }
           }
         }
       }
-      return UnsafePointer(reduced)
+      return reduced
+    }
+    // For the packed copy, gathered into a temporary while it is packed.
+    var gathered: NDArray?
+    func gatheredForPacking() -> UnsafePointer<Float> {
+      if full { return UnsafePointer(wp) }
+      gathered = gatherLive()
+      return gathered?.elements(Float.self).baseAddress.map { UnsafePointer($0) } ?? UnsafePointer(wp)
     }
     if !full {
       win.padTop -= live.ky.lowerBound * win.dh
@@ -259,10 +268,13 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
     let bandRows = (oh + bands - 1) / bands
     bands = (oh + bandRows - 1) / bandRows
-    let packed = try transposedWeights(c, liveWeights, m: m, group: group, k: kk, positions: bandRows * ow,
+    let packed = try transposedWeights(c, gatheredForPacking, m: m, group: group, k: kk, positions: bandRows * ow,
                                        window: win.kh * win.kw > 1,
                                        purpose: full ? "conv-transposed" : liveTapsPurpose(live))
-    let wp = packed == nil ? liveWeights() : UnsafePointer(wp)
+    gathered = nil
+    let liveArray = packed != nil || full ? nil : try c.derived(fromInputs: [1], "live-" + liveTapsPurpose(live)) { gatherLive() }
+    let liveElements = liveArray?.elements(Float.self)
+    let wp = liveElements?.baseAddress.map { UnsafePointer($0) } ?? UnsafePointer(wp)
     // Small maps of several images (ResNet's 14 × 14 and 7 × 7 stages at batch 8): one product
     // over the positions of several images, whose weights are then read once for all of them,
     // and whose columns fill the kernel's 32-wide panels (49 positions are two panels, the second
@@ -286,7 +298,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     if ownProductsRun && kk >= 64 && win.kh * win.kw > 1 && n * spatialOut >= 64 && (packed != nil || fillsPanels) {
       try gatheredConvolution(x: sp, ch: ch, h: h, w: wd, n: n, weights: wp, packed: packed, group: group, m: m, k: kk,
                               win: win, oh: oh, ow: ow, output: dp, c, finish: finish)
-      withExtendedLifetime(packed) {}
+      withExtendedLifetime((packed, liveArray)) {}
       return
     }
     let workers = min(Parallel.threads, jobs)
@@ -346,7 +358,7 @@ func conv(_ c: KernelContext) throws -> NDArray {
     } else {
       withBand { run(0, $0, $1) }
     }
-    withExtendedLifetime(packed) {}
+    withExtendedLifetime((packed, liveArray)) {}
   }
   withExtendedLifetime(residualElements) {}
   }
