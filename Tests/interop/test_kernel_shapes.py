@@ -173,6 +173,8 @@ def test_convolutions_with_few_output_positions(cin, cout, size, k, stride, comp
     (1, 60, 8, 9, 70, 5, [2, 0, 2, 3], 1),     # taps across K blocks of 256 (60 × 25 rows)
     (1, 512, 256, 7, 7, 3, [1, 1, 1, 1], 1),   # 4.7 MB of weights over 49 positions: the transposed product
     (1, 64, 96, 3, 4, 3, [2, 1, 2, 2], 2),     # 9 positions: transposed, with dilation and uneven padding
+    (1, 96, 40, 16, 16, 3, [24, 24, 24, 24], 24),  # DeepLab's ASPP: only the middle tap reads the input
+    (1, 40, 24, 16, 16, 3, [12, 12, 12, 12], 12),  # rate 12 on 16 × 16: every tap reads it somewhere
 ])
 def test_convolutions_unfold_inside_the_product(batch, cin, cout, h, w, k, pads, dilation, compressor, tmp_path):
     """Stride-1 convolutions unfold each panel of the input inside the matrix kernel (both ways
