@@ -237,7 +237,11 @@ def test_convolutions_gathered_from_a_padded_copy(batch, cin, cout, h, w, k, str
     assert alone.tobytes() == got[batch - 1:].tobytes()
 
 
-@pytest.mark.parametrize("batch,cin,cout,size", [(8, 16, 24, 28), (3, 24, 16, 7), (5, 96, 40, 14)])
+@pytest.mark.parametrize("batch,cin,cout,size", [
+    (8, 16, 24, 28), (3, 24, 16, 7), (5, 96, 40, 14),
+    # 1 × 1 maps: one image a matrix–vector product, several one product against the transposed weights
+    (1, 576, 144, 1), (1, 21, 7, 1), (8, 512, 1280, 1), (3, 40, 24, 1),
+])
 def test_pointwise_convolutions_over_several_images(batch, cin, cout, size, compressor, tmp_path):
     """1×1 convolutions whose products are too small to split give each thread whole images."""
     x = RNG.standard_normal((batch, cin, size, size)).astype(np.float32)
