@@ -433,23 +433,27 @@ void vm_gemm_packed_b_window(long m, long n, long first_panel, long end_panel, l
 // panel of 8 positions may span output rows and images). B is the transposed weights, packed
 // once (vm_gemm_pack_b's layout) or, with packed_b 0, gathered here panel by panel from the
 // weights w (n rows of k) into the workspace: each panel then serves every position.
+// Row kk of the panel is element kidx[k0 + kk] of each weight row (rows ldw apart), or element
+// k0 + kk without kidx: a window's taps that read the input where others read padding.
 __attribute__((target("avx512f")))
-static void gather_b_panel(const float *w, long n, long k, long col0, long k0, long kc, float *panel) {
+static void gather_b_panel(const float *w, long n, long ldw, const int32_t *kidx, long col0, long k0, long kc, float *panel) {
   long width = smaller(n - col0, GEMM_NR);
   __mmask16 low = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
   __mmask16 high = width <= 16 ? 0 : width >= 32 ? 0xffff : (__mmask16)((1u << (width - 16)) - 1);
   __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                     _mm512_set1_epi32((int)k));
-  const float *first = w + col0 * k + k0, *second = first + 16 * k;
+                                     _mm512_set1_epi32((int)ldw));
+  const float *first = w + col0 * ldw, *second = first + 16 * ldw;
   for (long kk = 0; kk < kc; kk++) {
-    _mm512_store_ps(panel + kk * GEMM_NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, index, first + kk, 4));
-    _mm512_store_ps(panel + kk * GEMM_NR + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, index, second + kk, 4));
+    long at = kidx ? kidx[k0 + kk] : k0 + kk;
+    _mm512_store_ps(panel + kk * GEMM_NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, index, first + at, 4));
+    _mm512_store_ps(panel + kk * GEMM_NR + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, index, second + at, 4));
   }
 }
 
 __attribute__((target("avx512f")))
 void vm_gemm_gathered(long m, long n, long first_panel, long end_panel, long k, const float *x, const long *bases,
-                      const int32_t *shifts, const float *packed_b, const float *w, float *c, long ldc, float *workspace) {
+                      const int32_t *shifts, const float *packed_b, const float *w, long ldw, const int32_t *kidx, float *c,
+                      long ldc, float *workspace) {
   long panels = (n + GEMM_NR - 1) / GEMM_NR;
   if (end_panel > panels) end_panel = panels;
   float *gathered = line_aligned(workspace);
@@ -458,7 +462,7 @@ void vm_gemm_gathered(long m, long n, long first_panel, long end_panel, long k, 
     for (long p = first_panel; p < end_panel; p++) {
       long width = smaller(n - p * GEMM_NR, GEMM_NR);
       const float *bpanel = packed_b ? packed_b + k0 * panels * GEMM_NR + p * kc * GEMM_NR : gathered;
-      if (!packed_b) gather_b_panel(w, n, k, p * GEMM_NR, k0, kc, gathered);
+      if (!packed_b) gather_b_panel(w, n, ldw, kidx, p * GEMM_NR, k0, kc, gathered);
       // Packed weights come from memory: the next panel is asked into L2 by the first four tiles
       // (as in gemm_packed_b).
       const float *following = !packed_b ? 0

@@ -129,14 +129,15 @@ func packedRightWindowProduct(m: Int, n: Int, k: Int, p0: Int, window: vm_window
 }
 
 /// c (m positions × n channels, rows ldc apart) = the unfolded input at m output positions, read
-/// in place from a zero-padded copy `x` (position i's tap t at x[bases[i] + shifts[t]]) · the
-/// transposed weights, `packed` once or gathered from `weights` (n rows of k) a panel at a time
+/// in place from `x` (position i's tap t at x[bases[i] + shifts[t]]: a zero-padded copy, or the
+/// input itself where no tap reads padding) · the transposed weights, `packed` once or gathered
+/// from `weights` (n rows of k, or ldw apart with element t at kidx[t]) a panel at a time
 /// (`vm_gemm_gathered`); its 32-column panels shared among the threads.
 func gatheredProduct(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, bases: UnsafePointer<Int>, shifts: UnsafePointer<Int32>,
-                     packed: UnsafePointer<Float>?, weights: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
-                     parallel: Bool) {
+                     packed: UnsafePointer<Float>?, weights: UnsafePointer<Float>, ldw: Int? = nil, kidx: UnsafePointer<Int32>? = nil,
+                     c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool) {
   sharePanels(m: m, n: n, k: k, parallel: parallel) { first, end, w in
-    vm_gemm_gathered(m, n, first, end, k, x, bases, shifts, packed, weights, c, ldc, w)
+    vm_gemm_gathered(m, n, first, end, k, x, bases, shifts, packed, weights, ldw ?? k, kidx, c, ldc, w)
   }
 }
 

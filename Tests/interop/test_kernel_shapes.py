@@ -216,6 +216,9 @@ def test_convolutions_over_several_images(batch, cin, cout, size, stride, compre
     (2, 64, 64, 12, 12, 3, 1, [1, 1, 1, 1], 1, 2),   # two groups of 32 channels
     (1, 8, 32, 50, 50, 5, 2, [2, 2, 2, 2], 1, 1),    # 5 × 5 taps, stride 2
     (4, 96, 128, 7, 7, 3, 1, [1, 1, 1, 1], 1, 1),    # 8-position panels across images (196 = 24 · 8 + 4)
+    # Dilated over small maps: rectangles of outputs, each over the taps that read the input
+    (2, 24, 40, 13, 11, 3, 1, [6, 5, 6, 7], 6, 1),
+    (1, 20, 36, 10, 17, 3, 2, [4, 4, 4, 4], 4, 1),   # strided
 ])
 def test_convolutions_gathered_from_a_padded_copy(batch, cin, cout, h, w, k, stride, pads, dilation, group, compressor,
                                                   tmp_path):

@@ -109,11 +109,13 @@ void vm_gemm_window(long m, long first_panel, long end_panel, long p0, long n, l
 // C (m positions × n channels, rows ldc apart) = the unfolded input at m output positions (rows
 // of A: position i's tap t at x[bases[i] + shifts[t]], x a zero-padded copy of the input) · B,
 // the transposed weights (k × n) packed by vm_gemm_pack_b, or, with packed_b 0, gathered from
-// the weights w (n rows of k) a panel at a time. Columns in 32-column panels [first_panel,
-// end_panel) only. workspace: vm_gemm_workspace_size() floats. The same sums as the other
-// products of the same rows and weights.
+// the weights w (n rows ldw apart) a panel at a time: element kk of a row is w[kidx[kk]], or
+// w[kk] when kidx is 0. Columns in 32-column panels [first_panel, end_panel) only. workspace:
+// vm_gemm_workspace_size() floats. The same sums as the other products of the same rows and
+// weights.
 void vm_gemm_gathered(long m, long n, long first_panel, long end_panel, long k, const float *x, const long *bases,
-                      const int32_t *shifts, const float *packed_b, const float *w, float *c, long ldc, float *workspace);
+                      const int32_t *shifts, const float *packed_b, const float *w, long ldw, const int32_t *kidx, float *c,
+                      long ldc, float *workspace);
 // out[o·ldc + q] = t[q·columns + o] for q < rows, o < columns (AVX-512 machines only).
 void vm_transpose(const float *t, long rows, long columns, float *out, long ldc);
 // Channels ch0 … ch1 − 1 (planes of h × w) copied into planes of rows × wp, zero outside the

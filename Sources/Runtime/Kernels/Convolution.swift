@@ -229,6 +229,10 @@ func conv(_ c: KernelContext) throws -> NDArray {
     }
     withExtendedLifetime(packed) {}
   } else {
+    if try regionConvolution(x: sp, ch: ch, h: h, w: wd, n: n, weights: wp, group: group, m: m, win: win, oh: oh, ow: ow,
+                             output: dp, c, finish: finish) {
+      return
+    }
     // Taps that read only padding for every output — dilated convolutions on maps smaller than
     // their dilation (DeepLab's ASPP: rates 24 and 36 on a 16×16 map) — add nothing: convolve
     // with the window of the taps that can reach the input, and those taps' weights.
@@ -465,6 +469,119 @@ private func gatheredConvolution(x: UnsafePointer<Float>, ch: Int, h: Int, w: In
       }
     }
   }
+}
+
+/// Dilated windows over small maps whose taps read padding for most outputs (DeepLab's ASPP: rate
+/// 12 over 16 × 16, where a quarter of the window's work reads the input): the output cut into
+/// rectangles whose positions share the taps that read the input — the output rows before,
+/// within and past each tap row's reach, and the same for columns — each rectangle one product
+/// over its own taps only, read in place from the input (none of them reads padding, so there is
+/// no padded copy), with the weights of those taps gathered panel by panel from a copy of the
+/// weights with each tap's channels side by side (made once). Taken where it skips a quarter of
+/// the window's work or more, for dilated windows only (an undilated 3 × 3 one skips a quarter
+/// only on maps of 4 × 4 or less, where the transposed product with its weights packed once is
+/// the faster); false otherwise. Each output's sum runs over its live taps in the same order
+/// whichever threads compute it.
+private func regionConvolution(x: UnsafePointer<Float>, ch: Int, h: Int, w: Int, n: Int, weights: UnsafePointer<Float>,
+                               group: Int, m: Int, win: Window, oh: Int, ow: Int, output: UnsafeMutablePointer<Float>,
+                               _ c: KernelContext, finish: (Int, Range<Int>, Int, Int) -> Void) throws -> Bool {
+  let taps = win.kh * win.kw, k = ch * taps, spatialOut = oh * ow
+  guard ownProductsRun, group == 1, taps > 1, win.dh > 1 || win.dw > 1, ch * h * w < Int(Int32.max), k < Int(Int32.max) else {
+    return false
+  }
+  /// Runs of consecutive outputs along one axis whose live taps (those reading the input) are the same.
+  func runs(_ count: Int, _ size: Int, _ kernel: Int, _ s: Int, _ d: Int, _ pad: Int) -> [(outputs: Range<Int>, taps: Range<Int>)] {
+    var result = [(outputs: Range<Int>, taps: Range<Int>)]()
+    for o in 0..<count {
+      let start = o * s - pad
+      var lo = 0, hi = kernel
+      while lo < kernel && start + lo * d < 0 { lo += 1 }
+      while hi > lo && start + (hi - 1) * d >= size { hi -= 1 }
+      if let last = result.last, last.taps == lo..<hi {
+        result[result.count - 1].outputs = last.outputs.lowerBound..<(o + 1)
+      } else {
+        result.append((o..<(o + 1), lo..<hi))
+      }
+    }
+    return result
+  }
+  let rowRuns = runs(oh, h, win.kh, win.sh, win.dh, win.padTop), colRuns = runs(ow, w, win.kw, win.sw, win.dw, win.padLeft)
+  var work = 0, largest = 0
+  for r in rowRuns {
+    for q in colRuns {
+      work += r.outputs.count * q.outputs.count * r.taps.count * q.taps.count
+      largest = max(largest, r.outputs.count * q.outputs.count)
+    }
+  }
+  // Several kinds of rectangle: with one kind, the live-window reduction does the same with a
+  // smaller copy of the weights.
+  guard rowRuns.count > 1 || colRuns.count > 1, work * 4 <= spatialOut * taps * 3 else { return false }
+  // Weights [m][tap][channel]: a tap's weights for all channels side by side.
+  let tapMajor = try c.derived(fromInputs: [1], "conv-tap-major") {
+    var t = NDArray(uninitialized: .float, [m * k])
+    t.mutableElements(Float.self).withPointer { p in
+      guard let p else { return }
+      for o in 0..<m {
+        for tap in 0..<taps {
+          for ci in 0..<ch { p[(o * taps + tap) * ch + ci] = weights[(o * ch + ci) * taps + tap] }
+        }
+      }
+    }
+    return t
+  }
+  try NDArray.checkAllocation([largest * m], .float, c)
+  var product = NDArray(uninitialized: .float, [largest * m])
+  var bases = [Int](repeating: 0, count: largest)
+  tapMajor.elements(Float.self).withPointer { wt in
+    product.mutableElements(Float.self).withPointer { pp in
+      bases.withUnsafeMutableBufferPointer { bp in
+        guard let wt, let pp, let bp = bp.baseAddress else { return }
+        for r in rowRuns {
+          for q in colRuns {
+            let live = r.taps.count * q.taps.count * ch, count = r.outputs.count * q.outputs.count
+            // Tap (ky, kx) of channel ci, taps in order and channels within each.
+            var shifts = [Int32](), kidx = [Int32]()
+            shifts.reserveCapacity(live)
+            kidx.reserveCapacity(live)
+            for ky in r.taps {
+              for kx in q.taps {
+                for ci in 0..<ch {
+                  shifts.append(Int32(ci * h * w + (ky - r.taps.lowerBound) * win.dh * w + (kx - q.taps.lowerBound) * win.dw))
+                  kidx.append(Int32((ky * win.kw + kx) * ch + ci))
+                }
+              }
+            }
+            var i = 0
+            for oy in r.outputs {
+              for ox in q.outputs {
+                bp[i] = (oy * win.sh - win.padTop + r.taps.lowerBound * win.dh) * w + ox * win.sw - win.padLeft + q.taps.lowerBound * win.dw
+                i += 1
+              }
+            }
+            for b in 0..<n {
+              if live == 0 {
+                pp.update(repeating: 0, count: count * m)
+              } else {
+                shifts.withUnsafeBufferPointer { st in
+                  kidx.withUnsafeBufferPointer { kt in
+                    guard let st = st.baseAddress, let kt = kt.baseAddress else { return }
+                    gatheredProduct(m: count, n: m, k: live, x: x + b * ch * h * w, bases: bp, shifts: st, packed: nil,
+                                    weights: UnsafePointer(wt), ldw: k, kidx: kt, c: pp, ldc: m, parallel: true)
+                  }
+                }
+              }
+              for oy in r.outputs {
+                transposeInto(output + b * m * spatialOut + oy * ow + q.outputs.lowerBound, ldc: spatialOut,
+                              from: pp + (oy - r.outputs.lowerBound) * q.outputs.count * m, rows: q.outputs.count, columns: m)
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  for b in 0..<n { Parallel.forEach(m, costPerItem: spatialOut) { channels in finish(b, channels, 0, spatialOut) } }
+  return true
 }
 
 /// The cache key of weights packed for some taps only: integers interpolated, since a Range's
