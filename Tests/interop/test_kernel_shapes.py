@@ -134,6 +134,24 @@ def test_max_pool_windows_and_nan(h, w, k, s, p, ceil, compressor, tmp_path):
     assert got.shape == ref.shape and np.array_equal(got, ref, equal_nan=True)
 
 
+@pytest.mark.parametrize("h,w,k,s,pads,ceil,include_pad", [
+    (28, 28, 3, 1, [1, 1, 1, 1], 0, 0),   # inception's pools: 28 = 16 + 12 outputs a row
+    (14, 14, 3, 1, [1, 1, 1, 1], 0, 1),   # counting the padding
+    (7, 7, 7, 1, [0, 0, 0, 0], 0, 0),     # the whole map
+    (17, 23, 3, 2, [1, 0, 1, 1], 0, 0),   # stride 2 (the even lanes of two vectors), uneven padding
+    (30, 37, 5, 2, [2, 2, 2, 2], 1, 1),   # ceil mode: the last window past the padding
+    (13, 29, 3, 3, [1, 1, 1, 1], 1, 0),   # stride 3: one output at a time
+])
+def test_average_pool_windows(h, w, k, s, pads, ceil, include_pad, compressor, tmp_path):
+    x = RNG.standard_normal((2, 5, h, w)).astype(np.float32)
+    m = model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[k, k], strides=[s, s], pads=pads, ceil_mode=ceil,
+                                count_include_pad=include_pad)], [("x", x)], opset=19)
+    got, path = run_both(compressor, tmp_path, m, [("x", x)])
+    ref = ort_run(path, [("x", x)])
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("op", ["Mul", "Add", "Sub", "Div"])
 @pytest.mark.parametrize("a,b", [
     ((1, 5, 7, 9), (1, 5, 1, 1)), ((2, 3, 4, 5), (3, 1, 5)), ((2, 1, 4, 1), (1, 3, 1, 6)), ((4, 1), (1, 4)),
