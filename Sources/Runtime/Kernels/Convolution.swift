@@ -191,8 +191,16 @@ func conv(_ c: KernelContext) throws -> NDArray {
     // Positions in blocks of about 512 KB of output, each finished (bias, activation) right after
     // its product, while it is in the core's cache. The product reads its input in place, rows
     // spatialOut apart, so a block is any run of positions.
-    let blockWidth = ownProductsRun && packed == nil ? max(128, (1 << 17) / max(m, 1) / 32 * 32) : spatialOut
-    let blocks = (spatialOut + blockWidth - 1) / blockWidth
+    // Blocks as equal as whole 32-column panels allow, and with several threads a multiple of
+    // their number (12,544 positions went as three blocks of 4,096 and one of 256, two to each
+    // thread: one thread did twice the other's work).
+    var blockWidth = ownProductsRun && packed == nil ? max(128, (1 << 17) / max(m, 1) / 32 * 32) : spatialOut
+    var blocks = (spatialOut + blockWidth - 1) / blockWidth
+    if blocks > 1 {
+      if n % Parallel.threads != 0 { blocks = (blocks + Parallel.threads - 1) / Parallel.threads * Parallel.threads }
+      blockWidth = ((spatialOut + blocks - 1) / blocks + 31) / 32 * 32
+      blocks = (spatialOut + blockWidth - 1) / blockWidth
+    }
     func block(_ b: Int, _ p0: Int, _ p1: Int, parallel: Bool) {
       for g in 0..<group {
         let columns = sp + (b * ch + g * cg) * h * wd + p0, output = dp + (b * m + g * mg) * spatialOut + p0
