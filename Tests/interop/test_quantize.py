@@ -268,7 +268,7 @@ def test_awq_with_gptq_keeps_the_better_side(compressor, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--gptq", "--data", "D"], "--gptq needs --bits 4"),
+    (["--gptq", "--data", "D"], "--gptq needs --bits 4 or --mode static"),
     (["--bits", "4", "--gptq"], "--gptq needs --data (calibration samples for the Hessians)"),
     (["--awq", "--data", "D"], "--awq needs --bits 4"),
     (["--bits", "4", "--awq"], "--awq needs --data (calibration samples for the activation scales)"),

@@ -42,6 +42,9 @@ public struct QuantizeStatic: Pass {
   public var equalize = false
   /// Subtract each quantized node's weight-rounding shift ε·E[x] from its bias (`--bias-correction`).
   public var biasCorrection = false
+  /// GPTQ for the weights of the nodes it quantizes (`WeightRounding`), its levels recorded here
+  /// for every int8 weight made after it — the weight-only pass's too; nil: round to nearest.
+  public var rounded: RoundedWeights?
   /// What `equalize` and `biasCorrection` are measured with against plain PTQ when there is no
   /// `target` (nil: not measured).
   public var comparison: QualityTarget?
@@ -109,25 +112,35 @@ public struct QuantizeStatic: Pass {
     }
     if equalize { algorithmChanges += try EqualizeCrossLayer().run(&model, context).changes }
     var setup = try calibrate(model, perChannel: perChannel, withMeans: biasCorrection)
+    // GPTQ's levels for this model's weights; the pass rounds with them from here on (bias
+    // correction takes off what they shift, and the comparison below scores them).
+    var levels = rounded.map { _ in RoundedWeights() }
+    var roundingChanges = try levels.map { try roundWeights(model, setup: setup, perChannel: perChannel, into: $0) } ?? []
+    var withLevels = self
+    withLevels.rounded = levels
     var corrections = [Int: BiasCorrection.Correction]()
     if biasCorrection {
-      let found = try correctBiases(model, setup: setup, perChannel: perChannel)
+      let found = try withLevels.correctBiases(model, setup: setup, perChannel: perChannel)
       corrections = found.corrections
       algorithmChanges += found.changes
     }
     keptFloat?.nodes = setup.floatByOverrides
     if equalize || biasCorrection || smoothAlpha != nil, let goal = target ?? comparison {
       // Kept only where they measure better, as GPTQ keeps round-to-nearest where it is better.
-      let compared = try compareWithPlain(plain, model, setup: setup, corrections: corrections, goal: goal, perChannel: perChannel)
-      if let plainSetup = compared.plainIsBetter {
+      let compared = try withLevels.compareWithPlain(plain, model, setup: setup, corrections: corrections, goal: goal,
+                                                     perChannel: perChannel)
+      if let chosen = compared.plainIsBetter {
         // What the algorithms would have done is not what the model got: only the comparison stays.
         algorithmChanges = []
         model = plain
-        setup = plainSetup
+        setup = chosen.setup
+        if let own = chosen.rounding { (levels, roundingChanges) = own }
         corrections = [:]
       }
       algorithmChanges.append(compared.change)
     }
+    algorithmChanges += roundingChanges
+    rounded?.entries = levels?.entries ?? [:]
     changes += setup.changes
     let rangeChanges = setup.rangeChanges
     let (plans, params) = (setup.plans, setup.params)
@@ -324,7 +337,7 @@ public struct QuantizeStatic: Pass {
           guard let t = initializers[name] else { continue }
           q = try QuantizedWeight(t, axis: p.weightAxis(perChannel: perChannel), symmetric: symmetricWeights,
                                   names: (names.fresh("\(name).int8"), names.fresh("\(name).scale"),
-                                          names.fresh("\(name).zero_point")))
+                                          names.fresh("\(name).zero_point")), rounded: rounded)
           quantizedWeights[name] = q
           newInitializers.append(q.values)
           newInitializers.append(q.scale)
@@ -649,7 +662,8 @@ extension QuantizeStatic {
         skip("no bias of its own to correct"); continue
       }
       guard let means = setup.means[n.inputs[0]] else { skip("its input's channel means were not measured"); continue }
-      let q = try QuantizedWeight(w, axis: p.weightAxis(perChannel: perChannel), symmetric: symmetricWeights, names: (w.name, "", ""))
+      let q = try QuantizedWeight(w, axis: p.weightAxis(perChannel: perChannel), symmetric: symmetricWeights, names: (w.name, "", ""),
+                                  rounded: rounded)
       guard let c = try BiasCorrection.correct(n, weight: w, rounded: try NDArray(q.dequantized(name: w.name)).floats(),
                                                means: means, bias: bias) else {
         skip("its weight, input and bias do not line up channel by channel"); continue
@@ -665,11 +679,22 @@ extension QuantizeStatic {
 
   /// Every node quantized with the algorithms asked for, against plain PTQ (the model as it
   /// came, calibrated the same way), scored on the same data. When plain PTQ scores better, its
-  /// calibration is returned: the pass goes on without the algorithms.
+  /// calibration is returned — and its own GPTQ levels when the algorithms had changed the
+  /// weights — and the pass goes on without the algorithms.
   func compareWithPlain(_ plain: Model, _ model: Model, setup: Setup, corrections: [Int: BiasCorrection.Correction],
-                        goal: QualityTarget, perChannel: Bool) throws -> (change: PassResult.Change, plainIsBetter: Setup?) {
-    let plainSetup = equalize || smoothAlpha != nil ? try calibrate(plain, perChannel: perChannel, withMeans: false) : setup
-    let before = try Candidates(pass: self, original: plain, target: goal, plans: plainSetup.plans, params: plainSetup.params,
+                        goal: QualityTarget, perChannel: Bool) throws
+    -> (change: PassResult.Change, plainIsBetter: (setup: Setup, rounding: (RoundedWeights?, [PassResult.Change])?)?) {
+    let changedWeights = equalize || smoothAlpha != nil
+    let plainSetup = changedWeights ? try calibrate(plain, perChannel: perChannel, withMeans: false) : setup
+    // Plain PTQ with its own GPTQ levels when the algorithms changed the weights.
+    var plainPass = self
+    var plainRounding: (RoundedWeights?, [PassResult.Change])?
+    if changedWeights, rounded != nil {
+      let levels = RoundedWeights()
+      plainRounding = (levels, try roundWeights(plain, setup: plainSetup, perChannel: perChannel, into: levels))
+      plainPass.rounded = levels
+    }
+    let before = try Candidates(pass: plainPass, original: plain, target: goal, plans: plainSetup.plans, params: plainSetup.params,
                                 perChannel: perChannel).make(float: [], weightsToo: false).score
     let after = try Candidates(pass: self, original: model, target: goal, plans: setup.plans, params: setup.params,
                                perChannel: perChannel, corrections: corrections).make(float: [], weightsToo: false).score
@@ -683,7 +708,28 @@ extension QuantizeStatic {
     let change = PassResult.Change(target: "model", action: "algorithms", detail: detail,
                                    values: ["plain": before, "withAlgorithms": after, "applied": kept ? 1 : 0, "equalize": equalize ? 1 : 0,
                                             "smoothAlpha": smoothAlpha.map(Double.init) ?? 0, "biasCorrection": biasCorrection ? 1 : 0])
-    return (change, kept ? nil : plainSetup)
+    return (change, kept ? nil : (plainSetup, plainRounding))
+  }
+
+  /// GPTQ for the weights this pass stores int8: its planned nodes' and those of nodes
+  /// `--overrides` keeps float with int8 weights (the weight-only pass rounds them with the same
+  /// levels, so a saved search replays byte for byte).
+  func roundWeights(_ model: Model, setup: Setup, perChannel: Bool, into levels: RoundedWeights) throws -> [PassResult.Change] {
+    let graph = model.graph
+    let initializers = graph.initializersByName
+    var weights = [(name: String, node: Node, axis: Int?)]()
+    var planned = [Int: Plan]()
+    for p in setup.plans { planned[p.node] = p }
+    for (i, n) in graph.nodes.enumerated() where n.isDefaultDomain && Self.quantizable.contains(n.opType) && n.inputs.count >= 2 {
+      if let p = planned[i] {
+        if let (wi, _) = p.weight { weights.append((n.inputs[wi], n, p.weightAxis(perChannel: perChannel))) }
+      } else if filter.refusal(n) == nil, overrides.rule(for: n)?.skip == true, !setup.floatByOverrides.contains(label(n)),
+                let t = initializers[n.inputs[1]], t.dataType == .float {
+        weights.append((n.inputs[1], n, perChannel ? QuantizeWeights.channelAxis(n, rank: t.dims.count) : nil))
+      }
+    }
+    return try WeightRounding.round(model: model, weights: weights, symmetric: symmetricWeights, data: data,
+                                    maxSamples: calibrator.maxSamples, threads: calibrator.threads, into: levels)
   }
 }
 

@@ -21,6 +21,8 @@ public struct QuantizeWeights: Pass {
   public var filter: NodeFilter
   /// Nodes a quality search kept entirely float (static `--target`): their weights stay float.
   public var keptFloat: KeptFloatNodes?
+  /// Levels the static pass chose by GPTQ for some weights (the rest are rounded to nearest).
+  public var rounded: RoundedWeights?
   public init(minimumElements: Int = 256, symmetric: Bool = true, axis: Int? = nil, filter: NodeFilter = .init()) {
     self.minimumElements = minimumElements
     self.symmetric = symmetric
@@ -89,7 +91,7 @@ public struct QuantizeWeights: Pass {
       for t in g.initializers {
         guard let (axis, _) = weights[t.name],
               refusal(t, opset: opset, refused: refused, conflicting: conflicting) == nil else { continue }
-        let q = try QuantizedWeight(t, axis: opset >= 13 ? axis : nil, symmetric: symmetric, names: (t.name, "", ""))
+        let q = try QuantizedWeight(t, axis: opset >= 13 ? axis : nil, symmetric: symmetric, names: (t.name, "", ""), rounded: rounded)
         result[t.name] = q.dequantized(name: t.name)
       }
     }
@@ -178,7 +180,7 @@ public struct QuantizeWeights: Pass {
         let perChannel = opset >= 13
         let q = try QuantizedWeight(t, axis: perChannel ? axis : nil, symmetric: symmetric,
                                     names: (names.fresh("\(t.name).int8"), names.fresh("\(t.name).scale"),
-                                            names.fresh("\(t.name).zero_point")))
+                                            names.fresh("\(t.name).zero_point")), rounded: rounded)
         g.initializers[index] = q.values
         g.initializers.append(q.scale)
         if let zp = q.zeroPoint { g.initializers.append(zp) }

@@ -20,7 +20,22 @@ struct QuantizedWeight {
   /// Symmetric: int8 in [-127, 127] with zero point 0 (no zero-point tensor). Asymmetric: uint8
   /// over [min(0, lo), max(0, hi)] per channel with a zero point each. A channel of zeros gets
   /// scale 1; ±inf or NaN anywhere is refused (exit 65 naming the tensor).
-  init(_ t: Tensor, axis: Int?, symmetric: Bool, names: (values: String, scale: String, zeroPoint: String)) throws {
+  /// With `rounded` holding levels for this weight (GPTQ, same axis and scheme), those levels.
+  init(_ t: Tensor, axis: Int?, symmetric: Bool, names: (values: String, scale: String, zeroPoint: String),
+       rounded: RoundedWeights? = nil) throws {
+    if let e = rounded?.entry(t.name, axis: axis, symmetric: symmetric) {
+      let scaleDims: [Int64] = axis == nil ? [] : [Int64(e.scales.count)]
+      values = Tensor(name: names.values, dataType: symmetric ? .int8 : .uint8, dims: t.dims, data: ByteBuffer(copying: e.bytes))
+      scale = Tensor(name: names.scale, dataType: .float, dims: scaleDims, data: ByteBuffer(copying: e.scales.withUnsafeBytes { Array($0) }))
+      zeroPoint = symmetric ? nil : Tensor(name: names.zeroPoint, dataType: .uint8, dims: scaleDims,
+                                           data: ByteBuffer(copying: e.zeroPoints.map { UInt8($0) }))
+      scales = e.scales
+      zeroPoints = e.zeroPoints
+      sqnr = e.sqnr
+      zeroChannels = e.zeroChannels
+      self.axis = axis
+      return
+    }
     let values = try NDArray(t).floats()
     t.data.releaseResidentPages()  // read once; a mapped file's pages may go
     if let bad = values.firstIndex(where: { !$0.isFinite }) {
