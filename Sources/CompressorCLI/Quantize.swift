@@ -82,7 +82,7 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
   var blockSize = 32
 
-  @Flag(help: "GPTQ weight rounding: each weight's rounding error is spread over the inputs not yet rounded, weighted by its inputs' Hessian on the --data samples (at most --calibration-samples), so the layer's output moves least; round-to-nearest is kept for a weight where it measures better, and (static) where the samples give fewer rows than the weight has inputs. With --bits 4: the MatMul weights. Static: the int8 weights of Conv, MatMul and Gemm (scales and zero points as round-to-nearest's). The report gives both output errors per weight.")
+  @Flag(help: "GPTQ weight rounding: each weight's rounding error is spread over the inputs not yet rounded, weighted by its inputs' Hessian on the --data samples (at most --calibration-samples), so the layer's output moves least; round-to-nearest is kept for a weight where it measures better. With --bits 4: the 4-bit MatMul weights. Int8 (weight-only or static): the weights of Conv, MatMul and Gemm, with round-to-nearest's scales and zero points, and round-to-nearest kept where the samples give fewer rows than the weight has inputs. The report gives both output errors per weight.")
   var gptq = false
 
   @Flag(help: "With --bits 4: AWQ — each activation the 4-bit MatMuls read is divided per channel by s = a^α (a: the channel's root mean square on the --data samples) and their weight rows multiplied by s before rounding, so the channels that carry the most get the finest steps; α is searched from 0 to 1 by the readers' output error, and 1/s goes into the LayerNorm that produces the activation where it can (else a float Mul). Kept only where it measures better (with --gptq, against GPTQ too). The report gives every output error per weight and activation.")
@@ -162,7 +162,7 @@ struct QuantizeStep: StepOptions, StepHelp {
   func validate() throws {
     if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
     if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
-    if gptq && bits != 4 && mode != .static { throw ValidationError("--gptq needs --bits 4 or --mode static") }
+    if gptq && mode == .dynamic { throw ValidationError("--gptq needs --mode weight-only or static") }
     if gptq && data == nil { throw ValidationError("--gptq needs --data (calibration samples for the Hessians)") }
     if awq && bits != 4 { throw ValidationError("--awq needs --bits 4") }
     if awq && data == nil { throw ValidationError("--awq needs --data (calibration samples for the activation scales)") }
@@ -246,6 +246,9 @@ struct QuantizeStep: StepOptions, StepHelp {
     // Static: GPTQ's levels, chosen by the static pass, for every int8 weight made after it.
     let rounded = mode == .static && gptq ? RoundedWeights() : nil
     weightOnly.rounded = rounded
+    if mode == .weightOnly && bits == 8 && gptq, let data {
+      weightOnly.gptq = QuantizeWeights4Bit.Calibration(data: data, maxSamples: calibrationSamples, threads: threads)
+    }
     let candidates = weightOnly
     let policy: ConvertOpset.Policy = keepOpset ? .keep : .atLeast(required: fourBitQDQ)
     var upgrade = ConvertOpset(target: fourBitQDQ ? 21 : 13, policy: policy,

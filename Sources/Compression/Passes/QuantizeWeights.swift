@@ -23,6 +23,9 @@ public struct QuantizeWeights: Pass {
   public var keptFloat: KeptFloatNodes?
   /// Levels the static pass chose by GPTQ for some weights (the rest are rounded to nearest).
   public var rounded: RoundedWeights?
+  /// Weight-only `--gptq`: calibration samples for GPTQ's Hessians; the pass rounds the main
+  /// graph's Conv, MatMul and Gemm weights by GPTQ first (`WeightRounding`), the rest to nearest.
+  public var gptq: QuantizeWeights4Bit.Calibration?
   public init(minimumElements: Int = 256, symmetric: Bool = true, axis: Int? = nil, filter: NodeFilter = .init()) {
     self.minimumElements = minimumElements
     self.symmetric = symmetric
@@ -167,6 +170,20 @@ public struct QuantizeWeights: Pass {
   public func run(_ model: inout Model, _ context: PassContext) throws -> PassResult {
     let opset = model.defaultOpsetVersion ?? 1
     var (weights, conflicting, refused, changes) = try selection(model)
+    var rounded = self.rounded
+    if let gptq {
+      let levels = RoundedWeights()
+      var chosen = [(name: String, node: Node, axis: Int?)]()
+      for n in model.graph.nodes where n.isDefaultDomain && ["Conv", "MatMul", "Gemm"].contains(n.opType) && n.inputs.count >= 2 {
+        let name = n.inputs[1]
+        guard let (axis, _) = weights[name], let t = model.graph.initializersByName[name],
+              refusal(t, opset: opset, refused: refused, conflicting: conflicting) == nil else { continue }
+        chosen.append((name, n, opset >= 13 ? axis : nil))
+      }
+      changes += try WeightRounding.round(model: model, weights: chosen, symmetric: symmetric, data: gptq.data,
+                                          maxSamples: gptq.maxSamples, threads: gptq.threads, into: levels)
+      rounded = levels
+    }
     var names = NameScope(model)
     var replaced = Set<String>()
     // Each graph's own initializers, with their DequantizeLinear nodes in that graph (names are
