@@ -221,14 +221,19 @@ enum WeightRounding {
   }
 
   /// GPTQ levels for one group's K×N matrix `w` (row r: input r), with fixed scales and zero
-  /// points per column and levels in qmin…qmax. `hessian` is the upper triangle of XᵀX
+  /// points per column and levels in qmin…qmax, inputs taken in order of decreasing H diagonal. `hessian` is the upper triangle of XᵀX
   /// (K×K). Returns the levels (K×N), or nil when H, damped by 1% of its mean diagonal, is not
   /// positive definite. An input never active in calibration is rounded to nearest on its own.
   static func gptq(_ weights: [Float], hessian: UnsafePointer<Float>, k: Int, n: Int, scales: [Float], zeroPoints: [Float],
                    qmin: Float, qmax: Float) -> [Float]? {
     guard k > 0, n > 0 else { return nil }
+    // Most active inputs first ("act-order"): their errors are spread over the most inputs still
+    // free to absorb them. On the suite's weight-only int8 it took PP-OCRv4's detector's held-out
+    // IoU from 0.984 to 0.991 and its recognizer's cosine from 0.9981 to 0.9987.
+    let order = (0..<k).sorted { hessian[$0 * k + $0] != hessian[$1 * k + $1] ? hessian[$0 * k + $0] > hessian[$1 * k + $1] : $0 < $1 }
+    func hv(_ a: Int, _ b: Int) -> Float { a <= b ? hessian[a * k + b] : hessian[b * k + a] }
     var h = [Double](repeating: 0, count: k * k)
-    for i in 0..<k { for j in i..<k { let v = Double(hessian[i * k + j]); h[i * k + j] = v; h[j * k + i] = v } }
+    for i in 0..<k { for j in 0..<k { h[i * k + j] = Double(hv(order[i], order[j])) } }
     var mean = 0.0
     for i in 0..<k { mean += h[i * k + i] }
     mean /= Double(k)
@@ -238,7 +243,8 @@ enum WeightRounding {
     guard let ud = Linalg.inverseCholeskyUpper(h, n: k) else { return nil }
     h = []
     let u = ud.map { Float($0) }
-    var w = weights
+    var w = [Float](repeating: 0, count: k * n)
+    for i in 0..<k { for c in 0..<n { w[i * n + c] = weights[order[i] * n + c] } }
     var levels = [Float](repeating: 0, count: k * n)
     // Lazy batches (Frantar et al.): rows inside a block of 128 update each other one by one;
     // the rows after it get the whole block's errors in one product.
@@ -282,7 +288,9 @@ enum WeightRounding {
       }
       start = end
     }
-    return levels
+    var inOrder = [Float](repeating: 0, count: k * n)
+    for i in 0..<k { for c in 0..<n { inOrder[order[i] * n + c] = levels[i * n + c] } }
+    return inOrder
   }
 
   /// ‖X·E‖² = Σ_c eᵀHe over the columns of E (K×N), H given by its upper triangle (made full in
