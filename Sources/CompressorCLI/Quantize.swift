@@ -82,8 +82,8 @@ struct QuantizeStep: StepOptions, StepHelp {
   @Option(help: "With --bits 4: rows per block of scales (32, 64 or 128).")
   var blockSize = 32
 
-  @Flag(help: "GPTQ weight rounding: each weight's rounding error is spread over the inputs not yet rounded, weighted by its inputs' Hessian on the --data samples (at most --calibration-samples), so the layer's output moves least; round-to-nearest is kept for a weight where it measures better. With --bits 4: the 4-bit MatMul weights. Int8 (weight-only or static): the weights of Conv, MatMul and Gemm, with round-to-nearest's scales and zero points, and round-to-nearest kept where the samples give fewer rows than the weight has inputs. The report gives both output errors per weight.")
-  var gptq = false
+  @Flag(inversion: .prefixedNo, help: "GPTQ weight rounding: each weight's rounding error is spread over the inputs not yet rounded, most active first, weighted by its inputs' Hessian on the --data samples (at most --calibration-samples), so the layer's output moves least; round-to-nearest is kept for a weight where it measures better. With --bits 4: the 4-bit MatMul weights (off by default). Int8: the weights of Conv, MatMul and Gemm, with round-to-nearest's scales and zero points, and round-to-nearest kept where the samples give fewer rows than the weight has inputs — weight-only with --data (off by default), static (on by default; --no-gptq rounds to nearest).")
+  var gptq: Bool?
 
   @Flag(help: "With --bits 4: AWQ — each activation the 4-bit MatMuls read is divided per channel by s = a^α (a: the channel's root mean square on the --data samples) and their weight rows multiplied by s before rounding, so the channels that carry the most get the finest steps; α is searched from 0 to 1 by the readers' output error, and 1/s goes into the LayerNorm that produces the activation where it can (else a float Mul). Kept only where it measures better (with --gptq, against GPTQ too). The report gives every output error per weight and activation.")
   var awq = false
@@ -162,8 +162,8 @@ struct QuantizeStep: StepOptions, StepHelp {
   func validate() throws {
     if bits != 8 && bits != 4 { throw ValidationError("--bits must be 8 or 4, not \(bits)") }
     if ![32, 64, 128].contains(blockSize) { throw ValidationError("--block-size must be 32, 64 or 128, not \(blockSize)") }
-    if gptq && mode == .dynamic { throw ValidationError("--gptq needs --mode weight-only or static") }
-    if gptq && data == nil { throw ValidationError("--gptq needs --data (calibration samples for the Hessians)") }
+    if gptq == true && mode == .dynamic { throw ValidationError("--gptq needs --mode weight-only or static") }
+    if gptq == true && data == nil { throw ValidationError("--gptq needs --data (calibration samples for the Hessians)") }
     if awq && bits != 4 { throw ValidationError("--awq needs --bits 4") }
     if awq && data == nil { throw ValidationError("--awq needs --data (calibration samples for the activation scales)") }
     if bits == 4 && mode != .weightOnly { throw ValidationError("--bits 4 is weight-only; --mode \(mode.rawValue) is int8") }
@@ -244,9 +244,9 @@ struct QuantizeStep: StepOptions, StepHelp {
     var weightOnly = QuantizeWeights(symmetric: symmetricWeights, axis: axis, filter: filter)
     weightOnly.keptFloat = keptFloat
     // Static: GPTQ's levels, chosen by the static pass, for every int8 weight made after it.
-    let rounded = mode == .static && gptq ? RoundedWeights() : nil
+    let rounded = mode == .static && gptq != false ? RoundedWeights() : nil
     weightOnly.rounded = rounded
-    if mode == .weightOnly && bits == 8 && gptq, let data {
+    if mode == .weightOnly && bits == 8 && gptq == true, let data {
       weightOnly.gptq = QuantizeWeights4Bit.Calibration(data: data, maxSamples: calibrationSamples, threads: threads)
     }
     let candidates = weightOnly
@@ -265,8 +265,8 @@ struct QuantizeStep: StepOptions, StepHelp {
     case .weightOnly:
       if bits == 4 {
         let chosen: QuantizeWeights4Bit.Format? = format == .matmulnbits ? .matmulnbits : format == .qdq ? .qdq : nil
-        let calibration = (gptq || awq) ? QuantizeWeights4Bit.Calibration(data: data ?? "", maxSamples: calibrationSamples, threads: threads) : nil
-        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter, calibration: calibration, gptq: gptq, awq: awq))
+        let calibration = (gptq == true || awq) ? QuantizeWeights4Bit.Calibration(data: data ?? "", maxSamples: calibrationSamples, threads: threads) : nil
+        passes.append(QuantizeWeights4Bit(blockSize: blockSize, format: chosen, filter: filter, calibration: calibration, gptq: gptq == true, awq: awq))
       }
     case .dynamic:
       passes.append(QuantizeDynamic(filter: filter))

@@ -646,16 +646,16 @@ def test_smoothing_runs_in_onnx_runtime_and_is_kept_only_when_better(compressor,
 
 @pytest.mark.parametrize("name", ["mobile_cnn", "transformer_block"])
 def test_static_gptq_rounds_weights_with_lower_output_error(name, compressor, tmp_path):
-    """--gptq (static): each weight the report says GPTQ rounded has a lower layer output error on
+    """GPTQ (static's default): each weight the report says GPTQ rounded has a lower layer output error on
     the calibration rows than round-to-nearest (depthwise convolutions, per group, included on
     the CNN); its scales are round-to-nearest's and only its levels differ; the others say why
     they were rounded to nearest; ONNX Runtime runs the result as compressor does, close to
-    float on the digits."""
+    float on the digits. --no-gptq rounds every weight to nearest."""
     entry = MANIFEST[name]
     src = FIXTURES / entry["file"]
     common = ["--mode", "static", "--data", FIXTURES / "data" / CALIBRATION[name], "--target", "none", "--eval-samples", "0"]
-    compressor("quantize", src, *common, "-o", tmp_path / "rtn.onnx")
-    compressor("quantize", src, *common, "--gptq", "-o", tmp_path / "gptq.onnx", "--report", tmp_path / "g.json")
+    compressor("quantize", src, *common, "--no-gptq", "-o", tmp_path / "rtn.onnx")
+    compressor("quantize", src, *common, "-o", tmp_path / "gptq.onnx", "--report", tmp_path / "g.json")
     rep = json.loads((tmp_path / "g.json").read_text())
     jsonschema.validate(rep, SCHEMA)
     changes = pass_changes(rep, "quantize-static")
@@ -680,11 +680,11 @@ def test_static_gptq_rounds_weights_with_lower_output_error(name, compressor, tm
 
 
 def test_static_gptq_replays_from_saved_overrides(compressor, tmp_path):
-    """With --gptq, nodes the floor keeps float keep GPTQ's int8 weights, and replaying the saved
+    """Nodes the floor keeps float keep GPTQ's int8 weights, and replaying the saved
     decisions with --overrides rounds them the same way: the same model byte for byte."""
     src = tmp_path / "map.onnx"
     _map_model(src, outlier=60)
-    common = ["--mode", "static", "--data", FIXTURES / "data" / "calib_img.npy", "--gptq",
+    common = ["--mode", "static", "--data", FIXTURES / "data" / "calib_img.npy",
               "--eval-data", FIXTURES / "data" / "digits_img.npy", "--eval-samples", "256"]
     saved = tmp_path / "decisions.yaml"
     compressor("quantize", src, *common, "-o", tmp_path / "a.onnx", "--save-overrides", saved, "--report", tmp_path / "a.json")

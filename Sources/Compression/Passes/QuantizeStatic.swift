@@ -116,6 +116,13 @@ public struct QuantizeStatic: Pass {
     // correction takes off what they shift, and the comparison below scores them).
     var levels = rounded.map { _ in RoundedWeights() }
     var roundingChanges = try levels.map { try roundWeights(model, setup: setup, perChannel: perChannel, into: $0) } ?? []
+    if let measured = levels, !measured.entries.isEmpty, let goal = target ?? comparison {
+      // Kept only where it measures better, like the algorithms below: GPTQ fits each layer to
+      // float inputs, and with quantized activations a model can come out worse.
+      let compared = try compareRounding(model, setup: setup, levels: measured, goal: goal, perChannel: perChannel)
+      if !compared.applied { levels = nil }
+      roundingChanges.append(compared.change)
+    }
     var withLevels = self
     withLevels.rounded = levels
     var corrections = [Int: BiasCorrection.Correction]()
@@ -709,6 +716,25 @@ extension QuantizeStatic {
                                    values: ["plain": before, "withAlgorithms": after, "applied": kept ? 1 : 0, "equalize": equalize ? 1 : 0,
                                             "smoothAlpha": smoothAlpha.map(Double.init) ?? 0, "biasCorrection": biasCorrection ? 1 : 0])
     return (change, kept ? nil : (plainSetup, plainRounding))
+  }
+
+  /// Every node quantized with GPTQ's levels against the same with every weight rounded to
+  /// nearest, scored on the quality data: whether GPTQ measures better, and the report row.
+  func compareRounding(_ model: Model, setup: Setup, levels: RoundedWeights, goal: QualityTarget, perChannel: Bool) throws
+    -> (applied: Bool, change: PassResult.Change) {
+    var withLevels = self, nearest = self
+    withLevels.rounded = levels
+    nearest.rounded = nil
+    let gptq = try Candidates(pass: withLevels, original: model, target: goal, plans: setup.plans, params: setup.params,
+                              perChannel: perChannel).make(float: [], weightsToo: false).score
+    let plain = try Candidates(pass: nearest, original: model, target: goal, plans: setup.plans, params: setup.params,
+                               perChannel: perChannel).make(float: [], weightsToo: false).score
+    let applied = goal.isBetter(gptq, than: plain)
+    var detail = String(format: "%@ %.6f with GPTQ's levels, %.6f rounded to nearest (every node quantized; same calibration and quality data)",
+                        goal.measureName, gptq, plain)
+    detail += applied ? "; applied" : "; not applied: round-to-nearest measures as well or better"
+    return (applied, .init(target: "model", action: "weight rounding compared", detail: detail,
+                           values: ["gptq": gptq, "nearest": plain, "applied": applied ? 1 : 0]))
   }
 
   /// GPTQ for the weights this pass stores int8: its planned nodes' and those of nodes

@@ -318,7 +318,6 @@ enum WeightRounding {
   /// `store`. One report row per weight and one summary row.
   static func round(model: Model, weights: [(name: String, node: Node, axis: Int?)], symmetric: Bool, data: String,
                     maxSamples: Int?, threads: Int, into store: RoundedWeights) throws -> [PassResult.Change] {
-    let started = DispatchTime.now().uptimeNanoseconds
     var changes = [PassResult.Change]()
     let initializers = model.graph.initializersByName
     var readers = [String: Int]()
@@ -419,12 +418,12 @@ enum WeightRounding {
                                           gptqError, rtnError, rows, layout.k),
                            values: values))
     }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+    // No time in the row: reports are the same bytes run after run (timings live apart).
     changes.append(.init(target: "model", action: "weight rounding",
-                         detail: String(format: "%d of %d weights rounded by GPTQ (mean layer output error %.3g, round-to-nearest %.3g), the rest to nearest; %.1f s",
+                         detail: String(format: "%d of %d weights rounded by GPTQ (mean layer output error %.3g, round-to-nearest %.3g), the rest to nearest",
                                         rounded, weights.count, rounded > 0 ? gptqTotal / Double(rounded) : 0,
-                                        rounded > 0 ? rtnTotal / Double(rounded) : 0, seconds),
-                         values: ["gptq": Double(rounded), "weights": Double(weights.count), "seconds": seconds]))
+                                        rounded > 0 ? rtnTotal / Double(rounded) : 0),
+                         values: ["gptq": Double(rounded), "weights": Double(weights.count)]))
     return changes
   }
 }
