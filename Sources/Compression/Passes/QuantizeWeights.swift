@@ -174,9 +174,10 @@ public struct QuantizeWeights: Pass {
     if let gptq {
       let levels = RoundedWeights()
       var chosen = [(name: String, node: Node, axis: Int?)]()
+      let initializers = model.graph.initializersByName
       for n in model.graph.nodes where n.isDefaultDomain && ["Conv", "MatMul", "Gemm"].contains(n.opType) && n.inputs.count >= 2 {
         let name = n.inputs[1]
-        guard let (axis, _) = weights[name], let t = model.graph.initializersByName[name],
+        guard let (axis, _) = weights[name], let t = initializers[name],
               refusal(t, opset: opset, refused: refused, conflicting: conflicting) == nil else { continue }
         chosen.append((name, n, opset >= 13 ? axis : nil))
       }

@@ -293,11 +293,15 @@ enum WeightRounding {
     return inOrder
   }
 
-  /// ‖X·E‖² = Σ_c eᵀHe over the columns of E (K×N), H given by its upper triangle (made full in
-  /// `full`, K×K, so the product is one sgemm).
-  static func outputEnergy(_ e: [Float], hessian: UnsafePointer<Float>, full: inout [Float], k: Int, n: Int) -> Double {
-    if full.count != k * k { full = [Float](repeating: 0, count: k * k) }
+  /// H made whole from its upper triangle (K×K), for `outputEnergy`'s one sgemm.
+  static func wholeHessian(_ hessian: UnsafePointer<Float>, k: Int) -> [Float] {
+    var full = [Float](repeating: 0, count: k * k)
     for i in 0..<k { for j in i..<k { let v = hessian[i * k + j]; full[i * k + j] = v; full[j * k + i] = v } }
+    return full
+  }
+
+  /// ‖X·E‖² = Σ_c eᵀHe over the columns of E (K×N), with H whole (`wholeHessian`).
+  static func outputEnergy(_ e: [Float], full: [Float], k: Int, n: Int) -> Double {
     var he = [Float](repeating: 0, count: k * n)
     full.withUnsafeBufferPointer { hp in
       e.withUnsafeBufferPointer { ep in
@@ -344,7 +348,6 @@ enum WeightRounding {
     let dataset = try Dataset(path: data, inputNames: model.graph.feedNames)
     let found = try hessians(model: model, requests: requests, data: dataset, maxSamples: maxSamples, threads: threads)
     var rounded = 0, rtnTotal = 0.0, gptqTotal = 0.0
-    var full = [Float]()
     for r in requests {
       let name = r.weight, layout = r.layout
       guard let (sums, rows) = found[r.node.outputs.first ?? ""], let t = initializers[name], let axis = axes[name] else {
@@ -378,9 +381,10 @@ enum WeightRounding {
               eR[i * layout.n + c] = v - nearestValues[layout.index(row: i, column: c, group: g)]
             }
           }
-          gptqEnergy += outputEnergy(eG, hessian: hessian, full: &full, k: layout.k, n: layout.n)
-          rtnEnergy += outputEnergy(eR, hessian: hessian, full: &full, k: layout.k, n: layout.n)
-          signal += outputEnergy(matrix, hessian: hessian, full: &full, k: layout.k, n: layout.n)
+          let full = wholeHessian(hessian, k: layout.k)
+          gptqEnergy += outputEnergy(eG, full: full, k: layout.k, n: layout.n)
+          rtnEnergy += outputEnergy(eR, full: full, k: layout.k, n: layout.n)
+          signal += outputEnergy(matrix, full: full, k: layout.k, n: layout.n)
           levelsByGroup.append(levels)
         }
       }
